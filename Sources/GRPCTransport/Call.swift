@@ -1,0 +1,339 @@
+import CGRPC
+import DequeModule
+
+/// What owns a call's lifetime: a ``Server`` or a ``Channel``, which wait for their calls to end
+/// before they destroy the C objects underneath.
+protocol CallOwner: AnyObject, Sendable {
+    /// The call has released its C resources; nothing will run in it any more.
+    func callDidEnd(_ call: Call)
+}
+
+/// One gRPC call (a stream): the part the server and client sides share.
+///
+/// A call's state machine lives on the poller thread of the completion queue it is bound to:
+/// messages are read ahead (one receive always in flight while the stream is open), sends queue
+/// behind the one send batch the C core allows in flight, and handler callbacks run on that
+/// thread in order. Every method is thread-safe.
+public class Call: CompletionTarget, @unchecked Sendable {
+    // @unchecked Sendable: every mutable field below is read and written with `lock` held; the
+    // out-parameter storage is touched only by the batch that owns it (the C core writes it
+    // before the completion, the poller thread reads it after).
+
+    /// Batch kinds, the low bits of a tag.
+    enum Operation {
+        static let send = 0
+        static let receive = 1
+        static let close = 2
+    }
+
+    enum SendItem {
+        /// Client: initial metadata alone (sent as soon as the call starts).
+        case initialMetadata
+        case message(MessageBuffer)
+        /// Server: optionally a last message, then the status.
+        case status(Status, trailers: Metadata, message: MessageBuffer?)
+        /// Client: the end of the client's messages.
+        case halfClose
+    }
+
+    let call: OpaquePointer
+    let queue: CompletionQueue
+    let owner: any CallOwner
+    /// The method's full path, for example `/agents.AgentRpc/OpenChannel`.
+    public let method: String
+
+    let lock = Lock()
+
+    // MARK: State (guarded by `lock`)
+    private var sendQueue = Deque<SendItem>()
+    private var sendInFlight = false
+    /// No more sends are accepted (status or half-close queued, or the call is over).
+    private var sendsClosed = false
+    var initialMetadataSent = false
+    private var receiveInFlight = false
+    /// The peer will send no more messages (end of stream, or the receive failed).
+    var receivesEnded = false
+    /// The close (server) or status (client) completion has arrived: the call is over.
+    var isOver = false
+    private var batchesInFlight = 0
+    private var ended = false
+    /// Whether the end-of-call callback was delivered.
+    private var endDelivered = false
+
+    // MARK: Out-parameters and operation arrays (owned by the batch in flight)
+    let sendOps = UnsafeMutablePointer<grpc_op>.allocate(capacity: 4)
+    private let receiveOps = UnsafeMutablePointer<grpc_op>.allocate(capacity: 2)
+    let closeOps = UnsafeMutablePointer<grpc_op>.allocate(capacity: 1)
+    private let receivedBuffer = UnsafeMutablePointer<UnsafeMutablePointer<grpc_byte_buffer>?>.allocate(capacity: 1)
+    private let statusDetails = UnsafeMutablePointer<grpc_slice>.allocate(capacity: 1)
+    private var sendMetadata = CMetadataArray(Metadata())
+    private var sendTrailers = CMetadataArray(Metadata())
+    private var sentBuffer: UnsafeMutablePointer<grpc_byte_buffer>?
+    private var statusDetailsSet = false
+
+    /// Use write-buffer hints: a message followed by more queued messages is buffered by the C
+    /// core and flushed with the last one, so a burst goes out in fewer writes.
+    static let bufferQueuedWrites = true
+
+    init(call: OpaquePointer, queue: CompletionQueue, owner: any CallOwner, method: String) {
+        self.call = call
+        self.queue = queue
+        self.owner = owner
+        self.method = method
+        sendOps.initialize(repeating: grpc_op(), count: 4)
+        receiveOps.initialize(repeating: grpc_op(), count: 2)
+        closeOps.initialize(repeating: grpc_op(), count: 1)
+        receivedBuffer.initialize(to: nil)
+        statusDetails.initialize(to: grpc_empty_slice())
+    }
+
+    deinit {
+        sendOps.deallocate()
+        receiveOps.deallocate()
+        closeOps.deallocate()
+        receivedBuffer.deallocate()
+        statusDetails.deallocate()
+    }
+
+    /// The peer's address as the C core names it, for example `ipv4:127.0.0.1:50312`.
+    public var peer: String {
+        lock.withLock {
+            guard !ended, let peer = grpc_call_get_peer(call) else { return "unknown" }
+            defer { cgrpc_free(peer) }
+            return String(cString: peer)
+        }
+    }
+
+    /// Queues `message` to be sent after every message queued before it.
+    ///
+    /// - Returns: false if the call is over or its sending side is closed (the message is
+    ///   dropped).
+    @discardableResult
+    public func send(_ message: MessageBuffer) -> Bool {
+        enqueue(.message(message))
+    }
+
+    /// Cancels the call: both sides see it end with `CANCELLED`.
+    public func cancel() {
+        cancel(Status(.cancelled, "Cancelled"))
+    }
+
+    func cancel(_ status: Status) {
+        lock.withLock {
+            guard !ended else { return }
+            status.message.withCString { message in
+                _ = grpc_call_cancel_with_status(call, status.code.cValue, message, nil)
+            }
+        }
+    }
+
+    /// How many sends are queued and not yet handed to the C core (for flow control).
+    public var queuedSendCount: Int { lock.withLock { sendQueue.count + (sendInFlight ? 1 : 0) } }
+
+    // MARK: Sending
+
+    func enqueue(_ item: SendItem) -> Bool {
+        lock.withLock {
+            guard !sendsClosed, !isOver else { return false }
+            switch item {
+            case .status, .halfClose: sendsClosed = true
+            case .message, .initialMetadata: break
+            }
+            sendQueue.append(item)
+            if !sendInFlight { startNextSendLocked() }
+            return true
+        }
+    }
+
+    /// The initial metadata this side sends (a client's request headers; nothing on a server).
+    func initialMetadataToSend() -> Metadata { Metadata() }
+
+    /// Flags for the initial-metadata operation (a client may ask to wait for the connection).
+    func sendInitialMetadataFlags() -> UInt32 { 0 }
+
+    private func startNextSendLocked() {
+        while let item = sendQueue.popFirst() {
+            var count = 0
+            @discardableResult
+            func add(_ type: grpc_op_type, flags: UInt32 = 0) -> UnsafeMutablePointer<grpc_op> {
+                let op = sendOps + count
+                op.pointee = grpc_op()
+                op.pointee.op = type
+                op.pointee.flags = flags
+                count += 1
+                return op
+            }
+            if !initialMetadataSent {
+                initialMetadataSent = true
+                sendMetadata = CMetadataArray(initialMetadataToSend())
+                let op = add(GRPC_OP_SEND_INITIAL_METADATA, flags: sendInitialMetadataFlags())
+                op.pointee.data.send_initial_metadata.count = sendMetadata.count
+                op.pointee.data.send_initial_metadata.metadata = sendMetadata.pointer
+            }
+            switch item {
+            case .initialMetadata:
+                if count == 0 { continue }
+            case .message(let message):
+                var flags: UInt32 = 0
+                if Self.bufferQueuedWrites, case .message = sendQueue.first {
+                    flags = UInt32(GRPC_WRITE_BUFFER_HINT)
+                }
+                sentBuffer = message.makeSendBuffer()
+                add(GRPC_OP_SEND_MESSAGE, flags: flags).pointee.data.send_message.send_message = sentBuffer
+            case .status(let status, let trailers, let message):
+                if let message {
+                    sentBuffer = message.makeSendBuffer()
+                    add(GRPC_OP_SEND_MESSAGE).pointee.data.send_message.send_message = sentBuffer
+                }
+                sendTrailers = CMetadataArray(trailers)
+                statusDetails.pointee = grpc_slice.copying(status.message)
+                statusDetailsSet = true
+                let op = add(GRPC_OP_SEND_STATUS_FROM_SERVER)
+                op.pointee.data.send_status_from_server.status = status.code.cValue
+                op.pointee.data.send_status_from_server.status_details = statusDetails
+                op.pointee.data.send_status_from_server.trailing_metadata_count = sendTrailers.count
+                op.pointee.data.send_status_from_server.trailing_metadata = sendTrailers.pointer
+            case .halfClose:
+                add(GRPC_OP_SEND_CLOSE_FROM_CLIENT)
+            }
+            if startBatchLocked(sendOps, count: count, operation: Operation.send) {
+                sendInFlight = true
+                return
+            }
+            releaseSendResourcesLocked()
+        }
+    }
+
+    private func releaseSendResourcesLocked() {
+        sendMetadata.release()
+        sendTrailers.release()
+        if let buffer = sentBuffer {
+            grpc_byte_buffer_destroy(buffer)
+            sentBuffer = nil
+        }
+        if statusDetailsSet {
+            grpc_slice_unref(statusDetails.pointee)
+            statusDetailsSet = false
+        }
+    }
+
+    private func sendDidComplete(success: Bool) {
+        lock.withLock {
+            sendInFlight = false
+            releaseSendResourcesLocked()
+            if !success {
+                // The call is broken: nothing queued can go out.
+                sendsClosed = true
+                sendQueue.removeAll()
+            } else if !isOver {
+                startNextSendLocked()
+            } else {
+                sendQueue.removeAll()
+            }
+        }
+    }
+
+    // MARK: Receiving
+
+    /// Starts the receive loop (with `initialMetadata`, the client's first receive also takes
+    /// the server's initial metadata).
+    func startReceivingLocked(initialMetadata: UnsafeMutablePointer<grpc_metadata_array>? = nil) {
+        guard !receiveInFlight, !receivesEnded, !isOver else { return }
+        var count = 0
+        if let initialMetadata {
+            receiveOps[count] = grpc_op()
+            receiveOps[count].op = GRPC_OP_RECV_INITIAL_METADATA
+            receiveOps[count].data.recv_initial_metadata.recv_initial_metadata = initialMetadata
+            count += 1
+        }
+        receiveOps[count] = grpc_op()
+        receiveOps[count].op = GRPC_OP_RECV_MESSAGE
+        receiveOps[count].data.recv_message.recv_message = receivedBuffer
+        count += 1
+        if startBatchLocked(receiveOps, count: count, operation: Operation.receive) {
+            receiveInFlight = true
+        } else {
+            receivesEnded = true
+        }
+    }
+
+    private func receiveDidComplete(success: Bool) {
+        let buffer = receivedBuffer.pointee
+        receivedBuffer.pointee = nil
+        let message = buffer.map { MessageBuffer(taking: $0) }
+        lock.withLock {
+            receiveInFlight = false
+            if success, message != nil {
+                startReceivingLocked()
+            } else {
+                receivesEnded = true
+            }
+        }
+        if let message {
+            if success { didReceive(message) }
+        } else if success {
+            didReceiveEndOfStream()
+        }
+    }
+
+    /// A message arrived (poller thread).
+    func didReceive(_ message: MessageBuffer) {}
+    /// The peer closed its sending side (poller thread).
+    func didReceiveEndOfStream() {}
+    /// The close or status operation completed (poller thread, `lock` not held): subclasses
+    /// read its out-parameters here, before ``didEnd()``.
+    func closeDidComplete(success: Bool) {}
+    /// The call is over and every message has been delivered (poller thread, once).
+    func didEnd() {}
+
+    // MARK: Batches and lifetime
+
+    /// Starts a batch; on failure releases the tag (no completion will come).
+    func startBatchLocked(_ ops: UnsafeMutablePointer<grpc_op>, count: Int, operation: Int) -> Bool {
+        guard !ended else { return false }
+        let tag = retainedTag(operation)
+        let result = grpc_call_start_batch(call, ops, count, tag, nil)
+        guard result == GRPC_CALL_OK else {
+            releaseTag(tag)
+            return false
+        }
+        batchesInFlight += 1
+        return true
+    }
+
+    override final func complete(operation: Int, success: Bool) {
+        switch operation {
+        case Operation.send: sendDidComplete(success: success)
+        case Operation.receive: receiveDidComplete(success: success)
+        case Operation.close:
+            lock.withLock {
+                isOver = true
+                sendsClosed = true
+            }
+            closeDidComplete(success: success)
+        default: break
+        }
+        finishBatch()
+    }
+
+    private func finishBatch() {
+        var deliverEnd = false
+        var release = false
+        lock.withLock {
+            batchesInFlight -= 1
+            if isOver, !receiveInFlight, !endDelivered {
+                endDelivered = true
+                deliverEnd = true
+            }
+            if isOver, batchesInFlight == 0, !ended {
+                ended = true
+                release = true
+            }
+        }
+        if deliverEnd { didEnd() }
+        if release {
+            grpc_call_unref(call)
+            owner.callDidEnd(self)
+        }
+    }
+}

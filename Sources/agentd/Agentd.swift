@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Agentd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agentd",
+        abstract: "An AutoGen-compatible agent host and plugin runtime.",
+        subcommands: []
+    )
+}
