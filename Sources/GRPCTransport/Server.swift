@@ -73,6 +73,9 @@ public final class Server: CallOwner, @unchecked Sendable {
             arguments.set("grpc.keepalive_time_ms", Int(keepalive.components.seconds * 1000))
             arguments.set("grpc.keepalive_permit_without_calls", 1)
         }
+        // Without this the C core sets SO_REUSEPORT, and a second server on a taken port
+        // would silently share it instead of failing.
+        arguments.set("grpc.so_reuseport", 0)
         // Allow clients' keepalive pings every 10 s without a GOAWAY (the default is 5 min).
         arguments.set("grpc.http2.min_ping_interval_without_data_ms", 10_000)
         let server = arguments.withCArguments { grpc_server_create($0, nil)! }
