@@ -137,6 +137,11 @@ class HostProcess:
                 self.proc.kill()
                 self.proc.wait()
                 killed = True
+        # The host runs in its own session (process group): end anything it left behind.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         self._reader.join(timeout=5)
         return died, killed
 
