@@ -35,6 +35,12 @@ let package = Package(
             linkerSettings: [.linkedLibrary("protobuf-c")]
         ),
 
+        // Reading and writing the protocol's wire format: the routing view of an envelope.
+        .target(name: "AgentWire"),
+
+        // AgentID, TopicID, Subscription and the subscription index.
+        .target(name: "AgentCore", dependencies: ["AgentWire"]),
+
         .executableTarget(
             name: "agentd",
             dependencies: [
@@ -52,7 +58,18 @@ let package = Package(
             path: "Benchmarks/TransportBench"
         ),
 
+        // The same ping-pong written in C directly against the C core: the baseline that
+        // transport-bench prints its ratios against. (A C target does not autolink the
+        // module map's libraries on Linux, so they are named here.)
+        .executableTarget(
+            name: "core-pingpong",
+            path: "Benchmarks/CorePingPong",
+            linkerSettings: [.linkedLibrary("grpc"), .linkedLibrary("gpr")]
+        ),
+
         .testTarget(name: "GRPCTransportTests", dependencies: ["GRPCTransport"]),
+        .testTarget(name: "AgentWireTests", dependencies: ["AgentWire"]),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

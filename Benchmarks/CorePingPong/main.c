@@ -147,7 +147,8 @@ static struct {
     grpc_byte_buffer *sending;  // the echo in flight, destroyed when its send completes
     struct echo_queue pending;
     int client_done;            // the client half-closed
-    int status_sent, closed, md_sent;
+    enum { STATUS_UNSENT, STATUS_SENDING, STATUS_SENT } status;
+    int md_sent, closed;  // initial metadata sent; RECV_CLOSE_ON_SERVER completed
 
     pthread_mutex_t mutex;  // guards the flags below, for the main thread
     pthread_cond_t cond;
@@ -215,18 +216,18 @@ static void server_send_status(void) {
 
 // Sends the next queued echo, or the status once the client half-closed and all is echoed.
 static void server_pump(void) {
-    if (srv.sending != NULL || srv.status_sent) return;
+    if (srv.sending != NULL || srv.status != STATUS_UNSENT) return;
     grpc_byte_buffer *next = echo_queue_pop(&srv.pending);
     if (next != NULL) {
         server_send_message(next);
     } else if (srv.client_done && srv.md_sent) {
-        srv.status_sent = 1;
+        srv.status = STATUS_SENDING;
         server_send_status();
     }
 }
 
 static void server_maybe_finish(void) {
-    if (srv.status_sent == 2 && srv.closed && srv.md_sent && srv.call != NULL) {
+    if (srv.status == STATUS_SENT && srv.closed && srv.md_sent && srv.call != NULL) {
         grpc_call_unref(srv.call);
         srv.call = NULL;
         server_signal(&srv.call_finished);
@@ -279,7 +280,7 @@ static void server_handle(enum op_kind kind, int success) {
         break;
     case SRV_SEND_STATUS:
         if (!success) die("server: sending the status failed");
-        srv.status_sent = 2;
+        srv.status = STATUS_SENT;
         server_maybe_finish();
         break;
     case SRV_RECV_CLOSE:
