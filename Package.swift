@@ -41,9 +41,21 @@ let package = Package(
         // AgentID, TopicID, Subscription and the subscription index.
         .target(name: "AgentCore", dependencies: ["AgentWire"]),
 
+        // The agents.AgentRpc server.
+        .target(
+            name: "AgentHost",
+            dependencies: [
+                "AgentCore", "AgentWire", "GRPCTransport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ]
+        ),
+
         .executableTarget(
             name: "agentd",
             dependencies: [
+                "AgentHost",
                 "GRPCTransport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -70,6 +82,7 @@ let package = Package(
         .testTarget(name: "GRPCTransportTests", dependencies: ["GRPCTransport"]),
         .testTarget(name: "AgentWireTests", dependencies: ["AgentWire"]),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore"]),
+        .testTarget(name: "AgentHostTests", dependencies: ["AgentHost", "AgentWire", "GRPCTransport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,159 @@
+import AgentCore
+import AgentWire
+import Foundation
+import GRPCTransport
+import Logging
+
+/// The `agents.AgentRpc` server: workers (AutoGen's Python ones, or our runtime) connect to
+/// it, register agent types and subscriptions, and exchange events and RPCs through it.
+///
+/// ```swift
+/// let host = try AgentHost(configuration: .init(listen: "127.0.0.1:0"), logger: logger)
+/// print("listening on \(host.address)")
+/// ...
+/// await host.shutdown()
+/// ```
+public final class AgentHost: Sendable {
+    public struct Configuration: Sendable {
+        /// `HOST:PORT` to listen on (port 0 picks one).
+        public var listen: String
+        /// The largest message a worker may send; larger ones are refused with a log line
+        /// naming the client (AutoGen's default is 4 MiB).
+        public var maxMessageBytes: Int
+        /// How long a caller waits for an RPC's answer before the host answers with an error.
+        public var rpcTimeout: Duration
+        /// Poller threads serving calls.
+        public var pollerThreads: Int
+
+        public init(
+            listen: String = "127.0.0.1:50051",
+            maxMessageBytes: Int = 4 * 1024 * 1024,
+            rpcTimeout: Duration = .seconds(60),
+            pollerThreads: Int = 2
+        ) {
+            self.listen = listen
+            self.maxMessageBytes = maxMessageBytes
+            self.rpcTimeout = rpcTimeout
+            self.pollerThreads = pollerThreads
+        }
+    }
+
+    public let configuration: Configuration
+    let logger: Logger
+    let table = RoutingTable()
+    private let server: Server
+    private let sweeper: Task<Void, Never>
+    let isShuttingDown = ShutdownFlag()
+
+    /// The bound `HOST:PORT` (with the port picked when the configuration asked for 0).
+    public var address: String {
+        let host = configuration.listen.split(separator: ":").dropLast().joined(separator: ":")
+        return "\(host.isEmpty ? "0.0.0.0" : host):\(server.port)"
+    }
+
+    public var port: Int { server.port }
+
+    /// Starts listening and serving.
+    /// - Throws: ``TransportError`` naming the address if it cannot listen there.
+    public init(configuration: Configuration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        let router = HostRouter()
+        // The C core refuses what exceeds its own limit by ending the whole stream; let it
+        // through up to well past ours, so that we refuse it instead, with a log line and an
+        // answer to the sender, and its stream stays up.
+        let hardLimit = min(Int(Int32.max), configuration.maxMessageBytes * 2 + 1024 * 1024)
+        server = try Server(
+            configuration: .init(
+                address: configuration.listen, maxReceiveMessageBytes: hardLimit,
+                pollerThreads: configuration.pollerThreads),
+            router: router)
+        let table = self.table
+        let interval = min(Duration.milliseconds(100), configuration.rpcTimeout / 4)
+        let sweeperLogger = logger
+        sweeper = Task.detached {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                for request in table.expiredRequests(now: .now) {
+                    sweeperLogger.warning("RPC timed out", metadata: [
+                        "client.id": "\(request.callerClientID)", "agent.id": "\(request.target)",
+                        "request.id": "\(request.originalRequestID)",
+                    ])
+                    AgentHost.answer(request, error: "No response from agent \(request.target) within \(configuration.rpcTimeout) (the host's RPC deadline).")
+                }
+            }
+        }
+        router.host = self
+        logger.info("host listening", metadata: ["host.address": "\(address)"])
+    }
+
+    /// Stops accepting work, answers every pending RPC with an error, ends every stream and
+    /// closes the listener.
+    public func shutdown(gracePeriod: Duration = .seconds(2)) async {
+        guard isShuttingDown.set() else { return }
+        logger.info("host shutting down", metadata: ["host.address": "\(address)"])
+        sweeper.cancel()
+        for request in table.drainPending() {
+            Self.answer(request, error: "The host is shutting down; request to \(request.target) not answered.")
+        }
+        for connection in table.allConnections() {
+            connection.call.finish(Status(.unavailable, "the host is shutting down"))
+        }
+        await server.shutdown(gracePeriod: gracePeriod)
+        logger.info("host stopped")
+    }
+
+    /// Sends an error response for `request` to its caller.
+    static func answer(_ request: RoutingTable.PendingRequest, error: String) {
+        _ = request.caller.send(MessageBuffer(Envelope.errorResponse(requestID: request.originalRequestID, error: error)))
+    }
+}
+
+/// Set once when shutdown starts.
+final class ShutdownFlag: Sendable {
+    private let flag = Mutex(false)
+    /// Sets the flag; true if this call set it.
+    func set() -> Bool {
+        flag.withLock { value in
+            defer { value = true }
+            return !value
+        }
+    }
+    var isSet: Bool { flag.withLock { $0 } }
+}
+
+import Synchronization
+
+/// Routes the six `agents.AgentRpc` methods to their handlers.
+final class HostRouter: CallRouter, @unchecked Sendable {
+    // @unchecked Sendable: `host` is set once, right after the server starts and before
+    // any call can reach `handler(for:)` that needs it (calls arriving earlier see nil and
+    // are refused with UNAVAILABLE); it is never changed afterwards.
+    nonisolated(unsafe) weak var host: AgentHost?
+
+    func handler(for call: ServerCall) -> (any ServerCallHandler)? {
+        guard let host else {
+            call.finish(Status(.unavailable, "the host is starting"))
+            return nil
+        }
+        guard let clientID = call.metadata["client-id"], !clientID.isEmpty else {
+            host.logger.warning("call without client-id metadata refused", metadata: [
+                "grpc.method": "\(call.method)", "peer": "\(call.peer)",
+            ])
+            call.finish(Status(.invalidArgument, "client-id metadata not found."))
+            return nil
+        }
+        switch call.method {
+        case "/agents.AgentRpc/OpenChannel":
+            return DataChannel(host: host, connection: WorkerConnection(clientID: clientID, call: call))
+        case "/agents.AgentRpc/OpenControlChannel":
+            return ControlChannel(host: host, connection: WorkerConnection(clientID: clientID, call: call))
+        case "/agents.AgentRpc/RegisterAgent", "/agents.AgentRpc/AddSubscription",
+            "/agents.AgentRpc/RemoveSubscription", "/agents.AgentRpc/GetSubscriptions":
+            return RegistrationCall(host: host, clientID: clientID)
+        default:
+            call.finish(Status(.unimplemented, "agents.AgentRpc has no method \(call.method)"))
+            return nil
+        }
+    }
+}

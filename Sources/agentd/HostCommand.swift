@@ -1,0 +1,84 @@
+import AgentHost
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `agentd host`: serves `agents.AgentRpc` for AutoGen workers and our runtimes.
+struct HostCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "host",
+        abstract: "Run the agents.AgentRpc host that workers connect to.",
+        discussion: """
+            Prints one line "listening on HOST:PORT" to standard output once it serves (useful \
+            with --listen 127.0.0.1:0); logs go to standard error. SIGTERM or SIGINT shut it \
+            down gracefully: pending RPCs are answered with an error and streams are closed.
+            """
+    )
+
+    @Option(help: "HOST:PORT to listen on (port 0 picks a free port).")
+    var listen: String = "127.0.0.1:50051"
+
+    @Option(help: "The largest message a worker may send, in bytes.")
+    var maxMessageBytes: Int = 4 * 1024 * 1024
+
+    @Option(help: "Seconds a caller waits for an RPC's answer before the host answers with an error.")
+    var rpcTimeout: Double = 60
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func validate() throws {
+        guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
+        guard rpcTimeout > 0 else { throw ValidationError("--rpc-timeout must be positive") }
+    }
+
+    func run() async throws {
+        let logger = makeLogger(label: "agentd.host", level: logLevel)
+        let configuration = AgentHost.Configuration(
+            listen: listen, maxMessageBytes: maxMessageBytes,
+            rpcTimeout: .milliseconds(Int64(rpcTimeout * 1000)))
+        let host: AgentHost
+        do {
+            host = try AgentHost(configuration: configuration, logger: logger)
+        } catch {
+            logger.critical("cannot start the host", metadata: ["host.address": "\(listen)", "error": "\(error)"])
+            throw ExitCode(1)
+        }
+        announce("listening on \(host.address)")
+        let group = ServiceGroup(
+            services: [HostService(host: host)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        try await group.run()
+    }
+}
+
+/// Runs the host until a graceful shutdown is requested.
+struct HostService: Service {
+    let host: AgentHost
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await host.shutdown()
+    }
+}
+
+/// Prints a line to standard output at once (not buffered), for scripts that wait for it.
+func announce(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// The root logger: structured lines on standard error.
+func makeLogger(label: String, level: Logger.Level) -> Logger {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+    var logger = Logger(label: label)
+    logger.logLevel = level
+    return logger
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
