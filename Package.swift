@@ -7,6 +7,13 @@ let package = Package(
     products: [
         .executable(name: "agentd", targets: ["agentd"]),
         .library(name: "GRPCTransport", targets: ["GRPCTransport"]),
+        // The plugin ABI (one C header) and the Swift SDK that wraps it.
+        .library(name: "AgentPluginABI", targets: ["AgentPluginABI"]),
+        .library(name: "AgentSDK", targets: ["AgentSDK"]),
+        // Example agent plugins: shared libraries the runtime loads.
+        .library(name: "EchoAgent", type: .dynamic, targets: ["EchoAgent"]),
+        .library(name: "GreeterAgent", type: .dynamic, targets: ["GreeterAgent"]),
+        .library(name: "ProtoAgent", type: .dynamic, targets: ["ProtoAgent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -52,9 +59,41 @@ let package = Package(
             ]
         ),
 
+        // The plugin ABI: include/agent_plugin.h, the one header plugin authors read.
+        .target(name: "AgentPluginABI"),
+
+        // The INI configuration: parser and the runtime's and host's settings.
+        .target(name: "AgentConfig"),
+
+        // The runtime: plugin loader, HostConnection, dispatcher, mailboxes.
+        .target(
+            name: "AgentRuntime",
+            dependencies: [
+                "AgentPluginABI", "CAgentWire", "AgentWire", "AgentCore", "AgentHost", "AgentConfig",
+                "GRPCTransport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+
+        // What a Swift plugin author imports: Codable messages, async handlers.
+        .target(name: "AgentSDK", dependencies: ["AgentPluginABI"]),
+
+        // Example plugins.
+        .target(
+            name: "EchoAgent", dependencies: ["AgentPluginABI"], path: "Plugins/EchoAgent",
+            publicHeadersPath: "."),
+        .target(name: "GreeterAgent", dependencies: ["AgentSDK"], path: "Plugins/GreeterAgent"),
+        .target(
+            name: "ProtoAgent", dependencies: ["AgentPluginABI"], path: "Plugins/ProtoAgent",
+            publicHeadersPath: ".",
+            linkerSettings: [.linkedLibrary("protobuf-c")]),
+
         .executableTarget(
             name: "agentd",
             dependencies: [
+                "AgentRuntime",
+                "AgentConfig",
                 "AgentHost",
                 "GRPCTransport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -83,6 +122,10 @@ let package = Package(
         .testTarget(name: "AgentWireTests", dependencies: ["AgentWire"]),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore"]),
         .testTarget(name: "AgentHostTests", dependencies: ["AgentHost", "AgentWire", "GRPCTransport"]),
+        .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig"]),
+        .testTarget(
+            name: "AgentRuntimeTests",
+            dependencies: ["AgentRuntime", "AgentHost", "AgentWire", "GRPCTransport", "AgentConfig"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -4,6 +4,10 @@ The host is agentd by default: ``$AGENTD host --listen 127.0.0.1:0`` (AGENTD def
 ``<repo>/.build/debug/agentd``). With ``INTEROP_HOST=autogen`` it is AutoGen's own
 GrpcWorkerAgentRuntimeHost (autogen_host.py), and tests marked ``agentd_only`` are skipped.
 Either host must print one line ``listening on HOST:PORT`` to stdout once it serves.
+
+A test marked ``@pytest.mark.host_args("--rpc-timeout", "1")`` gets a host started with those
+extra arguments after ``--listen``. The ``host`` fixture is the HostProcess: ``host.address``,
+and ``host.stderr()``, everything the host has logged so far.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import time
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Sequence
 
 import pytest
 
@@ -43,6 +47,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "agentd_only: a case where AutoGen's own host hangs or misbehaves; skipped with INTEROP_HOST=autogen",
+    )
+    config.addinivalue_line(
+        "markers",
+        "host_args(*args): extra command-line arguments for this test's host (after --listen)",
     )
 
 
@@ -146,7 +154,12 @@ class HostProcess:
         return died, killed
 
 
-def start_host() -> HostProcess:
+def start_host(extra_args: Sequence[str] = ()) -> HostProcess:
+    """Start the host on a free port, with ``extra_args`` after ``--listen 127.0.0.1:0``.
+
+    autogen_host.py takes the same options as agentd where AutoGen's host has an equivalent
+    (see its --help); agentd_only tests are the ones that need agentd's behaviour.
+    """
     if host_kind() == "autogen":
         argv = [sys.executable, str(HERE / "autogen_host.py"), "--listen", "127.0.0.1:0"]
     else:
@@ -158,13 +171,24 @@ def start_host() -> HostProcess:
                 pytrace=False,
             )
         argv = [str(agentd), "host", "--listen", "127.0.0.1:0"]
-    return HostProcess(argv, cwd=REPO)
+    return HostProcess([*argv, *extra_args], cwd=REPO)
+
+
+def host_args_of(item: pytest.Item) -> List[str]:
+    """The arguments of the test's ``host_args`` marker(s), outermost first; [] if none."""
+    args: List[str] = []
+    for marker in reversed(list(item.iter_markers("host_args"))):
+        if marker.kwargs:
+            pytest.fail(f"{item.nodeid}: host_args takes positional strings only", pytrace=False)
+        args.extend(str(a) for a in marker.args)
+    return args
 
 
 @pytest.fixture
 def host(request: pytest.FixtureRequest) -> Iterator[HostProcess]:
-    """A fresh host for each test (tests must not see each other's agent types)."""
-    h = start_host()
+    """A fresh host for each test (tests must not see each other's agent types), started with
+    the test's ``host_args`` marker arguments, if any."""
+    h = start_host(host_args_of(request.node))
     request.node._interop_host = h
     yield h
     died, killed = h.terminate()
@@ -189,7 +213,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         text = h.stderr()
         if len(text) > 20000:
             text = "...\n" + text[-20000:]
-        report.sections.append(("host stderr", text or "(empty)"))
+        report.sections.append(("host stderr", f"$ {' '.join(h.argv)}\n{text or '(empty)'}"))
 
 
 # --- Protobuf ----------------------------------------------------------------------------------

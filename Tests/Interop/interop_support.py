@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, List, Optional
+from typing import Any, AsyncIterator, Callable, List, Optional, Tuple
 
 from autogen_core import (
     AgentId,
@@ -180,6 +180,58 @@ class GatedEcho(RoutedAgent):
         )
 
 
+class Stalling(RoutedAgent):
+    """Holds every request until ``release`` is set, then answers like Echo.
+
+    ``entered`` gets each request's id as the request reaches the handler.
+    """
+
+    def __init__(self, name: str, entered: "asyncio.Queue[str]", release: asyncio.Event) -> None:
+        super().__init__("answers once released")
+        self._name = name
+        self._entered = entered
+        self._release = release
+
+    @rpc
+    async def on_ask(self, message: InteropAsk, ctx: MessageContext) -> InteropAnswer:
+        self._entered.put_nowait(ctx.message_id)
+        await self._release.wait()
+        return InteropAnswer(
+            text=message.text,
+            tag=message.tag,
+            answered_by=f"{self._name}:{self.id.key}",
+            sender=str(ctx.sender) if ctx.sender is not None else "",
+            request_id=ctx.message_id,
+        )
+
+
+class AnswersNothing(RoutedAgent):
+    """An RPC handler that returns None; ``called`` gets each request's id."""
+
+    def __init__(self, called: "asyncio.Queue[str]") -> None:
+        super().__init__("returns None")
+        self._called = called
+
+    @rpc
+    async def on_ask(self, message: InteropAsk, ctx: MessageContext) -> None:
+        self._called.put_nowait(ctx.message_id)
+        return None
+
+
+class Inflating(RoutedAgent):
+    """Answers with an InteropAnswer whose text is ``int(message.tag)`` characters long."""
+
+    def __init__(self) -> None:
+        super().__init__("answers at length")
+
+    @rpc
+    async def on_ask(self, message: InteropAsk, ctx: MessageContext) -> InteropAnswer:
+        return InteropAnswer(
+            text="x" * int(message.tag), tag=message.tag, answered_by=f"inflating:{self.id.key}", sender="",
+            request_id=ctx.message_id,
+        )
+
+
 # --- Workers -----------------------------------------------------------------------------------
 
 
@@ -243,6 +295,75 @@ def tap_events(runtime: GrpcWorkerAgentRuntime) -> List[TappedEvent]:
 
     runtime._process_event = recording  # type: ignore[method-assign]  # noqa: SLF001
     return seen
+
+
+@dataclass
+class TappedResponse:
+    """An RpcResponse as it came off a worker's channel."""
+
+    request_id: str
+    error: str
+    data_type: str
+
+
+def tap_responses(runtime: GrpcWorkerAgentRuntime) -> List[TappedResponse]:
+    """Record every RpcResponse the host sends to ``runtime``, in arrival order.
+
+    The worker pops the pending future for a response's request id; a second response to the
+    same id only logs a KeyError in a background task, so it too has to be seen here.
+    """
+    seen: List[TappedResponse] = []
+    original: Callable[[Any], Any] = runtime._process_response  # noqa: SLF001
+
+    def recording(response: Any) -> Any:
+        # Called synchronously by the worker's read loop, once per received response, in order.
+        seen.append(TappedResponse(response.request_id, response.error, response.payload.data_type))
+        return original(response)
+
+    runtime._process_response = recording  # type: ignore[method-assign]  # noqa: SLF001
+    return seen
+
+
+def tap_sent(runtime: GrpcWorkerAgentRuntime) -> "asyncio.Queue[Any]":
+    """A queue of every ``agent_worker_pb2.Message`` ``runtime`` queues for the host from now on,
+    in the order it queues them (which is the order they go out on its stream)."""
+    sent: "asyncio.Queue[Any]" = asyncio.Queue()
+    conn = runtime._host_connection  # noqa: SLF001
+    assert conn is not None, "start the worker first"
+    original = conn.send
+
+    async def recording(message: Any) -> None:
+        sent.put_nowait(message)
+        await original(message)
+
+    conn.send = recording  # type: ignore[method-assign]
+    return sent
+
+
+def tap_request_outcomes(runtime: GrpcWorkerAgentRuntime) -> "asyncio.Queue[Tuple[str, Optional[BaseException]]]":
+    """A queue of (request id, exception or None) for each RpcRequest ``runtime`` finishes
+    processing: the exception is what escaped the worker's own request processing (after the
+    handler, e.g. serializing its result), which the worker otherwise only logs."""
+    outcomes: "asyncio.Queue[Tuple[str, Optional[BaseException]]]" = asyncio.Queue()
+    original: Callable[[Any], Any] = runtime._process_request  # noqa: SLF001
+
+    async def recording(request: Any) -> None:
+        try:
+            await original(request)
+        except BaseException as e:
+            outcomes.put_nowait((request.request_id, e))
+            raise
+        outcomes.put_nowait((request.request_id, None))
+
+    runtime._process_request = recording  # type: ignore[method-assign]  # noqa: SLF001
+    return outcomes
+
+
+def client_id(runtime: GrpcWorkerAgentRuntime) -> str:
+    """The ``client-id`` metadata the worker sends on all its calls (a uuid4 made per connection)."""
+    conn = runtime._host_connection  # noqa: SLF001
+    assert conn is not None, "start the worker first"
+    return conn._client_id  # noqa: SLF001
 
 
 async def take(queue: "asyncio.Queue[Any]", count: int, deadline: float = DEADLINE) -> List[Any]:

@@ -25,21 +25,29 @@ from autogen_core import (
     try_get_known_serializers_for_type,
 )
 
+from conftest import HostProcess
 from interop_support import (
     DEADLINE,
+    AnswersNothing,
     Barrier,
     Delivery,
     Echo,
     Failing,
     GatedEcho,
+    Inflating,
     InteropAnswer,
     InteropAsk,
     InteropNote,
     NoteCollector,
     RawCollector,
+    Stalling,
+    client_id,
+    run,
     take,
     tap_events,
-    run,
+    tap_request_outcomes,
+    tap_responses,
+    tap_sent,
     worker,
 )
 
@@ -411,5 +419,186 @@ def test_agent_type_released_when_its_worker_disconnects(host_address: str) -> N
                     reply = await asyncio.wait_for(caller.send_message(InteropAsk("who?"), AgentId(agent_type, "k")), DEADLINE)
                     assert reply.answered_by == "second:k"
                     return
+
+    run(body())
+
+
+# --- Host limits (host_args) -----------------------------------------------------------------------
+
+
+@pytest.mark.agentd_only
+@pytest.mark.host_args("--rpc-timeout", "1")
+def test_rpc_deadline_answers_a_handler_that_never_returns(host_address: str) -> None:
+    """The host's RPC deadline (--rpc-timeout 1) answers a caller whose target never replies.
+
+    The caller's send_message raises the host's error after about a second (not our own
+    wait_for's timeout). When the handler does answer later, the late answer is dropped: the
+    caller gets exactly one response for that request, and its next RPC works. AutoGen's host has
+    no deadline: the caller waits forever.
+    """
+
+    async def body() -> None:
+        agent_type = f"stalling-{uid()}"
+        entered: asyncio.Queue[str] = asyncio.Queue()
+        release = asyncio.Event()
+        async with worker(host_address) as b, worker(host_address) as a:
+            await Stalling.register(b, agent_type, lambda: Stalling("b", entered, release))
+            responses = tap_responses(a)
+            sent_by_b = tap_sent(b)
+            target = AgentId(agent_type, "k")
+            loop = asyncio.get_running_loop()
+
+            started = loop.time()
+            call = asyncio.ensure_future(a.send_message(InteropAsk("stall", tag="late"), target))
+            await take(entered, 1)  # the request really reached the handler, which now waits
+            with pytest.raises(Exception) as caught:
+                await asyncio.wait_for(call, 5)
+            elapsed = loop.time() - started
+            assert not isinstance(caught.value, asyncio.TimeoutError), "the host never answered the stalled RPC"
+            text = str(caught.value)
+            assert "No response" in text or "deadline" in text, f"unexpected error: {text!r}"
+            assert 0.9 <= elapsed < 5, f"error after {elapsed:.2f}s; the host's deadline is 1s"
+
+            # Let the handler answer now, late, and wait until b has queued that answer.
+            release.set()
+            [late] = await take(sent_by_b, 1)
+            assert late.WhichOneof("message") == "response" and not late.response.error, late
+            # b's stream carries the late answer before its answer to the next request, so had
+            # the host forwarded it, the caller would have read it first.
+            reply = await asyncio.wait_for(a.send_message(InteropAsk("again", tag="next"), target), DEADLINE)
+            assert (reply.text, reply.tag) == ("again", "next")
+            assert [(r.request_id, bool(r.error)) for r in responses] == [("1", True), ("2", False)], (
+                f"caller was sent {responses!r}"
+            )
+
+    run(body())
+
+
+@pytest.mark.agentd_only
+@pytest.mark.host_args("--rpc-timeout", "2")
+def test_rpc_handler_returning_none_does_not_hang_the_caller(host_address: str) -> None:
+    """An @rpc handler that returns None: AutoGen's worker cannot serialize None ("Unknown type
+    NoneType"), so it sends no response at all. The caller must still get an answer: the host's
+    deadline error (--rpc-timeout 2; 60 s by default). AutoGen's host leaves the caller waiting
+    forever. The worker, and the caller's connection, keep working afterwards.
+    """
+
+    async def body() -> None:
+        none_type, echo_type = f"none-{uid()}", f"echo-{uid()}"
+        called: asyncio.Queue[str] = asyncio.Queue()
+        async with worker(host_address) as b, worker(host_address) as a:
+            await AnswersNothing.register(b, none_type, lambda: AnswersNothing(called))
+            await Echo.register(b, echo_type, lambda: Echo("b"))
+            outcomes = tap_request_outcomes(b)
+            sent_by_b = tap_sent(b)
+            loop = asyncio.get_running_loop()
+
+            started = loop.time()
+            call = asyncio.ensure_future(a.send_message(InteropAsk("nothing back"), AgentId(none_type, "k")))
+            [request_id] = await take(called, 1)
+            # What AutoGen's worker does with the None: its request processing fails after the
+            # handler returned, and nothing goes back to the host.
+            [(done_id, error)] = await take(outcomes, 1)
+            assert done_id == request_id
+            assert isinstance(error, ValueError) and "NoneType" in str(error), f"worker outcome: {error!r}"
+            assert sent_by_b.empty(), f"worker sent {sent_by_b.get_nowait()!r}"
+
+            with pytest.raises(Exception) as caught:
+                await asyncio.wait_for(call, 2 + 5)
+            elapsed = loop.time() - started
+            assert not isinstance(caught.value, asyncio.TimeoutError), "caller hung on an RPC whose handler returned None"
+            text = str(caught.value)
+            assert "No response" in text or "deadline" in text, f"unexpected error: {text!r}"
+            assert elapsed >= 1.9, f"error after {elapsed:.2f}s, before the host's 2s deadline"
+
+            reply = await asyncio.wait_for(a.send_message(InteropAsk("still there?"), AgentId(echo_type, "k")), DEADLINE)
+            assert reply.answered_by == "b:k"
+
+    run(body())
+
+
+@pytest.mark.agentd_only
+@pytest.mark.host_args("--max-message-bytes", "65536")
+def test_oversized_messages_refused_and_streams_survive(host: HostProcess) -> None:
+    """With --max-message-bytes 65536, a ~100 KiB message is refused; nothing else suffers.
+
+    - A ~100 KiB publish is not delivered; a 48 KiB one and a small one published afterwards by
+      the same publisher are (its stream survived). The host's stderr has a warning naming the
+      publisher's client id with "over the size limit".
+    - Another worker pair exchanges RPCs before and after.
+    - A ~100 KiB RPC request, and a ~100 KiB RPC answer, each make the caller's send_message
+      raise an error naming the limit (not a hang), and both streams keep working.
+
+    AutoGen's host (gRPC's grpc.max_receive_message_length) ends the sender's whole stream.
+    """
+    address = host.address
+    limit = 65536
+    big_size = 100 * 1024
+
+    def size_warnings() -> list[str]:
+        return [line for line in host.stderr().splitlines() if "over the size limit" in line]
+
+    async def body() -> None:
+        sink: asyncio.Queue[Delivery] = asyncio.Queue()
+        collector_type, topic = f"collector-{uid()}", f"sized-{uid()}"
+        echo_type, inflating_type = f"echo-{uid()}", f"inflating-{uid()}"
+        async with worker(address) as sub, worker(address) as pub, worker(address) as b, worker(address) as c:
+            await NoteCollector.register(sub, collector_type, lambda: NoteCollector(sink), skip_direct_message_subscription=True)
+            await sub.add_subscription(TypeSubscription(topic, collector_type))
+            await Echo.register(b, echo_type, lambda: Echo("b"))
+            await Inflating.register(b, inflating_type, Inflating)
+            tap = tap_events(sub)
+
+            async def pair_exchange(label: str) -> None:
+                asks = [InteropAsk(f"{label} {i}", tag=str(i)) for i in range(20)]
+                replies = await asyncio.wait_for(
+                    asyncio.gather(*(c.send_message(q, AgentId(echo_type, "k")) for q in asks)), DEADLINE)
+                assert [(r.text, r.answered_by) for r in replies] == [(q.text, "b:k") for q in asks]
+
+            await pair_exchange("before")
+            assert size_warnings() == [], "size warning before anything was over the limit"
+
+            # Publish: too big, then just under the limit, then small. Per-publisher ordering:
+            # had the host sent the big one, the subscriber would have read it first.
+            big, medium, small = note("b" * big_size), note("m" * (48 * 1024)), note("small")
+            for n in (big, medium, small):
+                await pub.publish_message(n, TopicId(topic, "k"), message_id=n.id)
+            got = await take(sink, 2)
+            assert [d.message.id for d in got] == [medium.id, small.id]
+            assert got[0].message == medium
+            assert [e.id for e in tap] == [medium.id, small.id], "the oversized event was sent to the subscriber"
+            # The host logs before it reads the publisher's next message, so the line is there by now.
+            warnings_now = size_warnings()
+            assert len(warnings_now) == 1, f"expected one size warning, got {warnings_now!r}"
+            assert client_id(pub) in warnings_now[0], f"warning does not name the publisher {client_id(pub)}: {warnings_now[0]!r}"
+
+            await pair_exchange("after")
+
+            # An oversized request: the caller gets an error naming the limit, and can go on.
+            with pytest.raises(Exception) as caught:
+                await asyncio.wait_for(pub.send_message(InteropAsk("q" * big_size), AgentId(echo_type, "k")), 5)
+            assert not isinstance(caught.value, asyncio.TimeoutError), "oversized request: caller hung"
+            assert "limit" in str(caught.value) and str(limit) in str(caught.value), str(caught.value)
+            reply = await asyncio.wait_for(pub.send_message(InteropAsk("small ask"), AgentId(echo_type, "k")), DEADLINE)
+            assert reply.text == "small ask"
+            warnings_now = size_warnings()
+            assert len(warnings_now) == 2 and client_id(pub) in warnings_now[1], warnings_now
+
+            # An oversized answer: the caller gets an error naming the limit; the responder's
+            # stream keeps working.
+            with pytest.raises(Exception) as caught:
+                await asyncio.wait_for(c.send_message(InteropAsk("inflate", tag=str(big_size)), AgentId(inflating_type, "k")), 5)
+            assert not isinstance(caught.value, asyncio.TimeoutError), "oversized answer: caller hung"
+            assert "limit" in str(caught.value) and str(limit) in str(caught.value), str(caught.value)
+            reply = await asyncio.wait_for(c.send_message(InteropAsk("fits", tag="1000"), AgentId(inflating_type, "k")), DEADLINE)
+            assert len(reply.text) == 1000
+            warnings_now = size_warnings()
+            assert len(warnings_now) == 3 and client_id(b) in warnings_now[2], warnings_now
+
+            await pair_exchange("at the end")
+            small2 = note("still subscribed")
+            await pub.publish_message(small2, TopicId(topic, "k"), message_id=small2.id)
+            [got2] = await take(sink, 1)
+            assert got2.message == small2
 
     run(body())

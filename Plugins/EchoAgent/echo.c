@@ -1,0 +1,1 @@
+// EchoAgent (in progress).

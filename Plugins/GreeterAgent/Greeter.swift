@@ -1,0 +1,1 @@
+// GreeterAgent (in progress).

@@ -1,0 +1,1 @@
+// ProtoAgent (in progress).

@@ -1,0 +1,1 @@
+// AgentConfig: the INI configuration (in progress).

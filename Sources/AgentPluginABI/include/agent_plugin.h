@@ -1,0 +1,343 @@
+/*
+ * agent_plugin.h — the C ABI between agentd's runtime and agent plugins.
+ *
+ * This is the one file a plugin author reads. A plugin is a shared library (.so) that
+ * exports one function, `agentd_plugin_entry`, returning a descriptor of its agent types.
+ * The runtime (`agentd run`) loads every plugin in its plugin directory, registers the agent
+ * types and their subscriptions with the host, and calls the types' message handlers with
+ * the events and RPCs addressed to their agents. Agents of other workers — AutoGen's Python
+ * agents included — talk to them through the host.
+ *
+ * ---------------------------------------------------------------------------------------------
+ * A minimal plugin
+ *
+ *     #include <agent_plugin.h>
+ *
+ *     static agentd_status on_echo(void *instance, const agentd_message *m) {
+ *         // Answer the RPC with the same JSON it carried.
+ *         return m->host->reply(m->call, m->message_type, m->content_type, m->payload);
+ *     }
+ *     static const agentd_handler handlers[] = {
+ *         { sizeof(agentd_handler), "Echo", on_echo },
+ *     };
+ *     static const agentd_agent_type types[] = {{
+ *         .size = sizeof(agentd_agent_type), .name = "echo",
+ *         .handlers = handlers, .handler_count = 1,
+ *     }};
+ *     static const agentd_plugin plugin = {
+ *         .size = sizeof(agentd_plugin), .abi_major = AGENTD_ABI_MAJOR,
+ *         .abi_minor = AGENTD_ABI_MINOR, .name = "echo-plugin", .version = "1.0.0",
+ *         .agent_types = types, .agent_type_count = 1,
+ *     };
+ *     AGENTD_EXPORT const agentd_plugin *agentd_plugin_entry(const agentd_host_api *host,
+ *                                                            agentd_plugin_ref *self) {
+ *         (void)host; (void)self;
+ *         return &plugin;
+ *     }
+ *
+ * Build: cc -shared -fPIC -I<dir of this header> -o libecho.so echo.c
+ *
+ * ---------------------------------------------------------------------------------------------
+ * Versioning
+ *
+ * AGENTD_ABI_MAJOR changes only when an existing struct or function changes meaning; the
+ * runtime refuses a plugin built for another major. AGENTD_ABI_MINOR grows when fields or
+ * functions are added at the END of a struct; the runtime accepts any older minor.
+ * Every struct begins with `size`: set it to sizeof(the struct) as your header declares it.
+ * The runtime reads only the fields a struct's `size` covers, and a plugin must read only the
+ * fields the runtime's `size` covers (check `host->size` before using a function added in a
+ * later minor).
+ *
+ * Memory and ownership
+ *
+ * - Strings cross as `agentd_str` (pointer + length, UTF-8, NOT NUL-terminated) and bytes as
+ *   `agentd_bytes`. Both are BORROWED for the duration of the call that passes them: copy what
+ *   you keep. The same holds in both directions: the runtime copies whatever you pass it
+ *   before the function returns, so you may free it afterwards.
+ * - The descriptor returned by the entry (and everything it points to: names, handler tables,
+ *   subscriptions) must stay valid and unchanged until the plugin is unloaded. Static const
+ *   data is the simple way.
+ * - The runtime never frees plugin memory and never asks the plugin to free runtime memory.
+ *
+ * Errors
+ *
+ * Functions return an `agentd_status`. Nothing may throw, longjmp or abort across the boundary:
+ * a C++ plugin must catch everything in its handlers.
+ *
+ * Threading
+ *
+ * - The handlers of ONE agent instance never run concurrently: the runtime delivers one
+ *   message at a time per agent id (its mailbox), in arrival order.
+ * - Different instances (of the same or other types) may run in parallel on runtime threads.
+ * - Every function of `agentd_host_api` is thread-safe and may be called from any thread,
+ *   including threads the plugin creates, at any time while the plugin is loaded.
+ * - A handler must not block for long: it occupies a runtime thread. Work that waits (a model,
+ *   a tool, a network call) returns AGENTD_PENDING and answers later with `reply` / `fail`
+ *   from any thread. While a message is pending, the agent's next message is not delivered
+ *   (one message at a time per agent). An event handler may return AGENTD_PENDING too, and
+ *   finishes later with `reply` (its payload is ignored) or `fail` (logged).
+ * - `send` completions run on a runtime thread that also reads from the host: return quickly.
+ * ---------------------------------------------------------------------------------------------
+ */
+#ifndef AGENTD_AGENT_PLUGIN_H
+#define AGENTD_AGENT_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AGENTD_ABI_MAJOR 1
+#define AGENTD_ABI_MINOR 0
+
+/** The symbol every plugin exports (see agentd_plugin_entry_fn). */
+#define AGENTD_PLUGIN_ENTRY_SYMBOL "agentd_plugin_entry"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define AGENTD_EXPORT __attribute__((visibility("default")))
+#else
+#define AGENTD_EXPORT
+#endif
+
+/** A borrowed UTF-8 string: `length` bytes at `data`, not NUL-terminated. */
+typedef struct agentd_str {
+    const char *data;
+    size_t length;
+} agentd_str;
+
+/** Borrowed bytes. */
+typedef struct agentd_bytes {
+    const uint8_t *data;
+    size_t length;
+} agentd_bytes;
+
+/** Outcome of a call across the boundary. */
+typedef enum agentd_status {
+    AGENTD_OK = 0,
+    /** Returned by a handler: the RPC will be answered later with reply() or fail(). */
+    AGENTD_PENDING = 1,
+    /** The input was not acceptable (for example malformed JSON or protobuf in a payload). */
+    AGENTD_INVALID_ARGUMENT = 2,
+    /** No handler for this message type. */
+    AGENTD_UNKNOWN_MESSAGE_TYPE = 3,
+    /** The target (agent type, call, setting) does not exist. */
+    AGENTD_NOT_FOUND = 4,
+    /** Not possible now (shutting down, no connection to the host). */
+    AGENTD_UNAVAILABLE = 5,
+    /** The answer did not come in time. */
+    AGENTD_TIMEOUT = 6,
+    /** The agent or plugin failed; the message says why. */
+    AGENTD_FAILED = 7,
+    /** The call was made wrongly (reply twice, a null where a value is required). */
+    AGENTD_MISUSE = 8,
+} agentd_status;
+
+typedef enum agentd_log_level {
+    AGENTD_LOG_DEBUG = 0,
+    AGENTD_LOG_INFO = 1,
+    AGENTD_LOG_WARNING = 2,
+    AGENTD_LOG_ERROR = 3,
+} agentd_log_level;
+
+/** Opaque: the loaded plugin, as the runtime knows it. Valid until the plugin is unloaded. */
+typedef struct agentd_plugin_ref agentd_plugin_ref;
+
+/** Opaque: one agent instance, as the runtime knows it. Valid from create() until destroy()
+ *  returns; use it to publish or send as this agent, from any thread. */
+typedef struct agentd_agent_ref agentd_agent_ref;
+
+/** Opaque: one message being handled. An RPC is answered exactly once, with reply() or
+ *  fail(); the token is invalid afterwards (and after the handler returns anything but
+ *  AGENTD_PENDING). */
+typedef struct agentd_call agentd_call;
+
+struct agentd_host_api;
+
+/** What a handler receives: flat views of one event or RPC, all borrowed for the call. */
+typedef struct agentd_message {
+    uint32_t size;
+    /** The host functions (the same table the entry received). */
+    const struct agentd_host_api *host;
+    /** The agent the message is for (this instance). */
+    agentd_agent_ref *agent;
+    agentd_str agent_type;
+    agentd_str agent_key;
+    /** The sending agent; empty strings when the sender is not an agent. */
+    agentd_str sender_type;
+    agentd_str sender_key;
+    /** Events: the topic it was published to. Empty for RPCs. */
+    agentd_str topic_type;
+    agentd_str topic_source;
+    /** The event's id, or the RPC's request id. */
+    agentd_str message_id;
+    /** The payload's type name: AutoGen's data_type / dataschema (for JSON, the bare class
+     *  name such as "Echo"; for protobuf, the full message name such as "pkg.Sample"). */
+    agentd_str message_type;
+    /** "application/json" or "application/x-protobuf". */
+    agentd_str content_type;
+    /** The payload exactly as it came: JSON text, or protobuf bytes of `message_type`. */
+    agentd_bytes payload;
+    /** Non-zero for an RPC (answer it), zero for an event. */
+    int32_t is_rpc;
+    /** The token to answer an RPC with (reply / fail), or to finish a pending event. */
+    agentd_call *call;
+} agentd_message;
+
+/**
+ * Handles one message for one agent instance.
+ *
+ * For an RPC: answer with host->reply() (or host->fail()) and return its status, or return
+ * AGENTD_PENDING and answer later from any thread. Returning AGENTD_OK without having
+ * answered sends an empty answer (AutoGen's "None"); returning an error status without having
+ * called fail() sends an error answer naming the status.
+ * For an event: return AGENTD_OK, or an error status (logged by the runtime).
+ */
+typedef agentd_status (*agentd_handler_fn)(void *instance, const agentd_message *message);
+
+/** One entry of an agent type's handler table. */
+typedef struct agentd_handler {
+    uint32_t size;
+    /** The message type it handles (see agentd_message.message_type); "*" handles any type
+     *  that has no handler of its own. NUL-terminated. */
+    const char *message_type;
+    agentd_handler_fn handle;
+} agentd_handler;
+
+typedef enum agentd_subscription_kind {
+    /** Topics whose type equals `topic`. */
+    AGENTD_SUBSCRIBE_TOPIC_TYPE = 0,
+    /** Topics whose type starts with `topic`. */
+    AGENTD_SUBSCRIBE_TOPIC_PREFIX = 1,
+} agentd_subscription_kind;
+
+/** A subscription of an agent type: a matching topic (type, source) is delivered to agent
+ *  (this type, key = source). */
+typedef struct agentd_subscription {
+    uint32_t size;
+    agentd_subscription_kind kind;
+    /** NUL-terminated. */
+    const char *topic;
+} agentd_subscription;
+
+/** Receives the bytes of a snapshot (may be called several times; the runtime appends). */
+typedef void (*agentd_write_fn)(void *sink, agentd_bytes bytes);
+
+/** An agent type a plugin offers. */
+typedef struct agentd_agent_type {
+    uint32_t size;
+    /** AutoGen's rule: letters, digits, '_', '-', '.'. Unique across all loaded plugins.
+     *  NUL-terminated. */
+    const char *name;
+    /** A one-line description for logs and `agentd plugin check`. May be NULL. */
+    const char *description;
+    const agentd_subscription *subscriptions;
+    size_t subscription_count;
+    const agentd_handler *handlers;
+    size_t handler_count;
+    /**
+     * Creates the instance for `agent` (called lazily, on its first message; key borrowed).
+     * Store your state in *instance (may stay NULL). Optional: without it instances are NULL.
+     */
+    agentd_status (*create)(agentd_plugin_ref *plugin, agentd_agent_ref *agent, agentd_str key,
+                            void **instance);
+    /** Destroys an instance (at unload or when the runtime retires it). Optional. */
+    void (*destroy)(void *instance);
+    /** Optional: writes the instance's state, so that a new version of the plugin can take
+     *  it over (hot reload). Called between messages, never during a handler. */
+    agentd_status (*snapshot)(void *instance, agentd_write_fn write, void *sink);
+    /** Optional: restores state a snapshot wrote (called right after create()). */
+    agentd_status (*restore)(void *instance, agentd_bytes state);
+} agentd_agent_type;
+
+/** What the entry returns. */
+typedef struct agentd_plugin {
+    uint32_t size;
+    /** Set to AGENTD_ABI_MAJOR / AGENTD_ABI_MINOR. */
+    uint16_t abi_major;
+    uint16_t abi_minor;
+    /** NUL-terminated. */
+    const char *name;
+    const char *version;
+    const agentd_agent_type *agent_types;
+    size_t agent_type_count;
+    /** Optional: called once before the plugin is unloaded, after every instance has been
+     *  destroyed and no handler runs any more. */
+    void (*unload)(void);
+} agentd_plugin;
+
+/** An RPC's answer, as a send() completion receives it (borrowed for the callback). */
+typedef struct agentd_response {
+    uint32_t size;
+    /** AGENTD_OK with a payload, or an error status with `error` saying why. */
+    agentd_status status;
+    agentd_str error;
+    agentd_str message_type;
+    agentd_str content_type;
+    agentd_bytes payload;
+} agentd_response;
+
+/** Called exactly once with the answer to a send(), on a runtime thread. */
+typedef void (*agentd_response_fn)(void *context, const agentd_response *response);
+
+/** Functions the runtime offers plugins. All are thread-safe. */
+typedef struct agentd_host_api {
+    uint32_t size;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+
+    /** Publishes an event to topic (topic_type, topic_source) as agent `from` (NULL: no
+     *  sender). The agent itself does not receive its own publish. */
+    agentd_status (*publish)(agentd_agent_ref *from, agentd_str topic_type, agentd_str topic_source,
+                             agentd_str message_type, agentd_str content_type, agentd_bytes payload);
+
+    /** Sends an RPC to agent (target_type, target_key) as agent `from` (NULL: no sender).
+     *  `on_response` is called exactly once, with the answer or an error (unknown agent
+     *  type, timeout, disconnect). Returns AGENTD_OK when the request is on its way. */
+    agentd_status (*send)(agentd_agent_ref *from, agentd_str target_type, agentd_str target_key,
+                          agentd_str message_type, agentd_str content_type, agentd_bytes payload,
+                          agentd_response_fn on_response, void *context);
+
+    /** Answers an RPC. */
+    agentd_status (*reply)(agentd_call *call, agentd_str message_type, agentd_str content_type,
+                           agentd_bytes payload);
+
+    /** Answers an RPC with an error; `message` is what the caller sees. */
+    agentd_status (*fail)(agentd_call *call, agentd_status status, agentd_str message);
+
+    /** Writes a line to the runtime's log, tagged with the plugin (and agent, if not NULL). */
+    void (*log)(agentd_plugin_ref *plugin, agentd_agent_ref *agent, agentd_log_level level,
+                agentd_str message);
+
+    /** Reads a setting from the plugin's section of the runtime's INI file
+     *  ([plugin.NAME], NAME being the plugin's name). On AGENTD_OK *value is borrowed until
+     *  the plugin is unloaded; AGENTD_NOT_FOUND if the key is absent. */
+    agentd_status (*setting)(agentd_plugin_ref *plugin, agentd_str key, agentd_str *value);
+} agentd_host_api;
+
+/**
+ * The entry every plugin exports as `agentd_plugin_entry`. Called once per load, before
+ * anything else. Keep `host` and `self` for later calls. Return the descriptor, or NULL if
+ * the plugin cannot start (log why first with host->log): the runtime then refuses it.
+ */
+typedef const agentd_plugin *(*agentd_plugin_entry_fn)(const agentd_host_api *host,
+                                                         agentd_plugin_ref *self);
+
+/** Convenience: an agentd_str from a NUL-terminated string. */
+static inline agentd_str agentd_cstr(const char *text) {
+    agentd_str s;
+    size_t n = 0;
+    if (text) {
+        while (text[n]) n++;
+    }
+    s.data = text;
+    s.length = n;
+    return s;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AGENTD_AGENT_PLUGIN_H */

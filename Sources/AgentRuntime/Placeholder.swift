@@ -1,0 +1,1 @@
+// AgentRuntime (in progress).

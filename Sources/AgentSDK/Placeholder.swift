@@ -1,0 +1,1 @@
+// AgentSDK (in progress).
