@@ -238,10 +238,12 @@ typedef struct agentd_agent_type {
     size_t handler_count;
     /**
      * Creates the instance for `agent` (called lazily, on its first message; key borrowed).
-     * Store your state in *instance (may stay NULL). Optional: without it instances are NULL.
+     * `type` is this very struct (so one create function can serve several types; see
+     * `context`). Store your state in *instance (may stay NULL). Optional: without it
+     * instances are NULL.
      */
-    agentd_status (*create)(agentd_plugin_ref *plugin, agentd_agent_ref *agent, agentd_str key,
-                            void **instance);
+    agentd_status (*create)(agentd_plugin_ref *plugin, const struct agentd_agent_type *type,
+                            agentd_agent_ref *agent, agentd_str key, void **instance);
     /** Destroys an instance (at unload or when the runtime retires it). Optional. */
     void (*destroy)(void *instance);
     /** Optional: writes the instance's state, so that a new version of the plugin can take
@@ -249,6 +251,9 @@ typedef struct agentd_agent_type {
     agentd_status (*snapshot)(void *instance, agentd_write_fn write, void *sink);
     /** Optional: restores state a snapshot wrote (called right after create()). */
     agentd_status (*restore)(void *instance, agentd_bytes state);
+    /** Anything the plugin wants to find again from `type` in create(); the runtime never
+     *  reads it. May be NULL. */
+    const void *context;
 } agentd_agent_type;
 
 /** What the entry returns. */
