@@ -73,9 +73,10 @@
  *   including threads the plugin creates, at any time while the plugin is loaded.
  * - A handler must not block for long: it occupies a runtime thread. Work that waits (a model,
  *   a tool, a network call) returns AGENTD_PENDING and answers later with `reply` / `fail`
- *   from any thread. While a message is pending, the agent's next message is not delivered
- *   (one message at a time per agent). An event handler may return AGENTD_PENDING too, and
- *   finishes later with `reply` (its payload is ignored) or `fail` (logged).
+ *   from any thread (possibly before the handler has returned: the answer may race the
+ *   AGENTD_PENDING return). While a message is pending, the agent's next message is not
+ *   delivered (one message at a time per agent). An event handler may return AGENTD_PENDING
+ *   too, and finishes later with `reply` (its payload is ignored) or `fail` (logged).
  * - `send` completions run on a runtime thread that also reads from the host: return quickly.
  * ---------------------------------------------------------------------------------------------
  */
@@ -299,7 +300,8 @@ typedef struct agentd_host_api {
 
     /** Sends an RPC to agent (target_type, target_key) as agent `from` (NULL: no sender).
      *  `on_response` is called exactly once, with the answer or an error (unknown agent
-     *  type, timeout, disconnect). Returns AGENTD_OK when the request is on its way. */
+     *  type, timeout, disconnect). Returns AGENTD_OK when the request is on its way; any other
+     *  status means nothing was sent and `on_response` is never called. */
     agentd_status (*send)(agentd_agent_ref *from, agentd_str target_type, agentd_str target_key,
                           agentd_str message_type, agentd_str content_type, agentd_bytes payload,
                           agentd_response_fn on_response, void *context);
