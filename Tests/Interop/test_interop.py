@@ -450,26 +450,29 @@ def test_rpc_deadline_answers_a_handler_that_never_returns(host_address: str) ->
 
             started = loop.time()
             call = asyncio.ensure_future(a.send_message(InteropAsk("stall", tag="late"), target))
-            await take(entered, 1)  # the request really reached the handler, which now waits
-            with pytest.raises(Exception) as caught:
-                await asyncio.wait_for(call, 5)
-            elapsed = loop.time() - started
-            assert not isinstance(caught.value, asyncio.TimeoutError), "the host never answered the stalled RPC"
-            text = str(caught.value)
-            assert "No response" in text or "deadline" in text, f"unexpected error: {text!r}"
-            assert 0.9 <= elapsed < 5, f"error after {elapsed:.2f}s; the host's deadline is 1s"
+            try:
+                await take(entered, 1)  # the request really reached the handler, which now waits
+                with pytest.raises(Exception) as caught:
+                    await asyncio.wait_for(call, 5)
+                elapsed = loop.time() - started
+                assert not isinstance(caught.value, asyncio.TimeoutError), "the host never answered the stalled RPC"
+                text = str(caught.value)
+                assert "No response" in text or "deadline" in text, f"unexpected error: {text!r}"
+                assert 0.9 <= elapsed < 5, f"error after {elapsed:.2f}s; the host's deadline is 1s"
 
-            # Let the handler answer now, late, and wait until b has queued that answer.
-            release.set()
-            [late] = await take(sent_by_b, 1)
-            assert late.WhichOneof("message") == "response" and not late.response.error, late
-            # b's stream carries the late answer before its answer to the next request, so had
-            # the host forwarded it, the caller would have read it first.
-            reply = await asyncio.wait_for(a.send_message(InteropAsk("again", tag="next"), target), DEADLINE)
-            assert (reply.text, reply.tag) == ("again", "next")
-            assert [(r.request_id, bool(r.error)) for r in responses] == [("1", True), ("2", False)], (
-                f"caller was sent {responses!r}"
-            )
+                # Let the handler answer now, late, and wait until b has queued that answer.
+                release.set()
+                [late] = await take(sent_by_b, 1)
+                assert late.WhichOneof("message") == "response" and not late.response.error, late
+                # b's stream carries the late answer before its answer to the next request, so
+                # had the host forwarded it, the caller would have read it first.
+                reply = await asyncio.wait_for(a.send_message(InteropAsk("again", tag="next"), target), DEADLINE)
+                assert (reply.text, reply.tag) == ("again", "next")
+                assert [(r.request_id, bool(r.error)) for r in responses] == [("1", True), ("2", False)], (
+                    f"caller was sent {responses!r}"
+                )
+            finally:
+                release.set()  # on failure too: a handler still waiting would make b's stop() hang
 
     run(body())
 
