@@ -4,16 +4,17 @@ import Glibc
 import Darwin
 #endif
 
-/// A heap-allocated pthread mutex.
+/// A heap-allocated pthread mutex (public for the data-plane code of the modules above the
+/// transport, which keep per-object state in class fields the same way).
 ///
 /// Used instead of `Synchronization.Mutex` where the guarded state lives in the fields of a
 /// class and holds C pointers: the scoped closure can then return any value without `sending`.
-final class Lock: @unchecked Sendable {
+public final class Lock: @unchecked Sendable {
     // @unchecked Sendable: the pthread mutex is the synchronisation primitive itself; its
     // storage is allocated once, never moved, and freed only in deinit.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
-    init() {
+    public init() {
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -25,7 +26,7 @@ final class Lock: @unchecked Sendable {
     }
 
     @inline(__always)
-    func withLock<Result>(_ body: () throws -> Result) rethrows -> Result {
+    public func withLock<Result>(_ body: () throws -> Result) rethrows -> Result {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body()

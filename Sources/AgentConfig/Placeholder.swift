@@ -1,1 +1,0 @@
-// AgentConfig: the INI configuration (in progress).

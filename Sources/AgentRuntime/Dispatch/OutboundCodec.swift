@@ -1,0 +1,88 @@
+import AgentPluginABI
+import AgentWire
+import Foundation
+
+/// Encodes what the runtime sends to the host, in AutoGen's shapes (see protocol.md).
+enum OutboundCodec {
+    static let protobufContentType = "application/x-protobuf"
+
+    /// `Message{cloudEvent}`: a publish. JSON (and anything not protobuf) goes in
+    /// `binary_data`; protobuf in `proto_data` as an Any of `type.googleapis.com/<type>`.
+    static func event(
+        id: String, topicType: String, topicSource: String, senderType: String?, senderKey: String?,
+        messageType: String, contentType: String, payload: UnsafeRawBufferPointer
+    ) -> [UInt8] {
+        var message = ProtoWriter(capacity: payload.count + 256)
+        message.messageField(3) { event in
+            event.stringField(1, id)
+            event.stringField(2, topicSource)
+            event.stringField(3, "1.0")
+            event.stringField(4, topicType)
+            func attribute(_ key: String, _ value: String) {
+                event.messageField(5) { entry in
+                    entry.stringField(1, key)
+                    entry.messageField(2) { $0.stringField(3, value) }
+                }
+            }
+            attribute("datacontenttype", contentType)
+            attribute("dataschema", messageType)
+            attribute("agagentsendertype", senderType ?? "unknown")
+            attribute("agagentsenderkey", senderKey ?? "unknown")
+            attribute("agmsgkind", "publish")
+            if contentType == protobufContentType {
+                event.messageField(8) { any in
+                    any.stringField(1, "type.googleapis.com/\(messageType)")
+                    any.bytesField(2, payload)
+                }
+            } else {
+                event.bytesField(6, payload)
+            }
+        }
+        return message.bytes
+    }
+
+    /// `Message{request}`.
+    static func request(
+        id: String, senderType: String?, senderKey: String?, targetType: String, targetKey: String,
+        messageType: String, contentType: String, payload: UnsafeRawBufferPointer
+    ) -> [UInt8] {
+        var message = ProtoWriter(capacity: payload.count + 128)
+        message.messageField(1) { request in
+            request.stringField(1, id)
+            if let senderType {
+                request.messageField(2) { $0.stringField(1, senderType); $0.stringField(2, senderKey ?? "") }
+            }
+            request.messageField(3) { $0.stringField(1, targetType); $0.stringField(2, targetKey) }
+            request.stringField(4, messageType)
+            request.messageField(5) { body in
+                body.stringField(1, messageType)
+                body.stringField(2, contentType)
+                body.bytesField(3, payload)
+            }
+        }
+        return message.bytes
+    }
+
+    /// `Message{response}` with a payload.
+    static func response(requestID: String, messageType: String, contentType: String,
+                         payload: UnsafeRawBufferPointer) -> [UInt8] {
+        var message = ProtoWriter(capacity: payload.count + 64)
+        message.messageField(2) { response in
+            response.stringField(1, requestID)
+            response.messageField(2) { body in
+                body.stringField(1, messageType)
+                body.stringField(2, contentType)
+                body.bytesField(3, payload)
+            }
+        }
+        return message.bytes
+    }
+
+    /// `Message{response}` with an error.
+    static func errorResponse(requestID: String, error: String) -> [UInt8] {
+        Envelope.errorResponse(requestID: requestID, error: error)
+    }
+
+    /// A new message id (a lower-case UUID, as AutoGen's Python runtime makes).
+    static func newID() -> String { UUID().uuidString.lowercased() }
+}

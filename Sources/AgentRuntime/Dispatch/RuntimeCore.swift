@@ -1,0 +1,357 @@
+import AgentCore
+import AgentPluginABI
+import Foundation
+import GRPCTransport
+import Logging
+import Synchronization
+
+/// The dispatcher: takes decoded messages from the host connection to agents' mailboxes,
+/// runs handlers on the worker pool, and carries what plugins publish, send and answer back
+/// to the host.
+final class RuntimeCore: @unchecked Sendable {
+    // @unchecked Sendable: mutable state lives in `routing` and `outbound` (Mutex); the
+    // rest is immutable or thread-safe (`WorkerPool`, `connection` is set once before traffic).
+
+    struct Routing: ~Copyable {
+        /// Agent types this runtime serves.
+        var types: [String: PluginAgentType] = [:]
+        /// Their subscriptions, to pick the local agent types an event reaches.
+        var subscriptions = SubscriptionIndex()
+        var instances: [AgentID: AgentInstance] = [:]
+    }
+
+    struct OutboundRequest: @unchecked Sendable {
+        // @unchecked Sendable: `context` is the plugin's opaque pointer, handed back as is.
+        var callback: agentd_response_fn
+        var context: UnsafeMutableRawPointer?
+        var deadline: ContinuousClock.Instant
+        var target: String
+    }
+
+    struct Outbound: ~Copyable {
+        var pending: [String: OutboundRequest] = [:]
+        var nextID: UInt64 = 1
+    }
+
+    let logger: Logger
+    let workers: WorkerPool
+    let rpcTimeout: Duration
+    let routing = Mutex(Routing())
+    let outbound = Mutex(Outbound())
+    private let connectionBox = Mutex<HostConnection?>(nil)
+
+    init(workers: Int, rpcTimeout: Duration, logger: Logger) {
+        self.logger = logger
+        self.workers = WorkerPool(threads: workers)
+        self.rpcTimeout = rpcTimeout
+        RuntimeCore.registerDefault(self)
+    }
+
+    var connection: HostConnection? {
+        get { connectionBox.withLock { $0 } }
+        set { connectionBox.withLock { $0 = newValue } }
+    }
+
+    // MARK: Serving agent types
+
+    /// Starts serving a plugin's agent types locally (registration with the host is the
+    /// caller's business).
+    func serve(_ types: [PluginAgentType]) throws(SubscriptionError) {
+        try routing.withLock { (routing) throws(SubscriptionError) in
+            for type in types {
+                routing.types[type.name] = type
+                for (index, kind) in type.subscriptions.enumerated() {
+                    try routing.subscriptions.insert(Subscription(id: "\(type.name)#\(index)", agentType: type.name, kind: kind))
+                }
+            }
+        }
+    }
+
+    var servedTypes: [String] { routing.withLock { $0.types.keys.sorted() } }
+
+    private func instance(type: PluginAgentType, key: String) -> AgentInstance {
+        let id = AgentID(type: type.name, key: key)
+        return routing.withLock { routing in
+            if let existing = routing.instances[id] { return existing }
+            let created = AgentInstance(id: id, type: type, core: self)
+            routing.instances[id] = created
+            AgentReferences.add(created)
+            return created
+        }
+    }
+
+    // MARK: Incoming (poller thread)
+
+    /// Routes one message from the host.
+    func receive(_ buffer: MessageBuffer) {
+        guard let message = buffer.withUnsafeBytes({ IncomingMessage($0) }) else {
+            logger.warning("malformed message from the host dropped", metadata: ["message.bytes": "\(buffer.count)"])
+            return
+        }
+        switch message.kind {
+        case .event: route(event: message)
+        case .request: route(request: message)
+        case .response: complete(response: message)
+        }
+    }
+
+    private func route(event message: IncomingMessage) {
+        let topicType = message.topicType.string
+        let key = message.topicSource.string
+        let senderType = message.senderType.string
+        let senderKey = message.senderKey.string
+        let targets: [PluginAgentType] = routing.withLock { routing in
+            routing.subscriptions.agentTypes(matching: topicType).compactMap { routing.types[$0] }
+        }
+        for type in targets {
+            // An agent does not receive its own publish.
+            if type.name == senderType && key == senderKey { continue }
+            instance(type: type, key: key).deliver(message)
+        }
+    }
+
+    private func route(request message: IncomingMessage) {
+        let typeName = message.targetType.string
+        guard let type = routing.withLock({ $0.types[typeName] }) else {
+            answer(requestID: message.messageID.string,
+                   error: "Agent type '\(typeName)' is not served by this runtime (request to \(typeName)/\(message.targetKey.string)).")
+            return
+        }
+        instance(type: type, key: message.targetKey.string).deliver(message)
+    }
+
+    private func complete(response message: IncomingMessage) {
+        let id = message.messageID.string
+        guard let request = outbound.withLock({ $0.pending.removeValue(forKey: id) }) else {
+            logger.debug("response to no waiting request dropped", metadata: ["request.id": "\(id)"])
+            return
+        }
+        var response = agentd_response()
+        response.size = UInt32(MemoryLayout<agentd_response>.size)
+        if message.error.isEmpty {
+            response.status = AGENTD_OK
+        } else {
+            response.status = AGENTD_FAILED
+            response.error = message.error
+        }
+        response.message_type = message.messageType
+        response.content_type = message.contentType
+        response.payload = message.payload
+        withExtendedLifetime(message) { request.callback(request.context, &response) }
+    }
+
+    // MARK: Handling (worker thread)
+
+    /// Runs the handler for `message` on `agent`. Returns the call if the handler left it
+    /// pending.
+    func handle(_ message: IncomingMessage, for agent: AgentInstance) -> HandlerCall? {
+        let isRPC = message.kind == .request
+        let messageType = message.messageType.string
+        let requestID = isRPC ? message.messageID.string : ""
+        guard let handler = agent.type.handler(for: messageType) else {
+            let handled = agent.type.messageTypes.joined(separator: ", ")
+            let reason = "Agent type '\(agent.type.name)' has no handler for message type '\(messageType)' (it handles: \(handled.isEmpty ? "nothing" : handled))."
+            if isRPC {
+                answer(requestID: requestID, error: reason)
+            } else {
+                logger.debug("event without a handler dropped", metadata: ["agent.id": "\(agent.id)", "message.type": "\(messageType)"])
+            }
+            return nil
+        }
+        let (instance, failure) = agent.pluginInstance()
+        if let failure {
+            if isRPC { answer(requestID: requestID, error: failure) }
+            logger.error("agent could not be created", metadata: [
+                "agent.id": "\(agent.id)", "plugin": "\(agent.type.plugin.name)", "error": "\(failure)",
+            ])
+            return nil
+        }
+        let call = HandlerCalls.open(agent: agent, isRPC: isRPC, requestID: requestID, messageType: messageType)
+        var view = agentd_message()
+        view.size = UInt32(MemoryLayout<agentd_message>.size)
+        view.host = UnsafePointer(HostAPI.table)
+        view.agent = agent.opaque
+        view.agent_type = agent.typeView
+        view.agent_key = agent.keyView
+        view.sender_type = message.senderType
+        view.sender_key = message.senderKey
+        view.topic_type = message.topicType
+        view.topic_source = message.topicSource
+        view.message_id = message.messageID
+        view.message_type = message.messageType
+        view.content_type = message.contentType
+        view.payload = message.payload
+        view.is_rpc = isRPC ? 1 : 0
+        view.call = call.token
+        let status = withExtendedLifetime(message) { handler(instance, &view) }
+        if status == AGENTD_PENDING { return call }
+        // Answered already (reply/fail during the handler), or answered now.
+        guard HandlerCalls.take(call.id) != nil else { return nil }
+        if isRPC {
+            if status == AGENTD_OK {
+                send(OutboundCodec.response(requestID: requestID, messageType: "", contentType: "application/json", payload: UnsafeRawBufferPointer(start: nil, count: 0)))
+            } else {
+                answer(requestID: requestID, error: "The handler for '\(messageType)' of agent \(agent.id) failed with \(StatusText.name(status)).")
+            }
+        } else if status != AGENTD_OK {
+            logger.warning("event handler failed", metadata: [
+                "agent.id": "\(agent.id)", "message.type": "\(messageType)", "status": "\(StatusText.name(status))",
+            ])
+        }
+        return nil
+    }
+
+    // MARK: Completions (any thread)
+
+    func reply(_ call: HandlerCall, messageType: agentd_str, contentType: agentd_str, payload: agentd_bytes) {
+        if call.isRPC {
+            send(OutboundCodec.response(
+                requestID: call.requestID, messageType: messageType.string, contentType: contentType.string,
+                payload: payload.buffer))
+        }
+        call.agent.callDidComplete(call)
+    }
+
+    func fail(_ call: HandlerCall, status: agentd_status, message: String) {
+        let text = message.isEmpty ? "The handler for '\(call.messageType)' of agent \(call.agent.id) failed with \(StatusText.name(status))." : message
+        if call.isRPC {
+            answer(requestID: call.requestID, error: text)
+        } else {
+            logger.warning("event handler failed", metadata: [
+                "agent.id": "\(call.agent.id)", "message.type": "\(call.messageType)", "error": "\(text)",
+            ])
+        }
+        call.agent.callDidComplete(call)
+    }
+
+    // MARK: Outgoing
+
+    @discardableResult
+    func send(_ bytes: [UInt8]) -> Bool {
+        guard let connection else { return false }
+        return connection.send(MessageBuffer(bytes))
+    }
+
+    func answer(requestID: String, error: String) {
+        send(OutboundCodec.errorResponse(requestID: requestID, error: error))
+    }
+
+    func publish(from agent: AgentInstance?, topicType: String, topicSource: String, messageType: String,
+                 contentType: String, payload: UnsafeRawBufferPointer) -> agentd_status {
+        guard TopicID.isValidType(topicType) else { return AGENTD_INVALID_ARGUMENT }
+        let bytes = OutboundCodec.event(
+            id: OutboundCodec.newID(), topicType: topicType, topicSource: topicSource,
+            senderType: agent?.id.type, senderKey: agent?.id.key, messageType: messageType,
+            contentType: contentType, payload: payload)
+        return send(bytes) ? AGENTD_OK : AGENTD_UNAVAILABLE
+    }
+
+    func sendRequest(from agent: AgentInstance?, targetType: String, targetKey: String, messageType: String,
+                     contentType: String, payload: UnsafeRawBufferPointer, callback: agentd_response_fn,
+                     context: UnsafeMutableRawPointer?) -> agentd_status {
+        guard AgentID.isValidType(targetType) else { return AGENTD_INVALID_ARGUMENT }
+        let target = "\(targetType)/\(targetKey)"
+        let id: String = outbound.withLock { outbound in
+            let id = String(outbound.nextID)
+            outbound.nextID += 1
+            outbound.pending[id] = OutboundRequest(
+                callback: callback, context: context, deadline: .now + rpcTimeout, target: target)
+            return id
+        }
+        let bytes = OutboundCodec.request(
+            id: id, senderType: agent?.id.type, senderKey: agent?.id.key, targetType: targetType,
+            targetKey: targetKey, messageType: messageType, contentType: contentType, payload: payload)
+        guard send(bytes) else {
+            _ = outbound.withLock { $0.pending.removeValue(forKey: id) }
+            return AGENTD_UNAVAILABLE
+        }
+        return AGENTD_OK
+    }
+
+    /// Fails outbound requests past their deadline (or all of them, at disconnect).
+    func failOutbound(expiredBy now: ContinuousClock.Instant?, reason: String) {
+        let expired: [OutboundRequest] = outbound.withLock { outbound in
+            let ids = outbound.pending.filter { now == nil || $0.value.deadline <= now! }.map(\.key)
+            return ids.compactMap { outbound.pending.removeValue(forKey: $0) }
+        }
+        for request in expired {
+            var text = now == nil ? reason : "No answer from \(request.target) within \(rpcTimeout)."
+            text.withUTF8 { utf8 in
+                utf8.withMemoryRebound(to: CChar.self) { chars in
+                    var response = agentd_response()
+                    response.size = UInt32(MemoryLayout<agentd_response>.size)
+                    response.status = now == nil ? AGENTD_UNAVAILABLE : AGENTD_TIMEOUT
+                    response.error = agentd_str(data: chars.baseAddress, length: chars.count)
+                    request.callback(request.context, &response)
+                }
+            }
+        }
+    }
+
+    // MARK: The runtime plugins reach with a NULL agent
+
+    private static let defaultCore = Mutex<RuntimeCore?>(nil)
+    static func registerDefault(_ core: RuntimeCore) {
+        defaultCore.withLock { if $0 == nil { $0 = core } }
+    }
+    static var `default`: RuntimeCore? { defaultCore.withLock { $0 } }
+    func resignDefault() {
+        RuntimeCore.defaultCore.withLock { if $0 === self { $0 = nil } }
+    }
+}
+
+/// The open handler calls, by the id their `agentd_call *` token carries; a stale or
+/// foreign token finds nothing instead of memory.
+enum HandlerCalls {
+    private struct Table: ~Copyable {
+        var calls: [UInt64: HandlerCall] = [:]
+        var nextID: UInt64 = 1
+    }
+    private static let table = Mutex(Table())
+
+    static func open(agent: AgentInstance, isRPC: Bool, requestID: String, messageType: String) -> HandlerCall {
+        table.withLock { table in
+            let call = HandlerCall(id: table.nextID, agent: agent, isRPC: isRPC, requestID: requestID, messageType: messageType)
+            table.nextID += 1
+            table.calls[call.id] = call
+            return call
+        }
+    }
+
+    /// Removes and returns the call (nil if it was answered already or never existed).
+    static func take(_ id: UInt64) -> HandlerCall? {
+        table.withLock { $0.calls.removeValue(forKey: id) }
+    }
+
+    static func take(token: OpaquePointer?) -> HandlerCall? {
+        guard let token else { return nil }
+        return take(UInt64(UInt(bitPattern: Int(bitPattern: token))))
+    }
+}
+
+/// The live agent references handed to plugins, so that a stale or foreign pointer is
+/// refused instead of dereferenced.
+enum AgentReferences {
+    private static let live = Mutex<Set<UInt>>([])
+
+    private static func key(_ agent: AgentInstance) -> UInt {
+        UInt(bitPattern: Unmanaged.passUnretained(agent).toOpaque())
+    }
+
+    static func add(_ agent: AgentInstance) {
+        let key = key(agent)
+        live.withLock { _ = $0.insert(key) }
+    }
+
+    static func remove(_ agent: AgentInstance) {
+        let key = key(agent)
+        live.withLock { _ = $0.remove(key) }
+    }
+
+    static func resolve(_ pointer: OpaquePointer?) -> AgentInstance? {
+        guard let pointer else { return nil }
+        let key = UInt(bitPattern: Int(bitPattern: pointer))
+        guard live.withLock({ $0.contains(key) }) else { return nil }
+        return Unmanaged<AgentInstance>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
+    }
+}

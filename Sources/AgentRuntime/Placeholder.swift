@@ -1,1 +1,0 @@
-// AgentRuntime (in progress).
