@@ -53,6 +53,13 @@ public final class AgentHost: Sendable {
 
     public var port: Int { server.port }
 
+    /// The size past which the C core itself ends a sender's stream.
+    var hardMessageLimit: Int { Self.hardLimit(for: configuration.maxMessageBytes) }
+
+    private static func hardLimit(for limit: Int) -> Int {
+        min(Int(Int32.max), limit * 2 + 1024 * 1024)
+    }
+
     /// Starts listening and serving.
     /// - Throws: ``TransportError`` naming the address if it cannot listen there.
     public init(configuration: Configuration, logger: Logger) throws {
@@ -62,7 +69,7 @@ public final class AgentHost: Sendable {
         // The C core refuses what exceeds its own limit by ending the whole stream; let it
         // through up to well past ours, so that we refuse it instead, with a log line and an
         // answer to the sender, and its stream stays up.
-        let hardLimit = min(Int(Int32.max), configuration.maxMessageBytes * 2 + 1024 * 1024)
+        let hardLimit = Self.hardLimit(for: configuration.maxMessageBytes)
         server = try Server(
             configuration: .init(
                 address: configuration.listen, maxReceiveMessageBytes: hardLimit,

@@ -134,7 +134,13 @@ final class DataChannel: ServerCallHandler {
         for request in departure.unanswered {
             AgentHost.answer(request, error: "The worker serving \(request.target) disconnected before answering.")
         }
+        // A cancelled stream is a lost connection, a cancel by the worker, or a message so far
+        // over the limit that the C core ended the stream before we could refuse it.
+        let how = cancelled
+            ? "stream broken (connection lost, cancelled, or a message over \(host.hardMessageLimit) bytes)"
+            : "stream closed by the worker"
         logger.info("worker disconnected", metadata: [
+            "how": "\(how)",
             "peer": "\(connection.peer)", "agent.types": "\(departure.agentTypes)",
             "subscriptions": "\(departure.subscriptionCount)", "unanswered": "\(departure.unanswered.count)",
         ])

@@ -1,1 +1,0 @@
-// AgentSDK (in progress).

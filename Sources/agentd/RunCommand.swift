@@ -1,0 +1,92 @@
+import AgentConfig
+import AgentHost
+import AgentRuntime
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `agentd run`: the runtime that loads agent plugins.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Load the agent plugins of a directory and serve them through a host.",
+        discussion: """
+            Reads the INI file (see Config/agentd.ini). Without [runtime] host it starts an \
+            embedded host listening on [host] listen, which other workers (AutoGen's Python \
+            ones too) can join. Prints "listening on HOST:PORT" (embedded host) and "ready" \
+            once the plugins are loaded. SIGTERM or SIGINT shut it down gracefully.
+            """
+    )
+
+    @Option(name: .long, help: "The INI configuration file.")
+    var config: String
+
+    @Option(help: "Override [runtime] host: join this host instead of running an embedded one.")
+    var host: String?
+
+    @Option(help: "Override [host] listen for the embedded host.")
+    var listen: String?
+
+    @Option(help: "Override [plugins] directory.")
+    var plugins: String?
+
+    func run() async throws {
+        let settings: RuntimeConfiguration
+        do {
+            settings = try RuntimeConfiguration.load(path: config)
+        } catch {
+            FileHandle.standardError.write(Data("agentd: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let directory: String
+        if let plugins {
+            directory = plugins
+        } else {
+            do {
+                directory = try settings.requiredPluginDirectory()
+            } catch {
+                FileHandle.standardError.write(Data("agentd: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
+        let logger = makeLogger(label: "agentd.run", level: Logger.Level(rawValue: settings.logLevel) ?? .info)
+        var embedded = AgentHost.Configuration(
+            listen: listen ?? settings.host.listen, maxMessageBytes: settings.host.maxMessageBytes,
+            rpcTimeout: settings.host.rpcTimeout)
+        embedded.pollerThreads = 2
+        let runtime = try AgentRuntime(
+            configuration: .init(
+                hostAddress: host ?? settings.hostAddress, embeddedHost: embedded,
+                clientID: settings.clientID ?? UUID().uuidString.lowercased(), rpcTimeout: settings.rpcTimeout,
+                workers: settings.workers, pluginDirectory: directory, pluginSettings: settings.pluginSettings,
+                maxMessageBytes: settings.host.maxMessageBytes),
+            logger: logger)
+        do {
+            try await runtime.start()
+        } catch {
+            logger.critical("cannot start the runtime", metadata: ["error": "\(error)"])
+            await runtime.shutdown()
+            throw ExitCode(1)
+        }
+        if let embeddedHost = runtime.embeddedHost {
+            announce("listening on \(embeddedHost.address)")
+        }
+        announce("ready: \(runtime.plugins.map { "\($0.name) \($0.version)" }.joined(separator: ", "))")
+        let group = ServiceGroup(
+            services: [RuntimeService(runtime: runtime)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        try await group.run()
+    }
+}
+
+/// Runs the runtime until a graceful shutdown is requested.
+struct RuntimeService: Service {
+    let runtime: AgentRuntime
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await runtime.shutdown()
+    }
+}
