@@ -19,6 +19,7 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
     private let lock = Lock()
     private var stream: ClientCall?
     private var closed = false
+    private var endWaiters: [AsyncStream<Void>.Continuation] = []
 
     /// - Parameters:
     ///   - onMessage: called on the stream's poller thread for every message from the host.
@@ -81,13 +82,24 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
         return stream.send(message)
     }
 
-    /// Closes the data channel and the connection.
-    public func close() async {
+    /// Closes the data channel — after what was queued on it has gone out and the host has
+    /// closed its side, or after `drainTimeout` — then the connection.
+    public func close(drainTimeout: Duration = .seconds(2)) async {
         let stream = lock.withLock { () -> ClientCall? in
             closed = true
             return self.stream
         }
-        stream?.halfClose()
+        if let stream, stream.halfClose() {
+            let ended = AsyncStream<Void>.makeStream()
+            lock.withLock { endWaiters.append(ended.continuation) }
+            if stream.status != nil { ended.continuation.finish() }
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { for await _ in ended.stream {} }
+                group.addTask { try? await Task.sleep(for: drainTimeout) }
+                await group.next()
+                group.cancelAll()
+            }
+        }
         await channel.shutdown()
     }
 
@@ -98,7 +110,8 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
     }
 
     public func call(_ call: ClientCall, didFinishWith status: Status, trailers: Metadata) {
-        let expected = lock.withLock { closed }
+        let (expected, waiters) = lock.withLock { (closed, endWaiters) }
+        for waiter in waiters { waiter.finish() }
         if !expected {
             logger.error("the channel to the host closed", metadata: ["host.address": "\(address)", "status": "\(status)"])
         }

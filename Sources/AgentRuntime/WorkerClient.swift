@@ -1,0 +1,161 @@
+import AgentCore
+import Foundation
+import GRPCTransport
+import Logging
+import Synchronization
+
+/// A small worker for scripts, the CLI (`agentd publish` / `agentd send`) and tests: it joins
+/// a host, publishes, sends RPCs and watches topics, without plugins.
+public final class WorkerClient: Sendable {
+    /// An event the client received.
+    public struct Event: Sendable {
+        public var topic: TopicID
+        public var messageType: String
+        public var contentType: String
+        public var payload: [UInt8]
+        public var sender: AgentID?
+    }
+
+    /// An RPC's answer.
+    public struct Response: Sendable {
+        public var messageType: String
+        public var contentType: String
+        public var payload: [UInt8]
+    }
+
+    public let clientID: String
+    /// The agent type this client registers to receive events (`agentd-client-<id>`).
+    public let agentType: String
+    private let connection: HostConnection
+    private let state = Mutex(State())
+
+    private struct State: ~Copyable {
+        var pending: [String: CheckedContinuation<Response, any Error>] = [:]
+        var nextID: UInt64 = 1
+        var events: [AsyncStream<Event>.Continuation] = []
+        var closedStatus: Status?
+    }
+
+    /// Connects to the host at `address` and opens the data channel.
+    public init(address: String, logger: Logger = Logger(label: "agentd.client")) throws {
+        let clientID = UUID().uuidString.lowercased()
+        self.clientID = clientID
+        agentType = "agentd-client-\(clientID.prefix(8))"
+        let box = Mutex<WorkerClient?>(nil)
+        connection = HostConnection(
+            address: address, clientID: clientID, maxMessageBytes: 64 * 1024 * 1024, logger: logger,
+            onMessage: { message in box.withLock { $0 }?.receive(message) },
+            onClose: { status in box.withLock { $0 }?.closed(status) })
+        box.withLock { $0 = self }
+        try connection.open()
+    }
+
+    /// Publishes `payload` to `topic`.
+    public func publish(_ payload: [UInt8], messageType: String, contentType: String = "application/json",
+                        to topic: TopicID) throws {
+        let bytes = payload.withUnsafeBytes {
+            OutboundCodec.event(
+                id: OutboundCodec.newID(), topicType: topic.type, topicSource: topic.source, senderType: nil,
+                senderKey: nil, messageType: messageType, contentType: contentType, payload: $0)
+        }
+        guard connection.send(MessageBuffer(bytes)) else { throw RuntimeError("the channel to the host is closed") }
+    }
+
+    /// Sends an RPC to `target` and returns its answer.
+    /// - Throws: ``RuntimeError`` with the error text the host or the agent sent back.
+    public func send(_ payload: [UInt8], messageType: String, contentType: String = "application/json",
+                     to target: AgentID, timeout: Duration = .seconds(60)) async throws -> Response {
+        let id: String = state.withLock { state in
+            defer { state.nextID += 1 }
+            return "c\(state.nextID)"
+        }
+        let bytes = payload.withUnsafeBytes {
+            OutboundCodec.request(
+                id: id, senderType: nil, senderKey: nil, targetType: target.type, targetKey: target.key,
+                messageType: messageType, contentType: contentType, payload: $0)
+        }
+        let connection = self.connection
+        let expiry = Task { [weak self] in
+            try await Task.sleep(for: timeout)
+            self?.resolve(id, .failure(RuntimeError("no answer from \(target) within \(timeout)")))
+        }
+        defer { expiry.cancel() }
+        return try await withCheckedThrowingContinuation { continuation in
+            let closed: Status? = state.withLock { state in
+                if let status = state.closedStatus { return status }
+                state.pending[id] = continuation
+                return nil
+            }
+            if let closed {
+                continuation.resume(throwing: RuntimeError("the channel to the host is closed (\(closed))"))
+            } else if !connection.send(MessageBuffer(bytes)) {
+                resolve(id, .failure(RuntimeError("the channel to the host is closed")))
+            }
+        }
+    }
+
+    /// Registers this client's agent type and subscribes it to `topicType`; events of that
+    /// topic type then arrive on ``events()``.
+    public func subscribe(topicType: String) async throws {
+        try await connection.register(agentType: agentType)
+        try await connection.add(Subscription(
+            id: "\(clientID)/\(topicType)", agentType: agentType, kind: .topicType(topicType)))
+    }
+
+    /// The events this client receives, from now on.
+    public func events() -> AsyncStream<Event> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Event.self)
+        state.withLock { $0.events.append(continuation) }
+        return stream
+    }
+
+    public func close() async {
+        await connection.close()
+    }
+
+    private func resolve(_ id: String, _ result: Result<Response, any Error>) {
+        let continuation = state.withLock { $0.pending.removeValue(forKey: id) }
+        continuation?.resume(with: result)
+    }
+
+    private func receive(_ buffer: MessageBuffer) {
+        guard let message = buffer.withUnsafeBytes({ IncomingMessage($0) }) else { return }
+        switch message.kind {
+        case .response:
+            let id = message.messageID.string
+            if message.error.isEmpty {
+                resolve(id, .success(Response(
+                    messageType: message.messageType.string, contentType: message.contentType.string,
+                    payload: Array(message.payload.buffer))))
+            } else {
+                resolve(id, .failure(RuntimeError(message.error.string)))
+            }
+        case .event:
+            let senderType = message.senderType.string
+            let event = Event(
+                topic: TopicID(type: message.topicType.string, source: message.topicSource.string),
+                messageType: message.messageType.string, contentType: message.contentType.string,
+                payload: Array(message.payload.buffer),
+                sender: senderType.isEmpty ? nil : AgentID(type: senderType, key: message.senderKey.string))
+            for continuation in state.withLock({ $0.events }) { continuation.yield(event) }
+        case .request:
+            _ = connection.send(MessageBuffer(OutboundCodec.errorResponse(
+                requestID: message.messageID.string, error: "\(agentType) is a client, not an agent: it answers no RPCs.")))
+        }
+    }
+
+    private func closed(_ status: Status) {
+        let (pending, events) = state.withLock { state in
+            state.closedStatus = status
+            defer {
+                state.pending = [:]
+                state.events = []
+            }
+            return (Array(state.pending.values), state.events)
+        }
+        for continuation in pending {
+            continuation.resume(throwing: RuntimeError("the channel to the host closed (\(status))"))
+        }
+        for continuation in events { continuation.finish() }
+    }
+}
