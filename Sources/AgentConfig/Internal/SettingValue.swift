@@ -1,0 +1,140 @@
+/// Why a value does not fit its key; the schema adds the file, line and key.
+struct SettingValueError: Error {
+    var message: String
+    init(_ message: String) { self.message = message }
+}
+
+/// Parsers for the kinds of values the configuration's keys take.
+enum SettingValue {
+    /// The longest timeout accepted: one day.
+    static let longestSeconds = 86_400
+
+    /// A positive decimal number of seconds, `60` or `0.5`, from 0.001 to one day.
+    static func seconds(_ text: String) throws(SettingValueError) -> Duration {
+        let parts = text.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        let whole = parts[0]
+        let fraction = parts.count == 2 ? parts[1] : ""
+        guard !whole.isEmpty, whole.utf8.allSatisfy(isDigit), fraction.utf8.allSatisfy(isDigit),
+            parts.count == 1 || !fraction.isEmpty
+        else {
+            throw SettingValueError("\(quoted(text)) is not a number of seconds (write it like 60 or 0.5)")
+        }
+        guard let wholeSeconds = Int(whole), wholeSeconds <= longestSeconds else {
+            throw SettingValueError("\(quoted(text)) seconds is too long; the most is \(longestSeconds) (one day)")
+        }
+        // Nanoseconds from the first nine decimal places.
+        let nanoDigits = String(fraction.prefix(9)).zeroPadded(toLength: 9)
+        let nanoseconds = Int(nanoDigits) ?? 0
+        let duration = Duration.seconds(wholeSeconds) + .nanoseconds(nanoseconds)
+        guard duration >= .milliseconds(1) else {
+            throw SettingValueError("\(quoted(text)) is not a positive number of seconds; the least is 0.001")
+        }
+        guard duration <= .seconds(longestSeconds) else {
+            throw SettingValueError("\(quoted(text)) seconds is too long; the most is \(longestSeconds) (one day)")
+        }
+        return duration
+    }
+
+    /// A whole number in `range`, digits only.
+    static func integer(_ text: String, in range: ClosedRange<Int>, what: String) throws(SettingValueError) -> Int {
+        guard !text.isEmpty, text.utf8.allSatisfy(isDigit) else {
+            throw SettingValueError("\(quoted(text)) is not a whole number of \(what) (\(range.lowerBound) to \(range.upperBound))")
+        }
+        guard let number = Int(text), range.contains(number) else {
+            throw SettingValueError("\(quoted(text)) is out of range: the number of \(what) must be from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return number
+    }
+
+    /// A positive number of bytes, optionally with a 1024-based unit: `4194304`, `4 MiB`,
+    /// `512KiB`.
+    static func byteCount(_ text: String, largest: Int) throws(SettingValueError) -> Int {
+        let digits = text.prefix { $0.isASCII && $0.isNumber }
+        let unit = text.dropFirst(digits.count).drop { $0 == " " || $0 == "\t" }
+        let multiplier: Int
+        switch unit {
+        case "": multiplier = 1
+        case "B": multiplier = 1
+        case "KiB": multiplier = 1024
+        case "MiB": multiplier = 1024 * 1024
+        default:
+            throw SettingValueError(
+                "\(quoted(text)) is not a number of bytes: write a whole number, optionally followed by KiB or MiB (1024-based), like 4194304 or 4 MiB")
+        }
+        guard !digits.isEmpty else {
+            throw SettingValueError(
+                "\(quoted(text)) is not a number of bytes: write a whole number, optionally followed by KiB or MiB (1024-based), like 4194304 or 4 MiB")
+        }
+        guard let number = Int(digits), number <= largest / multiplier, number * multiplier <= largest else {
+            throw SettingValueError("\(quoted(text)) is too large; the most is \(largest) bytes (2 GiB - 1, gRPC's limit)")
+        }
+        guard number > 0 else {
+            throw SettingValueError("\(quoted(text)) is not a positive number of bytes")
+        }
+        return number * multiplier
+    }
+
+    /// `HOST:PORT`, `[IPv6]:PORT`.
+    static func hostAndPort(_ text: String, allowsPortZero: Bool) throws(SettingValueError) -> HostAndPort {
+        let example = "like 127.0.0.1:50051, localhost:50051 or [::1]:50051"
+        let host: Substring
+        let port: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else {
+                throw SettingValueError("\(quoted(text)) has no closing ']' after the IPv6 address; write HOST:PORT, \(example)")
+            }
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else {
+                throw SettingValueError("\(quoted(text)) has no port after the IPv6 address; write HOST:PORT, \(example)")
+            }
+            port = rest.dropFirst()
+            guard !host.isEmpty, host.contains(":"), host.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }) else {
+                throw SettingValueError("\(quoted(text)) does not hold an IPv6 address in its brackets; write HOST:PORT, \(example)")
+            }
+        } else {
+            guard let colon = text.lastIndex(of: ":") else {
+                throw SettingValueError("\(quoted(text)) has no port; write HOST:PORT, \(example)")
+            }
+            host = text[..<colon]
+            port = text[text.index(after: colon)...]
+            guard !host.contains(":") else {
+                throw SettingValueError("\(quoted(text)): an IPv6 address goes in brackets, like [::1]:50051")
+            }
+            guard !host.isEmpty else {
+                throw SettingValueError("\(quoted(text)) has no host before the port; write HOST:PORT, \(example)")
+            }
+            guard host.utf8.allSatisfy(isHostByte) else {
+                throw SettingValueError("\(quoted(text)): the host may only contain letters, digits, '-', '_' and '.'; write HOST:PORT, \(example)")
+            }
+        }
+        guard !port.isEmpty, port.count <= 5, port.utf8.allSatisfy(isDigit), let number = Int(port), number <= 65535 else {
+            throw SettingValueError("\(quoted(text)) has no valid port: the port is a number from \(allowsPortZero ? 0 : 1) to 65535")
+        }
+        guard allowsPortZero || number != 0 else {
+            throw SettingValueError("\(quoted(text)): port 0 cannot be connected to; give the port the host listens on")
+        }
+        return HostAndPort(host: String(host), port: number)
+    }
+
+    private static func isDigit(_ byte: UInt8) -> Bool {
+        byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
+    }
+
+    private static func isHostByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."):
+            return true
+        default:
+            return false
+        }
+    }
+}
+
+extension String {
+    /// The string padded on the right with zeros to `length` characters.
+    fileprivate func zeroPadded(toLength length: Int) -> String {
+        count >= length ? self : self + String(repeating: "0", count: length - count)
+    }
+}

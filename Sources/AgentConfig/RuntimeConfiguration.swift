@@ -1,0 +1,148 @@
+#if canImport(Darwin)
+import Darwin
+#elseif canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Everything `agentd run` (and, through ``host``, `agentd host`) reads from its INI file.
+///
+/// Every property has a default, so an empty file, or no file, is a valid configuration, and
+/// every property is a `var` so that command-line options can override what the file says.
+///
+/// ```swift
+/// var configuration = try RuntimeConfiguration.load(path: "Config/agentd.ini")
+/// if let listen = options.listen { configuration.host.listen = listen }
+/// let plugins = try configuration.requiredPluginDirectory()
+/// ```
+///
+/// The file's sections and keys:
+///
+/// | key | meaning | default |
+/// |---|---|---|
+/// | `[runtime] host = HOST:PORT` | the host to connect to | none: run an embedded host |
+/// | `[runtime] rpc_timeout = SECONDS` | how long an RPC this runtime sends waits for its answer | 60 |
+/// | `[runtime] workers = N` | handler threads, 1...256 | the number of CPUs |
+/// | `[runtime] client_id = TEXT` | the id the runtime presents to the host | none: generated |
+/// | `[host] listen = HOST:PORT` | where the (embedded) host listens | `127.0.0.1:50051` |
+/// | `[host] max_message_bytes = N` | the largest message, in bytes, or with `KiB`/`MiB` | 4 MiB |
+/// | `[host] rpc_timeout = SECONDS` | when the host answers an unanswered RPC with an error | 60 |
+/// | `[plugins] directory = PATH` | the folder of agent plugins, relative to the INI file | none: required to run |
+/// | `[log] level = LEVEL` | trace, debug, info, notice, warning, error or critical | info |
+/// | `[plugin.NAME] KEY = VALUE` | settings handed to plugin NAME as they are | none |
+///
+/// An unknown section or key, or a value that does not fit its key, is an error naming the
+/// file, line and key: nothing is silently ignored.
+public struct RuntimeConfiguration: Sendable, Hashable {
+    /// The default for both `rpc_timeout` keys: 60 seconds.
+    public static let defaultRPCTimeout: Duration = .seconds(60)
+    /// The default `[log] level`.
+    public static let defaultLogLevel = "info"
+    /// The accepted `[log] level` values, least severe first; they are swift-log's
+    /// `Logger.Level` raw values.
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+    /// The accepted `[runtime] workers` values.
+    public static let workerRange = 1...256
+
+    /// The default `[runtime] workers`: the number of online CPUs, within ``workerRange``.
+    public static var defaultWorkers: Int {
+        let cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        return min(max(cpus, workerRange.lowerBound), workerRange.upperBound)
+    }
+
+    /// The file this configuration was read from, as it was named; `nil` if it was not read
+    /// from a file.
+    public var path: String?
+
+    /// `[runtime] host`: the host's `HOST:PORT` to connect to; `nil` means run an embedded
+    /// host listening on ``HostSettings/listen`` and connect to that.
+    public var hostAddress: String?
+    /// `[runtime] rpc_timeout`: how long an RPC sent by one of this runtime's agents waits
+    /// for its answer.
+    public var rpcTimeout: Duration
+    /// `[runtime] workers`: how many threads run agents' handlers.
+    public var workers: Int
+    /// `[runtime] client_id`: the client id the runtime presents to the host; `nil` means
+    /// generate one.
+    public var clientID: String?
+
+    /// `[host]`: the embedded host's settings, and `agentd host --config`'s.
+    public var host: HostSettings
+
+    /// `[plugins] directory`: the folder the runtime loads agent plugins from, already resolved
+    /// against the INI file's folder when it was written relative; `nil` if not set (see
+    /// ``requiredPluginDirectory()``).
+    public var pluginDirectory: String?
+
+    /// `[log] level`: one of ``logLevels``, in lower case.
+    public var logLevel: String
+
+    /// Each `[plugin.NAME]` section's settings, keyed by NAME, handed to that plugin as they
+    /// are written (quotes and escapes resolved).
+    public var pluginSettings: [String: [String: String]]
+    /// The same settings in file order, with each one's file and line, for messages about a
+    /// setting a plugin refuses.
+    public var pluginSettingEntries: [String: [IniEntry]]
+
+    public init(
+        path: String? = nil,
+        hostAddress: String? = nil,
+        rpcTimeout: Duration = RuntimeConfiguration.defaultRPCTimeout,
+        workers: Int = RuntimeConfiguration.defaultWorkers,
+        clientID: String? = nil,
+        host: HostSettings = HostSettings(),
+        pluginDirectory: String? = nil,
+        logLevel: String = RuntimeConfiguration.defaultLogLevel,
+        pluginSettings: [String: [String: String]] = [:],
+        pluginSettingEntries: [String: [IniEntry]] = [:]
+    ) {
+        self.path = path
+        self.hostAddress = hostAddress
+        self.rpcTimeout = rpcTimeout
+        self.workers = workers
+        self.clientID = clientID
+        self.host = host
+        self.pluginDirectory = pluginDirectory
+        self.logLevel = logLevel
+        self.pluginSettings = pluginSettings
+        self.pluginSettingEntries = pluginSettingEntries
+    }
+
+    /// Reads, parses and checks a configuration file.
+    /// - Parameter path: The INI file, absolute or relative to the current directory.
+    /// - Throws: ``ConfigurationError`` naming the file, and the line and key where there is
+    ///   one, of the first problem.
+    public static func load(path: String) throws(ConfigurationError) -> RuntimeConfiguration {
+        try RuntimeConfiguration(document: IniDocument.load(path: path))
+    }
+
+    /// Parses and checks the text of a configuration file.
+    /// - Parameters:
+    ///   - text: The file's contents.
+    ///   - path: The file's name: it appears in errors, and a relative `[plugins] directory`
+    ///     is resolved against its folder.
+    /// - Throws: ``ConfigurationError`` naming the file, and the line and key where there is
+    ///   one, of the first problem.
+    public static func parse(text: String, path: String) throws(ConfigurationError) -> RuntimeConfiguration {
+        try RuntimeConfiguration(document: IniDocument.parse(text: text, path: path))
+    }
+
+    /// Parses and checks the bytes of a configuration file; see ``parse(text:path:)``.
+    public static func parse(bytes: [UInt8], path: String) throws(ConfigurationError) -> RuntimeConfiguration {
+        try RuntimeConfiguration(document: IniDocument.parse(bytes: bytes, path: path))
+    }
+
+    /// The plugin folder, for commands that load plugins.
+    /// - Throws: ``ConfigurationError`` (``ConfigurationError/Code/missingKey``) naming the file
+    ///   if `[plugins] directory` is not set.
+    public func requiredPluginDirectory() throws(ConfigurationError) -> String {
+        guard let pluginDirectory else {
+            throw ConfigurationError(
+                .missingKey,
+                "not set; running agents needs the folder of agent plugins (lib*.so), e.g. [plugins] directory = plugins (relative to the configuration file)",
+                path: path, section: "plugins", key: "directory")
+        }
+        return pluginDirectory
+    }
+}
