@@ -1,3 +1,4 @@
+import AgentConfig
 import AgentHost
 import ArgumentParser
 import Foundation
@@ -16,28 +17,42 @@ struct HostCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "HOST:PORT to listen on (port 0 picks a free port).")
-    var listen: String = "127.0.0.1:50051"
+    @Option(help: "An INI file whose [host] and [log] sections configure the host (options below override it).")
+    var config: String?
 
-    @Option(help: "The largest message a worker may send, in bytes.")
-    var maxMessageBytes: Int = 4 * 1024 * 1024
+    @Option(help: "HOST:PORT to listen on (port 0 picks a free port). Default: 127.0.0.1:50051.")
+    var listen: String?
 
-    @Option(help: "Seconds a caller waits for an RPC's answer before the host answers with an error.")
-    var rpcTimeout: Double = 60
+    @Option(help: "The largest message a worker may send, in bytes. Default: 4194304.")
+    var maxMessageBytes: Int?
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
+    @Option(help: "Seconds a caller waits for an RPC's answer before the host answers with an error. Default: 60.")
+    var rpcTimeout: Double?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. Default: info.")
+    var logLevel: Logger.Level?
 
     func validate() throws {
-        guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
-        guard rpcTimeout > 0 else { throw ValidationError("--rpc-timeout must be positive") }
+        if let maxMessageBytes, maxMessageBytes <= 0 { throw ValidationError("--max-message-bytes must be positive") }
+        if let rpcTimeout, rpcTimeout <= 0 { throw ValidationError("--rpc-timeout must be positive") }
     }
 
     func run() async throws {
-        let logger = makeLogger(label: "agentd.host", level: logLevel)
+        var settings = RuntimeConfiguration()
+        if let config {
+            do {
+                settings = try RuntimeConfiguration.load(path: config)
+            } catch {
+                FileHandle.standardError.write(Data("agentd: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
+        let logger = makeLogger(
+            label: "agentd.host", level: logLevel ?? Logger.Level(rawValue: settings.logLevel) ?? .info)
+        let listen = self.listen ?? settings.host.listen
         let configuration = AgentHost.Configuration(
-            listen: listen, maxMessageBytes: maxMessageBytes,
-            rpcTimeout: .milliseconds(Int64(rpcTimeout * 1000)))
+            listen: listen, maxMessageBytes: maxMessageBytes ?? settings.host.maxMessageBytes,
+            rpcTimeout: rpcTimeout.map { .milliseconds(Int64($0 * 1000)) } ?? settings.host.rpcTimeout)
         let host: AgentHost
         do {
             host = try AgentHost(configuration: configuration, logger: logger)
