@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # Checks that the committed protobuf-c code matches the committed .proto files: regenerates it
-# into the work tree with Protos/generate.sh and fails if git then sees any change under
-# Protos/ or Sources/CAgentWire/ (a modified, added or deleted file).
+# into the work tree with Protos/generate.sh and Plugins/ProtoAgent/generate.sh and fails if git
+# then sees any change under Protos/, Sources/CAgentWire/, Plugins/ProtoAgent/proto/ or
+# Plugins/ProtoAgent/generated/ (a modified, added or deleted file).
 #
 #   scripts/check-generated.sh    (from any directory; CI runs it in a fresh clone)
 #
-# On failure, run Protos/generate.sh and commit the result together with the .proto change.
+# On failure, run the generate.sh named in the message and commit the result together with the
+# .proto change.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly root
-readonly paths=(Sources/CAgentWire Protos)
+readonly paths=(Sources/CAgentWire Protos Plugins/ProtoAgent/generated Plugins/ProtoAgent/proto)
 
 cd "$root"
 
 before="$(git status --porcelain --untracked-files=all -- "${paths[@]}")"
 
 Protos/generate.sh
+Plugins/ProtoAgent/generate.sh
 
 after="$(git status --porcelain --untracked-files=all -- "${paths[@]}")"
 if [[ -n "$after" ]]; then
@@ -26,7 +29,8 @@ if [[ -n "$after" ]]; then
   if [[ -n "$before" ]]; then
     echo "check-generated: (the work tree already had uncommitted changes there before regenerating)" >&2
   fi
-  echo "check-generated: run Protos/generate.sh and commit the result with the .proto change." >&2
+  echo "check-generated: run Protos/generate.sh (Protos/, Sources/CAgentWire/) or" >&2
+  echo "check-generated: Plugins/ProtoAgent/generate.sh (Plugins/ProtoAgent/) and commit the result with the .proto change." >&2
   exit 1
 fi
 
