@@ -14,6 +14,12 @@ let package = Package(
         .library(name: "EchoAgent", type: .dynamic, targets: ["EchoAgent"]),
         .library(name: "GreeterAgent", type: .dynamic, targets: ["GreeterAgent"]),
         .library(name: "ProtoAgent", type: .dynamic, targets: ["ProtoAgent"]),
+        // ABI test plugins for the runtime's tests (Tests/Plugins).
+        .library(name: "BadMajorPlugin", type: .dynamic, targets: ["BadMajorPlugin"]),
+        .library(name: "NoEntryPlugin", type: .dynamic, targets: ["NoEntryPlugin"]),
+        .library(name: "DuplicateTypePlugin", type: .dynamic, targets: ["DuplicateTypePlugin"]),
+        .library(name: "FailingInitPlugin", type: .dynamic, targets: ["FailingInitPlugin"]),
+        .library(name: "TestAgentsPlugin", type: .dynamic, targets: ["TestAgentsPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -88,6 +94,21 @@ let package = Package(
             name: "ProtoAgent", dependencies: ["AgentPluginABI"], path: "Plugins/ProtoAgent",
             publicHeadersPath: ".",
             linkerSettings: [.linkedLibrary("protobuf-c")]),
+
+        // ABI test plugins for the runtime's tests: shared libraries the runtime's tests load.
+        .target(
+            name: "BadMajorPlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/BadMajorPlugin",
+            publicHeadersPath: "."),
+        .target(name: "NoEntryPlugin", path: "Tests/Plugins/NoEntryPlugin", publicHeadersPath: "."),
+        .target(
+            name: "DuplicateTypePlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/DuplicateTypePlugin",
+            publicHeadersPath: "."),
+        .target(
+            name: "FailingInitPlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/FailingInitPlugin",
+            publicHeadersPath: "."),
+        .target(
+            name: "TestAgentsPlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/TestAgentsPlugin",
+            publicHeadersPath: "."),
 
         .executableTarget(
             name: "agentd",
