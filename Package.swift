@@ -75,7 +75,7 @@ let package = Package(
         .target(
             name: "AgentRuntime",
             dependencies: [
-                "AgentPluginABI", "CAgentWire", "AgentWire", "AgentCore", "AgentHost", "AgentConfig",
+                "AgentPluginABI", "CAgentWire", "AgentWire", "AgentCore", "AgentHost",
                 "GRPCTransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -144,6 +144,7 @@ let package = Package(
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore"]),
         .testTarget(name: "AgentHostTests", dependencies: ["AgentHost", "AgentWire", "GRPCTransport"]),
         .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig"]),
+        .testTarget(name: "AgentSDKTests", dependencies: ["AgentSDK", "AgentPluginABI"]),
         .testTarget(
             name: "AgentRuntimeTests",
             dependencies: ["AgentRuntime", "AgentHost", "AgentWire", "GRPCTransport", "AgentConfig"]),

@@ -189,11 +189,17 @@ typedef struct agentd_message {
 /**
  * Handles one message for one agent instance.
  *
- * For an RPC: answer with host->reply() (or host->fail()) and return its status, or return
- * AGENTD_PENDING and answer later from any thread. Returning AGENTD_OK without having
- * answered sends an empty answer (AutoGen's "None"); returning an error status without having
+ * For an RPC: answer with host->reply() or host->fail() and return (the status you return
+ * after answering is only logged; the runtime never answers twice), or return AGENTD_PENDING
+ * and answer later from any thread. Returning AGENTD_OK without having answered sends an
+ * empty answer (no payload, empty message type); returning an error status without having
  * called fail() sends an error answer naming the status.
- * For an event: return AGENTD_OK, or an error status (logged by the runtime).
+ * For an event: return AGENTD_OK, or call host->fail() with the reason (it is logged) and
+ * return the error status, or return AGENTD_PENDING and finish later with reply() / fail().
+ *
+ * A token stays answerable until it is answered: after that, or for a token the runtime
+ * never issued, reply() and fail() return AGENTD_MISUSE and do nothing (never a crash).
+ * reply() and fail() may be called from anywhere, including a send() completion.
  */
 typedef agentd_status (*agentd_handler_fn)(void *instance, const agentd_message *message);
 
@@ -284,7 +290,10 @@ typedef struct agentd_response {
     agentd_bytes payload;
 } agentd_response;
 
-/** Called exactly once with the answer to a send(), on a runtime thread. */
+/** Called exactly once with the answer to a send(), on a runtime thread: with the agent's
+ *  answer, or with an error when none can come (AGENTD_TIMEOUT after the runtime's
+ *  rpc_timeout, AGENTD_UNAVAILABLE when the connection to the host closes or the runtime
+ *  shuts down). Every outstanding completion is called before the plugin is unloaded. */
 typedef void (*agentd_response_fn)(void *context, const agentd_response *response);
 
 /** Functions the runtime offers plugins. All are thread-safe. */
@@ -319,7 +328,9 @@ typedef struct agentd_host_api {
 
     /** Reads a setting from the plugin's section of the runtime's INI file
      *  ([plugin.NAME], NAME being the plugin's name). On AGENTD_OK *value is borrowed until
-     *  the plugin is unloaded; AGENTD_NOT_FOUND if the key is absent. */
+     *  the plugin is unloaded; AGENTD_NOT_FOUND if the key is absent. The plugin's name is
+     *  known only once its entry has returned the descriptor: during the entry this answers
+     *  AGENTD_UNAVAILABLE (read settings in create() or in a handler). */
     agentd_status (*setting)(agentd_plugin_ref *plugin, agentd_str key, agentd_str *value);
 } agentd_host_api;
 
