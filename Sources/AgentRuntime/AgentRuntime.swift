@@ -69,7 +69,7 @@ public final class AgentRuntime: Sendable {
         self.configuration = configuration
         self.logger = logger
         core = RuntimeCore(workers: configuration.workers, rpcTimeout: configuration.rpcTimeout, logger: logger)
-        loader = try PluginLoader()
+        loader = try PluginLoader(logger: logger)
     }
 
     /// The plugins in service.

@@ -68,18 +68,19 @@ private let hostLog: @convention(c) (OpaquePointer?, OpaquePointer?, agentd_log_
     pluginPointer, agentPointer, level, message in
     let agent = AgentReferences.resolve(agentPointer)
     let plugin = PluginReferences.lookup(pluginPointer)
-    guard let core = agent?.core ?? RuntimeCore.default else { return }
+    guard let logger = agent?.core.logger ?? plugin?.reference.logger ?? RuntimeCore.default?.logger else { return }
     var metadata: Logger.Metadata = [:]
     if let plugin {
         metadata["plugin"] = "\(plugin.plugin?.name ?? plugin.path)"
+        metadata["plugin.path"] = "\(plugin.path)"
     }
     if let agent { metadata["agent.id"] = "\(agent.id)" }
     let text = Logger.Message(stringLiteral: message.string)
     switch level {
-    case AGENTD_LOG_DEBUG: core.logger.debug(text, metadata: metadata)
-    case AGENTD_LOG_INFO: core.logger.info(text, metadata: metadata)
-    case AGENTD_LOG_WARNING: core.logger.warning(text, metadata: metadata)
-    default: core.logger.error(text, metadata: metadata)
+    case AGENTD_LOG_DEBUG: logger.debug(text, metadata: metadata)
+    case AGENTD_LOG_INFO: logger.info(text, metadata: metadata)
+    case AGENTD_LOG_WARNING: logger.warning(text, metadata: metadata)
+    default: logger.error(text, metadata: metadata)
     }
 }
 

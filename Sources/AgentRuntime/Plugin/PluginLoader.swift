@@ -1,6 +1,7 @@
 import AgentCore
 import AgentPluginABI
 import Foundation
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -43,9 +44,17 @@ public final class PluginLoader: Sendable {
     public let shadowDirectory: String
     private let counter = Mutex(0)
 
-    public init(shadowDirectory: String? = nil) throws {
+    /// Where the log lines of plugins that call `log` during their entry go.
+    let logger: Logger
+
+    /// - Parameter shadowDirectory: where the shadow copies go; by default a new folder of
+    ///   this loader's own under the temporary directory (two runtimes in one process must
+    ///   never share shadow paths: dlopen of a path already loaded returns that image).
+    public init(shadowDirectory: String? = nil, logger: Logger) throws {
         let directory = shadowDirectory
-            ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("agentd-\(getpid())-plugins")
+            ?? (NSTemporaryDirectory() as NSString).appendingPathComponent(
+                "agentd-\(getpid())-\(UUID().uuidString.prefix(8).lowercased())-plugins")
+        self.logger = logger
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         self.shadowDirectory = directory
     }
@@ -112,7 +121,7 @@ public final class PluginLoader: Sendable {
         let entry = unsafeBitCast(symbol, to: agentd_plugin_entry_fn.self)
         // The plugin reference must exist before the entry runs (the entry may call `log`
         // or `setting` with it); it is completed once the descriptor is validated.
-        let pending = PendingPluginReference(path: path, settings: settings)
+        let pending = PendingPluginReference(path: path, logger: logger)
         reference = pending
         guard let descriptor = withExtendedLifetime(pending, {
             entry(hostAPI, pending.opaque)
@@ -252,12 +261,13 @@ final class PendingPluginReference: @unchecked Sendable {
     // @unchecked Sendable: `plugin` is written once (resolve) with `PluginReferences`' lock
     // held, and read only through that registry.
     let path: String
-    let settings: [String: [String: String]]
+    /// The loading runtime's logger (for `log` calls, which may come before any agent exists).
+    let logger: Logger
     var opaque: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
 
-    init(path: String, settings: [String: [String: String]]) {
+    init(path: String, logger: Logger) {
         self.path = path
-        self.settings = settings
+        self.logger = logger
         PluginReferences.register(self)
     }
 

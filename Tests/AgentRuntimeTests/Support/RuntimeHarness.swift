@@ -1,0 +1,115 @@
+import AgentCore
+import AgentRuntime
+import Foundation
+import Logging
+import Synchronization
+
+/// Log records a test can wait for.
+final class LogCapture: Sendable {
+    struct Record: Sendable {
+        var level: Logger.Level
+        var message: String
+        var metadata: [String: String]
+    }
+    private let records = Mutex<[Record]>([])
+
+    var all: [Record] { records.withLock { $0 } }
+
+    func append(_ record: Record) { records.withLock { $0.append(record) } }
+
+    func logger() -> Logger {
+        var logger = Logger(label: "test") { _ in CaptureHandler(capture: self) }
+        logger.logLevel = .debug
+        return logger
+    }
+
+    /// The records matching `predicate` (start-up logs are complete once `start()` returned).
+    func records(where predicate: (Record) -> Bool) -> [Record] { all.filter(predicate) }
+}
+
+struct CaptureHandler: LogHandler {
+    let capture: LogCapture
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .debug
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
+             file: String, function: String, line: UInt) {
+        var merged: [String: String] = [:]
+        for (key, value) in self.metadata.merging(metadata ?? [:], uniquingKeysWith: { $1 }) {
+            merged[key] = "\(value)"
+        }
+        capture.append(.init(level: level, message: "\(message)", metadata: merged))
+    }
+}
+
+/// A runtime with an embedded host on 127.0.0.1:0, serving copies of plugins the package
+/// built, and a client connected to its host.
+struct RuntimeHarness {
+    let runtime: AgentRuntime
+    let client: WorkerClient
+    let log: LogCapture
+    let pluginDirectory: String
+
+    /// The folder the package's products are in (the test binary's own folder).
+    static var buildDirectory: String {
+        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().path
+    }
+
+    /// - Parameter plugins: (file name in the plugin folder, product name) pairs; files load
+    ///   in name order.
+    static func start(
+        plugins: [(file: String, product: String)], settings: [String: [String: String]] = [:],
+        rpcTimeout: Duration = .seconds(10), extraFiles: [(String, [UInt8])] = []
+    ) async throws -> RuntimeHarness {
+        let directory = NSTemporaryDirectory() + "agentd-runtime-test-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for plugin in plugins {
+            try FileManager.default.copyItem(
+                atPath: "\(buildDirectory)/lib\(plugin.product).so", toPath: "\(directory)/\(plugin.file)")
+        }
+        for (name, bytes) in extraFiles {
+            FileManager.default.createFile(atPath: "\(directory)/\(name)", contents: Data(bytes))
+        }
+        let log = LogCapture()
+        let runtime = try AgentRuntime(
+            configuration: .init(
+                embeddedHost: .init(listen: "127.0.0.1:0"), rpcTimeout: rpcTimeout, workers: 4,
+                pluginDirectory: directory, pluginSettings: settings),
+            logger: log.logger())
+        try await runtime.start()
+        let client = try WorkerClient(address: runtime.hostAddress!)
+        return RuntimeHarness(runtime: runtime, client: client, log: log, pluginDirectory: directory)
+    }
+
+    func stop() async {
+        await client.close()
+        await runtime.shutdown()
+        try? FileManager.default.removeItem(atPath: pluginDirectory)
+    }
+
+    /// Sends a JSON RPC and returns the answer's text.
+    func call(_ target: String, _ type: String, _ json: String) async throws -> String {
+        let response = try await client.send(Array(json.utf8), messageType: type, to: AgentID(target)!)
+        return String(decoding: response.payload, as: UTF8.self)
+    }
+}
+
+/// Runs `body` with a started harness and always stops it.
+func withRuntime(
+    plugins: [(file: String, product: String)], settings: [String: [String: String]] = [:],
+    rpcTimeout: Duration = .seconds(10), extraFiles: [(String, [UInt8])] = [],
+    _ body: (RuntimeHarness) async throws -> Void
+) async throws {
+    let harness = try await RuntimeHarness.start(
+        plugins: plugins, settings: settings, rpcTimeout: rpcTimeout, extraFiles: extraFiles)
+    do {
+        try await body(harness)
+    } catch {
+        await harness.stop()
+        throw error
+    }
+    await harness.stop()
+}
