@@ -1,0 +1,138 @@
+import AgentPluginABI
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// What an agent instance can do in the runtime: publish, send RPCs, read its plugin's
+/// settings, log. Given to ``Agent/init(context:)``; handlers get it inside their
+/// ``MessageContext``.
+///
+/// A context may be kept and used from any task while the instance lives (until the runtime
+/// destroys it, at unload or when it retires the agent).
+public struct AgentContext: Sendable {
+    /// This agent's id.
+    public let agentID: AgentID
+    /// Writes to the runtime's log, tagged with the plugin and this agent.
+    public let logger: AgentLogger
+
+    let host: HostFunctions
+    let agent: AgentReference
+
+    init(agentID: AgentID, host: HostFunctions, agent: AgentReference) {
+        self.agentID = agentID
+        self.host = host
+        self.agent = agent
+        self.logger = AgentLogger(host: host, agent: agent)
+    }
+
+    /// A setting of the plugin's section of the runtime's INI file, or nil when absent.
+    ///
+    /// ```ini
+    /// [plugin.greeter-plugin]
+    /// greeting = Bonjour
+    /// ```
+    ///
+    /// `context.setting("greeting")` is then `"Bonjour"`.
+    public func setting(_ key: String) -> String? {
+        host.setting(key)
+    }
+
+    /// Publishes an event to a topic, as this agent.
+    ///
+    /// The agents subscribed to the topic's type receive it (this agent excepted), on this
+    /// worker or any other connected to the host — AutoGen's Python agents included.
+    ///
+    /// ```swift
+    /// try context.publish(GreetingReply(text: "Hello!"), to: TopicID(type: "greeting-replies", source: "default"))
+    /// ```
+    ///
+    /// - Throws: ``AgentError``: the message cannot be encoded, the topic type is not valid
+    ///   (``AgentError/Code/invalidArgument``), or the runtime cannot publish now
+    ///   (``AgentError/Code/unavailable``).
+    public func publish<M: AgentMessage>(_ message: M, to topic: TopicID) throws {
+        let payload = try MessageCoding.encode(message)
+        let status = host.publish(from: agent, to: topic, messageType: M.messageType, payload: payload)
+        guard status == AGENTD_OK else {
+            let code = AgentError.Code(status)
+            throw AgentError(code, "publishing \(M.messageType) to \(topic) failed: \(code)")
+        }
+    }
+
+    /// Sends an RPC to an agent, as this agent, and returns its answer.
+    ///
+    /// ```swift
+    /// let reply = try await context.send(Greeting(name: "Ada"), to: AgentID(type: "greeter", key: "default"),
+    ///                                    expecting: GreetingReply.self)
+    /// ```
+    ///
+    /// Waiting for the answer suspends the handler, not a thread. The runtime fails the call
+    /// when no answer comes within its RPC timeout.
+    ///
+    /// - Parameters:
+    ///   - message: The request.
+    ///   - target: The agent to ask; the runtime creates it on demand wherever its type lives.
+    ///   - expecting: The answer's type.
+    /// - Throws: ``AgentError``: the answer is an error (its ``AgentError/message`` is the
+    ///   target's error text and its code the runtime's status: ``AgentError/Code/timeout``,
+    ///   ``AgentError/Code/unavailable``, …), or it is not an `R` (``AgentError/Code/invalidArgument``).
+    public func send<M: AgentMessage, R: AgentMessage>(
+        _ message: M, to target: AgentID, expecting: R.Type = R.self
+    ) async throws -> R {
+        let response = try await request(message, to: target)
+        guard response.messageType.isEmpty || response.messageType == R.messageType else {
+            throw AgentError(
+                .invalidArgument,
+                "\(target) answered \(M.messageType) with \(response.messageType), not the expected \(R.messageType)")
+        }
+        guard !response.payload.isEmpty else {
+            throw AgentError(
+                .invalidArgument, "\(target) answered \(M.messageType) with no message, not the expected \(R.messageType)")
+        }
+        guard MessageCoding.isJSON(response.contentType) else {
+            throw AgentError(
+                .invalidArgument,
+                "\(target) answered \(M.messageType) with \(response.contentType), not JSON: the Swift SDK decodes only JSON")
+        }
+        return try MessageCoding.decode(R.self, from: response.payload)
+    }
+
+    /// Sends an RPC to an agent, as this agent, and waits for it to be handled; any answer is
+    /// ignored.
+    ///
+    /// - Throws: ``AgentError`` when the answer is an error.
+    public func send<M: AgentMessage>(_ message: M, to target: AgentID) async throws {
+        _ = try await request(message, to: target)
+    }
+
+    /// Writes a line to the runtime's log, tagged with the plugin and this agent.
+    public func log(_ message: String, level: AgentLogger.Level = .info) {
+        logger.log(level, message)
+    }
+
+    /// Sends the request and waits for the runtime's completion (which comes on a runtime
+    /// thread; decoding happens back in the caller's task).
+    private func request<M: AgentMessage>(_ message: M, to target: AgentID) async throws -> RPCResponse {
+        let payload = try MessageCoding.encode(message)
+        let response = await withCheckedContinuation { (continuation: CheckedContinuation<RPCResponse, Never>) in
+            let pending = Unmanaged.passRetained(PendingResponse(continuation)).toOpaque()
+            let status = host.send(
+                from: agent, to: target, messageType: M.messageType, payload: payload,
+                onResponse: { context, response in PendingResponse.complete(context, response) },
+                context: pending)
+            if status != AGENTD_OK {
+                // Nothing was sent: the runtime never calls on_response.
+                Unmanaged<PendingResponse>.fromOpaque(pending).release()
+                continuation.resume(returning: RPCResponse(status: status, error: "the runtime did not send it"))
+            }
+        }
+        guard response.status == AGENTD_OK.rawValue else {
+            let code = AgentError.Code(agentd_status(rawValue: response.status))
+            let reason = response.error.isEmpty ? "\(code)" : response.error
+            throw AgentError(code, "sending \(M.messageType) to \(target) failed: \(reason)")
+        }
+        return response
+    }
+}

@@ -1,0 +1,111 @@
+import AgentPluginABI
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The runtime's `agentd_host_api` for one loaded plugin, with Swift-typed calls.
+///
+/// Every function of the table is thread-safe and copies what it is given before returning.
+final class HostFunctions: @unchecked Sendable {
+    // @unchecked: immutable after init; the table's functions are thread-safe by the ABI.
+
+    /// A copy of the runtime's table, checked to hold every function of ABI 1.0.
+    private let table: agentd_host_api
+    /// The plugin as the runtime knows it (for log and setting).
+    let plugin: OpaquePointer?
+    /// The plugin's name, for messages.
+    let pluginName: String
+
+    /// Returns nil when the table lacks a function this SDK calls (an older or broken runtime).
+    init?(api: UnsafePointer<agentd_host_api>, plugin: OpaquePointer?, pluginName: String) {
+        let size = Int(api.pointee.size)
+        guard api.pointee.abi_major == AGENTD_ABI_MAJOR,
+              size >= MemoryLayout<agentd_host_api>.size
+        else { return nil }
+        let table = api.pointee
+        guard table.publish != nil, table.send != nil, table.reply != nil, table.fail != nil,
+              table.log != nil, table.setting != nil
+        else { return nil }
+        self.table = table
+        self.plugin = plugin
+        self.pluginName = pluginName
+    }
+
+    /// Logs with whatever table the runtime passed, before it has been validated: for the
+    /// reason a plugin refuses to start.
+    static func logRefusal(api: UnsafePointer<agentd_host_api>?, plugin: OpaquePointer?, _ message: String) {
+        guard let api, api.pointee.size >= MemoryLayout<agentd_host_api>.size, let log = api.pointee.log
+        else { return }
+        message.withView { log(plugin, nil, AGENTD_LOG_ERROR, $0) }
+    }
+
+    func publish(from agent: AgentReference, to topic: TopicID, messageType: String, payload: Data)
+        -> agentd_status
+    {
+        topic.type.withView { topicType in
+            topic.source.withView { topicSource in
+                messageType.withView { messageType in
+                    MessageCoding.jsonContentType.withView { contentType in
+                        payload.withView { payload in
+                            table.publish!(agent.pointer, topicType, topicSource, messageType, contentType, payload)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func send(
+        from agent: AgentReference, to target: AgentID, messageType: String, payload: Data,
+        onResponse: agentd_response_fn, context: UnsafeMutableRawPointer
+    ) -> agentd_status {
+        target.type.withView { targetType in
+            target.key.withView { targetKey in
+                messageType.withView { messageType in
+                    MessageCoding.jsonContentType.withView { contentType in
+                        payload.withView { payload in
+                            table.send!(agent.pointer, targetType, targetKey, messageType, contentType, payload,
+                                        onResponse, context)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers an RPC, or finishes a pending event (messageType empty, payload ignored).
+    func reply(_ call: CallToken, messageType: String, contentType: String, payload: Data) -> agentd_status {
+        messageType.withView { messageType in
+            contentType.withView { contentType in
+                payload.withView { payload in
+                    table.reply!(call.pointer, messageType, contentType, payload)
+                }
+            }
+        }
+    }
+
+    func fail(_ call: CallToken, _ code: AgentError.Code, _ message: String) -> agentd_status {
+        message.withView { table.fail!(call.pointer, code.cStatus, $0) }
+    }
+
+    func log(agent: OpaquePointer?, level: AgentLogger.Level, _ message: String) {
+        let cLevel: agentd_log_level =
+            switch level {
+            case .debug: AGENTD_LOG_DEBUG
+            case .info: AGENTD_LOG_INFO
+            case .warning: AGENTD_LOG_WARNING
+            case .error: AGENTD_LOG_ERROR
+            }
+        message.withView { table.log!(plugin, agent, cLevel, $0) }
+    }
+
+    /// A key of the plugin's `[plugin.NAME]` section, or nil when absent.
+    func setting(_ key: String) -> String? {
+        var value = agentd_str()
+        let status = key.withView { table.setting!(plugin, $0, &value) }
+        return status == AGENTD_OK ? String(value) : nil
+    }
+}

@@ -1,0 +1,56 @@
+/// One delivery to a handler: where the message came from, and the agent's powers.
+///
+/// ```swift
+/// registry.on(Greeting.self) { agent, greeting, context in
+///     // Answer on the same source the greeting was published on.
+///     let source = context.topic?.source ?? context.agentID.key
+///     try context.publish(GreetingReply(text: "Hello, \(greeting.name)!"),
+///                         to: TopicID(type: "greeting-replies", source: source))
+/// }
+/// ```
+public struct MessageContext: Sendable {
+    /// The receiving agent's context (also what ``publish(_:to:)``, ``send(_:to:expecting:)``,
+    /// ``setting(_:)`` and ``logger`` use).
+    public let agentContext: AgentContext
+    /// The sending agent, or nil when the sender is not an agent.
+    public let sender: AgentID?
+    /// The topic an event was published to; nil for an RPC.
+    public let topic: TopicID?
+    /// The event's id, or the RPC's request id.
+    public let messageID: String
+    /// Whether the message is an RPC (its handler's result is the answer).
+    public let isRPC: Bool
+
+    /// This agent's id.
+    public var agentID: AgentID { agentContext.agentID }
+
+    /// Writes to the runtime's log, tagged with the plugin and this agent.
+    public var logger: AgentLogger { agentContext.logger }
+
+    /// See ``AgentContext/publish(_:to:)``.
+    public func publish<M: AgentMessage>(_ message: M, to topic: TopicID) throws {
+        try agentContext.publish(message, to: topic)
+    }
+
+    /// See ``AgentContext/send(_:to:expecting:)``.
+    public func send<M: AgentMessage, R: AgentMessage>(
+        _ message: M, to target: AgentID, expecting: R.Type = R.self
+    ) async throws -> R {
+        try await agentContext.send(message, to: target, expecting: expecting)
+    }
+
+    /// See ``AgentContext/send(_:to:)``.
+    public func send<M: AgentMessage>(_ message: M, to target: AgentID) async throws {
+        try await agentContext.send(message, to: target)
+    }
+
+    /// See ``AgentContext/setting(_:)``.
+    public func setting(_ key: String) -> String? {
+        agentContext.setting(key)
+    }
+
+    /// See ``AgentContext/log(_:level:)``.
+    public func log(_ message: String, level: AgentLogger.Level = .info) {
+        agentContext.log(message, level: level)
+    }
+}

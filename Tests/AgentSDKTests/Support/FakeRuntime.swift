@@ -1,0 +1,403 @@
+import AgentPluginABI
+import AgentSDK
+import Dispatch
+import Foundation
+import Synchronization
+import Testing
+
+/// A runtime in miniature, for driving a plugin through the C ABI exactly as `agentd run` does:
+/// a host API table whose functions (C function pointers) record what the plugin publishes,
+/// answers and logs, serve settings, and answer `send`s from another thread.
+///
+/// The C functions cannot capture, so they find their runtime through the pointers the plugin
+/// hands back: the plugin reference, an agent reference (a ``FakeAgent``) or a call token (a
+/// ``FakeCall``).
+final class FakeRuntime: @unchecked Sendable {
+    // @unchecked: `recorded` is behind a Mutex; the rest is immutable after init.
+
+    struct Publication: Sendable, Equatable {
+        var from: AgentID?
+        var topic: TopicID
+        var messageType: String
+        var contentType: String
+        var json: String
+    }
+
+    struct LogLine: Sendable {
+        var level: agentd_log_level.RawValue
+        var agent: AgentID?
+        var text: String
+    }
+
+    /// An RPC a plugin sent.
+    struct Request: Sendable {
+        var from: AgentID?
+        var target: AgentID
+        var messageType: String
+        var json: String
+    }
+
+    /// How the runtime answers a `send`.
+    enum Response: Sendable {
+        /// `send` itself fails with this status (nothing sent, no callback).
+        case refuse(agentd_status.RawValue)
+        /// The callback gets an error.
+        case error(agentd_status.RawValue, String)
+        /// The callback gets this answer.
+        case answer(messageType: String, json: String)
+    }
+
+    private struct Recorded {
+        var publications: [Publication] = []
+        var logs: [LogLine] = []
+        var requests: [Request] = []
+    }
+
+    let api: UnsafeMutablePointer<agentd_host_api>
+    private let recorded = Mutex(Recorded())
+    /// Settings as NUL-terminated copies that live as long as the runtime.
+    private let settings: [String: UnsafeMutablePointer<CChar>]
+    private let respond: @Sendable (Request) -> Response
+
+    /// - Parameters:
+    ///   - settings: The plugin's `[plugin.NAME]` section.
+    ///   - abiMajor: What the host table claims.
+    ///   - respond: How `send`s are answered (on another thread).
+    init(settings: [String: String] = [:], abiMajor: UInt16 = UInt16(AGENTD_ABI_MAJOR),
+         respond: @escaping @Sendable (Request) -> Response = { _ in .error(AGENTD_NOT_FOUND.rawValue, "no such agent") })
+    {
+        self.settings = settings.mapValues { strdup($0)! }
+        self.respond = respond
+        api = .allocate(capacity: 1)
+        var table = agentd_host_api()
+        table.size = UInt32(MemoryLayout<agentd_host_api>.size)
+        table.abi_major = abiMajor
+        table.abi_minor = UInt16(AGENTD_ABI_MINOR)
+        table.publish = { from, topicType, topicSource, messageType, contentType, payload in
+            guard let agent = FakeAgent.from(from) else { return AGENTD_MISUSE }
+            agent.runtime.recorded.withLock {
+                $0.publications.append(Publication(
+                    from: agent.id, topic: TopicID(type: String(borrowed: topicType), source: String(borrowed: topicSource)),
+                    messageType: String(borrowed: messageType), contentType: String(borrowed: contentType), json: String(borrowed: payload)))
+            }
+            return AGENTD_OK
+        }
+        table.send = { from, targetType, targetKey, messageType, contentType, payload, onResponse, context in
+            guard let agent = FakeAgent.from(from), let onResponse else { return AGENTD_MISUSE }
+            let request = Request(
+                from: agent.id, target: AgentID(type: String(borrowed: targetType), key: String(borrowed: targetKey)),
+                messageType: String(borrowed: messageType), json: String(borrowed: payload))
+            let runtime = agent.runtime
+            runtime.recorded.withLock { $0.requests.append(request) }
+            let response = runtime.respond(request)
+            if case .refuse(let status) = response { return agentd_status(rawValue: status) }
+            let completion = Completion(callback: onResponse, context: context)
+            // Answer on another thread, as the runtime's reader thread would.
+            DispatchQueue.global().async { completion.complete(with: response) }
+            return AGENTD_OK
+        }
+        table.reply = { call, messageType, contentType, payload in
+            guard let call = FakeCall.from(call) else { return AGENTD_MISUSE }
+            return call.record(.reply(messageType: String(borrowed: messageType), contentType: String(borrowed: contentType),
+                                      json: String(borrowed: payload)))
+        }
+        table.fail = { call, status, message in
+            guard let call = FakeCall.from(call) else { return AGENTD_MISUSE }
+            return call.record(.fail(status: status.rawValue, message: String(borrowed: message)))
+        }
+        table.log = { plugin, agent, level, message in
+            guard let plugin else { return }
+            let runtime = Unmanaged<FakeRuntime>.fromOpaque(UnsafeRawPointer(plugin)).takeUnretainedValue()
+            let line = LogLine(level: level.rawValue, agent: FakeAgent.from(agent)?.id, text: String(borrowed: message))
+            runtime.recorded.withLock { $0.logs.append(line) }
+        }
+        table.setting = { plugin, key, value in
+            guard let plugin, let value else { return AGENTD_MISUSE }
+            let runtime = Unmanaged<FakeRuntime>.fromOpaque(UnsafeRawPointer(plugin)).takeUnretainedValue()
+            guard let text = runtime.settings[String(borrowed: key)] else { return AGENTD_NOT_FOUND }
+            value.pointee = agentd_str(data: text, length: strlen(text))
+            return AGENTD_OK
+        }
+        api.initialize(to: table)
+    }
+
+    deinit {
+        api.deallocate()
+        settings.values.forEach { free($0) }
+    }
+
+    /// The `agentd_plugin_ref *` this runtime gives the plugin.
+    var pluginReference: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+
+    var publications: [Publication] { recorded.withLock { $0.publications } }
+    var logs: [LogLine] { recorded.withLock { $0.logs } }
+    var requests: [Request] { recorded.withLock { $0.requests } }
+
+    /// Calls the plugin's `export` as the entry would.
+    func load(_ plugin: Plugin) -> LoadedPlugin? {
+        plugin.export(UnsafePointer(api), pluginReference).map { LoadedPlugin(runtime: self, descriptor: $0) }
+    }
+
+    /// Calls a plugin's C entry, as the loader does.
+    func load(entry: agentd_plugin_entry_fn) -> LoadedPlugin? {
+        entry(UnsafePointer(api), pluginReference).map { LoadedPlugin(runtime: self, descriptor: $0) }
+    }
+}
+
+/// A `send` callback and its context, handed to another thread.
+private struct Completion: @unchecked Sendable {
+    // @unchecked: the ABI lets the runtime call the callback from any thread.
+    let callback: agentd_response_fn
+    let context: UnsafeMutableRawPointer?
+
+    func complete(with response: FakeRuntime.Response) {
+        var status = AGENTD_OK
+        var error = ""
+        var messageType = ""
+        var json = ""
+        switch response {
+        case .refuse: return
+        case .error(let code, let text):
+            status = agentd_status(rawValue: code)
+            error = text
+        case .answer(let type, let body):
+            messageType = type
+            json = body
+        }
+        error.withCString { errorText in
+            messageType.withCString { typeText in
+                "application/json".withCString { contentType in
+                    json.withCString { body in
+                        var answer = agentd_response()
+                        answer.size = UInt32(MemoryLayout<agentd_response>.size)
+                        answer.status = status
+                        answer.error = agentd_str(data: errorText, length: strlen(errorText))
+                        answer.message_type = agentd_str(data: typeText, length: strlen(typeText))
+                        answer.content_type = agentd_str(data: contentType, length: strlen(contentType))
+                        answer.payload = agentd_bytes(
+                            data: UnsafeRawPointer(body).assumingMemoryBound(to: UInt8.self), length: strlen(body))
+                        callback(context, &answer)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A plugin descriptor the fake runtime got from an entry.
+struct LoadedPlugin: @unchecked Sendable {
+    // @unchecked: the descriptor is immutable.
+    let runtime: FakeRuntime
+    let descriptor: UnsafePointer<agentd_plugin>
+
+    var agentTypes: UnsafeBufferPointer<agentd_agent_type> {
+        UnsafeBufferPointer(start: descriptor.pointee.agent_types, count: descriptor.pointee.agent_type_count)
+    }
+
+    func agentType(_ name: String) -> UnsafePointer<agentd_agent_type>? {
+        for index in agentTypes.indices where String(cString: agentTypes[index].name) == name {
+            return agentTypes.baseAddress! + index
+        }
+        return nil
+    }
+
+    /// Creates an instance through the type's `create`, as the runtime does on a first message.
+    func create(_ id: AgentID) throws -> FakeAgent {
+        let type = try #require(agentType(id.type), "no agent type \(id.type)")
+        let agent = FakeAgent(runtime: runtime, id: id, type: type)
+        var instance: UnsafeMutableRawPointer?
+        let status = id.key.withCString { key in
+            type.pointee.create!(runtime.pluginReference, type, agent.reference,
+                                 agentd_str(data: key, length: strlen(key)), &instance)
+        }
+        guard status == AGENTD_OK else { throw CreateFailed(status: status.rawValue) }
+        agent.instance = instance
+        return agent
+    }
+}
+
+struct CreateFailed: Error, Equatable {
+    var status: agentd_status.RawValue
+}
+
+/// One agent as the fake runtime knows it: its `agentd_agent_ref *` and the plugin's instance.
+final class FakeAgent: @unchecked Sendable {
+    // @unchecked: `instance` is set once, right after create, before any other use.
+    let runtime: FakeRuntime
+    let id: AgentID
+    let type: UnsafePointer<agentd_agent_type>
+    var instance: UnsafeMutableRawPointer?
+
+    init(runtime: FakeRuntime, id: AgentID, type: UnsafePointer<agentd_agent_type>) {
+        self.runtime = runtime
+        self.id = id
+        self.type = type
+    }
+
+    var reference: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+
+    static func from(_ reference: OpaquePointer?) -> FakeAgent? {
+        reference.map { Unmanaged<FakeAgent>.fromOpaque(UnsafeRawPointer($0)).takeUnretainedValue() }
+    }
+
+    /// Delivers one message through the type's handler table, as the runtime's mailbox does.
+    /// Returns the handler's status and the call, whose answer may come later.
+    func deliver(
+        _ messageType: String, json: String, rpc: Bool, topic: TopicID? = nil, sender: AgentID? = nil,
+        contentType: String = "application/json", messageID: String = "m-1"
+    ) -> (status: agentd_status, call: FakeCall) {
+        let call = FakeCall()
+        let handlers = UnsafeBufferPointer(start: type.pointee.handlers, count: type.pointee.handler_count)
+        guard let handler = handlers.first(where: { String(cString: $0.message_type) == messageType })?.handle else {
+            return (AGENTD_UNKNOWN_MESSAGE_TYPE, call)
+        }
+        // Every view points into copies that die when this function returns: the plugin must
+        // copy what it keeps.
+        let texts: [String] = [
+            id.type, id.key, sender?.type ?? "", sender?.key ?? "", topic?.type ?? "", topic?.source ?? "",
+            messageID, messageType, contentType, json,
+        ]
+        var strings = texts.map { strdup($0)! }
+        defer {
+            for string in strings {
+                memset(string, 0x55, strlen(string))
+                free(string)
+            }
+            strings.removeAll()
+        }
+        func view(_ index: Int) -> agentd_str { agentd_str(data: strings[index], length: strlen(strings[index])) }
+        var message = agentd_message()
+        message.size = UInt32(MemoryLayout<agentd_message>.size)
+        message.host = UnsafePointer(runtime.api)
+        message.agent = reference
+        message.agent_type = view(0)
+        message.agent_key = view(1)
+        message.sender_type = view(2)
+        message.sender_key = view(3)
+        message.topic_type = view(4)
+        message.topic_source = view(5)
+        message.message_id = view(6)
+        message.message_type = view(7)
+        message.content_type = view(8)
+        message.payload = agentd_bytes(
+            data: UnsafeRawPointer(strings[9]).assumingMemoryBound(to: UInt8.self), length: strlen(strings[9]))
+        message.is_rpc = rpc ? 1 : 0
+        message.call = call.token
+        let status = handler(instance, &message)
+        return (status, call)
+    }
+
+    /// Delivers a message and waits for its answer (a handler that answered inline, or one
+    /// that returned AGENTD_PENDING and answered later).
+    func handle(
+        _ messageType: String, json: String, rpc: Bool, topic: TopicID? = nil, sender: AgentID? = nil,
+        contentType: String = "application/json"
+    ) async throws -> FakeCall.Answer {
+        let (status, call) = deliver(messageType, json: json, rpc: rpc, topic: topic, sender: sender,
+                                     contentType: contentType)
+        switch status {
+        case AGENTD_PENDING:
+            return try await call.answer()
+        case AGENTD_OK:
+            guard let answer = call.answers.first else { throw NotAnswered(status: status.rawValue) }
+            return answer
+        default:
+            return call.answers.first ?? .returned(status: status.rawValue)
+        }
+    }
+
+    func snapshot() -> (status: agentd_status, bytes: String) {
+        let sink = UnsafeMutablePointer<[UInt8]>.allocate(capacity: 1)
+        sink.initialize(to: [])
+        defer { sink.deinitialize(count: 1); sink.deallocate() }
+        let status = type.pointee.snapshot!(instance, { sink, bytes in
+            let sink = sink!.assumingMemoryBound(to: [UInt8].self)
+            sink.pointee += UnsafeBufferPointer(start: bytes.data, count: bytes.length)
+        }, sink)
+        return (status, String(decoding: sink.pointee, as: UTF8.self))
+    }
+
+    func restore(_ state: String) -> agentd_status {
+        var copy = Array(state.utf8)
+        return copy.withUnsafeMutableBufferPointer { bytes in
+            type.pointee.restore!(instance, agentd_bytes(data: bytes.baseAddress, length: bytes.count))
+        }
+    }
+
+    func destroy() {
+        type.pointee.destroy?(instance)
+        instance = nil
+    }
+}
+
+struct NotAnswered: Error {
+    var status: agentd_status.RawValue
+}
+
+/// One message being handled: the `agentd_call *` token and the answers it received.
+final class FakeCall: Sendable {
+    enum Answer: Sendable, Equatable {
+        case reply(messageType: String, contentType: String, json: String)
+        case fail(status: agentd_status.RawValue, message: String)
+        /// The handler returned this status without answering.
+        case returned(status: agentd_status.RawValue)
+    }
+
+    private let recorded = Mutex<[Answer]>([])
+    private let stream: AsyncStream<Answer>
+    private let continuation: AsyncStream<Answer>.Continuation
+
+    init() {
+        (stream, continuation) = AsyncStream.makeStream(of: Answer.self)
+    }
+
+    var token: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+
+    static func from(_ token: OpaquePointer?) -> FakeCall? {
+        token.map { Unmanaged<FakeCall>.fromOpaque(UnsafeRawPointer($0)).takeUnretainedValue() }
+    }
+
+    /// Every answer so far (a correct plugin gives exactly one).
+    var answers: [Answer] { recorded.withLock { $0 } }
+
+    func record(_ answer: Answer) -> agentd_status {
+        let first = recorded.withLock { answers in
+            answers.append(answer)
+            return answers.count == 1
+        }
+        continuation.yield(answer)
+        return first ? AGENTD_OK : AGENTD_MISUSE
+    }
+
+    /// The first answer, waiting for it at most `timeout`.
+    func answer(within timeout: Duration = .seconds(10)) async throws -> Answer {
+        let stream = self.stream
+        return try await withThrowingTaskGroup(of: Answer?.self) { group in
+            group.addTask {
+                for await answer in stream { return answer }
+                return nil
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let answer = try await group.next() ?? nil else { throw TimedOut(timeout: timeout) }
+            return answer
+        }
+    }
+}
+
+struct TimedOut: Error {
+    var timeout: Duration
+}
+
+extension String {
+    init(borrowed view: agentd_str) {
+        self = view.data.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: view.length), as: UTF8.self) } ?? ""
+    }
+
+    init(borrowed view: agentd_bytes) {
+        self = view.data.map { String(decoding: UnsafeBufferPointer(start: $0, count: view.length), as: UTF8.self) } ?? ""
+    }
+}
