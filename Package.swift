@@ -71,11 +71,14 @@ let package = Package(
         // The INI configuration: parser and the runtime's and host's settings.
         .target(name: "AgentConfig"),
 
+        // dladdr and friends, which Swift's Glibc module does not export.
+        .target(name: "CRuntimeSupport", linkerSettings: [.linkedLibrary("dl")]),
+
         // The runtime: plugin loader, HostConnection, dispatcher, mailboxes.
         .target(
             name: "AgentRuntime",
             dependencies: [
-                "AgentPluginABI", "CAgentWire", "AgentWire", "AgentCore", "AgentHost",
+                "AgentPluginABI", "CAgentWire", "CRuntimeSupport", "AgentWire", "AgentCore", "AgentHost",
                 "GRPCTransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -120,6 +123,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
 

@@ -26,6 +26,11 @@ public final class AgentRuntime: Sendable {
         public var workers: Int
         /// The plugin directory.
         public var pluginDirectory: String
+        /// Watch the directory and reload plugins as files come, change and go.
+        public var watchPlugins: Bool
+        /// How many retired versions of Swift plugins may stay mapped (they can never be
+        /// unloaded); a Swift replacement past this is refused until a restart.
+        public var maxRetiredSwiftImages: Int
         /// `[plugin.NAME]` settings by plugin name.
         public var pluginSettings: [String: [String: String]]
         public var maxMessageBytes: Int
@@ -37,6 +42,8 @@ public final class AgentRuntime: Sendable {
             rpcTimeout: Duration = .seconds(60),
             workers: Int = ProcessInfo.processInfo.activeProcessorCount,
             pluginDirectory: String,
+            watchPlugins: Bool = true,
+            maxRetiredSwiftImages: Int = 16,
             pluginSettings: [String: [String: String]] = [:],
             maxMessageBytes: Int = 4 * 1024 * 1024
         ) {
@@ -46,6 +53,8 @@ public final class AgentRuntime: Sendable {
             self.rpcTimeout = rpcTimeout
             self.workers = workers
             self.pluginDirectory = pluginDirectory
+            self.watchPlugins = watchPlugins
+            self.maxRetiredSwiftImages = maxRetiredSwiftImages
             self.pluginSettings = pluginSettings
             self.maxMessageBytes = maxMessageBytes
         }
@@ -54,7 +63,7 @@ public final class AgentRuntime: Sendable {
     private struct State: ~Copyable {
         var embeddedHost: AgentHost?
         var connection: HostConnection?
-        var plugins: [LoadedPlugin] = []
+        var reloader: Reloader?
         var sweeper: Task<Void, Never>?
         var stopped = false
     }
@@ -70,10 +79,28 @@ public final class AgentRuntime: Sendable {
         self.logger = logger
         core = RuntimeCore(workers: configuration.workers, rpcTimeout: configuration.rpcTimeout, logger: logger)
         loader = try PluginLoader(logger: logger)
+        let loader = self.loader
+        let retiredLogger = logger
+        core.unloadPlugin.withLock {
+            $0 = { plugin in
+                loader.unload(plugin)
+                retiredLogger.info("plugin version retired", metadata: [
+                    "plugin": "\(plugin.name)", "plugin.version": "\(plugin.version)",
+                    "plugin.hash": "\(plugin.contentHash)",
+                    "unmapped": "\(!plugin.isSwift)",
+                ])
+            }
+        }
     }
 
-    /// The plugins in service.
-    public var plugins: [LoadedPlugin] { state.withLock { $0.plugins } }
+    /// The plugins in service, by file name order.
+    public var plugins: [LoadedPlugin] { state.withLock { $0.reloader }?.current ?? [] }
+
+    /// Rescans the plugin directory now (what SIGHUP does): loads new files, swaps changed
+    /// ones, withdraws removed ones. Returns when the rescan is done.
+    public func rescan() async {
+        await state.withLock { $0.reloader }?.rescan()
+    }
 
     /// The address of the host this runtime is connected to.
     public var hostAddress: String? { state.withLock { $0.connection?.address } }
@@ -109,13 +136,15 @@ public final class AgentRuntime: Sendable {
             "host.address": "\(address)", "client.id": "\(configuration.clientID)",
             "host.embedded": "\(configuration.hostAddress == nil)",
         ])
-        let files: [String]
-        do {
-            files = try PluginLoader.pluginFiles(in: configuration.pluginDirectory)
-        } catch {
-            throw RuntimeError("cannot read the plugin directory \(configuration.pluginDirectory): \(error.localizedDescription)")
+        guard FileManager.default.fileExists(atPath: configuration.pluginDirectory) else {
+            throw RuntimeError("the plugin directory \(configuration.pluginDirectory) does not exist")
         }
-        for file in files { await load(path: file) }
+        let reloader = Reloader(runtime: self, connection: connection)
+        state.withLock { $0.reloader = reloader }
+        await reloader.rescan()
+        if configuration.watchPlugins {
+            reloader.watch(directory: configuration.pluginDirectory)
+        }
         let sweeper = Task.detached { [core] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(100))
@@ -125,72 +154,16 @@ public final class AgentRuntime: Sendable {
         state.withLock { $0.sweeper = sweeper }
     }
 
-    /// Loads one plugin file and puts it in service; logs and returns nil when refused.
-    @discardableResult
-    func load(path: String) async -> LoadedPlugin? {
-        let taken = Set(core.servedTypes)
-        let plugin: LoadedPlugin
-        do {
-            plugin = try loader.load(
-                path: path, settings: configuration.pluginSettings, takenAgentTypes: taken,
-                hostAPI: UnsafePointer(HostAPI.table))
-        } catch {
-            logger.error("plugin refused", metadata: [
-                "plugin.path": "\(error.path)", "reason": "\(error.reason)", "code": "\(error.code)",
-            ])
-            return nil
-        }
-        guard let connection = state.withLock({ $0.connection }) else { return nil }
-        var registered: [PluginAgentType] = []
-        for type in plugin.agentTypes {
-            do {
-                try await connection.register(agentType: type.name)
-                registered.append(type)
-            } catch {
-                logger.error("agent type refused by the host", metadata: [
-                    "plugin": "\(plugin.name)", "plugin.path": "\(path)", "agent.type": "\(type.name)",
-                    "error": "\(error)",
-                ])
-            }
-        }
-        do {
-            try core.serve(registered)
-        } catch {
-            logger.error("plugin subscriptions invalid", metadata: ["plugin": "\(plugin.name)", "error": "\(error)"])
-        }
-        for type in registered {
-            for kind in type.subscriptions {
-                let subscription = Subscription(
-                    id: "\(configuration.clientID)/\(type.name)/\(UUID().uuidString.lowercased())",
-                    agentType: type.name, kind: kind)
-                do {
-                    try await connection.add(subscription)
-                } catch {
-                    logger.error("subscription refused by the host", metadata: [
-                        "plugin": "\(plugin.name)", "agent.type": "\(type.name)", "subscription": "\(subscription)",
-                        "error": "\(error)",
-                    ])
-                }
-            }
-        }
-        state.withLock { $0.plugins.append(plugin) }
-        logger.info("plugin loaded", metadata: [
-            "plugin": "\(plugin.name)", "plugin.version": "\(plugin.version)", "plugin.path": "\(path)",
-            "plugin.hash": "\(plugin.contentHash)", "agent.types": "\(registered.map(\.name))",
-            "plugin.swift": "\(plugin.isSwift)",
-        ])
-        return plugin
-    }
-
     /// Closes the connection, lets queued handlers finish, unloads the plugins and stops the
     /// embedded host.
     public func shutdown() async {
-        let (connection, host, plugins, sweeper, first) = state.withLock { state in
+        let (connection, host, reloader, sweeper, first) = state.withLock { state in
             defer { state.stopped = true }
-            return (state.connection, state.embeddedHost, state.plugins, state.sweeper, !state.stopped)
+            return (state.connection, state.embeddedHost, state.reloader, state.sweeper, !state.stopped)
         }
         guard first else { return }
         sweeper?.cancel()
+        let plugins = await reloader?.stop() ?? []
         await connection?.close()
         core.connection = nil
         core.workers.stop()
@@ -200,6 +173,7 @@ public final class AgentRuntime: Sendable {
             AgentReferences.remove(instance)
         }
         for plugin in plugins { loader.unload(plugin) }
+        core.retireUnusedPlugins()
         loader.removeShadowDirectory()
         core.resignDefault()
         await host?.shutdown()

@@ -5,6 +5,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 /// `agentd run`: the runtime that loads agent plugins.
 struct RunCommand: AsyncParsableCommand {
@@ -81,12 +82,20 @@ struct RunCommand: AsyncParsableCommand {
     }
 }
 
-/// Runs the runtime until a graceful shutdown is requested.
+/// Runs the runtime until a graceful shutdown is requested; SIGHUP rescans the plugin
+/// directory.
 struct RuntimeService: Service {
     let runtime: AgentRuntime
 
     func run() async throws {
+        let runtime = self.runtime
+        let hangups = Task {
+            for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                await runtime.rescan()
+            }
+        }
         try? await gracefulShutdown()
+        hangups.cancel()
         await runtime.shutdown()
     }
 }

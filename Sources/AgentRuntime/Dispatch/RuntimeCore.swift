@@ -1,6 +1,10 @@
 import AgentCore
 import AgentPluginABI
+import CRuntimeSupport
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import GRPCTransport
 import Logging
 import Synchronization
@@ -26,6 +30,8 @@ final class RuntimeCore: @unchecked Sendable {
         var context: UnsafeMutableRawPointer?
         var deadline: ContinuousClock.Instant
         var target: String
+        /// The plugin the callback is in (kept loaded until it has been called).
+        var plugin: LoadedPlugin?
     }
 
     struct Outbound: ~Copyable {
@@ -54,17 +60,32 @@ final class RuntimeCore: @unchecked Sendable {
 
     // MARK: Serving agent types
 
-    /// Starts serving a plugin's agent types locally (registration with the host is the
-    /// caller's business).
-    func serve(_ types: [PluginAgentType]) throws(SubscriptionError) {
-        try routing.withLock { (routing) throws(SubscriptionError) in
-            for type in types {
-                routing.types[type.name] = type
-                for (index, kind) in type.subscriptions.enumerated() {
-                    try routing.subscriptions.insert(Subscription(id: "\(type.name)#\(index)", agentType: type.name, kind: kind))
+    /// Changes which agent types (and versions) this runtime serves: `types` replace the
+    /// served versions of the same names or add new names; `withdrawn` names stop being
+    /// served. Existing agents move to the new version between two messages, or — for a
+    /// withdrawn type — answer what reaches them with an error. (Registration with the host is
+    /// the caller's business.)
+    func serve(_ types: [PluginAgentType], withdrawing withdrawn: Set<String> = []) {
+        let retargets: [(AgentInstance, PluginAgentType?)] = routing.withLock { routing in
+            for name in withdrawn { routing.types[name] = nil }
+            for type in types { routing.types[type.name] = type }
+            var index = SubscriptionIndex()
+            for type in routing.types.values {
+                for (number, kind) in type.subscriptions.enumerated() {
+                    // Validated by the loader, unique by construction.
+                    try? index.insert(Subscription(id: "\(type.name)#\(number)", agentType: type.name, kind: kind))
                 }
             }
+            routing.subscriptions = index
+            let changed = Set(types.map(\.name)).union(withdrawn)
+            return routing.instances.values.filter { changed.contains($0.id.type) }.map { ($0, routing.types[$0.id.type]) }
         }
+        for (agent, type) in retargets { agent.retarget(to: type) }
+    }
+
+    /// The agents of `type` that exist now.
+    func agentCount(ofType type: String) -> Int {
+        routing.withLock { $0.instances.keys.filter { $0.type == type }.count }
     }
 
     var servedTypes: [String] { routing.withLock { $0.types.keys.sorted() } }
@@ -138,19 +159,21 @@ final class RuntimeCore: @unchecked Sendable {
         response.content_type = message.contentType
         response.payload = message.payload
         withExtendedLifetime(message) { request.callback(request.context, &response) }
+        request.plugin?.activityDidEnd()
+        retireUnusedPlugins()
     }
 
     // MARK: Handling (worker thread)
 
     /// Runs the handler for `message` on `agent`. Returns the call if the handler left it
     /// pending.
-    func handle(_ message: IncomingMessage, for agent: AgentInstance) -> HandlerCall? {
+    func handle(_ message: IncomingMessage, for agent: AgentInstance, type: PluginAgentType) -> HandlerCall? {
         let isRPC = message.kind == .request
         let messageType = message.messageType.string
         let requestID = isRPC ? message.messageID.string : ""
-        guard let handler = agent.type.handler(for: messageType) else {
-            let handled = agent.type.messageTypes.joined(separator: ", ")
-            let reason = "Agent type '\(agent.type.name)' has no handler for message type '\(messageType)' (it handles: \(handled.isEmpty ? "nothing" : handled))."
+        guard let handler = type.handler(for: messageType) else {
+            let handled = type.messageTypes.joined(separator: ", ")
+            let reason = "Agent type '\(type.name)' has no handler for message type '\(messageType)' (it handles: \(handled.isEmpty ? "nothing" : handled))."
             if isRPC {
                 answer(requestID: requestID, error: reason)
             } else {
@@ -158,15 +181,17 @@ final class RuntimeCore: @unchecked Sendable {
             }
             return nil
         }
-        let (instance, failure) = agent.pluginInstance()
+        let (instance, failure) = agent.pluginInstance(for: type)
         if let failure {
             if isRPC { answer(requestID: requestID, error: failure) }
             logger.error("agent could not be created", metadata: [
-                "agent.id": "\(agent.id)", "plugin": "\(agent.type.plugin.name)", "error": "\(failure)",
+                "agent.id": "\(agent.id)", "plugin": "\(type.plugin.name)", "error": "\(failure)",
             ])
             return nil
         }
-        let call = HandlerCalls.open(agent: agent, isRPC: isRPC, requestID: requestID, messageType: messageType)
+        let plugin = type.plugin!
+        plugin.activityDidStart()
+        let call = HandlerCalls.open(agent: agent, plugin: plugin, isRPC: isRPC, requestID: requestID, messageType: messageType)
         var view = agentd_message()
         view.size = UInt32(MemoryLayout<agentd_message>.size)
         view.host = UnsafePointer(HostAPI.table)
@@ -187,6 +212,7 @@ final class RuntimeCore: @unchecked Sendable {
         if status == AGENTD_PENDING { return call }
         // Answered already (reply/fail during the handler), or answered now.
         guard HandlerCalls.take(call.id) != nil else { return nil }
+        defer { plugin.activityDidEnd() }
         if isRPC {
             if status == AGENTD_OK {
                 send(OutboundCodec.response(requestID: requestID, messageType: "", contentType: "application/json", payload: UnsafeRawBufferPointer(start: nil, count: 0)))
@@ -209,8 +235,53 @@ final class RuntimeCore: @unchecked Sendable {
                 requestID: call.requestID, messageType: messageType.string, contentType: contentType.string,
                 payload: payload.buffer))
         }
-        call.agent.callDidComplete(call)
+        finish(call)
     }
+
+    /// A call is answered: the plugin has one thing less running, the agent may go on.
+    private func finish(_ call: HandlerCall) {
+        call.plugin.activityDidEnd()
+        call.agent.callDidComplete(call)
+        retireUnusedPlugins()
+    }
+
+    /// Answers a message whose agent type is gone (its plugin was removed).
+    func refuseForRemovedType(_ message: IncomingMessage, for agent: AgentInstance) {
+        if message.kind == .request {
+            answer(requestID: message.messageID.string,
+                   error: "Agent type '\(agent.id.type)' is no longer served: its plugin was removed from this runtime.")
+        } else {
+            logger.info("event for a removed agent type dropped", metadata: [
+                "agent.id": "\(agent.id)", "message.type": "\(message.messageType.string)",
+            ])
+        }
+    }
+
+    // MARK: Retirement
+
+    private let retiring = Mutex<[LoadedPlugin]>([])
+    /// Unloads a retired plugin; set by the runtime.
+    let unloadPlugin = Mutex<(@Sendable (LoadedPlugin) -> Void)?>(nil)
+
+    /// Marks a plugin version as replaced or removed: it is unloaded once idle.
+    func retire(_ plugin: LoadedPlugin) {
+        retiring.withLock { $0.append(plugin) }
+        retireUnusedPlugins()
+    }
+
+    /// Unloads the retired plugins nothing runs in or holds any more.
+    func retireUnusedPlugins() {
+        let ready: [LoadedPlugin] = retiring.withLock { list in
+            guard !list.isEmpty else { return [] }
+            let idle = list.filter(\.isIdle)
+            list.removeAll { $0.isIdle }
+            return idle
+        }
+        guard !ready.isEmpty, let unload = unloadPlugin.withLock({ $0 }) else { return }
+        for plugin in ready { unload(plugin) }
+    }
+
+    var retiringCount: Int { retiring.withLock { $0.count } }
 
     func fail(_ call: HandlerCall, status: agentd_status, message: String) {
         let text = message.isEmpty ? "The handler for '\(call.messageType)' of agent \(call.agent.id) failed with \(StatusText.name(status))." : message
@@ -221,7 +292,7 @@ final class RuntimeCore: @unchecked Sendable {
                 "agent.id": "\(call.agent.id)", "message.type": "\(call.messageType)", "error": "\(text)",
             ])
         }
-        call.agent.callDidComplete(call)
+        finish(call)
     }
 
     // MARK: Outgoing
@@ -251,11 +322,14 @@ final class RuntimeCore: @unchecked Sendable {
                      context: UnsafeMutableRawPointer?) -> agentd_status {
         guard AgentID.isValidType(targetType) else { return AGENTD_INVALID_ARGUMENT }
         let target = "\(targetType)/\(targetKey)"
+        // The completion is plugin code: that plugin stays loaded until it has been called.
+        let plugin = agent?.type?.plugin ?? pluginContaining(unsafeBitCast(callback, to: UnsafeRawPointer.self))
+        plugin?.activityDidStart()
         let id: String = outbound.withLock { outbound in
             let id = String(outbound.nextID)
             outbound.nextID += 1
             outbound.pending[id] = OutboundRequest(
-                callback: callback, context: context, deadline: .now + rpcTimeout, target: target)
+                callback: callback, context: context, deadline: .now + rpcTimeout, target: target, plugin: plugin)
             return id
         }
         let bytes = OutboundCodec.request(
@@ -263,9 +337,19 @@ final class RuntimeCore: @unchecked Sendable {
             targetKey: targetKey, messageType: messageType, contentType: contentType, payload: payload)
         guard send(bytes) else {
             _ = outbound.withLock { $0.pending.removeValue(forKey: id) }
+            plugin?.activityDidEnd()
             return AGENTD_UNAVAILABLE
         }
         return AGENTD_OK
+    }
+
+    /// The loaded plugin whose image contains `address`.
+    private func pluginContaining(_ address: UnsafeRawPointer) -> LoadedPlugin? {
+        guard let base = agentd_image_base(address) else { return nil }
+        let key = UInt(bitPattern: base)
+        return routing.withLock { routing in
+            routing.types.values.first { $0.plugin.imageBase.map { UInt(bitPattern: $0) } == key }?.plugin
+        }
     }
 
     /// Fails outbound requests past their deadline (or all of them, at disconnect).
@@ -285,7 +369,9 @@ final class RuntimeCore: @unchecked Sendable {
                     request.callback(request.context, &response)
                 }
             }
+            request.plugin?.activityDidEnd()
         }
+        if !expired.isEmpty { retireUnusedPlugins() }
     }
 
     // MARK: The runtime plugins reach with a NULL agent
@@ -309,9 +395,9 @@ enum HandlerCalls {
     }
     private static let table = Mutex(Table())
 
-    static func open(agent: AgentInstance, isRPC: Bool, requestID: String, messageType: String) -> HandlerCall {
+    static func open(agent: AgentInstance, plugin: LoadedPlugin, isRPC: Bool, requestID: String, messageType: String) -> HandlerCall {
         table.withLock { table in
-            let call = HandlerCall(id: table.nextID, agent: agent, isRPC: isRPC, requestID: requestID, messageType: messageType)
+            let call = HandlerCall(id: table.nextID, agent: agent, plugin: plugin, isRPC: isRPC, requestID: requestID, messageType: messageType)
             table.nextID += 1
             table.calls[call.id] = call
             return call

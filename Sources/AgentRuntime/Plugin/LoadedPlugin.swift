@@ -1,5 +1,6 @@
 import AgentCore
 import AgentPluginABI
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,14 +26,31 @@ public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
     public let agentTypes: [PluginAgentType]
 
     let handle: UnsafeMutableRawPointer
+    /// Where the library is mapped (to find the plugin a code address belongs to).
+    let imageBase: UnsafeRawPointer?
     let descriptor: UnsafePointer<agentd_plugin>
     let shadowPath: String
     /// The plugin's settings ([plugin.NAME]) as C strings, borrowed by `setting` callers
     /// until unload.
     private let settingStorage: [String: UnsafeMutableBufferPointer<CChar>]
+    /// Agent instances its create() made that are not destroyed yet.
+    private let liveInstances = Atomic<Int>(0)
+    /// Handlers running in it, calls it has not answered, and its send() completions not
+    /// yet called: while any is left, its code may still run.
+    private let activity = Atomic<Int>(0)
+
+    func instanceDidStart() { liveInstances.add(1, ordering: .relaxed) }
+    func instanceDidEnd() { liveInstances.subtract(1, ordering: .relaxed) }
+    func activityDidStart() { activity.add(1, ordering: .relaxed) }
+    func activityDidEnd() { activity.subtract(1, ordering: .releasing) }
+
+    /// Nothing of the plugin runs or is held any more: it may be unloaded.
+    var isIdle: Bool {
+        liveInstances.load(ordering: .acquiring) == 0 && activity.load(ordering: .acquiring) == 0
+    }
 
     init(name: String, version: String, path: String, contentHash: String, isSwift: Bool,
-         agentTypes: [PluginAgentType], handle: UnsafeMutableRawPointer,
+         agentTypes: [PluginAgentType], handle: UnsafeMutableRawPointer, imageBase: UnsafeRawPointer?,
          descriptor: UnsafePointer<agentd_plugin>, shadowPath: String, settings: [String: String]) {
         self.name = name
         self.version = version
@@ -41,6 +59,7 @@ public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
         self.isSwift = isSwift
         self.agentTypes = agentTypes
         self.handle = handle
+        self.imageBase = imageBase
         self.descriptor = descriptor
         self.shadowPath = shadowPath
         var storage: [String: UnsafeMutableBufferPointer<CChar>] = [:]

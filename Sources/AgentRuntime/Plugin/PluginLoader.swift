@@ -1,5 +1,6 @@
 import AgentCore
 import AgentPluginABI
+import CRuntimeSupport
 import Foundation
 import Logging
 #if canImport(Glibc)
@@ -128,8 +129,9 @@ public final class PluginLoader: Sendable {
         }) else {
             throw refuse(.initFailed, "its entry returned no descriptor (see the plugin's log lines above)")
         }
+        let imageBase = agentd_image_base(symbol)
         let plugin = try validate(
-            descriptor, path: path, hash: hash, isSwift: isSwift, handle: handle, shadow: shadow,
+            descriptor, path: path, hash: hash, isSwift: isSwift, handle: handle, imageBase: imageBase, shadow: shadow,
             settings: settings, takenAgentTypes: takenAgentTypes, refuse: refuse)
         pending.resolve(to: plugin)
         keep = true
@@ -138,7 +140,7 @@ public final class PluginLoader: Sendable {
 
     private func validate(
         _ descriptor: UnsafePointer<agentd_plugin>, path: String, hash: String, isSwift: Bool,
-        handle: UnsafeMutableRawPointer, shadow: String, settings: [String: [String: String]],
+        handle: UnsafeMutableRawPointer, imageBase: UnsafeRawPointer?, shadow: String, settings: [String: [String: String]],
         takenAgentTypes: Set<String>, refuse: (PluginLoadError.Code, String) -> PluginLoadError
     ) throws(PluginLoadError) -> LoadedPlugin {
         let plugin = descriptor.pointee
@@ -235,7 +237,8 @@ public final class PluginLoader: Sendable {
         }
         let loaded = LoadedPlugin(
             name: name, version: version, path: path, contentHash: hash, isSwift: isSwift, agentTypes: types,
-            handle: handle, descriptor: descriptor, shadowPath: shadow, settings: settings[name] ?? [:])
+            handle: handle, imageBase: imageBase, descriptor: descriptor, shadowPath: shadow,
+            settings: settings[name] ?? [:])
         for type in types { type.plugin = loaded }
         return loaded
     }
