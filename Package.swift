@@ -1,6 +1,11 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+/// C plugins are linked without Swift's start files: SwiftPM links every library with swiftc,
+/// whose start files register the image with the Swift runtime, after which it could never be
+/// unloaded. Without them a C plugin is a plain C library the runtime can dlclose on reload.
+let plainCLibrary: [LinkerSetting] = [.unsafeFlags(["-nostartfiles"])]
+
 let package = Package(
     name: "agentd",
     platforms: [.macOS(.v15)],
@@ -20,6 +25,8 @@ let package = Package(
         .library(name: "DuplicateTypePlugin", type: .dynamic, targets: ["DuplicateTypePlugin"]),
         .library(name: "FailingInitPlugin", type: .dynamic, targets: ["FailingInitPlugin"]),
         .library(name: "TestAgentsPlugin", type: .dynamic, targets: ["TestAgentsPlugin"]),
+        .library(name: "VersionedPluginV1", type: .dynamic, targets: ["VersionedPluginV1"]),
+        .library(name: "VersionedPluginV2", type: .dynamic, targets: ["VersionedPluginV2"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -91,27 +98,36 @@ let package = Package(
         // Example plugins.
         .target(
             name: "EchoAgent", dependencies: ["AgentPluginABI"], path: "Plugins/EchoAgent",
-            publicHeadersPath: "."),
+            publicHeadersPath: ".", linkerSettings: plainCLibrary),
         .target(name: "GreeterAgent", dependencies: ["AgentSDK"], path: "Plugins/GreeterAgent"),
         .target(
             name: "ProtoAgent", dependencies: ["AgentPluginABI"], path: "Plugins/ProtoAgent",
             publicHeadersPath: ".",
-            linkerSettings: [.linkedLibrary("protobuf-c")]),
+            linkerSettings: [.linkedLibrary("protobuf-c")] + plainCLibrary),
 
         // ABI test plugins for the runtime's tests: shared libraries the runtime's tests load.
         .target(
             name: "BadMajorPlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/BadMajorPlugin",
-            publicHeadersPath: "."),
-        .target(name: "NoEntryPlugin", path: "Tests/Plugins/NoEntryPlugin", publicHeadersPath: "."),
+            publicHeadersPath: ".", linkerSettings: plainCLibrary),
+        .target(
+            name: "NoEntryPlugin", path: "Tests/Plugins/NoEntryPlugin", publicHeadersPath: ".",
+            linkerSettings: plainCLibrary),
         .target(
             name: "DuplicateTypePlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/DuplicateTypePlugin",
-            publicHeadersPath: "."),
+            publicHeadersPath: ".", linkerSettings: plainCLibrary),
         .target(
             name: "FailingInitPlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/FailingInitPlugin",
-            publicHeadersPath: "."),
+            publicHeadersPath: ".", linkerSettings: plainCLibrary),
         .target(
             name: "TestAgentsPlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/TestAgentsPlugin",
-            publicHeadersPath: "."),
+            publicHeadersPath: ".", linkerSettings: plainCLibrary),
+        // One source built as two versions of one plugin, for the hot-reload tests.
+        .target(
+            name: "VersionedPluginV1", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/VersionedPluginV1",
+            publicHeadersPath: ".", linkerSettings: plainCLibrary),
+        .target(
+            name: "VersionedPluginV2", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/VersionedPluginV2",
+            publicHeadersPath: ".", linkerSettings: plainCLibrary),
 
         .executableTarget(
             name: "agentd",

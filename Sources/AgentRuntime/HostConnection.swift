@@ -75,6 +75,21 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
             deadline: .after(.seconds(30)), waitForReady: true)
     }
 
+    /// Every client's subscriptions, as the host has them.
+    public func subscriptions() async throws -> [Subscription] {
+        let response = try await channel.unary(
+            method: "/agents.AgentRpc/GetSubscriptions", request: MessageBuffer([UInt8]()), metadata: metadata,
+            deadline: .after(.seconds(30)), waitForReady: true)
+        return try response.withUnsafeBytes { bytes in
+            var reader = ProtoReader(bytes)
+            var result: [Subscription] = []
+            while let field = try reader.next() {
+                if field.number == 1 { result.append(try Subscription(wire: bytes, range: try field.bytesRange())) }
+            }
+            return result
+        }
+    }
+
     /// Sends a message on the data channel (false if it is closed).
     @discardableResult
     public func send(_ message: MessageBuffer) -> Bool {

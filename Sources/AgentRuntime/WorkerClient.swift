@@ -102,6 +102,11 @@ public final class WorkerClient: Sendable {
             id: "\(clientID)/\(topicType)", agentType: agentType, kind: .topicType(topicType)))
     }
 
+    /// Every client's subscriptions, as the host has them.
+    public func subscriptions() async throws -> [Subscription] {
+        try await connection.subscriptions()
+    }
+
     /// The events this client receives, from now on.
     public func events() -> AsyncStream<Event> {
         let (stream, continuation) = AsyncStream.makeStream(of: Event.self)

@@ -90,7 +90,7 @@ public final class PluginLoader: Sendable {
             throw refuse(.notLoadable, "not an ELF shared library")
         }
         let hash = ContentHash.of(data)
-        let isSwift = data.range(of: Data("libswiftCore.so".utf8)) != nil
+        let isSwift = ELFImage.registersWithSwiftRuntime(data)
         let number = counter.withLock { value -> Int in
             value += 1
             return value
@@ -342,5 +342,37 @@ enum ContentHash {
         }
         let hex = String(hash, radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}
+
+/// Facts read off an ELF file's section headers.
+enum ELFImage {
+    /// Whether the image carries Swift metadata sections (`swift5_*`), which the Swift runtime
+    /// registers when the image loads and keeps pointers into: such an image must never be
+    /// unloaded. A C library linked without Swift's start files has none, even if it lists
+    /// libswiftCore.so as needed.
+    static func registersWithSwiftRuntime(_ data: Data) -> Bool {
+        data.withUnsafeBytes { bytes -> Bool in
+            // ELF64 little-endian only (what this runtime runs on); otherwise be safe.
+            guard bytes.count >= 64, bytes[4] == 2, bytes[5] == 1 else { return true }
+            let sectionOffset = Int(bytes.loadUnaligned(fromByteOffset: 0x28, as: UInt64.self))
+            let entrySize = Int(bytes.loadUnaligned(fromByteOffset: 0x3a, as: UInt16.self))
+            let count = Int(bytes.loadUnaligned(fromByteOffset: 0x3c, as: UInt16.self))
+            let namesIndex = Int(bytes.loadUnaligned(fromByteOffset: 0x3e, as: UInt16.self))
+            guard entrySize >= 64, count > 0, namesIndex < count,
+                  sectionOffset > 0, sectionOffset + count * entrySize <= bytes.count else { return true }
+            let namesHeader = sectionOffset + namesIndex * entrySize
+            let namesOffset = Int(bytes.loadUnaligned(fromByteOffset: namesHeader + 0x18, as: UInt64.self))
+            let namesSize = Int(bytes.loadUnaligned(fromByteOffset: namesHeader + 0x20, as: UInt64.self))
+            guard namesOffset >= 0, namesOffset + namesSize <= bytes.count else { return true }
+            let prefix = Array("swift5_".utf8)
+            for index in 0..<count {
+                let nameOffset = Int(bytes.loadUnaligned(fromByteOffset: sectionOffset + index * entrySize, as: UInt32.self))
+                let start = namesOffset + nameOffset
+                guard start + prefix.count <= namesOffset + namesSize else { continue }
+                if bytes[start..<(start + prefix.count)].elementsEqual(prefix) { return true }
+            }
+            return false
+        }
     }
 }

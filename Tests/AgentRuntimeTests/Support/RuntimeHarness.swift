@@ -11,11 +11,53 @@ final class LogCapture: Sendable {
         var message: String
         var metadata: [String: String]
     }
-    private let records = Mutex<[Record]>([])
+    private struct State: ~Copyable {
+        var records: [Record] = []
+        var waiters: [(id: Int, predicate: @Sendable (Record) -> Bool, continuation: CheckedContinuation<Record?, Never>)] = []
+        var nextID = 0
+    }
+    private let state = Mutex(State())
 
-    var all: [Record] { records.withLock { $0 } }
+    var all: [Record] { state.withLock { $0.records } }
 
-    func append(_ record: Record) { records.withLock { $0.append(record) } }
+    func append(_ record: Record) {
+        let ready = state.withLock { state -> [CheckedContinuation<Record?, Never>] in
+            state.records.append(record)
+            let matching = state.waiters.filter { $0.predicate(record) }
+            state.waiters.removeAll { $0.predicate(record) }
+            return matching.map(\.continuation)
+        }
+        for continuation in ready { continuation.resume(returning: record) }
+    }
+
+    /// Waits for a record matching `predicate` logged from now on (or already logged after
+    /// `since` records), up to `timeout`.
+    func wait(since: Int? = nil, timeout: Duration = .seconds(10),
+              for predicate: @escaping @Sendable (Record) -> Bool) async -> Record? {
+        await withCheckedContinuation { continuation in
+            let found: Record?? = state.withLock { state in
+                if let since, let hit = state.records.dropFirst(since).first(where: predicate) { return .some(hit) }
+                state.nextID += 1
+                state.waiters.append((state.nextID, predicate, continuation))
+                return nil
+            }
+            if let found {
+                continuation.resume(returning: found)
+                return
+            }
+            let id = state.withLock { $0.nextID }
+            Task {
+                try? await Task.sleep(for: timeout)
+                let expired = self.state.withLock { state -> CheckedContinuation<Record?, Never>? in
+                    guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                    return state.waiters.remove(at: index).continuation
+                }
+                expired?.resume(returning: nil)
+            }
+        }
+    }
+
+    var count: Int { state.withLock { $0.records.count } }
 
     func logger() -> Logger {
         var logger = Logger(label: "test") { _ in CaptureHandler(capture: self) }

@@ -1,0 +1,2 @@
+#define VERSIONED_PLUGIN_VERSION 2
+#include "../VersionedCommon/versioned.h"
