@@ -5,6 +5,11 @@
 /// may change the instance's properties without locks, because no other handler of the same
 /// instance runs until it has returned (even across its `await`s).
 ///
+/// A handler starts on the runtime's thread that delivered the message and runs there until
+/// its first suspension (an `await` that waits), then continues on Swift's global executor; a
+/// handler that never waits costs no thread hop. Like a C handler, it must not block that
+/// thread: move long computations off it (for example into a `Task.detached` you await).
+///
 /// ```swift
 /// struct Greeting: AgentMessage { var name: String }
 /// struct GreetingReply: AgentMessage { var text: String }

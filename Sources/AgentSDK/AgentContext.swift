@@ -69,7 +69,9 @@ public struct AgentContext: Sendable {
     /// ```
     ///
     /// Waiting for the answer suspends the handler, not a thread. The runtime fails the call
-    /// when no answer comes within its RPC timeout.
+    /// when no answer comes within its RPC timeout. An agent that sends to itself from a
+    /// handler gets that timeout: it handles one message at a time, so the request waits
+    /// behind the handler that awaits it.
     ///
     /// - Parameters:
     ///   - message: The request.
