@@ -275,7 +275,9 @@ typedef struct agentd_plugin {
     const agentd_agent_type *agent_types;
     size_t agent_type_count;
     /** Optional: called once before the plugin is unloaded, after every instance has been
-     *  destroyed and no handler runs any more. */
+     *  destroyed, every call answered and no handler runs any more. A plugin that runs threads
+     *  of its own must stop and join them here: its code is unmapped right after this
+     *  returns (a thread still returning from reply() would crash the process). */
     void (*unload)(void);
 } agentd_plugin;
 

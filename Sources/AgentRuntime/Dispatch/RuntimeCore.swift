@@ -22,6 +22,8 @@ final class RuntimeCore: @unchecked Sendable {
         /// Their subscriptions, to pick the local agent types an event reaches.
         var subscriptions = SubscriptionIndex()
         var instances: [AgentID: AgentInstance] = [:]
+        /// Types that were served and are not any more (for clearer answers).
+        var withdrawn: Set<String> = []
     }
 
     struct OutboundRequest: @unchecked Sendable {
@@ -68,7 +70,11 @@ final class RuntimeCore: @unchecked Sendable {
     func serve(_ types: [PluginAgentType], withdrawing withdrawn: Set<String> = []) {
         let retargets: [(AgentInstance, PluginAgentType?)] = routing.withLock { routing in
             for name in withdrawn { routing.types[name] = nil }
-            for type in types { routing.types[type.name] = type }
+            routing.withdrawn.formUnion(withdrawn)
+            for type in types {
+                routing.types[type.name] = type
+                routing.withdrawn.remove(type.name)
+            }
             var index = SubscriptionIndex()
             for type in routing.types.values {
                 for (number, kind) in type.subscriptions.enumerated() {
@@ -133,9 +139,12 @@ final class RuntimeCore: @unchecked Sendable {
 
     private func route(request message: IncomingMessage) {
         let typeName = message.targetType.string
-        guard let type = routing.withLock({ $0.types[typeName] }) else {
-            answer(requestID: message.messageID.string,
-                   error: "Agent type '\(typeName)' is not served by this runtime (request to \(typeName)/\(message.targetKey.string)).")
+        let (served, wasServed) = routing.withLock { ($0.types[typeName], $0.withdrawn.contains(typeName)) }
+        guard let type = served else {
+            let target = "\(typeName)/\(message.targetKey.string)"
+            answer(requestID: message.messageID.string, error: wasServed
+                ? "Agent type '\(typeName)' is no longer served: its plugin was removed from this runtime (request to \(target))."
+                : "Agent type '\(typeName)' is not served by this runtime (request to \(target)).")
             return
         }
         instance(type: type, key: message.targetKey.string).deliver(message)
@@ -278,7 +287,11 @@ final class RuntimeCore: @unchecked Sendable {
             return idle
         }
         guard !ready.isEmpty, let unload = unloadPlugin.withLock({ $0 }) else { return }
-        for plugin in ready { unload(plugin) }
+        // Unloaded from a task of its own, never from the thread that made it idle: that
+        // thread may be a plugin's own, still returning from a reply() into the plugin's code.
+        Task.detached {
+            for plugin in ready { unload(plugin) }
+        }
     }
 
     var retiringCount: Int { retiring.withLock { $0.count } }

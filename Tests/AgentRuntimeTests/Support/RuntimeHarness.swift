@@ -104,7 +104,8 @@ struct RuntimeHarness {
     ///   in name order.
     static func start(
         plugins: [(file: String, product: String)], settings: [String: [String: String]] = [:],
-        rpcTimeout: Duration = .seconds(10), extraFiles: [(String, [UInt8])] = []
+        rpcTimeout: Duration = .seconds(10), extraFiles: [(String, [UInt8])] = [],
+        maxRetiredSwiftImages: Int = 16
     ) async throws -> RuntimeHarness {
         let directory = NSTemporaryDirectory() + "agentd-runtime-test-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -119,7 +120,7 @@ struct RuntimeHarness {
         let runtime = try AgentRuntime(
             configuration: .init(
                 embeddedHost: .init(listen: "127.0.0.1:0"), rpcTimeout: rpcTimeout, workers: 4,
-                pluginDirectory: directory, pluginSettings: settings),
+                pluginDirectory: directory, maxRetiredSwiftImages: maxRetiredSwiftImages, pluginSettings: settings),
             logger: log.logger())
         try await runtime.start()
         let client = try WorkerClient(address: runtime.hostAddress!)
@@ -142,11 +143,12 @@ struct RuntimeHarness {
 /// Runs `body` with a started harness and always stops it.
 func withRuntime(
     plugins: [(file: String, product: String)], settings: [String: [String: String]] = [:],
-    rpcTimeout: Duration = .seconds(10), extraFiles: [(String, [UInt8])] = [],
+    rpcTimeout: Duration = .seconds(10), extraFiles: [(String, [UInt8])] = [], maxRetiredSwiftImages: Int = 16,
     _ body: (RuntimeHarness) async throws -> Void
 ) async throws {
     let harness = try await RuntimeHarness.start(
-        plugins: plugins, settings: settings, rpcTimeout: rpcTimeout, extraFiles: extraFiles)
+        plugins: plugins, settings: settings, rpcTimeout: rpcTimeout, extraFiles: extraFiles,
+        maxRetiredSwiftImages: maxRetiredSwiftImages)
     do {
         try await body(harness)
     } catch {

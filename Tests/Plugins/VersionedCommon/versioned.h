@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+// (Answers are computed by answer(), defined below, before the worker uses it.)
+
 #ifndef VERSIONED_PLUGIN_VERSION
 #error "define VERSIONED_PLUGIN_VERSION"
 #endif
@@ -80,32 +82,68 @@ static agentd_status on_event(void *instance, const agentd_message *m) {
 
 static agentd_status on_get(void *instance, const agentd_message *m) { return answer(instance, m->call); }
 
-typedef struct {
+// `Slow` answers come from one worker thread of the plugin's own, which unload() stops and
+// joins: the header's rule for plugins with threads (their code is unmapped after unload).
+typedef struct slow_job {
     versioned_instance *state;
     agentd_call *call;
+    struct slow_job *next;
 } slow_job;
 
-static void *slow_thread(void *arg) {
-    slow_job *job = arg;
-    struct timespec wait = {0, 30 * 1000 * 1000};
-    nanosleep(&wait, NULL);
-    answer(job->state, job->call);
-    free(job);
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_wake = PTHREAD_COND_INITIALIZER;
+static slow_job *g_head, *g_tail;
+static int g_stopping, g_started;
+static pthread_t g_worker;
+
+static void *slow_worker(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&g_lock);
+    for (;;) {
+        while (!g_head && !g_stopping) pthread_cond_wait(&g_wake, &g_lock);
+        if (!g_head) break;
+        slow_job *job = g_head;
+        g_head = job->next;
+        if (!g_head) g_tail = NULL;
+        pthread_mutex_unlock(&g_lock);
+        struct timespec wait = {0, 30 * 1000 * 1000};
+        nanosleep(&wait, NULL);
+        answer(job->state, job->call);
+        free(job);
+        pthread_mutex_lock(&g_lock);
+    }
+    pthread_mutex_unlock(&g_lock);
     return NULL;
 }
 
 static agentd_status on_slow(void *instance, const agentd_message *m) {
-    slow_job *job = malloc(sizeof(slow_job));
+    slow_job *job = calloc(1, sizeof(slow_job));
     if (!job) return AGENTD_FAILED;
     job->state = instance;
     job->call = m->call;
-    pthread_t thread;
-    if (pthread_create(&thread, NULL, slow_thread, job) != 0) {
-        free(job);
-        return AGENTD_FAILED;
+    pthread_mutex_lock(&g_lock);
+    if (!g_started) {
+        if (pthread_create(&g_worker, NULL, slow_worker, NULL) != 0) {
+            pthread_mutex_unlock(&g_lock);
+            free(job);
+            return AGENTD_FAILED;
+        }
+        g_started = 1;
     }
-    pthread_detach(thread);
+    if (g_tail) g_tail->next = job; else g_head = job;
+    g_tail = job;
+    pthread_cond_signal(&g_wake);
+    pthread_mutex_unlock(&g_lock);
     return AGENTD_PENDING;
+}
+
+static void unload(void) {
+    pthread_mutex_lock(&g_lock);
+    g_stopping = 1;
+    int started = g_started;
+    pthread_cond_broadcast(&g_wake);
+    pthread_mutex_unlock(&g_lock);
+    if (started) pthread_join(g_worker, NULL);
 }
 
 static const agentd_handler handlers[] = {
@@ -152,6 +190,7 @@ static const agentd_plugin plugin = {
     .version = STR(VERSIONED_PLUGIN_VERSION) ".0.0",
     .agent_types = types,
     .agent_type_count = VERSIONED_PLUGIN_VERSION >= 2 ? 2 : 1,
+    .unload = unload,
 };
 
 AGENTD_EXPORT const agentd_plugin *agentd_plugin_entry(const agentd_host_api *host, agentd_plugin_ref *self) {
