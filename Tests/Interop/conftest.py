@@ -214,6 +214,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if len(text) > 20000:
             text = "...\n" + text[-20000:]
         report.sections.append(("host stderr", f"$ {' '.join(h.argv)}\n{text or '(empty)'}"))
+    # Other processes a test started (runtime_support: `agentd run` and its host) report here.
+    sections = getattr(item, "_interop_reports", None)
+    if sections is not None and report.failed:
+        report.sections.extend(sections())
 
 
 # --- Protobuf ----------------------------------------------------------------------------------

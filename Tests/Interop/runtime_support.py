@@ -1,0 +1,411 @@
+"""`agentd run` for the interop suite: the runtime process, its two host setups, and helpers.
+
+The runtime loads the example plugins (``libEchoAgent.so``, ``libGreeterAgent.so``,
+``libProtoAgent.so``, built by ``swift build`` next to agentd) from a fresh plugin directory
+per test, and serves them through one of two hosts:
+
+- ``our-host``: the runtime's embedded host (no ``[runtime] host``); it listens on
+  ``[host] listen = 127.0.0.1:0`` and prints ``listening on HOST:PORT``, then ``ready: ...``.
+  Python workers connect to the printed address.
+- ``autogen-host``: AutoGen's own ``GrpcWorkerAgentRuntimeHost`` (autogen_host.py) on a free
+  port; the runtime joins it with ``--host`` and prints only ``ready: ...``. Python workers
+  connect to AutoGen's host.
+
+The plugin directory is never ``.build/debug`` itself: that folder also holds the ABI test
+plugins, which the runtime refuses on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import pytest
+from autogen_core import MessageSerializer
+
+from conftest import HERE, LISTENING, REPO, STARTUP_DEADLINE, HostProcess, agentd_path, host_kind
+
+OUR_HOST = "our-host"
+AUTOGEN_HOST = "autogen-host"
+SETUPS = (OUR_HOST, AUTOGEN_HOST)
+
+READY = re.compile(r"^ready:\s*(.*)$")
+
+# The example plugins: the file swift build makes, and the plugin name it declares.
+ECHO = "libEchoAgent.so"
+GREETER = "libGreeterAgent.so"
+PROTO = "libProtoAgent.so"
+ALL_PLUGINS = (ECHO, GREETER, PROTO)
+
+# How long `agentd run` may take to exit after SIGTERM.
+SHUTDOWN_DEADLINE = 5.0
+
+
+def plugin_build_dir() -> Path:
+    """Where swift build put the plugins: next to the agentd binary under test."""
+    return Path(os.environ.get("AGENTD_PLUGIN_DIR") or agentd_path().parent)
+
+
+# --- The runtime process ---------------------------------------------------------------------------
+
+
+class RuntimeProcess:
+    """``agentd run`` as a subprocess: its stdout lines as they come, and its stderr."""
+
+    def __init__(self, argv: List[str], cwd: Path, embedded: bool) -> None:
+        self.argv = argv
+        self.embedded = embedded
+        self._stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, cwd=cwd,
+            start_new_session=True,
+        )
+        self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
+        self.stdout_lines: List[str] = []
+        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._reader.start()
+        self.address: Optional[str] = None
+        #: Set once the test itself stopped the process (its exit is then no failure).
+        self.stopped_by_test = False
+        if embedded:
+            match = self._wait_line(LISTENING, "listening on HOST:PORT")
+            self.address = f"{match.group(1)}:{match.group(2)}"
+        match = self._wait_line(READY, "ready: <plugins>")
+        self.ready_line = match.group(0)
+        #: The plugins the ready line lists, as "name version".
+        self.plugins = [p.strip() for p in match.group(1).split(",") if p.strip()]
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self._lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
+        self._lines.put(None)
+
+    def _wait_line(self, pattern: "re.Pattern[str]", what: str) -> "re.Match[str]":
+        deadline = time.monotonic() + STARTUP_DEADLINE
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.terminate()
+                pytest.fail(
+                    f"agentd run did not print '{what}' within {STARTUP_DEADLINE:.0f}s\ncommand: {self.argv}\n"
+                    f"stdout so far: {self.stdout_lines!r}\nstderr:\n{self.stderr()}",
+                    pytrace=False,
+                )
+            try:
+                line = self._lines.get(timeout=min(remaining, 0.25))
+            except queue.Empty:
+                continue
+            if line is None:
+                code = self.proc.wait()
+                pytest.fail(
+                    f"agentd run exited with status {code} before printing '{what}'\ncommand: {self.argv}\n"
+                    f"stdout: {self.stdout_lines!r}\nstderr:\n{self.stderr()}",
+                    pytrace=False,
+                )
+            self.stdout_lines.append(line)
+            match = pattern.match(line)
+            if match:
+                return match
+
+    def plugin_names(self) -> List[str]:
+        """The names of the plugins in service (from the ready line)."""
+        return [p.split()[0] for p in self.plugins]
+
+    def stderr(self) -> str:
+        self._stderr.flush()
+        self._stderr.seek(0)
+        return self._stderr.read().decode("utf-8", "replace")
+
+    def sigterm(self, deadline: float = SHUTDOWN_DEADLINE) -> Tuple[Optional[int], float]:
+        """SIGTERM; returns (exit status or None if still running after ``deadline``, seconds taken)."""
+        self.stopped_by_test = True
+        start = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code: Optional[int] = self.proc.wait(timeout=deadline)
+        except subprocess.TimeoutExpired:
+            code = None
+        return code, time.monotonic() - start
+
+    def catches_sigterm(self) -> bool:
+        """Whether the process has a SIGTERM handler installed now (Linux: /proc/PID/status)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith("SigCgt:"):
+                        return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+        except FileNotFoundError:
+            pass
+        return False
+
+    def wait_catching_sigterm(self, deadline: float = STARTUP_DEADLINE) -> None:
+        """Wait until the process handles SIGTERM (polled: there is nothing to wait on)."""
+        end = time.monotonic() + deadline
+        while not self.catches_sigterm():
+            if self.proc.poll() is not None or time.monotonic() > end:
+                pytest.fail(f"agentd run never installed a SIGTERM handler within {deadline:.0f}s", pytrace=False)
+            time.sleep(0.005)
+
+    def terminate(self) -> Tuple[Optional[int], bool]:
+        """Stop it. Returns (status if it had already exited by itself, whether it needed SIGKILL)."""
+        died = self.proc.poll()
+        killed = False
+        if died is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                killed = True
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._reader.join(timeout=5)
+        return died, killed
+
+
+@dataclass
+class RuntimeSetup:
+    """One test's runtime and host: ``address`` is where Python workers connect."""
+
+    kind: str
+    address: str
+    runtime: RuntimeProcess
+    host: Optional[HostProcess]
+    directory: Path
+    plugin_dir: Path
+    ini: Path
+
+
+def write_ini(path: Path, *, plugin_dir: str = "plugins", extra: str = "") -> None:
+    """The runtime's INI file: an embedded host on a free port (ignored with --host), the
+    plugin folder (relative to the file), info logging, and ``extra`` verbatim at the end."""
+    path.write_text(
+        "# agentd run configuration written by the interop suite\n"
+        "[host]\nlisten = 127.0.0.1:0\n\n"
+        f"[plugins]\ndirectory = {plugin_dir}\n\n"
+        "[log]\nlevel = info\n\n"
+        f"{extra}\n",
+        encoding="utf-8",
+    )
+
+
+class RuntimeLauncher:
+    """Starts ``agentd run`` in one of the two setups, as often as a test asks; stops them all."""
+
+    def __init__(self, kind: str, base: Path) -> None:
+        self.kind = kind
+        self.base = base
+        self.started: List[RuntimeSetup] = []
+        self.hosts: List[HostProcess] = []
+
+    def __call__(
+        self,
+        plugins: Sequence[str] = ALL_PLUGINS,
+        *,
+        ini_extra: str = "",
+        extra_files: Optional[Dict[str, bytes]] = None,
+        host_in_ini: bool = False,
+    ) -> RuntimeSetup:
+        """Start a runtime serving ``plugins`` (file names in the build folder), with
+        ``ini_extra`` appended to its INI file and ``extra_files`` (name -> bytes) put into its
+        plugin folder as well. With AutoGen's host, the runtime is given the host's address with
+        ``--host``, or with ``[runtime] host`` in the INI file if ``host_in_ini``."""
+        agentd = agentd_path()
+        if not (agentd.is_file() and os.access(agentd, os.X_OK)):
+            pytest.fail(f"agentd binary not found at {agentd}: build it (swift build) or set AGENTD", pytrace=False)
+        directory = Path(tempfile.mkdtemp(prefix=f"run{len(self.started)}-", dir=self.base))
+        plugin_dir = directory / "plugins"
+        plugin_dir.mkdir()
+        for name in plugins:
+            source = plugin_build_dir() / name
+            if not source.is_file():
+                pytest.fail(f"{source} not found: build the plugins first (swift build)", pytrace=False)
+            shutil.copy2(source, plugin_dir / name)
+        for name, content in (extra_files or {}).items():
+            (plugin_dir / name).write_bytes(content)
+        ini = directory / "agentd.ini"
+        argv = [str(agentd), "run", "--config", str(ini)]
+        host: Optional[HostProcess] = None
+        if self.kind == AUTOGEN_HOST:
+            host = HostProcess([sys.executable, str(HERE / "autogen_host.py"), "--listen", "127.0.0.1:0"], cwd=REPO)
+            self.hosts.append(host)
+            if host_in_ini:
+                ini_extra = f"[runtime]\nhost = {host.address}\n\n{ini_extra}"
+            else:
+                argv += ["--host", host.address]
+        write_ini(ini, extra=ini_extra)
+        runtime = RuntimeProcess(argv, cwd=directory, embedded=self.kind == OUR_HOST)
+        setup = RuntimeSetup(self.kind, "", runtime, host, directory, plugin_dir, ini)
+        self.started.append(setup)
+        if self.kind == OUR_HOST:
+            assert runtime.address is not None
+            setup.address = runtime.address
+            expected_stdout = 2  # listening on ..., ready: ...
+        else:
+            assert host is not None
+            setup.address = host.address
+            expected_stdout = 1  # ready: ... (no host of its own, so no "listening on")
+        if len(runtime.stdout_lines) != expected_stdout:
+            pytest.fail(f"agentd run ({self.kind}) printed {runtime.stdout_lines!r}", pytrace=False)
+        return setup
+
+    def report_sections(self) -> Iterable[Tuple[str, str]]:
+        """(title, text) for each process, for a failure report."""
+        for i, setup in enumerate(self.started):
+            text = setup.runtime.stderr()
+            if len(text) > 20000:
+                text = "...\n" + text[-20000:]
+            stdout = "\n".join(setup.runtime.stdout_lines)
+            yield (
+                f"agentd run #{i} ({setup.kind}) stderr",
+                f"$ {' '.join(setup.runtime.argv)}\n(in {setup.directory})\nstdout:\n{stdout}\nstderr:\n{text or '(empty)'}",
+            )
+        for i, host in enumerate(self.hosts):
+            yield (f"AutoGen host #{i} stderr", f"$ {' '.join(host.argv)}\n{host.stderr() or '(empty)'}")
+
+    def stop_all(self) -> List[str]:
+        """Stops everything; returns the problems seen (a process that exited during the test,
+        a runtime that ignored SIGTERM).
+
+        AutoGen's hosts go first, killed outright: the reference is not under test, and a
+        runtime still connected to AutoGen's host takes 2 s to stop (it waits that long for the
+        host to end the half-closed stream, which AutoGen's host never does; test_sigterm_exits_zero
+        covers that path). Then each runtime gets SIGTERM."""
+        problems: List[str] = []
+        for host in self.hosts:
+            died = host.proc.poll()
+            if died is not None:
+                problems.append(f"AutoGen's host exited during the test with status {died}\nstderr:\n{host.stderr()}")
+            host.proc.kill()
+            host.terminate()
+        for setup in self.started:
+            died, killed = setup.runtime.terminate()
+            if died is not None and not setup.runtime.stopped_by_test:
+                problems.append(
+                    f"agentd run ({setup.kind}) exited during the test with status {died}\n"
+                    f"stderr:\n{setup.runtime.stderr()}"
+                )
+            if killed:
+                problems.append(f"agentd run ({setup.kind}) ignored SIGTERM for 10s and was killed")
+        return problems
+
+
+def launcher_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RuntimeLauncher]:
+    """Body of the ``start_runtime`` fixture (test_runtime.py), parametrized over SETUPS."""
+    kind = request.param
+    if kind == OUR_HOST and host_kind() == "autogen":
+        pytest.skip("INTEROP_HOST=autogen: only the setup with AutoGen's host runs")
+    launcher = RuntimeLauncher(kind, tmp_path)
+    request.node._interop_reports = launcher.report_sections  # read by conftest's report hook
+    yield launcher
+    problems = launcher.stop_all()
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+# --- Protobuf: Plugins/ProtoAgent/proto/sample.proto -----------------------------------------------
+
+SAMPLE_PROTO = REPO / "Plugins" / "ProtoAgent" / "proto" / "sample.proto"
+
+
+def compile_sample_pb2(out_dir: Path) -> ModuleType:
+    """sample.proto compiled with the system protoc and imported as ``sample_pb2``."""
+    protoc = shutil.which("protoc")
+    if protoc is None:
+        pytest.fail("need the system protoc (Debian protobuf-compiler): run scripts/bootstrap", pytrace=False)
+    result = subprocess.run(
+        [protoc, f"-I{SAMPLE_PROTO.parent}", f"--python_out={out_dir}", str(SAMPLE_PROTO)],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"protoc failed on {SAMPLE_PROTO}:\n{result.stderr}", pytrace=False)
+    spec = importlib.util.spec_from_file_location("sample_pb2", out_dir / "sample_pb2.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sample_pb2"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- Raw JSON payloads ----------------------------------------------------------------------------
+
+
+@dataclass
+class RawJson:
+    """A message whose JSON text is given verbatim (``RawJsonSerializer`` sends it as is)."""
+
+    text: bytes
+
+
+class RawJsonSerializer(MessageSerializer[RawJson]):
+    """Sends a RawJson's bytes as an ``application/json`` payload of type ``type_name``.
+
+    AutoGen's own serializers only ever produce valid JSON; this is the same worker sending a
+    payload a buggy or hostile peer could send. The message's class must also be named
+    ``type_name`` for ``send_message`` to pick this serializer (it looks up the class name).
+    """
+
+    def __init__(self, type_name: str) -> None:
+        self._type_name = type_name
+
+    @property
+    def data_content_type(self) -> str:
+        return "application/json"
+
+    @property
+    def type_name(self) -> str:
+        return self._type_name
+
+    def deserialize(self, payload: bytes) -> RawJson:
+        return RawJson(payload)
+
+    def serialize(self, message: RawJson) -> bytes:
+        return message.text
+
+
+# --- Response outcomes -------------------------------------------------------------------------------
+
+
+@dataclass
+class ResponseOutcome:
+    """An RpcResponse as it came off a worker's channel, and what the worker made of it."""
+
+    response: Any
+    error: Optional[BaseException]
+
+
+def tap_response_outcomes(runtime: Any) -> "asyncio.Queue[ResponseOutcome]":
+    """A queue of every RpcResponse ``runtime`` receives, with the exception its own response
+    processing raised (e.g. a payload it could not decode, which it otherwise only logs and
+    which leaves the caller waiting forever), or None."""
+    outcomes: "asyncio.Queue[ResponseOutcome]" = asyncio.Queue()
+    original = runtime._process_response  # noqa: SLF001
+
+    async def recording(response: Any) -> None:
+        try:
+            await original(response)
+        except BaseException as e:
+            outcomes.put_nowait(ResponseOutcome(response, e))
+            raise
+        outcomes.put_nowait(ResponseOutcome(response, None))
+
+    runtime._process_response = recording  # noqa: SLF001
+    return outcomes
