@@ -309,7 +309,7 @@ struct RuntimeConfigurationTests {
         #expect(configuration.hostAddress == nil)
         #expect(configuration.host.listen == "127.0.0.1:50051")
         #expect(configuration.logLevel == "info")
-        #expect(try configuration.requiredPluginDirectory() == repository.path + "/Config/../.build/debug")
-        #expect(configuration.pluginSettings["greeter"]?["greeting"] == "Hello")
+        #expect(try configuration.requiredPluginDirectory() == repository.path + "/Config/../.build/plugins")
+        #expect(configuration.pluginSettings["greeter-plugin"]?["greeting"] == "Hello")
     }
 }
