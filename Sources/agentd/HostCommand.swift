@@ -60,7 +60,6 @@ struct HostCommand: AsyncParsableCommand {
             logger.critical("cannot start the host", metadata: ["host.address": "\(listen)", "error": "\(error)"])
             throw ExitCode(1)
         }
-        announce("listening on \(host.address)")
         let group = ServiceGroup(
             services: [HostService(host: host)],
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -74,6 +73,8 @@ struct HostService: Service {
     let host: AgentHost
 
     func run() async throws {
+        // Announced from inside the service group: its signal handlers are in place by now.
+        announce("listening on \(host.address)")
         try? await gracefulShutdown()
         await host.shutdown()
     }

@@ -63,6 +63,24 @@ struct RunCommand: AsyncParsableCommand {
                 workers: settings.workers, pluginDirectory: directory, pluginSettings: settings.pluginSettings,
                 maxMessageBytes: settings.host.maxMessageBytes),
             logger: logger)
+        // The runtime starts inside the service group, so SIGTERM/SIGINT are handled
+        // gracefully from the first moment (also while plugins load).
+        let group = ServiceGroup(
+            services: [RuntimeService(runtime: runtime, logger: logger)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        try await group.run()
+    }
+}
+
+/// Runs the runtime until a graceful shutdown is requested; SIGHUP rescans the plugin
+/// directory.
+struct RuntimeService: Service {
+    let runtime: AgentRuntime
+    let logger: Logger
+
+    func run() async throws {
+        let runtime = self.runtime
         do {
             try await runtime.start()
         } catch {
@@ -74,21 +92,6 @@ struct RunCommand: AsyncParsableCommand {
             announce("listening on \(embeddedHost.address)")
         }
         announce("ready: \(runtime.plugins.map { "\($0.name) \($0.version)" }.joined(separator: ", "))")
-        let group = ServiceGroup(
-            services: [RuntimeService(runtime: runtime)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger)
-        try await group.run()
-    }
-}
-
-/// Runs the runtime until a graceful shutdown is requested; SIGHUP rescans the plugin
-/// directory.
-struct RuntimeService: Service {
-    let runtime: AgentRuntime
-
-    func run() async throws {
-        let runtime = self.runtime
         let hangups = Task {
             for await _ in await UnixSignalsSequence(trapping: .sighup) {
                 await runtime.rescan()

@@ -250,13 +250,6 @@ def test_orders_receipt_for_a_published_protobuf_order(start_runtime: RuntimeLau
     run(body())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "agentd bug: RPC payloads of type application/x-protobuf are passed to and from plugins as is, "
-        "but AutoGen puts a google.protobuf.Any in Payload.data (see README)"
-    ),
-)
 def test_orders_protobuf_rpc(start_runtime: RuntimeLauncher, sample_pb2: ModuleType) -> None:
     """An RPC carrying an Order (application/x-protobuf) is answered with its OrderReceipt.
 
@@ -407,13 +400,6 @@ def test_sigterm_exits_zero(start_runtime: RuntimeLauncher) -> None:
     run(body())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "agentd bug: `agentd run` prints its ready line before it installs its SIGTERM handler "
-        "(RunCommand.run), so a SIGTERM right after it kills the runtime (status -15)"
-    ),
-)
 @pytest.mark.parametrize("start_runtime", [OUR_HOST], indirect=True)
 def test_sigterm_right_after_ready_exits_zero(start_runtime: RuntimeLauncher) -> None:
     """A supervisor that stops the runtime as soon as it said "ready" gets a graceful exit

@@ -1,4 +1,5 @@
 import AgentPluginABI
+import AgentWire
 import CAgentWire
 import GRPCTransport
 #if canImport(Glibc)
@@ -109,7 +110,7 @@ final class IncomingMessage: @unchecked Sendable {
             if let body = request.pointee.payload {
                 messageType = view(body.pointee.data_type)
                 contentType = view(body.pointee.data_content_type)
-                payload = agentd_bytes(data: body.pointee.data.data, length: body.pointee.data.len)
+                payload = unwrappingAny(agentd_bytes(data: body.pointee.data.data, length: body.pointee.data.len), contentType)
             }
         case AGENTS__MESSAGE__MESSAGE_RESPONSE:
             guard let response = decoded.pointee.response else {
@@ -122,7 +123,7 @@ final class IncomingMessage: @unchecked Sendable {
             if let body = response.pointee.payload {
                 messageType = view(body.pointee.data_type)
                 contentType = view(body.pointee.data_content_type)
-                payload = agentd_bytes(data: body.pointee.data.data, length: body.pointee.data.len)
+                payload = unwrappingAny(agentd_bytes(data: body.pointee.data.data, length: body.pointee.data.len), contentType)
             }
         default:
             agents__message__free_unpacked(decoded, nil)
@@ -142,6 +143,30 @@ final class IncomingMessage: @unchecked Sendable {
     }
 
     deinit { agents__message__free_unpacked(message, nil) }
+}
+
+/// AutoGen carries a protobuf RPC payload as a packed `google.protobuf.Any` (as events carry
+/// it in `proto_data`); plugins see the message's own bytes, its `value` field. Anything else
+/// passes unchanged (and so does a protobuf payload that is not an Any).
+func unwrappingAny(_ payload: agentd_bytes, _ contentType: agentd_str) -> agentd_bytes {
+    guard equals(contentType, "application/x-protobuf"), let data = payload.data, payload.length > 0 else { return payload }
+    var reader = ProtoReader(UnsafeRawBufferPointer(start: data, count: payload.length))
+    var value: Range<Int>?
+    var sawTypeURL = false
+    do {
+        while let field = try reader.next() {
+            switch field.number {
+            case 1: sawTypeURL = true
+            case 2: value = try field.bytesRange()
+            default: return payload
+            }
+        }
+    } catch {
+        return payload
+    }
+    guard sawTypeURL else { return payload }
+    guard let value else { return agentd_bytes(data: data, length: 0) }
+    return agentd_bytes(data: data + value.lowerBound, length: value.count)
 }
 
 /// A borrowed view of a NUL-terminated C string (empty for NULL).

@@ -57,7 +57,7 @@ enum OutboundCodec {
             request.messageField(5) { body in
                 body.stringField(1, messageType)
                 body.stringField(2, contentType)
-                body.bytesField(3, payload)
+                payloadField(&body, messageType: messageType, contentType: contentType, payload: payload)
             }
         }
         return message.bytes
@@ -72,10 +72,24 @@ enum OutboundCodec {
             response.messageField(2) { body in
                 body.stringField(1, messageType)
                 body.stringField(2, contentType)
-                body.bytesField(3, payload)
+                payloadField(&body, messageType: messageType, contentType: contentType, payload: payload)
             }
         }
         return message.bytes
+    }
+
+    /// `Payload.data`: the bytes as they are, or — for protobuf — packed in a
+    /// `google.protobuf.Any`, as AutoGen's runtimes send and expect an RPC's protobuf payload.
+    private static func payloadField(_ body: inout ProtoWriter, messageType: String, contentType: String,
+                                     payload: UnsafeRawBufferPointer) {
+        guard contentType == protobufContentType else {
+            body.bytesField(3, payload)
+            return
+        }
+        body.messageField(3) { any in
+            any.stringField(1, "type.googleapis.com/\(messageType)")
+            any.bytesField(2, payload)
+        }
     }
 
     /// `Message{response}` with an error.
