@@ -36,7 +36,9 @@ fail() {
 command -v protoc-c >/dev/null 2>&1 ||
   fail "protoc-c not found; install it with: apt-get install protobuf-c-compiler"
 
-protoc_c_version="$(protoc-c --version 2>&1 | head -n 1)"
+# (No pipe into head: with pipefail, head exiting first can fail the pipeline with SIGPIPE.)
+protoc_c_version="$(protoc-c --version 2>&1)"
+protoc_c_version="${protoc_c_version%%$'\n'*}"
 if [[ "$protoc_c_version" != "$expected_protoc_c_version" && "${PROTOC_C_ANY_VERSION:-0}" != 1 ]]; then
   fail "protoc-c is '$protoc_c_version', the committed code comes from '$expected_protoc_c_version' (set PROTOC_C_ANY_VERSION=1 to go on anyway)"
 fi
@@ -66,7 +68,8 @@ trap 'rm -rf "$scratch"' EXIT
 
 # Every generated file must say it is generated on its first line.
 while IFS= read -r -d '' file; do
-  head -n 1 "$file" | grep -q 'DO NOT EDIT' ||
+  first_line="$(head -n 1 "$file")"
+  [[ "$first_line" == *"DO NOT EDIT"* ]] ||
     fail "${file#"$scratch"/} does not start with a DO NOT EDIT line"
 done < <(find "$scratch" -type f -print0)
 
