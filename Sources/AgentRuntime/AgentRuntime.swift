@@ -31,6 +31,11 @@ public final class AgentRuntime: Sendable {
         /// How many retired versions of Swift plugins may stay mapped (they can never be
         /// unloaded); a Swift replacement past this is refused until a restart.
         public var maxRetiredSwiftImages: Int
+        /// Publishes kept while the host is unreachable (then refused, counted and logged).
+        public var publishBufferLimit: Int
+        /// Reconnection backoff: from the initial wait, doubling, up to the cap (±20 % jitter).
+        public var reconnectInitialBackoff: Duration
+        public var reconnectMaxBackoff: Duration
         /// `[plugin.NAME]` settings by plugin name.
         public var pluginSettings: [String: [String: String]]
         public var maxMessageBytes: Int
@@ -44,6 +49,9 @@ public final class AgentRuntime: Sendable {
             pluginDirectory: String,
             watchPlugins: Bool = true,
             maxRetiredSwiftImages: Int = 16,
+            publishBufferLimit: Int = 10_000,
+            reconnectInitialBackoff: Duration = .milliseconds(100),
+            reconnectMaxBackoff: Duration = .seconds(5),
             pluginSettings: [String: [String: String]] = [:],
             maxMessageBytes: Int = 4 * 1024 * 1024
         ) {
@@ -55,6 +63,9 @@ public final class AgentRuntime: Sendable {
             self.pluginDirectory = pluginDirectory
             self.watchPlugins = watchPlugins
             self.maxRetiredSwiftImages = maxRetiredSwiftImages
+            self.publishBufferLimit = publishBufferLimit
+            self.reconnectInitialBackoff = reconnectInitialBackoff
+            self.reconnectMaxBackoff = reconnectMaxBackoff
             self.pluginSettings = pluginSettings
             self.maxMessageBytes = maxMessageBytes
         }
@@ -128,7 +139,10 @@ public final class AgentRuntime: Sendable {
             address: address, clientID: configuration.clientID, maxMessageBytes: configuration.maxMessageBytes,
             logger: logger,
             onMessage: { core.receive($0) },
-            onClose: { status in core.failOutbound(expiredBy: nil, reason: "The connection to the host closed (\(status)).") })
+            onDisconnect: { status in
+                // RPCs our agents sent will never be answered on a new stream: answer them now.
+                core.failOutbound(expiredBy: nil, reason: "The connection to the host was lost (\(status)).")
+            })
         core.connection = connection
         try connection.open()
         state.withLock { $0.connection = connection }
@@ -141,6 +155,10 @@ public final class AgentRuntime: Sendable {
         }
         let reloader = Reloader(runtime: self, connection: connection)
         state.withLock { $0.reloader = reloader }
+        connection.setReconnection(.init(
+            enabled: true, initialBackoff: configuration.reconnectInitialBackoff,
+            maxBackoff: configuration.reconnectMaxBackoff, bufferLimit: configuration.publishBufferLimit,
+            restore: { [weak reloader] in try await reloader?.restoreRegistrations() }))
         await reloader.rescan()
         if configuration.watchPlugins {
             reloader.watch(directory: configuration.pluginDirectory)
@@ -163,8 +181,10 @@ public final class AgentRuntime: Sendable {
         }
         guard first else { return }
         sweeper?.cancel()
-        let plugins = await reloader?.stop() ?? []
+        // The connection first: it cancels registration calls a reconnection may be waiting
+        // in, which the reloader would otherwise wait for.
         await connection?.close()
+        let plugins = await reloader?.stop() ?? []
         core.connection = nil
         core.workers.stop()
         core.failOutbound(expiredBy: nil, reason: "The runtime is shutting down.")

@@ -45,7 +45,7 @@ public final class WorkerClient: Sendable {
         connection = HostConnection(
             address: address, clientID: clientID, maxMessageBytes: 64 * 1024 * 1024, logger: logger,
             onMessage: { message in box.withLock { $0 }?.receive(message) },
-            onClose: { status in box.withLock { $0 }?.closed(status) })
+            onDisconnect: { status in box.withLock { $0 }?.closed(status) })
         box.withLock { $0 = self }
         try connection.open()
     }

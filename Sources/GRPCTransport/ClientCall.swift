@@ -15,10 +15,11 @@ public protocol ClientCallHandler: AnyObject, Sendable {
 /// The client side of one streaming call.
 public final class ClientCall: Call, @unchecked Sendable {
     // @unchecked Sendable: the status out-parameters are written by the C core before the
-    // status completion and read only by it; `finalStatus` is guarded by `lock`.
+    // status completion and read only by it; `finalStatus` and `handler` are guarded by `lock`.
 
     public let requestMetadata: Metadata
-    private let handler: any ClientCallHandler
+    /// Released once the call has ended, so that a handler holding its call forms no cycle.
+    private var handler: (any ClientCallHandler)?
     private let waitForReady: Bool
     private let initialMetadata = UnsafeMutablePointer<grpc_metadata_array>.allocate(capacity: 1)
     private let trailingMetadata = UnsafeMutablePointer<grpc_metadata_array>.allocate(capacity: 1)
@@ -90,7 +91,7 @@ public final class ClientCall: Call, @unchecked Sendable {
     public var status: Status? { lock.withLock { isOver ? finalStatus : nil } }
 
     override func didReceive(_ message: MessageBuffer) {
-        handler.call(self, didReceive: message)
+        lock.withLock { handler }?.call(self, didReceive: message)
     }
 
     override func closeDidComplete(success: Bool) {
@@ -107,7 +108,8 @@ public final class ClientCall: Call, @unchecked Sendable {
     }
 
     override func didEnd() {
-        let (status, trailers) = lock.withLock { (finalStatus, finalTrailers) }
-        handler.call(self, didFinishWith: status, trailers: trailers)
+        let (status, trailers, handler) = lock.withLock { (finalStatus, finalTrailers, self.handler) }
+        handler?.call(self, didFinishWith: status, trailers: trailers)
+        lock.withLock { self.handler = nil }
     }
 }

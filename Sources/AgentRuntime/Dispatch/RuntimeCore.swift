@@ -327,7 +327,11 @@ final class RuntimeCore: @unchecked Sendable {
             id: OutboundCodec.newID(), topicType: topicType, topicSource: topicSource,
             senderType: agent?.id.type, senderKey: agent?.id.key, messageType: messageType,
             contentType: contentType, payload: payload)
-        return send(bytes) ? AGENTD_OK : AGENTD_UNAVAILABLE
+        guard let connection else { return AGENTD_UNAVAILABLE }
+        switch connection.send(MessageBuffer(bytes), kind: .event) {
+        case .sent, .buffered: return AGENTD_OK
+        case .refused: return AGENTD_UNAVAILABLE
+        }
     }
 
     func sendRequest(from agent: AgentInstance?, targetType: String, targetKey: String, messageType: String,

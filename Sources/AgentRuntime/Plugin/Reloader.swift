@@ -1,5 +1,6 @@
 import AgentCore
 import Foundation
+import GRPCTransport
 import Logging
 import Synchronization
 
@@ -35,21 +36,37 @@ final class Reloader: Sendable {
     private unowned let runtime: AgentRuntime
     private let connection: HostConnection
     private let state = Mutex(State())
-    private let requests: AsyncStream<CheckedContinuation<Void, Never>?>.Continuation
+    private enum Request {
+        case rescan(CheckedContinuation<Void, Never>?)
+        case restore(CheckedContinuation<Result<Void, any Error>, Never>)
+    }
+
+    private let requests: AsyncStream<Request>.Continuation
     private let worker: Task<Void, Never>
 
     init(runtime: AgentRuntime, connection: HostConnection) {
         self.runtime = runtime
         self.connection = connection
-        let (stream, continuation) = AsyncStream.makeStream(of: CheckedContinuation<Void, Never>?.self)
+        let (stream, continuation) = AsyncStream.makeStream(of: Request.self)
         requests = continuation
         // One rescan at a time, in request order; the plugin swaps never interleave.
         let box = Mutex<Reloader?>(nil)
         worker = Task {
             var iterator = stream.makeAsyncIterator()
             while let request = await iterator.next() {
-                await box.withLock { $0 }?.rescanNow()
-                request?.resume()
+                let reloader = box.withLock { $0 }
+                switch request {
+                case .rescan(let waiter):
+                    await reloader?.rescanNow()
+                    waiter?.resume()
+                case .restore(let waiter):
+                    do {
+                        try await reloader?.restoreNow()
+                        waiter.resume(returning: .success(()))
+                    } catch {
+                        waiter.resume(returning: .failure(error))
+                    }
+                }
             }
         }
         box.withLock { $0 = self }
@@ -66,13 +83,22 @@ final class Reloader: Sendable {
     /// Rescans and returns once the rescan is done.
     func rescan() async {
         await withCheckedContinuation { continuation in
-            requests.yield(continuation)
+            requests.yield(.rescan(continuation))
         }
+    }
+
+    /// Registers every served agent type and subscription again (after a reconnection: the
+    /// host may have forgotten them), between rescans.
+    func restoreRegistrations() async throws {
+        let result = await withCheckedContinuation { continuation in
+            requests.yield(.restore(continuation))
+        }
+        try result.get()
     }
 
     /// Asks for a rescan without waiting (the directory watcher, SIGHUP).
     func requestRescan() {
-        requests.yield(nil)
+        requests.yield(.rescan(nil))
     }
 
     /// Starts watching `directory` (inotify); changes trigger a rescan after a short quiet
@@ -104,6 +130,33 @@ final class Reloader: Sendable {
             defer { state.served = [:] }
             return state.served.values.map(\.plugin)
         }
+    }
+
+    // MARK: Restoring registrations
+
+    private func restoreNow() async throws {
+        let served = state.withLock { $0.served.sorted { $0.key < $1.key }.map(\.value) }
+        let current = Set(core.servedTypes)
+        var registered = Set<String>()
+        var subscriptionCount = 0
+        for entry in served {
+            for type in entry.plugin.agentTypes where current.contains(type.name) {
+                try await connection.register(agentType: type.name)
+                registered.insert(type.name)
+                for (kind, id) in entry.subscriptions[type.name] ?? [:] {
+                    do {
+                        try await connection.add(Subscription(id: id, agentType: type.name, kind: kind))
+                    } catch let error as TransportError where error.status.code == .alreadyExists {
+                        // The host kept it (the stream broke but the host did not restart).
+                    }
+                    subscriptionCount += 1
+                }
+            }
+        }
+        state.withLock { $0.registered = registered }
+        logger.info("agent types and subscriptions registered again", metadata: [
+            "agent.types": "\(registered.sorted())", "subscriptions": "\(subscriptionCount)",
+        ])
     }
 
     // MARK: Rescanning

@@ -6,6 +6,10 @@
 //   event (any message type)   adds 1 to the instance's counter
 //   RPC `Get`                  replies `Count` {"version": V, "count": N, "key": "<key>"}
 //   RPC `Slow`                 replies the same after ~30 ms, from another thread (pending)
+//   RPC `Emit`                 {"count": N, "interval_ms": I, "topic": T, "source": S}: replies at
+//                              once, then the plugin's thread publishes N `Tick` events to (T, S)
+//                              as this agent, one every I ms
+//   RPC `EmitStats`            {"ok": publishes accepted, "refused": refused, "done": bool}
 // The counter moves to the next version through snapshot/restore (8 bytes, little-endian).
 // Version 2 also serves agent type `versioned-extra` (RPC `Get` -> {"version": 2, ...}), so
 // that a reload adds a type; going back to version 1 withdraws it.
@@ -82,15 +86,43 @@ static agentd_status on_event(void *instance, const agentd_message *m) {
 
 static agentd_status on_get(void *instance, const agentd_message *m) { return answer(instance, m->call); }
 
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+
 // `Slow` answers come from one worker thread of the plugin's own, which unload() stops and
 // joins: the header's rule for plugins with threads (their code is unmapped after unload).
 typedef struct slow_job {
     versioned_instance *state;
     agentd_call *call;
+    /* An Emit job instead of a Slow answer: publish `emit_count` events as `agent`. */
+    agentd_agent_ref *agent;
+    int emit_count;
+    int emit_interval_ms;
+    char topic[64];
+    char source[64];
     struct slow_job *next;
 } slow_job;
 
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+/* What the last Emit did (read by EmitStats). */
+static int g_emit_ok, g_emit_refused, g_emit_done = 1;
+
+static void run_emit(slow_job *job) {
+    for (int i = 0; i < job->emit_count; i++) {
+        char json[64];
+        int n = snprintf(json, sizeof json, "{\"seq\": %d}", i);
+        agentd_bytes payload = {(const uint8_t *)json, (size_t)n};
+        agentd_status status = g_host->publish(job->agent, agentd_cstr(job->topic), agentd_cstr(job->source),
+                                               agentd_cstr("Tick"), agentd_cstr("application/json"), payload);
+        pthread_mutex_lock(&g_lock);
+        if (status == AGENTD_OK) g_emit_ok++; else g_emit_refused++;
+        pthread_mutex_unlock(&g_lock);
+        struct timespec wait = {0, (long)job->emit_interval_ms * 1000 * 1000};
+        nanosleep(&wait, NULL);
+    }
+    pthread_mutex_lock(&g_lock);
+    g_emit_done = 1;
+    pthread_mutex_unlock(&g_lock);
+}
+
 static pthread_cond_t g_wake = PTHREAD_COND_INITIALIZER;
 static slow_job *g_head, *g_tail;
 static int g_stopping, g_started;
@@ -106,9 +138,13 @@ static void *slow_worker(void *arg) {
         g_head = job->next;
         if (!g_head) g_tail = NULL;
         pthread_mutex_unlock(&g_lock);
-        struct timespec wait = {0, 30 * 1000 * 1000};
-        nanosleep(&wait, NULL);
-        answer(job->state, job->call);
+        if (job->emit_count > 0) {
+            run_emit(job);
+        } else {
+            struct timespec wait = {0, 30 * 1000 * 1000};
+            nanosleep(&wait, NULL);
+            answer(job->state, job->call);
+        }
         free(job);
         pthread_mutex_lock(&g_lock);
     }
@@ -116,11 +152,78 @@ static void *slow_worker(void *arg) {
     return NULL;
 }
 
+static agentd_status enqueue(slow_job *job);
+
 static agentd_status on_slow(void *instance, const agentd_message *m) {
     slow_job *job = calloc(1, sizeof(slow_job));
     if (!job) return AGENTD_FAILED;
     job->state = instance;
     job->call = m->call;
+    return enqueue(job) == AGENTD_OK ? AGENTD_PENDING : AGENTD_FAILED;
+}
+
+/* A tiny reader for {"count": N, "interval_ms": I, "topic": "T", "source": "S"} (test input). */
+static int json_int(agentd_bytes json, const char *key, int fallback) {
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\"%s\":", key);
+    const char *text = (const char *)json.data;
+    size_t n = strlen(pattern);
+    for (size_t i = 0; i + n <= json.length; i++) {
+        if (memcmp(text + i, pattern, n) == 0) return atoi(text + i + n);
+    }
+    return fallback;
+}
+
+static void json_string(agentd_bytes json, const char *key, char *out, size_t size) {
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\"%s\": \"", key);
+    const char *text = (const char *)json.data;
+    size_t n = strlen(pattern);
+    out[0] = 0;
+    for (size_t i = 0; i + n <= json.length; i++) {
+        if (memcmp(text + i, pattern, n) == 0) {
+            size_t j = 0;
+            while (i + n + j < json.length && text[i + n + j] != '"' && j + 1 < size) {
+                out[j] = text[i + n + j];
+                j++;
+            }
+            out[j] = 0;
+            return;
+        }
+    }
+}
+
+static agentd_status on_emit(void *instance, const agentd_message *m) {
+    slow_job *job = calloc(1, sizeof(slow_job));
+    if (!job) return AGENTD_FAILED;
+    job->state = instance;
+    job->agent = m->agent;
+    job->emit_count = json_int(m->payload, "count", 1);
+    job->emit_interval_ms = json_int(m->payload, "interval_ms", 5);
+    json_string(m->payload, "topic", job->topic, sizeof job->topic);
+    json_string(m->payload, "source", job->source, sizeof job->source);
+    pthread_mutex_lock(&g_lock);
+    g_emit_ok = 0;
+    g_emit_refused = 0;
+    g_emit_done = 0;
+    pthread_mutex_unlock(&g_lock);
+    if (enqueue(job) != AGENTD_OK) return m->host->fail(m->call, AGENTD_FAILED, agentd_cstr("versioned: cannot start"));
+    return m->host->reply(m->call, agentd_cstr("Started"), agentd_cstr("application/json"),
+                          (agentd_bytes){(const uint8_t *)"{}", 2});
+}
+
+static agentd_status on_emit_stats(void *instance, const agentd_message *m) {
+    (void)instance;
+    char json[128];
+    pthread_mutex_lock(&g_lock);
+    int n = snprintf(json, sizeof json, "{\"ok\": %d, \"refused\": %d, \"done\": %s}", g_emit_ok, g_emit_refused,
+                     g_emit_done ? "true" : "false");
+    pthread_mutex_unlock(&g_lock);
+    agentd_bytes payload = {(const uint8_t *)json, (size_t)n};
+    return m->host->reply(m->call, agentd_cstr("EmitStats"), agentd_cstr("application/json"), payload);
+}
+
+static agentd_status enqueue(slow_job *job) {
     pthread_mutex_lock(&g_lock);
     if (!g_started) {
         if (pthread_create(&g_worker, NULL, slow_worker, NULL) != 0) {
@@ -134,7 +237,7 @@ static agentd_status on_slow(void *instance, const agentd_message *m) {
     g_tail = job;
     pthread_cond_signal(&g_wake);
     pthread_mutex_unlock(&g_lock);
-    return AGENTD_PENDING;
+    return AGENTD_OK;
 }
 
 static void unload(void) {
@@ -149,6 +252,8 @@ static void unload(void) {
 static const agentd_handler handlers[] = {
     {sizeof(agentd_handler), "Get", on_get},
     {sizeof(agentd_handler), "Slow", on_slow},
+    {sizeof(agentd_handler), "Emit", on_emit},
+    {sizeof(agentd_handler), "EmitStats", on_emit_stats},
     {sizeof(agentd_handler), "*", on_event},
 };
 static const agentd_subscription subscriptions[] = {
@@ -166,7 +271,7 @@ static const agentd_agent_type types[] = {
         .subscriptions = subscriptions,
         .subscription_count = 1,
         .handlers = handlers,
-        .handler_count = 3,
+        .handler_count = 5,
         .create = create,
         .destroy = destroy,
         .snapshot = snapshot,
