@@ -159,6 +159,17 @@ let package = Package(
             linkerSettings: [.linkedLibrary("grpc"), .linkedLibrary("gpr")]
         ),
 
+        // The runtime's costs: dispatch into a C plugin vs. a raw ping-pong, hot-reload swap
+        // latency and pauses, Swift plugin reload memory (prints a table).
+        .executableTarget(
+            name: "runtime-bench",
+            dependencies: [
+                "AgentRuntime", "AgentHost", "GRPCTransport", "AgentCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/RuntimeBench"
+        ),
+
         .testTarget(name: "GRPCTransportTests", dependencies: ["GRPCTransport"]),
         .testTarget(name: "AgentWireTests", dependencies: ["AgentWire"]),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore"]),
