@@ -170,15 +170,31 @@ let package = Package(
             path: "Benchmarks/RuntimeBench"
         ),
 
-        .testTarget(name: "GRPCTransportTests", dependencies: ["GRPCTransport"]),
+        // What several test targets share (waiting on a condition with a deadline).
+        .target(name: "AgentTestSupport", path: "Tests/AgentTestSupport"),
+
+        .testTarget(name: "GRPCTransportTests", dependencies: ["GRPCTransport", "AgentTestSupport"]),
         .testTarget(name: "AgentWireTests", dependencies: ["AgentWire"]),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore"]),
-        .testTarget(name: "AgentHostTests", dependencies: ["AgentHost", "AgentWire", "GRPCTransport"]),
+        .testTarget(
+            name: "AgentHostTests",
+            dependencies: [
+                "AgentHost", "AgentWire", "GRPCTransport", "AgentTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig"]),
         .testTarget(name: "AgentSDKTests", dependencies: ["AgentSDK", "AgentPluginABI"]),
         .testTarget(
             name: "AgentRuntimeTests",
             dependencies: ["AgentRuntime", "AgentHost", "AgentWire", "GRPCTransport", "AgentConfig"]),
+
+        // Fuzz targets (Fuzz/README.md): libFuzzer entry points, built with -sanitize=fuzzer,address
+        // and run by scripts/fuzz; in a plain build each gets a main that replays input files.
+        .target(name: "FuzzSupport", path: "Fuzz/FuzzSupport"),
+        .executableTarget(name: "IniFuzz", dependencies: ["AgentConfig", "FuzzSupport"], path: "Fuzz/IniFuzz"),
+        .executableTarget(
+            name: "EnvelopeFuzz", dependencies: ["AgentWire", "AgentCore", "CAgentWire", "FuzzSupport"],
+            path: "Fuzz/EnvelopeFuzz"),
     ],
     swiftLanguageModes: [.v6]
 )

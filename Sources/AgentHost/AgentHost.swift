@@ -24,17 +24,36 @@ public final class AgentHost: Sendable {
         public var rpcTimeout: Duration
         /// Poller threads serving calls.
         public var pollerThreads: Int
+        /// What may wait for one connection that reads slowly; past it, events for it are
+        /// dropped (counted and logged) and requests to it are answered with an error.
+        public var queueLimits: QueueLimits
 
         public init(
             listen: String = "127.0.0.1:50051",
             maxMessageBytes: Int = 4 * 1024 * 1024,
             rpcTimeout: Duration = .seconds(60),
-            pollerThreads: Int = 2
+            pollerThreads: Int = 2,
+            queueLimits: QueueLimits = QueueLimits()
         ) {
+            self.queueLimits = queueLimits
             self.listen = listen
             self.maxMessageBytes = maxMessageBytes
             self.rpcTimeout = rpcTimeout
             self.pollerThreads = pollerThreads
+        }
+    }
+
+    /// The bound of one connection's outbound queue: what may wait for a worker that reads
+    /// slower than it is sent to. Past it, events for that worker are dropped — counted and
+    /// logged, naming it — and requests to it are answered with an error; every other
+    /// connection is unaffected. The defaults leave room for bursts of tens of thousands of
+    /// events to a healthy worker.
+    public struct QueueLimits: Sendable, Hashable {
+        public var messages: Int
+        public var bytes: Int
+        public init(messages: Int = 100_000, bytes: Int = 256 * 1024 * 1024) {
+            self.messages = messages
+            self.bytes = bytes
         }
     }
 
@@ -52,6 +71,16 @@ public final class AgentHost: Sendable {
     }
 
     public var port: Int { server.port }
+
+    /// Messages waiting to be sent to each connected client (for tests and metrics).
+    public func queuedMessages() -> [String: Int] {
+        Dictionary(table.allConnections().map { ($0.clientID, $0.queuedMessages) }, uniquingKeysWith: max)
+    }
+
+    /// Events dropped for each connected client because it read too slowly.
+    public func droppedEvents() -> [String: Int] {
+        Dictionary(table.allConnections().map { ($0.clientID, $0.droppedEvents) }, uniquingKeysWith: max)
+    }
 
     /// The size past which the C core itself ends a sender's stream.
     var hardMessageLimit: Int { Self.hardLimit(for: configuration.maxMessageBytes) }

@@ -51,8 +51,9 @@ final class DataChannel: ServerCallHandler {
     }
 
     private func publish(_ message: MessageBuffer, _ event: CloudEventHeader) {
+        let limits = host.configuration.queueLimits
         for recipient in host.table.recipients(ofTopicType: event.topicType) {
-            _ = recipient.send(message)
+            recipient.sendEvent(message, limits: limits, logger: logger)
         }
     }
 
@@ -66,7 +67,15 @@ final class DataChannel: ServerCallHandler {
             do {
                 let rewritten = try Envelope.replacingRequestID(
                     in: bytes, messageField: 1, body: request.body, with: String(hostID))
-                if !destination.send(MessageBuffer(rewritten)) {
+                let limits = host.configuration.queueLimits
+                switch destination.call.send(MessageBuffer(rewritten), maxMessages: limits.messages, maxBytes: limits.bytes) {
+                case .queued:
+                    break
+                case .full:
+                    if case .deliver(let pending) = host.table.routeResponse(hostRequestID: hostID, responderClientID: destination.clientID) {
+                        AgentHost.answer(pending, error: "The worker serving \(target) is overloaded (\(limits.messages) messages wait for it); the request was not delivered.")
+                    }
+                case .closed:
                     // The destination's stream is ending; its departure answers the caller.
                     logger.debug("request to a closing channel", metadata: ["agent.id": "\(target)"])
                 }

@@ -1,4 +1,6 @@
 import GRPCTransport
+import Logging
+import Synchronization
 
 /// One worker's open data channel (`OpenChannel`): where the host sends it events, requests
 /// and responses.
@@ -15,9 +17,32 @@ final class WorkerConnection: Sendable, CustomStringConvertible {
         self.peer = call.peer
     }
 
+    /// Events dropped because this connection read too slowly.
+    private let dropped = Atomic<Int>(0)
+
     /// Sends a message (the same bytes may go to many connections without a copy).
     @inline(__always)
     func send(_ message: MessageBuffer) -> Bool { call.send(message) }
+
+    /// Sends an event unless this connection's queue is at its bound; a dropped event is
+    /// counted and logged (the first, then every 1,000th), naming the slow client.
+    @inline(__always)
+    func sendEvent(_ message: MessageBuffer, limits: AgentHost.QueueLimits, logger: Logger) {
+        guard call.send(message, maxMessages: limits.messages, maxBytes: limits.bytes) == .full else { return }
+        let count = dropped.wrappingAdd(1, ordering: .relaxed).newValue
+        if count == 1 || count % 1000 == 0 {
+            logger.warning("slow subscriber: events dropped because its queue is full", metadata: [
+                "client.id": "\(clientID)", "peer": "\(peer)", "dropped": "\(count)",
+                "queue.limit.messages": "\(limits.messages)", "queue.limit.bytes": "\(limits.bytes)",
+            ])
+        }
+    }
+
+    /// Events dropped for this connection so far.
+    var droppedEvents: Int { dropped.load(ordering: .relaxed) }
+
+    /// Messages waiting to be sent to this connection.
+    var queuedMessages: Int { call.queuedSendCount }
 
     var description: String { "client \(clientID) (\(peer))" }
 }

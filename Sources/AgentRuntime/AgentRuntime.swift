@@ -33,6 +33,12 @@ public final class AgentRuntime: Sendable {
         public var maxRetiredSwiftImages: Int
         /// Publishes kept while the host is unreachable (then refused, counted and logged).
         public var publishBufferLimit: Int
+        /// Messages that may wait for one agent; past it, RPCs to it are answered with an
+        /// error and events dropped (counted and logged).
+        public var mailboxLimit: Int
+        /// How long a handler may leave a message pending before the runtime answers it with
+        /// an error and gives the agent its next message.
+        public var handlerTimeout: Duration
         /// Reconnection backoff: from the initial wait, doubling, up to the cap (±20 % jitter).
         public var reconnectInitialBackoff: Duration
         public var reconnectMaxBackoff: Duration
@@ -50,6 +56,8 @@ public final class AgentRuntime: Sendable {
             watchPlugins: Bool = true,
             maxRetiredSwiftImages: Int = 16,
             publishBufferLimit: Int = 10_000,
+            mailboxLimit: Int = 10_000,
+            handlerTimeout: Duration = .seconds(60),
             reconnectInitialBackoff: Duration = .milliseconds(100),
             reconnectMaxBackoff: Duration = .seconds(5),
             pluginSettings: [String: [String: String]] = [:],
@@ -64,6 +72,8 @@ public final class AgentRuntime: Sendable {
             self.watchPlugins = watchPlugins
             self.maxRetiredSwiftImages = maxRetiredSwiftImages
             self.publishBufferLimit = publishBufferLimit
+            self.mailboxLimit = mailboxLimit
+            self.handlerTimeout = handlerTimeout
             self.reconnectInitialBackoff = reconnectInitialBackoff
             self.reconnectMaxBackoff = reconnectMaxBackoff
             self.pluginSettings = pluginSettings
@@ -88,7 +98,9 @@ public final class AgentRuntime: Sendable {
     public init(configuration: Configuration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-        core = RuntimeCore(workers: configuration.workers, rpcTimeout: configuration.rpcTimeout, logger: logger)
+        core = RuntimeCore(
+            workers: configuration.workers, rpcTimeout: configuration.rpcTimeout,
+            mailboxLimit: configuration.mailboxLimit, handlerTimeout: configuration.handlerTimeout, logger: logger)
         loader = try PluginLoader(logger: logger)
         let loader = self.loader
         let retiredLogger = logger
@@ -167,6 +179,7 @@ public final class AgentRuntime: Sendable {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(100))
                 core.failOutbound(expiredBy: .now, reason: "")
+                core.expireHandlers(now: .now)
             }
         }
         state.withLock { $0.sweeper = sweeper }

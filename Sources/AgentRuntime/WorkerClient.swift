@@ -30,7 +30,7 @@ public final class WorkerClient: Sendable {
     private let state = Mutex(State())
 
     private struct State: ~Copyable {
-        var pending: [String: CheckedContinuation<Response, any Error>] = [:]
+        var pending: [String: ResponseSlot] = [:]
         var nextID: UInt64 = 1
         var events: [AsyncStream<Event>.Continuation] = []
         var closedStatus: Status?
@@ -65,32 +65,40 @@ public final class WorkerClient: Sendable {
     /// - Throws: ``RuntimeError`` with the error text the host or the agent sent back.
     public func send(_ payload: [UInt8], messageType: String, contentType: String = "application/json",
                      to target: AgentID, timeout: Duration = .seconds(60)) async throws -> Response {
-        let id: String = state.withLock { state in
+        try await start(payload, messageType: messageType, contentType: contentType, to: target, timeout: timeout).value
+    }
+
+    /// Writes an RPC to the stream now (so that requests started one after the other reach
+    /// the host in that order) and returns a task that waits for its answer.
+    public func start(_ payload: [UInt8], messageType: String, contentType: String = "application/json",
+                      to target: AgentID, timeout: Duration = .seconds(60)) -> Task<Response, any Error> {
+        let slot = ResponseSlot()
+        let (id, closed): (String, Status?) = state.withLock { state in
             defer { state.nextID += 1 }
-            return "c\(state.nextID)"
+            let id = "c\(state.nextID)"
+            if state.closedStatus == nil { state.pending[id] = slot }
+            return (id, state.closedStatus)
         }
-        let bytes = payload.withUnsafeBytes {
-            OutboundCodec.request(
-                id: id, senderType: nil, senderKey: nil, targetType: target.type, targetKey: target.key,
-                messageType: messageType, contentType: contentType, payload: $0)
-        }
-        let connection = self.connection
-        let expiry = Task { [weak self] in
-            try await Task.sleep(for: timeout)
-            self?.resolve(id, .failure(RuntimeError("no answer from \(target) within \(timeout)")))
-        }
-        defer { expiry.cancel() }
-        return try await withCheckedThrowingContinuation { continuation in
-            let closed: Status? = state.withLock { state in
-                if let status = state.closedStatus { return status }
-                state.pending[id] = continuation
-                return nil
+        if let closed {
+            slot.fulfil(.failure(RuntimeError("the channel to the host is closed (\(closed))")))
+        } else {
+            let bytes = payload.withUnsafeBytes {
+                OutboundCodec.request(
+                    id: id, senderType: nil, senderKey: nil, targetType: target.type, targetKey: target.key,
+                    messageType: messageType, contentType: contentType, payload: $0)
             }
-            if let closed {
-                continuation.resume(throwing: RuntimeError("the channel to the host is closed (\(closed))"))
-            } else if !connection.send(MessageBuffer(bytes)) {
+            if !connection.send(MessageBuffer(bytes)) {
                 resolve(id, .failure(RuntimeError("the channel to the host is closed")))
             }
+        }
+        return Task { [weak self] in
+            let expiry = Task { [weak self] in
+                try await Task.sleep(for: timeout)
+                self?.resolve(id, .failure(RuntimeError("no answer from \(target) within \(timeout)")))
+            }
+            defer { expiry.cancel() }
+            _ = self
+            return try await slot.value()
         }
     }
 
@@ -119,8 +127,8 @@ public final class WorkerClient: Sendable {
     }
 
     private func resolve(_ id: String, _ result: Result<Response, any Error>) {
-        let continuation = state.withLock { $0.pending.removeValue(forKey: id) }
-        continuation?.resume(with: result)
+        let slot = state.withLock { $0.pending.removeValue(forKey: id) }
+        slot?.fulfil(result)
     }
 
     private func receive(_ buffer: MessageBuffer) {
@@ -158,9 +166,39 @@ public final class WorkerClient: Sendable {
             }
             return (Array(state.pending.values), state.events)
         }
-        for continuation in pending {
-            continuation.resume(throwing: RuntimeError("the channel to the host closed (\(status))"))
+        for slot in pending {
+            slot.fulfil(.failure(RuntimeError("the channel to the host closed (\(status))")))
         }
         for continuation in events { continuation.finish() }
+    }
+}
+
+/// One RPC's answer, which may come before or after someone waits for it.
+final class ResponseSlot: Sendable {
+    private struct State: ~Copyable {
+        var result: Result<WorkerClient.Response, any Error>?
+        var waiter: CheckedContinuation<WorkerClient.Response, any Error>?
+    }
+    private let state = Mutex(State())
+
+    func fulfil(_ result: Result<WorkerClient.Response, any Error>) {
+        let waiter = state.withLock { state -> CheckedContinuation<WorkerClient.Response, any Error>? in
+            guard state.result == nil else { return nil }
+            state.result = result
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(with: result)
+    }
+
+    func value() async throws -> WorkerClient.Response {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready = state.withLock { state -> Result<WorkerClient.Response, any Error>? in
+                if let result = state.result { return result }
+                state.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
     }
 }

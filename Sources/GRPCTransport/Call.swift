@@ -46,6 +46,8 @@ public class Call: CompletionTarget, @unchecked Sendable {
 
     // MARK: State (guarded by `lock`)
     private var sendQueue = Deque<SendItem>()
+    /// Bytes of the `.message` items in `sendQueue`.
+    private var queuedBytes = 0
     private var sendInFlight = false
     /// No more sends are accepted (status or half-close queued, or the call is over).
     private var sendsClosed = false
@@ -130,6 +132,35 @@ public class Call: CompletionTarget, @unchecked Sendable {
     /// How many sends are queued and not yet handed to the C core (for flow control).
     public var queuedSendCount: Int { lock.withLock { sendQueue.count + (sendInFlight ? 1 : 0) } }
 
+    /// The bytes of the messages waiting in the send queue.
+    public var queuedSendBytes: Int { lock.withLock { queuedBytes } }
+
+    /// What a bounded send did.
+    public enum BoundedSendResult: Sendable, Equatable {
+        case queued
+        /// The queue is at its bound (the peer reads slower than it is sent to): not queued.
+        case full
+        /// The call is over or its sending side closed.
+        case closed
+    }
+
+    /// Queues `message` unless `maxMessages` messages or `maxBytes` bytes are waiting already.
+    ///
+    /// A peer that stops reading makes HTTP/2 flow control stall the sends; this keeps what
+    /// waits for it bounded, so a slow reader cannot grow the sender's memory without end.
+    public func send(_ message: MessageBuffer, maxMessages: Int, maxBytes: Int) -> BoundedSendResult {
+        lock.withLock {
+            guard !sendsClosed, !isOver else { return .closed }
+            guard sendQueue.count < maxMessages, queuedBytes + message.count <= maxBytes || sendQueue.isEmpty else {
+                return .full
+            }
+            queuedBytes += message.count
+            sendQueue.append(.message(message))
+            if !sendInFlight { startNextSendLocked() }
+            return .queued
+        }
+    }
+
     // MARK: Sending
 
     func enqueue(_ item: SendItem) -> Bool {
@@ -139,6 +170,7 @@ public class Call: CompletionTarget, @unchecked Sendable {
             case .status, .halfClose: sendsClosed = true
             case .message, .initialMetadata: break
             }
+            if case .message(let message) = item { queuedBytes += message.count }
             sendQueue.append(item)
             if !sendInFlight { startNextSendLocked() }
             return true
@@ -174,6 +206,7 @@ public class Call: CompletionTarget, @unchecked Sendable {
             case .initialMetadata:
                 if count == 0 { continue }
             case .message(let message):
+                queuedBytes -= message.count
                 var flags: UInt32 = 0
                 if Self.bufferQueuedWrites, case .message = sendQueue.first {
                     flags = UInt32(GRPC_WRITE_BUFFER_HINT)
@@ -225,10 +258,12 @@ public class Call: CompletionTarget, @unchecked Sendable {
                 // The call is broken: nothing queued can go out.
                 sendsClosed = true
                 sendQueue.removeAll()
+                queuedBytes = 0
             } else if !isOver {
                 startNextSendLocked()
             } else {
                 sendQueue.removeAll()
+                queuedBytes = 0
             }
         }
     }

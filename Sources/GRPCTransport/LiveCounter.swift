@@ -5,16 +5,22 @@ final class LiveCounter: @unchecked Sendable {
     private var count = 0
     private var nextWaiter = 0
     private var waiters: [Int: CheckedContinuation<Bool, Never>] = [:]
+    /// Timers of waits with a timeout, cancelled when the count reaches zero first.
+    private var timers: [Int: Task<Void, Never>] = [:]
 
     func increment() { lock.withLock { count += 1 } }
 
     func decrement() {
-        let ready: [CheckedContinuation<Bool, Never>] = lock.withLock {
+        let (ready, timers): ([CheckedContinuation<Bool, Never>], [Task<Void, Never>]) = lock.withLock {
             count -= 1
-            guard count == 0 else { return [] }
-            defer { waiters = [:] }
-            return Array(waiters.values)
+            guard count == 0 else { return ([], []) }
+            defer {
+                waiters = [:]
+                self.timers = [:]
+            }
+            return (Array(waiters.values), Array(self.timers.values))
         }
+        for timer in timers { timer.cancel() }
         for waiter in ready { waiter.resume(returning: true) }
     }
 
@@ -39,11 +45,21 @@ final class LiveCounter: @unchecked Sendable {
                 return
             }
             if let timeout {
-                Task {
+                let timer = Task {
                     try? await Task.sleep(for: timeout)
-                    let expired = self.lock.withLock { self.waiters.removeValue(forKey: id) }
+                    guard !Task.isCancelled else { return }
+                    let expired = self.lock.withLock { () -> CheckedContinuation<Bool, Never>? in
+                        self.timers[id] = nil
+                        return self.waiters.removeValue(forKey: id)
+                    }
                     expired?.resume(returning: false)
                 }
+                let done = lock.withLock { () -> Bool in
+                    guard waiters[id] != nil else { return true }
+                    timers[id] = timer
+                    return false
+                }
+                if done { timer.cancel() }
             }
         }
     }

@@ -74,11 +74,12 @@ struct ReconnectTests {
         #expect(stats["done"] as? Bool == true)
         #expect(stats["refused"] as? Int == 0, "nothing refused: the buffer had room")
         // Every event published while the host was down arrived after the reconnection. (The
-        // protocol has no acknowledgements: an event written into the connection at the very
-        // moment it broke cannot be known to be delivered; allow for that one instant.)
+        // protocol has no acknowledgements: events written into the connection in the few
+        // milliseconds between the host going away and the runtime noticing cannot be known to
+        // be delivered — at one event per 4 ms, a handful at most. None is ever duplicated.)
         let count = try Self.json(try await again.send(Array("{}".utf8), messageType: "Get", to: AgentID(type: "counter", key: "r1")))
         let counted = count["count"] as? Int ?? -1
-        #expect(counted <= 150 && counted >= 148, "counted \(counted) of 150")
+        #expect(counted <= 150 && counted >= 145, "counted \(counted) of 150")
         await again.close()
         await setup.stop()
         await secondHost.shutdown()
@@ -89,11 +90,12 @@ struct ReconnectTests {
         let (setup, host) = try await Setup.start(publishBufferLimit: 20)
         let mark = setup.log.count
         let client = try setup.client()
-        _ = try await client.send(Array(#"{"count": 60, "interval_ms": 1, "topic": "count", "source": "b"}"#.utf8),
+        // The emitter starts 1.5 s later, when the host is gone.
+        _ = try await client.send(Array(#"{"count": 60, "interval_ms": 1, "delay_ms": 1500, "topic": "count", "source": "b"}"#.utf8),
                                   messageType: "Emit", to: AgentID(type: "versioned", key: "e"))
         await client.close()
         await host.shutdown(gracePeriod: .zero)
-        let refused = await setup.log.wait(since: mark) { $0.message.hasPrefix("publish refused") }
+        let refused = await setup.log.wait(since: mark, timeout: .seconds(20)) { $0.message.hasPrefix("publish refused") }
         #expect(refused?.metadata["buffer.limit"] == "20")
         await setup.stop()
     }

@@ -78,7 +78,8 @@ class HostProcess:
 
     def __init__(self, argv: List[str], cwd: Optional[Path] = None) -> None:
         self.argv = argv
-        self._stderr = tempfile.TemporaryFile()
+        # Append mode: the child writes at the end whatever offset a reader seeks to.
+        self._stderr = tempfile.TemporaryFile(mode="a+b")
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,

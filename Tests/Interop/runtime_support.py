@@ -69,7 +69,8 @@ class RuntimeProcess:
     def __init__(self, argv: List[str], cwd: Path, embedded: bool) -> None:
         self.argv = argv
         self.embedded = embedded
-        self._stderr = tempfile.TemporaryFile()
+        # Append mode: the child writes at the end whatever offset a reader seeks to.
+        self._stderr = tempfile.TemporaryFile(mode="a+b")
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, cwd=cwd,
             start_new_session=True,

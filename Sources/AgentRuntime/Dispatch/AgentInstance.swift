@@ -72,17 +72,20 @@ final class AgentInstance: @unchecked Sendable {
     /// The version serving this agent now.
     var type: PluginAgentType? { lock.withLock { currentType } }
 
-    /// Queues a message; schedules the agent if it was idle.
-    func deliver(_ message: IncomingMessage) {
-        let schedule: Bool = lock.withLock {
+    /// Queues a message; schedules the agent if it was idle. Returns false — and queues
+    /// nothing — when `limit` messages wait already (the agent is slower than its traffic).
+    func deliver(_ message: IncomingMessage, limit: Int) -> Bool {
+        let (accepted, schedule): (Bool, Bool) = lock.withLock {
+            guard mailbox.count < limit else { return (false, false) }
             mailbox.append(message)
             if case .idle = state {
                 state = .scheduled
-                return true
+                return (true, true)
             }
-            return false
+            return (true, false)
         }
         if schedule { core.workers.schedule(self) }
+        return accepted
     }
 
     /// Moves the agent to another version of its type (nil: the type is gone). Takes effect

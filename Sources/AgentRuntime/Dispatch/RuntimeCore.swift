@@ -44,14 +44,22 @@ final class RuntimeCore: @unchecked Sendable {
     let logger: Logger
     let workers: WorkerPool
     let rpcTimeout: Duration
+    /// Messages that may wait for one agent.
+    let mailboxLimit: Int
+    /// How long a handler may leave a message pending before it is answered with an error.
+    let handlerTimeout: Duration
+    private let overloadRefusals = Atomic<Int>(0)
     let routing = Mutex(Routing())
     let outbound = Mutex(Outbound())
     private let connectionBox = Mutex<HostConnection?>(nil)
 
-    init(workers: Int, rpcTimeout: Duration, logger: Logger) {
+    init(workers: Int, rpcTimeout: Duration, mailboxLimit: Int = 10_000, handlerTimeout: Duration = .seconds(60),
+         logger: Logger) {
+        self.handlerTimeout = handlerTimeout
         self.logger = logger
         self.workers = WorkerPool(threads: workers)
         self.rpcTimeout = rpcTimeout
+        self.mailboxLimit = mailboxLimit
         RuntimeCore.registerDefault(self)
     }
 
@@ -133,7 +141,8 @@ final class RuntimeCore: @unchecked Sendable {
         for type in targets {
             // An agent does not receive its own publish.
             if type.name == senderType && key == senderKey { continue }
-            instance(type: type, key: key).deliver(message)
+            let agent = instance(type: type, key: key)
+            if !agent.deliver(message, limit: mailboxLimit) { refuseOverloaded(message, agent) }
         }
     }
 
@@ -147,7 +156,24 @@ final class RuntimeCore: @unchecked Sendable {
                 : "Agent type '\(typeName)' is not served by this runtime (request to \(target)).")
             return
         }
-        instance(type: type, key: message.targetKey.string).deliver(message)
+        let agent = instance(type: type, key: message.targetKey.string)
+        if !agent.deliver(message, limit: mailboxLimit) { refuseOverloaded(message, agent) }
+    }
+
+    /// A full mailbox: the RPC is answered with an error, the event dropped — counted and
+    /// logged (the first, then every 1,000th).
+    private func refuseOverloaded(_ message: IncomingMessage, _ agent: AgentInstance) {
+        let count = overloadRefusals.wrappingAdd(1, ordering: .relaxed).newValue
+        if message.kind == .request {
+            answer(requestID: message.messageID.string,
+                   error: "Agent \(agent.id) is overloaded: \(mailboxLimit) messages are waiting for it; the request was not delivered.")
+        }
+        if count == 1 || count % 1000 == 0 {
+            logger.warning("mailbox full: message refused", metadata: [
+                "agent.id": "\(agent.id)", "mailbox.limit": "\(mailboxLimit)", "refused": "\(count)",
+                "message.kind": "\(message.kind == .request ? "rpc" : "event")",
+            ])
+        }
     }
 
     private func complete(response message: IncomingMessage) {
@@ -218,7 +244,10 @@ final class RuntimeCore: @unchecked Sendable {
         view.is_rpc = isRPC ? 1 : 0
         view.call = call.token
         let status = withExtendedLifetime(message) { handler(instance, &view) }
-        if status == AGENTD_PENDING { return call }
+        if status == AGENTD_PENDING {
+            HandlerCalls.setDeadline(call.id, .now + handlerTimeout)
+            return call
+        }
         // Answered already (reply/fail during the handler), or answered now.
         guard HandlerCalls.take(call.id) != nil else { return nil }
         defer { plugin.activityDidEnd() }
@@ -245,6 +274,25 @@ final class RuntimeCore: @unchecked Sendable {
                 payload: payload.buffer))
         }
         finish(call)
+    }
+
+    /// Answers the pending handler calls past their deadline with an error, and lets their
+    /// agents go on. (The plugin is kept loaded: its code may still answer late, which is
+    /// then refused harmlessly.)
+    func expireHandlers(now: ContinuousClock.Instant) {
+        // The table is the process's: answer each call through the runtime it belongs to.
+        for call in HandlerCalls.takeExpired(now: now) {
+            let core = call.agent.core
+            let text = "The handler for '\(call.messageType)' of agent \(call.agent.id) did not finish within \(core.handlerTimeout)."
+            if call.isRPC {
+                core.answer(requestID: call.requestID, error: text)
+            }
+            core.logger.error("handler timed out", metadata: [
+                "agent.id": "\(call.agent.id)", "plugin": "\(call.plugin.name)", "message.type": "\(call.messageType)",
+                "timeout": "\(core.handlerTimeout)",
+            ])
+            call.agent.callDidComplete(call)
+        }
     }
 
     /// A call is answered: the plugin has one thing less running, the agent may go on.
@@ -408,6 +456,8 @@ final class RuntimeCore: @unchecked Sendable {
 enum HandlerCalls {
     private struct Table: ~Copyable {
         var calls: [UInt64: HandlerCall] = [:]
+        /// Deadlines of the calls left pending.
+        var deadlines: [UInt64: ContinuousClock.Instant] = [:]
         var nextID: UInt64 = 1
     }
     private static let table = Mutex(Table())
@@ -423,7 +473,28 @@ enum HandlerCalls {
 
     /// Removes and returns the call (nil if it was answered already or never existed).
     static func take(_ id: UInt64) -> HandlerCall? {
-        table.withLock { $0.calls.removeValue(forKey: id) }
+        table.withLock { table in
+            table.deadlines[id] = nil
+            return table.calls.removeValue(forKey: id)
+        }
+    }
+
+    static func setDeadline(_ id: UInt64, _ deadline: ContinuousClock.Instant) {
+        table.withLock { table in
+            if table.calls[id] != nil { table.deadlines[id] = deadline }
+        }
+    }
+
+    /// Removes and returns the pending calls whose deadline has passed.
+    static func takeExpired(now: ContinuousClock.Instant) -> [HandlerCall] {
+        table.withLock { table in
+            guard !table.deadlines.isEmpty else { return [] }
+            let expired = table.deadlines.filter { $0.value <= now }.map(\.key)
+            return expired.compactMap { id in
+                table.deadlines[id] = nil
+                return table.calls.removeValue(forKey: id)
+            }
+        }
     }
 
     static func take(token: OpaquePointer?) -> HandlerCall? {

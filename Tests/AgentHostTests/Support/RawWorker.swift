@@ -1,3 +1,4 @@
+import AgentTestSupport
 import AgentWire
 import Foundation
 import GRPCTransport

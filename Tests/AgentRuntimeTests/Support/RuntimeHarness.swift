@@ -46,9 +46,14 @@ final class LogCapture: Sendable {
                 return
             }
             let id = state.withLock { $0.nextID }
-            Task {
-                try? await Task.sleep(for: timeout)
-                let expired = self.state.withLock { state -> CheckedContinuation<Record?, Never>? in
+            // A timer per wait, ended as soon as the wait is over (no task outlives it).
+            Task { [weak self] in
+                let deadline = ContinuousClock.now + timeout
+                while ContinuousClock.now < deadline {
+                    guard let self, self.state.withLock({ state in state.waiters.contains { $0.id == id } }) else { return }
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                let expired = self?.state.withLock { state -> CheckedContinuation<Record?, Never>? in
                     guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
                     return state.waiters.remove(at: index).continuation
                 }
@@ -105,7 +110,7 @@ struct RuntimeHarness {
     static func start(
         plugins: [(file: String, product: String)], settings: [String: [String: String]] = [:],
         rpcTimeout: Duration = .seconds(10), extraFiles: [(String, [UInt8])] = [],
-        maxRetiredSwiftImages: Int = 16
+        maxRetiredSwiftImages: Int = 16, mailboxLimit: Int = 10_000, handlerTimeout: Duration = .seconds(60)
     ) async throws -> RuntimeHarness {
         let directory = NSTemporaryDirectory() + "agentd-runtime-test-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -120,7 +125,8 @@ struct RuntimeHarness {
         let runtime = try AgentRuntime(
             configuration: .init(
                 embeddedHost: .init(listen: "127.0.0.1:0"), rpcTimeout: rpcTimeout, workers: 4,
-                pluginDirectory: directory, maxRetiredSwiftImages: maxRetiredSwiftImages, pluginSettings: settings),
+                pluginDirectory: directory, maxRetiredSwiftImages: maxRetiredSwiftImages, mailboxLimit: mailboxLimit,
+                handlerTimeout: handlerTimeout, pluginSettings: settings),
             logger: log.logger())
         try await runtime.start()
         let client = try WorkerClient(address: runtime.hostAddress!)
@@ -144,11 +150,12 @@ struct RuntimeHarness {
 func withRuntime(
     plugins: [(file: String, product: String)], settings: [String: [String: String]] = [:],
     rpcTimeout: Duration = .seconds(10), extraFiles: [(String, [UInt8])] = [], maxRetiredSwiftImages: Int = 16,
+    mailboxLimit: Int = 10_000, handlerTimeout: Duration = .seconds(60),
     _ body: (RuntimeHarness) async throws -> Void
 ) async throws {
     let harness = try await RuntimeHarness.start(
         plugins: plugins, settings: settings, rpcTimeout: rpcTimeout, extraFiles: extraFiles,
-        maxRetiredSwiftImages: maxRetiredSwiftImages)
+        maxRetiredSwiftImages: maxRetiredSwiftImages, mailboxLimit: mailboxLimit, handlerTimeout: handlerTimeout)
     do {
         try await body(harness)
     } catch {

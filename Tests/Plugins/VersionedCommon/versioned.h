@@ -6,9 +6,10 @@
 //   event (any message type)   adds 1 to the instance's counter
 //   RPC `Get`                  replies `Count` {"version": V, "count": N, "key": "<key>"}
 //   RPC `Slow`                 replies the same after ~30 ms, from another thread (pending)
-//   RPC `Emit`                 {"count": N, "interval_ms": I, "topic": T, "source": S}: replies at
-//                              once, then the plugin's thread publishes N `Tick` events to (T, S)
-//                              as this agent, one every I ms
+//   RPC `Emit`                 {"count": N, "interval_ms": I, "delay_ms": D, "topic": T, "source": S}:
+//                              replies at once, then the plugin's thread waits D ms and publishes
+//                              N `Tick` events to (T, S) as this agent, one every I ms
+//   RPC `Never`                returns AGENTD_PENDING and never answers
 //   RPC `EmitStats`            {"ok": publishes accepted, "refused": refused, "done": bool}
 // The counter moves to the next version through snapshot/restore (8 bytes, little-endian).
 // Version 2 also serves agent type `versioned-extra` (RPC `Get` -> {"version": 2, ...}), so
@@ -97,6 +98,7 @@ typedef struct slow_job {
     agentd_agent_ref *agent;
     int emit_count;
     int emit_interval_ms;
+    int emit_delay_ms;
     char topic[64];
     char source[64];
     struct slow_job *next;
@@ -106,6 +108,8 @@ typedef struct slow_job {
 static int g_emit_ok, g_emit_refused, g_emit_done = 1;
 
 static void run_emit(slow_job *job) {
+    struct timespec delay = {job->emit_delay_ms / 1000, (long)(job->emit_delay_ms % 1000) * 1000 * 1000};
+    nanosleep(&delay, NULL);
     for (int i = 0; i < job->emit_count; i++) {
         char json[64];
         int n = snprintf(json, sizeof json, "{\"seq\": %d}", i);
@@ -200,6 +204,7 @@ static agentd_status on_emit(void *instance, const agentd_message *m) {
     job->agent = m->agent;
     job->emit_count = json_int(m->payload, "count", 1);
     job->emit_interval_ms = json_int(m->payload, "interval_ms", 5);
+    job->emit_delay_ms = json_int(m->payload, "delay_ms", 0);
     json_string(m->payload, "topic", job->topic, sizeof job->topic);
     json_string(m->payload, "source", job->source, sizeof job->source);
     pthread_mutex_lock(&g_lock);
@@ -210,6 +215,13 @@ static agentd_status on_emit(void *instance, const agentd_message *m) {
     if (enqueue(job) != AGENTD_OK) return m->host->fail(m->call, AGENTD_FAILED, agentd_cstr("versioned: cannot start"));
     return m->host->reply(m->call, agentd_cstr("Started"), agentd_cstr("application/json"),
                           (agentd_bytes){(const uint8_t *)"{}", 2});
+}
+
+/* Never answers: for the runtime's handler deadline. */
+static agentd_status on_never(void *instance, const agentd_message *m) {
+    (void)instance;
+    (void)m;
+    return AGENTD_PENDING;
 }
 
 static agentd_status on_emit_stats(void *instance, const agentd_message *m) {
@@ -254,6 +266,7 @@ static const agentd_handler handlers[] = {
     {sizeof(agentd_handler), "Slow", on_slow},
     {sizeof(agentd_handler), "Emit", on_emit},
     {sizeof(agentd_handler), "EmitStats", on_emit_stats},
+    {sizeof(agentd_handler), "Never", on_never},
     {sizeof(agentd_handler), "*", on_event},
 };
 static const agentd_subscription subscriptions[] = {
@@ -271,7 +284,7 @@ static const agentd_agent_type types[] = {
         .subscriptions = subscriptions,
         .subscription_count = 1,
         .handlers = handlers,
-        .handler_count = 5,
+        .handler_count = 6,
         .create = create,
         .destroy = destroy,
         .snapshot = snapshot,
