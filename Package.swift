@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "DuplicateTypePlugin", type: .dynamic, targets: ["DuplicateTypePlugin"]),
         .library(name: "FailingInitPlugin", type: .dynamic, targets: ["FailingInitPlugin"]),
         .library(name: "TestAgentsPlugin", type: .dynamic, targets: ["TestAgentsPlugin"]),
+        .library(name: "CrashingPlugin", type: .dynamic, targets: ["CrashingPlugin"]),
         .library(name: "VersionedPluginV1", type: .dynamic, targets: ["VersionedPluginV1"]),
         .library(name: "VersionedPluginV2", type: .dynamic, targets: ["VersionedPluginV2"]),
     ],
@@ -120,6 +121,9 @@ let package = Package(
             publicHeadersPath: ".", linkerSettings: plainCLibrary),
         .target(
             name: "TestAgentsPlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/TestAgentsPlugin",
+            publicHeadersPath: ".", linkerSettings: plainCLibrary),
+        .target(
+            name: "CrashingPlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/CrashingPlugin",
             publicHeadersPath: ".", linkerSettings: plainCLibrary),
         // One source built as two versions of one plugin, for the hot-reload tests.
         .target(

@@ -28,6 +28,8 @@ public final class AgentRuntime: Sendable {
         public var pluginDirectory: String
         /// Watch the directory and reload plugins as files come, change and go.
         public var watchPlugins: Bool
+        /// Check each plugin in a probe process before loading it (nil: load directly).
+        public var probe: PluginProbe?
         /// How many retired versions of Swift plugins may stay mapped (they can never be
         /// unloaded); a Swift replacement past this is refused until a restart.
         public var maxRetiredSwiftImages: Int
@@ -54,6 +56,7 @@ public final class AgentRuntime: Sendable {
             workers: Int = ProcessInfo.processInfo.activeProcessorCount,
             pluginDirectory: String,
             watchPlugins: Bool = true,
+            probe: PluginProbe? = nil,
             maxRetiredSwiftImages: Int = 16,
             publishBufferLimit: Int = 10_000,
             mailboxLimit: Int = 10_000,
@@ -70,6 +73,7 @@ public final class AgentRuntime: Sendable {
             self.workers = workers
             self.pluginDirectory = pluginDirectory
             self.watchPlugins = watchPlugins
+            self.probe = probe
             self.maxRetiredSwiftImages = maxRetiredSwiftImages
             self.publishBufferLimit = publishBufferLimit
             self.mailboxLimit = mailboxLimit

@@ -5,6 +5,6 @@ struct Agentd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agentd",
         abstract: "An AutoGen-compatible agent host and plugin runtime.",
-        subcommands: [HostCommand.self, RunCommand.self, SendCommand.self, PublishCommand.self]
+        subcommands: [HostCommand.self, RunCommand.self, SendCommand.self, PublishCommand.self, PluginCommand.self]
     )
 }

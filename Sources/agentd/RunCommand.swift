@@ -60,7 +60,8 @@ struct RunCommand: AsyncParsableCommand {
             configuration: .init(
                 hostAddress: host ?? settings.hostAddress, embeddedHost: embedded,
                 clientID: settings.clientID ?? UUID().uuidString.lowercased(), rpcTimeout: settings.rpcTimeout,
-                workers: settings.workers, pluginDirectory: directory, pluginSettings: settings.pluginSettings,
+                workers: settings.workers, pluginDirectory: directory,
+                probe: PluginProbe(executable: Self.executablePath), pluginSettings: settings.pluginSettings,
                 maxMessageBytes: settings.host.maxMessageBytes),
             logger: logger)
         // The runtime starts inside the service group, so SIGTERM/SIGINT are handled
@@ -70,6 +71,13 @@ struct RunCommand: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         try await group.run()
+    }
+}
+
+extension RunCommand {
+    /// This very executable, which probes plugins as `agentd plugin check`.
+    static var executablePath: String {
+        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
     }
 }
 

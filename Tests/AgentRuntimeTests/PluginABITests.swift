@@ -34,6 +34,25 @@ struct PluginLoadingTests {
     }
 }
 
+@Suite("A plugin that crashes while loading is caught by the probe")
+struct PluginProbeTests {
+    @Test("the crash happens in the probe process; the runtime refuses the file with the reason and keeps serving")
+    func crashingPlugin() async throws {
+        try await withRuntime(
+            plugins: [("a-echo.so", "EchoAgent"), ("b-crashing.so", "CrashingPlugin"), ("c-greeter.so", "GreeterAgent")],
+            probe: true
+        ) { harness in
+            let refused = harness.log.records { $0.message == "plugin refused" }
+            #expect(refused.count == 1)
+            #expect(refused.first?.metadata["plugin.path"]?.hasSuffix("b-crashing.so") == true)
+            #expect(refused.first?.metadata["reason"]?.contains("crashed while loading (signal 11") == true)
+            #expect(harness.runtime.plugins.map(\.name) == ["echo-plugin", "greeter-plugin"])
+            let answer = try await harness.call("echo/x", "Echo", #"{"text": "alive"}"#)
+            #expect(answer == #"{"text": "alive"}"#)
+        }
+    }
+}
+
 @Suite("Dispatch into C plugins: every RPC is answered")
 struct DispatchTests {
     static let plugins: [(file: String, product: String)] = [("echo.so", "EchoAgent"), ("test-agents.so", "TestAgentsPlugin")]

@@ -64,6 +64,9 @@ public final class PluginLoader: Sendable {
         try? FileManager.default.removeItem(atPath: shadowDirectory)
     }
 
+    /// The host API table plugins receive (for tools that load a plugin outside a runtime).
+    public static var hostAPI: UnsafePointer<agentd_host_api> { UnsafePointer(HostAPI.table) }
+
     /// The `.so` files of `directory`, sorted by name.
     public static func pluginFiles(in directory: String) throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: directory)

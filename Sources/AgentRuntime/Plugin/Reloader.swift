@@ -282,7 +282,20 @@ final class Reloader: Sendable {
         }
     }
 
+    /// Runs the configured probe on `path`; false (after logging the refusal) if it fails.
+    private func probe(_ path: String, keeping old: LoadedPlugin? = nil) -> Bool {
+        guard let probe = runtime.configuration.probe else { return true }
+        switch probe.check(path) {
+        case .passed:
+            return true
+        case .refused(let reason):
+            refuse(PluginLoadError(code: .notLoadable, path: path, reason: reason), keeping: old)
+            return false
+        }
+    }
+
     private func add(path: String) async {
+        guard probe(path) else { return }
         let plugin: LoadedPlugin
         do {
             plugin = try runtime.loader.load(
@@ -318,6 +331,7 @@ final class Reloader: Sendable {
                 return
             }
         }
+        guard probe(path, keeping: old.plugin) else { return }
         let oldNames = Set(old.plugin.agentTypes.map(\.name))
         let new: LoadedPlugin
         do {

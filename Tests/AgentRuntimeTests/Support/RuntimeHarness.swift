@@ -110,7 +110,8 @@ struct RuntimeHarness {
     static func start(
         plugins: [(file: String, product: String)], settings: [String: [String: String]] = [:],
         rpcTimeout: Duration = .seconds(10), extraFiles: [(String, [UInt8])] = [],
-        maxRetiredSwiftImages: Int = 16, mailboxLimit: Int = 10_000, handlerTimeout: Duration = .seconds(60)
+        maxRetiredSwiftImages: Int = 16, mailboxLimit: Int = 10_000, handlerTimeout: Duration = .seconds(60),
+        probe: Bool = false
     ) async throws -> RuntimeHarness {
         let directory = NSTemporaryDirectory() + "agentd-runtime-test-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -125,7 +126,9 @@ struct RuntimeHarness {
         let runtime = try AgentRuntime(
             configuration: .init(
                 embeddedHost: .init(listen: "127.0.0.1:0"), rpcTimeout: rpcTimeout, workers: 4,
-                pluginDirectory: directory, maxRetiredSwiftImages: maxRetiredSwiftImages, mailboxLimit: mailboxLimit,
+                pluginDirectory: directory,
+                probe: probe ? PluginProbe(executable: "\(buildDirectory)/agentd") : nil,
+                maxRetiredSwiftImages: maxRetiredSwiftImages, mailboxLimit: mailboxLimit,
                 handlerTimeout: handlerTimeout, pluginSettings: settings),
             logger: log.logger())
         try await runtime.start()
@@ -150,12 +153,13 @@ struct RuntimeHarness {
 func withRuntime(
     plugins: [(file: String, product: String)], settings: [String: [String: String]] = [:],
     rpcTimeout: Duration = .seconds(10), extraFiles: [(String, [UInt8])] = [], maxRetiredSwiftImages: Int = 16,
-    mailboxLimit: Int = 10_000, handlerTimeout: Duration = .seconds(60),
+    mailboxLimit: Int = 10_000, handlerTimeout: Duration = .seconds(60), probe: Bool = false,
     _ body: (RuntimeHarness) async throws -> Void
 ) async throws {
     let harness = try await RuntimeHarness.start(
         plugins: plugins, settings: settings, rpcTimeout: rpcTimeout, extraFiles: extraFiles,
-        maxRetiredSwiftImages: maxRetiredSwiftImages, mailboxLimit: mailboxLimit, handlerTimeout: handlerTimeout)
+        maxRetiredSwiftImages: maxRetiredSwiftImages, mailboxLimit: mailboxLimit, handlerTimeout: handlerTimeout,
+        probe: probe)
     do {
         try await body(harness)
     } catch {
