@@ -30,6 +30,8 @@ public final class AgentRuntime: Sendable {
         public var watchPlugins: Bool
         /// Check each plugin in a probe process before loading it (nil: load directly).
         public var probe: PluginProbe?
+        /// How long shutdown lets running and queued handlers finish.
+        public var shutdownGracePeriod: Duration
         /// How many retired versions of Swift plugins may stay mapped (they can never be
         /// unloaded); a Swift replacement past this is refused until a restart.
         public var maxRetiredSwiftImages: Int
@@ -57,6 +59,7 @@ public final class AgentRuntime: Sendable {
             pluginDirectory: String,
             watchPlugins: Bool = true,
             probe: PluginProbe? = nil,
+            shutdownGracePeriod: Duration = .seconds(5),
             maxRetiredSwiftImages: Int = 16,
             publishBufferLimit: Int = 10_000,
             mailboxLimit: Int = 10_000,
@@ -74,6 +77,7 @@ public final class AgentRuntime: Sendable {
             self.pluginDirectory = pluginDirectory
             self.watchPlugins = watchPlugins
             self.probe = probe
+            self.shutdownGracePeriod = shutdownGracePeriod
             self.maxRetiredSwiftImages = maxRetiredSwiftImages
             self.publishBufferLimit = publishBufferLimit
             self.mailboxLimit = mailboxLimit
@@ -189,17 +193,33 @@ public final class AgentRuntime: Sendable {
         state.withLock { $0.sweeper = sweeper }
     }
 
-    /// Closes the connection, lets queued handlers finish, unloads the plugins and stops the
-    /// embedded host.
+    /// Shuts down gracefully: stops intake (new requests are answered with an error), lets
+    /// running and queued handlers finish within ``Configuration/shutdownGracePeriod``, answers
+    /// whatever is left with an error, then closes the connection, unloads the plugins and
+    /// stops the embedded host.
     public func shutdown() async {
         let (connection, host, reloader, sweeper, first) = state.withLock { state in
             defer { state.stopped = true }
             return (state.connection, state.embeddedHost, state.reloader, state.sweeper, !state.stopped)
         }
         guard first else { return }
+        // 1. Intake stops: new requests are answered with an error, new events dropped.
+        core.closeIntake()
+        logger.info("runtime shutting down: intake closed, letting handlers finish", metadata: [
+            "grace": "\(configuration.shutdownGracePeriod)",
+        ])
+        // 2. What is running or queued may finish within the grace period...
+        let drained = await core.waitUntilIdle(deadline: .now + configuration.shutdownGracePeriod)
+        // 3. ...and whatever is left is answered, never left hanging.
+        if !drained {
+            let (pending, queued) = core.abandonRemainingWork(reason: "The runtime is shutting down; the request was not finished.")
+            logger.warning("handlers still busy at the end of the grace period were answered with an error", metadata: [
+                "pending": "\(pending)", "queued": "\(queued)",
+            ])
+        }
         sweeper?.cancel()
-        // The connection first: it cancels registration calls a reconnection may be waiting
-        // in, which the reloader would otherwise wait for.
+        // 4. The connection (the answers above go out first; it also cancels registration
+        // calls a reconnection may be waiting in, which the reloader would otherwise wait for).
         await connection?.close()
         let plugins = await reloader?.stop() ?? []
         core.connection = nil

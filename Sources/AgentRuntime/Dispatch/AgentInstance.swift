@@ -88,6 +88,22 @@ final class AgentInstance: @unchecked Sendable {
         return accepted
     }
 
+    /// Nothing runs, waits or is queued for this agent.
+    var isIdle: Bool {
+        lock.withLock {
+            if case .idle = state { return mailbox.isEmpty }
+            return false
+        }
+    }
+
+    /// Removes and returns the queued messages (shutdown).
+    func takeQueued() -> [IncomingMessage] {
+        lock.withLock {
+            defer { mailbox.removeAll() }
+            return Array(mailbox)
+        }
+    }
+
     /// Moves the agent to another version of its type (nil: the type is gone). Takes effect
     /// between two messages: a handler running now finishes on the version it started on.
     func retarget(to type: PluginAgentType?) {

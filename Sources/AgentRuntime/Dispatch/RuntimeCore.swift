@@ -123,11 +123,61 @@ final class RuntimeCore: @unchecked Sendable {
             logger.warning("malformed message from the host dropped", metadata: ["message.bytes": "\(buffer.count)"])
             return
         }
+        if message.kind != .response && !intakeOpen.load(ordering: .acquiring) {
+            refuseWhileShuttingDown(message)
+            return
+        }
         switch message.kind {
         case .event: route(event: message)
         case .request: route(request: message)
         case .response: complete(response: message)
         }
+    }
+
+    // MARK: Shutting down
+
+    private let intakeOpen = Atomic<Bool>(true)
+    private let refusedAtShutdown = Atomic<Int>(0)
+
+    /// From now on, requests are answered with an error and events dropped (counted).
+    func closeIntake() { intakeOpen.store(false, ordering: .releasing) }
+
+    private func refuseWhileShuttingDown(_ message: IncomingMessage) {
+        refusedAtShutdown.add(1, ordering: .relaxed)
+        if message.kind == .request {
+            answer(requestID: message.messageID.string,
+                   error: "The runtime serving \(message.targetType.string)/\(message.targetKey.string) is shutting down.")
+        }
+    }
+
+    /// Waits until no agent has work (running, pending or queued), or `deadline`. True if idle.
+    func waitUntilIdle(deadline: ContinuousClock.Instant) async -> Bool {
+        while ContinuousClock.now < deadline {
+            let agents = routing.withLock { Array($0.instances.values) }
+            if agents.allSatisfy(\.isIdle) { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return routing.withLock { Array($0.instances.values) }.allSatisfy(\.isIdle)
+    }
+
+    /// Answers every pending call and every queued request with an error; returns how many
+    /// of each.
+    func abandonRemainingWork(reason: String) -> (pending: Int, queued: Int) {
+        // Queued first: answering a pending call frees its agent, which would run the next.
+        var queued = 0
+        for agent in routing.withLock({ Array($0.instances.values) }) {
+            for message in agent.takeQueued() where message.kind == .request {
+                answer(requestID: message.messageID.string, error: reason)
+                queued += 1
+            }
+        }
+        var pending = 0
+        for call in HandlerCalls.takeAll(where: { $0.agent.core === self }) {
+            if call.isRPC { answer(requestID: call.requestID, error: reason) }
+            call.agent.callDidComplete(call)
+            pending += 1
+        }
+        return (pending, queued)
     }
 
     private func route(event message: IncomingMessage) {
@@ -482,6 +532,17 @@ enum HandlerCalls {
     static func setDeadline(_ id: UInt64, _ deadline: ContinuousClock.Instant) {
         table.withLock { table in
             if table.calls[id] != nil { table.deadlines[id] = deadline }
+        }
+    }
+
+    /// Removes and returns the open calls matching `predicate`.
+    static func takeAll(where predicate: (HandlerCall) -> Bool) -> [HandlerCall] {
+        table.withLock { table in
+            let ids = table.calls.filter { predicate($0.value) }.map(\.key)
+            return ids.compactMap { id in
+                table.deadlines[id] = nil
+                return table.calls.removeValue(forKey: id)
+            }
         }
     }
 

@@ -111,7 +111,7 @@ struct RuntimeHarness {
         plugins: [(file: String, product: String)], settings: [String: [String: String]] = [:],
         rpcTimeout: Duration = .seconds(10), extraFiles: [(String, [UInt8])] = [],
         maxRetiredSwiftImages: Int = 16, mailboxLimit: Int = 10_000, handlerTimeout: Duration = .seconds(60),
-        probe: Bool = false
+        probe: Bool = false, shutdownGracePeriod: Duration = .seconds(5)
     ) async throws -> RuntimeHarness {
         let directory = NSTemporaryDirectory() + "agentd-runtime-test-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -128,6 +128,7 @@ struct RuntimeHarness {
                 embeddedHost: .init(listen: "127.0.0.1:0"), rpcTimeout: rpcTimeout, workers: 4,
                 pluginDirectory: directory,
                 probe: probe ? PluginProbe(executable: "\(buildDirectory)/agentd") : nil,
+                shutdownGracePeriod: shutdownGracePeriod,
                 maxRetiredSwiftImages: maxRetiredSwiftImages, mailboxLimit: mailboxLimit,
                 handlerTimeout: handlerTimeout, pluginSettings: settings),
             logger: log.logger())
