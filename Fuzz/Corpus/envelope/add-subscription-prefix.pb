@@ -1,0 +1,4 @@
+
+
+sub-2
+orders.orders

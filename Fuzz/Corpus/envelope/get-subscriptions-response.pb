@@ -1,0 +1,7 @@
+
+
+sub-1
+	greetingsgreeter
+
+sub-2
+orders.orders

@@ -1,0 +1,2 @@
+$
+2ValueError: no handler for Echo

@@ -1,0 +1,5 @@
+b
+7]
+agents.AgentIdapplication/x-protobuf3
+"type.googleapis.com/agents.AgentId
+orderso-1

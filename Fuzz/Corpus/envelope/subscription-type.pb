@@ -1,0 +1,3 @@
+
+sub-1
+	greetingsgreeter

@@ -1,0 +1,41 @@
+import AgentWire
+import FuzzSupport
+
+/// The fuzz target for what a peer's bytes meet on the data and control channels: one input
+/// is read the ways the host and the runtime read an `agents.Message`, and as subscriptions.
+///
+/// - The host's per-message path (``EnvelopeFuzz/checkHostPath(_:)``): ``Envelope/parse(_:)``,
+///   then ``Envelope/replacingRequestID(in:messageField:body:with:)`` and
+///   ``Envelope/errorResponse(requestID:error:)`` as `DataChannel` uses them.
+/// - Subscriptions (``EnvelopeFuzz/checkSubscriptions(_:)``): `Subscription(wire:range:)` on the
+///   whole input and on each top-level field, as the host reads an `AddSubscriptionRequest`
+///   and the runtime a `GetSubscriptionsResponse`.
+/// - The runtime's decode (``EnvelopeFuzz/checkRuntimePath(_:host:)``): protobuf-c's
+///   `agents__message__unpack`, the walk `IncomingMessage` makes over the result, and
+///   `agents__message__free_unpacked`. (`IncomingMessage` is internal to AgentRuntime, so the
+///   target repeats its walk rather than calling it.) Where the host's view parsed too, the two
+///   must agree on the kind and the routing fields.
+///
+/// A broken property traps with a `precondition` message, which libFuzzer reports as a crash.
+/// Run by `scripts/fuzz`; corpus in `Fuzz/Corpus/envelope` (made by `Fuzz/Corpus/generate.py`).
+enum EnvelopeFuzz {
+    static func run(_ bytes: UnsafeRawBufferPointer) {
+        let envelope = checkHostPath(bytes)
+        checkSubscriptions(bytes)
+        checkRuntimePath(bytes, host: envelope)
+    }
+}
+
+/// libFuzzer's entry point (and `CorpusReplay`'s, through ``EnvelopeFuzz/run(_:)``).
+@_cdecl("LLVMFuzzerTestOneInput")
+public func envelopeFuzzTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    EnvelopeFuzz.run(UnsafeRawBufferPointer(start: data, count: data == nil ? 0 : size))
+    return 0
+}
+
+#if !LIBFUZZER
+@main
+extension EnvelopeFuzz {
+    static func main() { CorpusReplay.main(target: "EnvelopeFuzz", run: EnvelopeFuzz.run) }
+}
+#endif
