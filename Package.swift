@@ -190,7 +190,7 @@ let package = Package(
         .testTarget(name: "AgentSDKTests", dependencies: ["AgentSDK", "AgentPluginABI"]),
         .testTarget(
             name: "AgentRuntimeTests",
-            dependencies: ["AgentRuntime", "AgentHost", "AgentWire", "GRPCTransport", "AgentConfig"]),
+            dependencies: ["AgentRuntime", "AgentHost", "AgentWire", "GRPCTransport", "AgentConfig", "AgentTestSupport"]),
 
         // Fuzz targets (Fuzz/README.md): libFuzzer entry points, built with -sanitize=fuzzer,address
         // and run by scripts/fuzz; in a plain build each gets a main that replays input files.

@@ -7,6 +7,14 @@ public struct HostSettings: Sendable, Hashable {
     public static let defaultMaxMessageBytes = 4 * 1024 * 1024
     /// The largest `max_message_bytes` accepted: gRPC's limit, 2 GiB - 1.
     public static let largestMaxMessageBytes = Int(Int32.max)
+    /// The default `queue_limit_messages` (the host's own default).
+    public static let defaultQueueLimitMessages = 100_000
+    /// The accepted `queue_limit_messages` values.
+    public static let queueLimitMessagesRange = 1...100_000_000
+    /// The default `queue_limit_bytes`: 256 MiB (the host's own default).
+    public static let defaultQueueLimitBytes = 256 * 1024 * 1024
+    /// The largest `queue_limit_bytes` accepted: 64 GiB.
+    public static let largestQueueLimitBytes = 64 * 1024 * 1024 * 1024
 
     /// `listen = HOST:PORT`: where to listen (port 0 picks a free port). IPv6 in brackets:
     /// `[::1]:50051`.
@@ -17,14 +25,43 @@ public struct HostSettings: Sendable, Hashable {
     /// `rpc_timeout = SECONDS`: how long a caller waits for an RPC's answer before the host
     /// answers with an error.
     public var rpcTimeout: Duration
+    /// `queue_limit_messages = N`: how many messages may wait for one connection that reads
+    /// slowly; past it, events for it are dropped (counted and logged) and requests to it are
+    /// answered with an error.
+    public var queueLimitMessages: Int
+    /// `queue_limit_bytes = N`: the same bound in bytes (the file may say `256 MiB`).
+    public var queueLimitBytes: Int
+    /// `tls_certificate = PATH`: the host's certificate chain (PEM); with ``tlsKey``, the host
+    /// listens with TLS. `nil`: plaintext, what AutoGen's Python workers speak.
+    public var tlsCertificate: PEMFile?
+    /// `tls_key = PATH`: the private key of ``tlsCertificate`` (PEM, unencrypted).
+    public var tlsKey: PEMFile?
+    /// `tls_client_ca = PATH`: mutual TLS: workers must present a certificate this authority
+    /// (PEM) signed.
+    public var tlsClientCA: PEMFile?
+    /// `auth_tokens = TOKEN, ...` or `auth_tokens_file = PATH`: when not empty, every call
+    /// must carry one of these in `authorization: Bearer <token>` metadata.
+    public var authTokens: [String]
 
     public init(
         listen: String = HostSettings.defaultListen,
         maxMessageBytes: Int = HostSettings.defaultMaxMessageBytes,
-        rpcTimeout: Duration = RuntimeConfiguration.defaultRPCTimeout
+        rpcTimeout: Duration = RuntimeConfiguration.defaultRPCTimeout,
+        queueLimitMessages: Int = HostSettings.defaultQueueLimitMessages,
+        queueLimitBytes: Int = HostSettings.defaultQueueLimitBytes,
+        tlsCertificate: PEMFile? = nil,
+        tlsKey: PEMFile? = nil,
+        tlsClientCA: PEMFile? = nil,
+        authTokens: [String] = []
     ) {
         self.listen = listen
         self.maxMessageBytes = maxMessageBytes
         self.rpcTimeout = rpcTimeout
+        self.queueLimitMessages = queueLimitMessages
+        self.queueLimitBytes = queueLimitBytes
+        self.tlsCertificate = tlsCertificate
+        self.tlsKey = tlsKey
+        self.tlsClientCA = tlsClientCA
+        self.authTokens = authTokens
     }
 }

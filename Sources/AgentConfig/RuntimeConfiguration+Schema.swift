@@ -1,8 +1,14 @@
 extension RuntimeConfiguration {
     /// The sections the configuration knows, apart from `[plugin.NAME]`, and their keys.
     static let knownKeys: [(section: String, keys: [String])] = [
-        ("runtime", ["host", "rpc_timeout", "workers", "client_id"]),
-        ("host", ["listen", "max_message_bytes", "rpc_timeout"]),
+        ("runtime", [
+            "host", "rpc_timeout", "workers", "client_id", "tls_ca", "tls_certificate", "tls_key", "auth_token",
+            "auth_token_file", "publish_buffer", "mailbox_limit", "handler_timeout",
+        ]),
+        ("host", [
+            "listen", "max_message_bytes", "rpc_timeout", "queue_limit_messages", "queue_limit_bytes",
+            "tls_certificate", "tls_key", "tls_client_ca", "auth_tokens", "auth_tokens_file",
+        ]),
         ("plugins", ["directory"]),
         ("log", ["level"]),
     ]
@@ -40,6 +46,7 @@ extension RuntimeConfiguration {
     }
 
     private mutating func applyRuntime(_ section: IniSection) throws(ConfigurationError) {
+        var tokenEntry: IniEntry?
         for entry in section.entries {
             switch entry.key {
             case "host":
@@ -57,13 +64,44 @@ extension RuntimeConfiguration {
                     throw .invalidValue(entry, "is empty; remove the key to have a client id generated")
                 }
                 clientID = entry.value
+            case "tls_ca":
+                tlsCA = try Self.pemFile(entry, holding: .certificate)
+            case "tls_certificate":
+                tlsCertificate = try Self.pemFile(entry, holding: .certificate)
+            case "tls_key":
+                tlsKey = try Self.pemFile(entry, holding: .privateKey)
+            case "auth_token", "auth_token_file":
+                if let earlier = tokenEntry { throw Self.conflict(entry, with: earlier) }
+                tokenEntry = entry
+                if entry.key == "auth_token" {
+                    guard !entry.value.isEmpty else {
+                        throw .invalidValue(entry, "is empty; remove the key to send no token")
+                    }
+                    authToken = try Self.value(of: entry) { text throws(SettingValueError) in
+                        try SettingValue.token(Substring(text), what: "the token")
+                    }
+                } else {
+                    authToken = try Self.tokenFile(entry, single: true).first
+                }
+            case "publish_buffer":
+                publishBuffer = try Self.value(of: entry) { text throws(SettingValueError) in
+                    try SettingValue.integer(text, in: Self.publishBufferRange, what: "buffered publishes")
+                }
+            case "mailbox_limit":
+                mailboxLimit = try Self.value(of: entry) { text throws(SettingValueError) in
+                    try SettingValue.integer(text, in: Self.mailboxLimitRange, what: "messages")
+                }
+            case "handler_timeout":
+                handlerTimeout = try Self.value(of: entry, SettingValue.seconds)
             default:
                 throw Self.unknownKey(entry)
             }
         }
+        try Self.checkPair(in: section)
     }
 
     private mutating func applyHost(_ section: IniSection) throws(ConfigurationError) {
+        var tokensEntry: IniEntry?
         for entry in section.entries {
             switch entry.key {
             case "listen":
@@ -76,10 +114,58 @@ extension RuntimeConfiguration {
                 }
             case "rpc_timeout":
                 host.rpcTimeout = try Self.value(of: entry, SettingValue.seconds)
+            case "queue_limit_messages":
+                host.queueLimitMessages = try Self.value(of: entry) { text throws(SettingValueError) in
+                    try SettingValue.integer(text, in: HostSettings.queueLimitMessagesRange, what: "messages")
+                }
+            case "queue_limit_bytes":
+                host.queueLimitBytes = try Self.value(of: entry) { text throws(SettingValueError) in
+                    try SettingValue.byteCount(text, largest: HostSettings.largestQueueLimitBytes, largestMeaning: "64 GiB")
+                }
+            case "tls_certificate":
+                host.tlsCertificate = try Self.pemFile(entry, holding: .certificate)
+            case "tls_key":
+                host.tlsKey = try Self.pemFile(entry, holding: .privateKey)
+            case "tls_client_ca":
+                host.tlsClientCA = try Self.pemFile(entry, holding: .certificate)
+            case "auth_tokens", "auth_tokens_file":
+                if let earlier = tokensEntry { throw Self.conflict(entry, with: earlier) }
+                tokensEntry = entry
+                host.authTokens = entry.key == "auth_tokens"
+                    ? try Self.tokenList(entry) : try Self.tokenFile(entry, single: false)
             default:
                 throw Self.unknownKey(entry)
             }
         }
+        try Self.checkPair(in: section)
+        if let authority = section["tls_client_ca"], host.tlsCertificate == nil {
+            throw .invalidValue(
+                authority,
+                "mutual TLS needs the host to listen with TLS: set tls_certificate and tls_key in [host] too")
+        }
+    }
+
+    /// Both or neither of a section's `tls_certificate` and `tls_key`.
+    private static func checkPair(in section: IniSection) throws(ConfigurationError) {
+        switch (section["tls_certificate"], section["tls_key"]) {
+        case (let certificate?, nil):
+            throw ConfigurationError(
+                .missingKey,
+                "not set, but tls_certificate is (line \(certificate.line)): TLS needs the certificate chain and its private key",
+                path: section.path, section: section.name, key: "tls_key")
+        case (nil, let key?):
+            throw ConfigurationError(
+                .missingKey,
+                "not set, but tls_key is (line \(key.line)): TLS needs the certificate chain and its private key",
+                path: section.path, section: section.name, key: "tls_certificate")
+        default:
+            return
+        }
+    }
+
+    /// Two keys that say the same thing two ways (`auth_tokens` and `auth_tokens_file`).
+    private static func conflict(_ entry: IniEntry, with earlier: IniEntry) -> ConfigurationError {
+        .invalidValue(entry, "set together with \(earlier.key) (line \(earlier.line)); give the token\(entry.key.hasPrefix("auth_tokens") ? "s" : "") one way only")
     }
 
     private mutating func applyPlugins(_ section: IniSection, documentPath: String) throws(ConfigurationError) {

@@ -25,12 +25,26 @@ import Musl
 /// | `[runtime] rpc_timeout = SECONDS` | how long an RPC this runtime sends waits for its answer | 60 |
 /// | `[runtime] workers = N` | handler threads, 1...256 | the number of CPUs |
 /// | `[runtime] client_id = TEXT` | the id the runtime presents to the host | none: generated |
+/// | `[runtime] tls_ca = PATH` | connect to the host with TLS, trusting this CA (PEM) | none: plaintext |
+/// | `[runtime] tls_certificate = PATH`, `tls_key = PATH` | the client certificate (PEM) for a host that requires one | none |
+/// | `[runtime] auth_token = TOKEN` or `auth_token_file = PATH` | sent as `authorization: Bearer TOKEN` | none |
+/// | `[runtime] publish_buffer = N` | publishes kept while the host is unreachable, 0...10000000 | 10000 |
+/// | `[runtime] mailbox_limit = N` | messages that may wait for one agent, 1...10000000 | 10000 |
+/// | `[runtime] handler_timeout = SECONDS` | how long a handler may leave a message pending | 60 |
 /// | `[host] listen = HOST:PORT` | where the (embedded) host listens | `127.0.0.1:50051` |
 /// | `[host] max_message_bytes = N` | the largest message, in bytes, or with `KiB`/`MiB` | 4 MiB |
 /// | `[host] rpc_timeout = SECONDS` | when the host answers an unanswered RPC with an error | 60 |
+/// | `[host] queue_limit_messages = N`, `queue_limit_bytes = N` | one connection's outbound queue bound | 100000, 256 MiB |
+/// | `[host] tls_certificate = PATH`, `tls_key = PATH` | listen with TLS (PEM chain and key) | none: plaintext |
+/// | `[host] tls_client_ca = PATH` | mutual TLS: clients need a certificate this CA signed | none |
+/// | `[host] auth_tokens = TOKEN, ...` or `auth_tokens_file = PATH` | tokens a call must carry one of | none: no token needed |
 /// | `[plugins] directory = PATH` | the folder of agent plugins, relative to the INI file | none: required to run |
 /// | `[log] level = LEVEL` | trace, debug, info, notice, warning, error or critical | info |
 /// | `[plugin.NAME] KEY = VALUE` | settings handed to plugin NAME as they are | none |
+///
+/// Paths are resolved against the INI file's folder. A file a key names that is missing,
+/// unreadable or not what the key needs (no PEM certificate, no token) is an error naming the
+/// file, line and key, and the path.
 ///
 /// An unknown section or key, or a value that does not fit its key, is an error naming the
 /// file, line and key: nothing is silently ignored.
@@ -44,6 +58,17 @@ public struct RuntimeConfiguration: Sendable, Hashable {
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
     /// The accepted `[runtime] workers` values.
     public static let workerRange = 1...256
+    /// The default `[runtime] publish_buffer` (the runtime's own default).
+    public static let defaultPublishBuffer = 10_000
+    /// The accepted `[runtime] publish_buffer` values (0: refuse publishes while the host is
+    /// unreachable).
+    public static let publishBufferRange = 0...10_000_000
+    /// The default `[runtime] mailbox_limit` (the runtime's own default).
+    public static let defaultMailboxLimit = 10_000
+    /// The accepted `[runtime] mailbox_limit` values.
+    public static let mailboxLimitRange = 1...10_000_000
+    /// The default `[runtime] handler_timeout`: 60 seconds.
+    public static let defaultHandlerTimeout: Duration = .seconds(60)
 
     /// The default `[runtime] workers`: the number of online CPUs, within ``workerRange``.
     public static var defaultWorkers: Int {
@@ -66,6 +91,25 @@ public struct RuntimeConfiguration: Sendable, Hashable {
     /// `[runtime] client_id`: the client id the runtime presents to the host; `nil` means
     /// generate one.
     public var clientID: String?
+    /// `[runtime] tls_ca`: connect to the host with TLS, trusting this authority (PEM); `nil`
+    /// and no ``tlsCertificate``: plaintext.
+    public var tlsCA: PEMFile?
+    /// `[runtime] tls_certificate`: this runtime's certificate chain (PEM), for a host that
+    /// requires client certificates; connects with TLS even without ``tlsCA`` (then trusting
+    /// the TLS library's default roots).
+    public var tlsCertificate: PEMFile?
+    /// `[runtime] tls_key`: the private key of ``tlsCertificate`` (PEM, unencrypted).
+    public var tlsKey: PEMFile?
+    /// `[runtime] auth_token` or `auth_token_file`: the token sent as
+    /// `authorization: Bearer <token>` on every call to the host.
+    public var authToken: String?
+    /// `[runtime] publish_buffer`: publishes kept while the host is unreachable.
+    public var publishBuffer: Int
+    /// `[runtime] mailbox_limit`: messages that may wait for one agent.
+    public var mailboxLimit: Int
+    /// `[runtime] handler_timeout`: how long a handler may leave a message pending before the
+    /// runtime answers it with an error.
+    public var handlerTimeout: Duration
 
     /// `[host]`: the embedded host's settings, and `agentd host --config`'s.
     public var host: HostSettings
@@ -91,6 +135,13 @@ public struct RuntimeConfiguration: Sendable, Hashable {
         rpcTimeout: Duration = RuntimeConfiguration.defaultRPCTimeout,
         workers: Int = RuntimeConfiguration.defaultWorkers,
         clientID: String? = nil,
+        tlsCA: PEMFile? = nil,
+        tlsCertificate: PEMFile? = nil,
+        tlsKey: PEMFile? = nil,
+        authToken: String? = nil,
+        publishBuffer: Int = RuntimeConfiguration.defaultPublishBuffer,
+        mailboxLimit: Int = RuntimeConfiguration.defaultMailboxLimit,
+        handlerTimeout: Duration = RuntimeConfiguration.defaultHandlerTimeout,
         host: HostSettings = HostSettings(),
         pluginDirectory: String? = nil,
         logLevel: String = RuntimeConfiguration.defaultLogLevel,
@@ -102,6 +153,13 @@ public struct RuntimeConfiguration: Sendable, Hashable {
         self.rpcTimeout = rpcTimeout
         self.workers = workers
         self.clientID = clientID
+        self.tlsCA = tlsCA
+        self.tlsCertificate = tlsCertificate
+        self.tlsKey = tlsKey
+        self.authToken = authToken
+        self.publishBuffer = publishBuffer
+        self.mailboxLimit = mailboxLimit
+        self.handlerTimeout = handlerTimeout
         self.host = host
         self.pluginDirectory = pluginDirectory
         self.logLevel = logLevel
@@ -121,7 +179,8 @@ public struct RuntimeConfiguration: Sendable, Hashable {
     /// - Parameters:
     ///   - text: The file's contents.
     ///   - path: The file's name: it appears in errors, and a relative `[plugins] directory`
-    ///     is resolved against its folder.
+    ///     is resolved against its folder, as are the files the TLS and token keys name, which
+    ///     are read now (regular files only, at most 1 MiB each).
     /// - Throws: ``ConfigurationError`` naming the file, and the line and key where there is
     ///   one, of the first problem.
     public static func parse(text: String, path: String) throws(ConfigurationError) -> RuntimeConfiguration {
@@ -145,4 +204,38 @@ public struct RuntimeConfiguration: Sendable, Hashable {
         }
         return pluginDirectory
     }
+
+    /// Whether the runtime connects to its host with TLS (`[runtime] tls_ca` or
+    /// `tls_certificate` is set).
+    public var connectsWithTLS: Bool { tlsCA != nil || tlsCertificate != nil }
+
+    /// Checks that the runtime can connect to its own embedded host (the one `[host]` sets
+    /// up, used when `[runtime] host` is not set): with TLS when that host listens with TLS,
+    /// with a client certificate when it requires one, and with plaintext when it listens
+    /// with plaintext.
+    /// - Throws: ``ConfigurationError`` naming the file and the `[runtime]` key to set (or
+    ///   the one in the way).
+    public func checkEmbeddedHostConnection() throws(ConfigurationError) {
+        if let certificate = host.tlsCertificate, !connectsWithTLS {
+            throw ConfigurationError(
+                .missingKey,
+                "not set, but the embedded host listens with TLS ([host] tls_certificate\(Self.at(certificate.line))); give the authority (PEM) that signed the host's certificate, so that the runtime can connect to it",
+                path: path, section: "runtime", key: "tls_ca")
+        }
+        if let authority = host.tlsClientCA, tlsCertificate == nil {
+            throw ConfigurationError(
+                .missingKey,
+                "not set, but the embedded host requires client certificates ([host] tls_client_ca\(Self.at(authority.line))); give the runtime a certificate that authority signed, with tls_key",
+                path: path, section: "runtime", key: "tls_certificate")
+        }
+        if host.tlsCertificate == nil, let file = tlsCA ?? tlsCertificate {
+            throw ConfigurationError(
+                .invalidValue,
+                "the runtime would connect with TLS, but its embedded host listens with plaintext (no [host] tls_certificate); set [host] tls_certificate and tls_key, or remove the runtime's TLS keys",
+                path: path, line: file.line, section: "runtime", key: tlsCA != nil ? "tls_ca" : "tls_certificate")
+        }
+    }
+
+    /// `, line N` when there is a line.
+    static func at(_ line: Int?) -> String { line.map { ", line \($0)" } ?? "" }
 }

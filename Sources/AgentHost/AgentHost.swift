@@ -27,19 +27,30 @@ public final class AgentHost: Sendable {
         /// What may wait for one connection that reads slowly; past it, events for it are
         /// dropped (counted and logged) and requests to it are answered with an error.
         public var queueLimits: QueueLimits
+        /// Plaintext (what AutoGen's Python workers speak), TLS, or mutual TLS. The host logs
+        /// which when it starts listening.
+        public var credentials: ServerCredentials
+        /// When not empty, every call (streams and unary) must carry one of these in
+        /// `authorization: Bearer <token>` metadata; others end with `UNAUTHENTICATED` and a
+        /// warning naming the peer and client id (never the token).
+        public var authTokens: [String]
 
         public init(
             listen: String = "127.0.0.1:50051",
             maxMessageBytes: Int = 4 * 1024 * 1024,
             rpcTimeout: Duration = .seconds(60),
             pollerThreads: Int = 2,
-            queueLimits: QueueLimits = QueueLimits()
+            queueLimits: QueueLimits = QueueLimits(),
+            credentials: ServerCredentials = .insecure,
+            authTokens: [String] = []
         ) {
             self.queueLimits = queueLimits
             self.listen = listen
             self.maxMessageBytes = maxMessageBytes
             self.rpcTimeout = rpcTimeout
             self.pollerThreads = pollerThreads
+            self.credentials = credentials
+            self.authTokens = authTokens
         }
     }
 
@@ -94,15 +105,15 @@ public final class AgentHost: Sendable {
     public init(configuration: Configuration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-        let router = HostRouter()
+        let router = HostRouter(tokens: BearerTokens(configuration.authTokens))
         // The C core refuses what exceeds its own limit by ending the whole stream; let it
         // through up to well past ours, so that we refuse it instead, with a log line and an
         // answer to the sender, and its stream stays up.
         let hardLimit = Self.hardLimit(for: configuration.maxMessageBytes)
         server = try Server(
             configuration: .init(
-                address: configuration.listen, maxReceiveMessageBytes: hardLimit,
-                pollerThreads: configuration.pollerThreads),
+                address: configuration.listen, credentials: configuration.credentials,
+                maxReceiveMessageBytes: hardLimit, pollerThreads: configuration.pollerThreads),
             router: router)
         let table = self.table
         let interval = min(Duration.milliseconds(100), configuration.rpcTimeout / 4)
@@ -120,7 +131,18 @@ public final class AgentHost: Sendable {
             }
         }
         router.host = self
-        logger.info("host listening", metadata: ["host.address": "\(address)"])
+        logger.info("host listening", metadata: [
+            "host.address": "\(address)", "host.transport": "\(configuration.credentials)",
+            "host.auth": "\(configuration.authTokens.isEmpty ? "none" : "bearer token")",
+        ])
+        if !configuration.credentials.isTLS {
+            // A visible choice: AutoGen's Python workers speak plaintext only.
+            logger.notice(
+                configuration.authTokens.isEmpty
+                    ? "host listening with plaintext HTTP/2: anyone who reaches the port can join, and traffic is readable on the network"
+                    : "host listening with plaintext HTTP/2: authorization tokens and traffic are readable on the network",
+                metadata: ["host.address": "\(address)"])
+        }
     }
 
     /// Stops accepting work, answers every pending RPC with an error, ends every stream and
@@ -166,10 +188,23 @@ final class HostRouter: CallRouter, @unchecked Sendable {
     // any call can reach `handler(for:)` that needs it (calls arriving earlier see nil and
     // are refused with UNAVAILABLE); it is never changed afterwards.
     nonisolated(unsafe) weak var host: AgentHost?
+    let tokens: BearerTokens
+
+    init(tokens: BearerTokens) { self.tokens = tokens }
 
     func handler(for call: ServerCall) -> (any ServerCallHandler)? {
         guard let host else {
             call.finish(Status(.unavailable, "the host is starting"))
+            return nil
+        }
+        // Before anything else: a caller without a valid token learns nothing about the host.
+        guard tokens.admits(authorization: call.metadata["authorization"]) else {
+            host.logger.warning("call without a valid authorization token refused", metadata: [
+                "grpc.method": "\(call.method)", "peer": "\(call.peer)",
+                "client.id": "\((call.metadata["client-id"] ?? "").prefix(128))",
+                "authorization": "\(call.metadata["authorization"] == nil ? "missing" : "invalid")",
+            ])
+            call.finish(Status(.unauthenticated, "a valid authorization token is required"))
             return nil
         }
         guard let clientID = call.metadata["client-id"], !clientID.isEmpty else {

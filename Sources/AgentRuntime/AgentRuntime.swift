@@ -49,6 +49,13 @@ public final class AgentRuntime: Sendable {
         /// `[plugin.NAME]` settings by plugin name.
         public var pluginSettings: [String: [String: String]]
         public var maxMessageBytes: Int
+        /// How the runtime connects to its host: plaintext (AutoGen's hosts speak only that) or
+        /// TLS, with a client certificate for a host that requires one. To its own embedded
+        /// host too: when that host listens with TLS, these must trust its certificate.
+        public var hostCredentials: ChannelCredentials
+        /// The token sent as `authorization: Bearer <token>` on every call to the host. Nil
+        /// with an embedded host that requires tokens: the first of its tokens.
+        public var authToken: String?
 
         public init(
             hostAddress: String? = nil,
@@ -67,7 +74,9 @@ public final class AgentRuntime: Sendable {
             reconnectInitialBackoff: Duration = .milliseconds(100),
             reconnectMaxBackoff: Duration = .seconds(5),
             pluginSettings: [String: [String: String]] = [:],
-            maxMessageBytes: Int = 4 * 1024 * 1024
+            maxMessageBytes: Int = 4 * 1024 * 1024,
+            hostCredentials: ChannelCredentials = .insecure,
+            authToken: String? = nil
         ) {
             self.hostAddress = hostAddress
             self.embeddedHost = embeddedHost
@@ -86,6 +95,8 @@ public final class AgentRuntime: Sendable {
             self.reconnectMaxBackoff = reconnectMaxBackoff
             self.pluginSettings = pluginSettings
             self.maxMessageBytes = maxMessageBytes
+            self.hostCredentials = hostCredentials
+            self.authToken = authToken
         }
     }
 
@@ -147,17 +158,23 @@ public final class AgentRuntime: Sendable {
     /// - Throws: if the embedded host cannot listen or the plugin directory cannot be read.
     public func start() async throws {
         let address: String
+        var authToken = configuration.authToken
         if let configured = configuration.hostAddress {
             address = configured
         } else {
+            if configuration.embeddedHost.credentials.isTLS, !configuration.hostCredentials.isTLS {
+                throw RuntimeError(
+                    "the embedded host listens with \(configuration.embeddedHost.credentials), but the runtime would connect to it with plaintext: give the runtime TLS credentials that trust the host's certificate")
+            }
             let host = try AgentHost(configuration: configuration.embeddedHost, logger: logger)
             state.withLock { $0.embeddedHost = host }
-            address = host.address
+            address = Self.address(connectingTo: host, tls: configuration.hostCredentials.isTLS)
+            if authToken == nil { authToken = configuration.embeddedHost.authTokens.first }
         }
         let core = self.core
         let connection = HostConnection(
             address: address, clientID: configuration.clientID, maxMessageBytes: configuration.maxMessageBytes,
-            logger: logger,
+            logger: logger, credentials: configuration.hostCredentials, authToken: authToken,
             onMessage: { core.receive($0) },
             onDisconnect: { status in
                 // RPCs our agents sent will never be answered on a new stream: answer them now.
@@ -169,6 +186,7 @@ public final class AgentRuntime: Sendable {
         logger.info("runtime connected", metadata: [
             "host.address": "\(address)", "client.id": "\(configuration.clientID)",
             "host.embedded": "\(configuration.hostAddress == nil)",
+            "host.transport": "\(configuration.hostCredentials)", "host.auth": "\(authToken == nil ? "none" : "bearer token")",
         ])
         guard FileManager.default.fileExists(atPath: configuration.pluginDirectory) else {
             throw RuntimeError("the plugin directory \(configuration.pluginDirectory) does not exist")
@@ -191,6 +209,15 @@ public final class AgentRuntime: Sendable {
             }
         }
         state.withLock { $0.sweeper = sweeper }
+    }
+
+    /// Where the runtime reaches its embedded host: its address, or, with TLS to a host
+    /// listening on every interface (`0.0.0.0`, `[::]`), `localhost` on its port: a name its
+    /// certificate can carry (none names the wildcard address).
+    static func address(connectingTo host: AgentHost, tls: Bool) -> String {
+        let listenHost = host.configuration.listen.split(separator: ":").dropLast().joined(separator: ":")
+        guard tls, ["0.0.0.0", "[::]", "::", ""].contains(listenHost) else { return host.address }
+        return "localhost:\(host.port)"
     }
 
     /// Shuts down gracefully: stops intake (new requests are answered with an error), lets

@@ -7,7 +7,8 @@ import Logging
 
 /// The runtime's connection to a host (ours or AutoGen's `GrpcWorkerAgentRuntimeHost`): the
 /// `OpenChannel` stream every message travels on, and the unary calls that register agent
-/// types and subscriptions. Every call carries this runtime's `client-id`.
+/// types and subscriptions. Every call carries this runtime's `client-id`, and, when the host
+/// requires one, `authorization: Bearer <token>`.
 ///
 /// When the stream breaks (the host restarts, the network drops), the connection reopens it
 /// with capped, jittered backoff, asks its owner to register everything again
@@ -62,6 +63,7 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
 
     public let address: String
     public let clientID: String
+    private let authToken: String?
     private let channel: Channel
     private let logger: Logger
     private let onMessage: @Sendable (MessageBuffer) -> Void
@@ -78,21 +80,26 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
     private var endWaiters: [AsyncStream<Void>.Continuation] = []
 
     /// - Parameters:
+    ///   - credentials: plaintext (the default, what AutoGen's hosts speak) or TLS.
+    ///   - authToken: sent as `authorization: Bearer <token>` on every call, for a host that
+    ///     requires a token.
     ///   - onMessage: called on the stream's poller thread for every message from the host.
     ///   - onDisconnect: called each time the stream breaks, with its status (before any
     ///     reconnection), and once when it is closed.
     public init(address: String, clientID: String, maxMessageBytes: Int, logger: Logger,
                 reconnection: Reconnection = Reconnection(enabled: false),
+                credentials: ChannelCredentials = .insecure, authToken: String? = nil,
                 onMessage: @escaping @Sendable (MessageBuffer) -> Void,
                 onDisconnect: @escaping @Sendable (Status) -> Void) {
         self.address = address
         self.clientID = clientID
+        self.authToken = authToken
         self.logger = logger
         self.reconnection = reconnection
         self.onMessage = onMessage
         self.onDisconnect = onDisconnect
         channel = Channel(configuration: .init(
-            target: address, maxReceiveMessageBytes: maxMessageBytes * 2 + 1024 * 1024,
+            target: address, credentials: credentials, maxReceiveMessageBytes: maxMessageBytes * 2 + 1024 * 1024,
             keepaliveInterval: .seconds(10), maxReconnectBackoff: reconnection.maxBackoff))
     }
 
@@ -102,7 +109,11 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
         lock.withLock { self.reconnection = reconnection }
     }
 
-    private var metadata: Metadata { ["client-id": clientID] }
+    private var metadata: Metadata {
+        var metadata: Metadata = ["client-id": clientID]
+        if let authToken { metadata.add("authorization", "Bearer \(authToken)") }
+        return metadata
+    }
 
     /// Opens the data channel. Messages from the host flow to `onMessage` from now on.
     public func open() throws {

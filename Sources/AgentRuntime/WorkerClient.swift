@@ -37,13 +37,20 @@ public final class WorkerClient: Sendable {
     }
 
     /// Connects to the host at `address` and opens the data channel.
-    public init(address: String, logger: Logger = Logger(label: "agentd.client")) throws {
+    /// - Parameters:
+    ///   - credentials: plaintext (the default) or TLS, with a client certificate for a host
+    ///     that requires one.
+    ///   - authToken: sent as `authorization: Bearer <token>` on every call, for a host that
+    ///     requires a token.
+    public init(address: String, credentials: ChannelCredentials = .insecure, authToken: String? = nil,
+                logger: Logger = Logger(label: "agentd.client")) throws {
         let clientID = UUID().uuidString.lowercased()
         self.clientID = clientID
         agentType = "agentd-client-\(clientID.prefix(8))"
         let box = Mutex<WorkerClient?>(nil)
         connection = HostConnection(
             address: address, clientID: clientID, maxMessageBytes: 64 * 1024 * 1024, logger: logger,
+            credentials: credentials, authToken: authToken,
             onMessage: { message in box.withLock { $0 }?.receive(message) },
             onDisconnect: { status in box.withLock { $0 }?.closed(status) })
         box.withLock { $0 = self }

@@ -89,9 +89,10 @@ public final class Server: CallOwner, @unchecked Sendable {
         guard port > 0 else {
             grpc_server_destroy(server)
             queues.shutdown()
-            throw TransportError(
-                code: .bindFailed,
-                message: "cannot listen on \(configuration.address) (address in use, or not a HOST:PORT this machine has)")
+            let message = configuration.credentials.isTLS
+                ? "cannot listen on \(configuration.address) with \(configuration.credentials) (address in use, not a HOST:PORT this machine has, or a certificate chain, private key or client CA the TLS library refuses)"
+                : "cannot listen on \(configuration.address) (address in use, or not a HOST:PORT this machine has)"
+            throw TransportError(code: .bindFailed, message: message)
         }
         self.server = server
         self.queues = queues

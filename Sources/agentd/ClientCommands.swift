@@ -2,6 +2,7 @@ import AgentCore
 import AgentRuntime
 import ArgumentParser
 import Foundation
+import GRPCTransport
 import Logging
 
 /// Options shared by the commands that poke a running system.
@@ -15,10 +16,56 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "The payload, as JSON text.")
     var json: String
 
+    @Option(help: "An authorization token for a host that requires one (sent as 'authorization: Bearer TOKEN'). Other users can see it in the process list: prefer --token-file.")
+    var token: String?
+
+    @Option(help: "A file holding the authorization token (its first line that is not blank or a # comment).")
+    var tokenFile: String?
+
+    @Option(name: .customLong("tls-ca"), help: "Connect with TLS, trusting this certificate authority (PEM file).")
+    var tlsCA: String?
+
+    @Option(name: .customLong("tls-cert"), help: "A client certificate (PEM file) for a host that requires one (mutual TLS); with --tls-key. Implies TLS.")
+    var tlsCertificate: String?
+
+    @Option(name: .customLong("tls-key"), help: "The private key (PEM file) of --tls-cert.")
+    var tlsKey: String?
+
+    func validate() throws {
+        if token != nil, tokenFile != nil { throw ValidationError("give --token or --token-file, not both") }
+        if (tlsCertificate == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+    }
+
     func connect() throws -> WorkerClient {
         var logger = Logger(label: "agentd.client")
         logger.logLevel = .warning
-        return try WorkerClient(address: host, logger: logger)
+        var credentials = ChannelCredentials.insecure
+        if tlsCA != nil || tlsCertificate != nil {
+            credentials = .tls(
+                rootCertificates: try tlsCA.map { try Self.read($0, option: "--tls-ca") },
+                certificateChain: try tlsCertificate.map { try Self.read($0, option: "--tls-cert") },
+                privateKey: try tlsKey.map { try Self.read($0, option: "--tls-key") })
+        }
+        var authToken = token
+        if let tokenFile {
+            let lines = try Self.read(tokenFile, option: "--token-file").split(whereSeparator: \.isNewline)
+            guard let first = lines.lazy.map({ $0.trimmingCharacters(in: .whitespaces) })
+                .first(where: { !$0.isEmpty && !$0.hasPrefix("#") })
+            else {
+                throw ValidationError("--token-file \(tokenFile) holds no token")
+            }
+            authToken = first
+        }
+        return try WorkerClient(address: host, credentials: credentials, authToken: authToken, logger: logger)
+    }
+
+    /// The text of a file an option names.
+    private static func read(_ path: String, option: String) throws -> String {
+        do {
+            return try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ValidationError("cannot read \(option) \(path): \((error as NSError).localizedDescription)")
+        }
     }
 }
 

@@ -17,7 +17,7 @@ struct HostCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "An INI file whose [host] and [log] sections configure the host (options below override it).")
+    @Option(help: "An INI file whose [host] and [log] sections configure the host (options below override it): address, limits, TLS, mutual TLS, authorization tokens.")
     var config: String?
 
     @Option(help: "HOST:PORT to listen on (port 0 picks a free port). Default: 127.0.0.1:50051.")
@@ -50,9 +50,9 @@ struct HostCommand: AsyncParsableCommand {
         let logger = makeLogger(
             label: "agentd.host", level: logLevel ?? Logger.Level(rawValue: settings.logLevel) ?? .info)
         let listen = self.listen ?? settings.host.listen
-        let configuration = AgentHost.Configuration(
-            listen: listen, maxMessageBytes: maxMessageBytes ?? settings.host.maxMessageBytes,
-            rpcTimeout: rpcTimeout.map { .milliseconds(Int64($0 * 1000)) } ?? settings.host.rpcTimeout)
+        let configuration = settings.host.hostConfiguration(
+            listen: listen, maxMessageBytes: maxMessageBytes,
+            rpcTimeout: rpcTimeout.map { .milliseconds(Int64($0 * 1000)) })
         let host: AgentHost
         do {
             host = try AgentHost(configuration: configuration, logger: logger)

@@ -51,18 +51,28 @@ struct RunCommand: AsyncParsableCommand {
                 throw ExitCode(2)
             }
         }
+        let hostAddress = host ?? settings.hostAddress
+        if hostAddress == nil {
+            do {
+                try settings.checkEmbeddedHostConnection()
+            } catch {
+                FileHandle.standardError.write(Data("agentd: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
         let logger = makeLogger(label: "agentd.run", level: Logger.Level(rawValue: settings.logLevel) ?? .info)
-        var embedded = AgentHost.Configuration(
-            listen: listen ?? settings.host.listen, maxMessageBytes: settings.host.maxMessageBytes,
-            rpcTimeout: settings.host.rpcTimeout)
+        var embedded = settings.host.hostConfiguration(listen: listen ?? settings.host.listen)
         embedded.pollerThreads = 2
         let runtime = try AgentRuntime(
             configuration: .init(
-                hostAddress: host ?? settings.hostAddress, embeddedHost: embedded,
+                hostAddress: hostAddress, embeddedHost: embedded,
                 clientID: settings.clientID ?? UUID().uuidString.lowercased(), rpcTimeout: settings.rpcTimeout,
                 workers: settings.workers, pluginDirectory: directory,
-                probe: PluginProbe(executable: Self.executablePath), pluginSettings: settings.pluginSettings,
-                maxMessageBytes: settings.host.maxMessageBytes),
+                probe: PluginProbe(executable: Self.executablePath),
+                publishBufferLimit: settings.publishBuffer, mailboxLimit: settings.mailboxLimit,
+                handlerTimeout: settings.handlerTimeout, pluginSettings: settings.pluginSettings,
+                maxMessageBytes: settings.host.maxMessageBytes, hostCredentials: settings.hostCredentials,
+                authToken: settings.authToken),
             logger: logger)
         // The runtime starts inside the service group, so SIGTERM/SIGINT are handled
         // gracefully from the first moment (also while plugins load).

@@ -48,7 +48,9 @@ enum SettingValue {
 
     /// A positive number of bytes, optionally with a 1024-based unit: `4194304`, `4 MiB`,
     /// `512KiB`.
-    static func byteCount(_ text: String, largest: Int) throws(SettingValueError) -> Int {
+    static func byteCount(
+        _ text: String, largest: Int, largestMeaning: String = "2 GiB - 1, gRPC's limit"
+    ) throws(SettingValueError) -> Int {
         let digits = text.prefix { $0.isASCII && $0.isNumber }
         let unit = text.dropFirst(digits.count).drop { $0 == " " || $0 == "\t" }
         let multiplier: Int
@@ -66,12 +68,31 @@ enum SettingValue {
                 "\(quoted(text)) is not a number of bytes: write a whole number, optionally followed by KiB or MiB (1024-based), like 4194304 or 4 MiB")
         }
         guard let number = Int(digits), number <= largest / multiplier, number * multiplier <= largest else {
-            throw SettingValueError("\(quoted(text)) is too large; the most is \(largest) bytes (2 GiB - 1, gRPC's limit)")
+            throw SettingValueError("\(quoted(text)) is too large; the most is \(largest) bytes (\(largestMeaning))")
         }
         guard number > 0 else {
             throw SettingValueError("\(quoted(text)) is not a positive number of bytes")
         }
         return number * multiplier
+    }
+
+    /// The fewest characters a token may have.
+    static let minimumTokenLength = 16
+
+    /// A shared authorization token: at least ``minimumTokenLength`` characters of RFC 6750's
+    /// `b64token` alphabet (letters, digits, `-` `.` `_` `~` `+` `/` and `=`), which travel in
+    /// an `authorization: Bearer` header as they are. Messages never repeat the token.
+    /// - Parameter what: how the message names it, e.g. "the token" or "the token on line 3".
+    static func token(_ text: Substring, what: String) throws(SettingValueError) -> String {
+        guard text.utf8.allSatisfy(isTokenByte) else {
+            throw SettingValueError(
+                "\(what) holds a character a token may not; use letters, digits and - . _ ~ + / = (make one with: openssl rand -hex 32)")
+        }
+        guard text.utf8.count >= minimumTokenLength else {
+            throw SettingValueError(
+                "\(what) is \(text.utf8.count) characters long; a token needs at least \(minimumTokenLength) (make one with: openssl rand -hex 32)")
+        }
+        return String(text)
     }
 
     /// `HOST:PORT`, `[IPv6]:PORT`.
@@ -119,6 +140,17 @@ enum SettingValue {
 
     private static func isDigit(_ byte: UInt8) -> Bool {
         byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
+    }
+
+    private static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+            UInt8(ascii: "~"), UInt8(ascii: "+"), UInt8(ascii: "/"), UInt8(ascii: "="):
+            return true
+        default:
+            return false
+        }
     }
 
     private static func isHostByte(_ byte: UInt8) -> Bool {

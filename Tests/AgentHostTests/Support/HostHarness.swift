@@ -8,22 +8,29 @@ import Synchronization
 /// down by ``withHost(maxMessageBytes:rpcTimeout:_:)``.
 final class HostHarness: Sendable {
     let host: AgentHost
+    /// How the harness's connections reach the host (plaintext unless the host uses TLS).
+    let clientCredentials: ChannelCredentials
     private let channels = Mutex<[Channel]>([])
 
-    init(host: AgentHost) { self.host = host }
+    init(host: AgentHost, clientCredentials: ChannelCredentials = .insecure) {
+        self.host = host
+        self.clientCredentials = clientCredentials
+    }
 
     var target: String { "127.0.0.1:\(host.port)" }
 
     /// A connected worker with an open data channel.
-    func worker(_ name: String, clientID: String? = nil) async throws -> RawWorker {
-        let worker = try await RawWorker.connect(to: target, name: name, clientID: clientID)
+    /// - Parameter authToken: sent as `authorization: Bearer <token>` on every call, when set.
+    func worker(_ name: String, clientID: String? = nil, authToken: String? = nil) async throws -> RawWorker {
+        let worker = try await RawWorker.connect(
+            to: target, name: name, clientID: clientID, credentials: clientCredentials, authToken: authToken)
         channels.withLock { $0.append(worker.channel) }
         return worker
     }
 
     /// A bare connection, for calls the test makes by hand.
     func channel() -> Channel {
-        let channel = Channel(configuration: .init(target: target))
+        let channel = Channel(configuration: .init(target: target, credentials: clientCredentials))
         channels.withLock { $0.append(channel) }
         return channel
     }
@@ -48,14 +55,23 @@ private func testLogger() -> Logger {
 
 /// Runs `body` against a fresh host listening on 127.0.0.1 (port 0), then closes every
 /// connection the harness opened and shuts the host down.
+///
+/// - Parameters:
+///   - credentials, authTokens: the host's TLS and tokens (plaintext and none by default).
+///   - clientCredentials: how the harness's connections reach it.
+///   - logger: the host's logger (by default, see `AGENT_HOST_TEST_LOG`).
 func withHost(
     maxMessageBytes: Int = 4 * 1024 * 1024, rpcTimeout: Duration = .seconds(60),
+    credentials: ServerCredentials = .insecure, authTokens: [String] = [],
+    clientCredentials: ChannelCredentials = .insecure, logger: Logger? = nil,
     _ body: (HostHarness) async throws -> Void
 ) async throws {
     let host = try AgentHost(
-        configuration: .init(listen: "127.0.0.1:0", maxMessageBytes: maxMessageBytes, rpcTimeout: rpcTimeout),
-        logger: testLogger())
-    let harness = HostHarness(host: host)
+        configuration: .init(
+            listen: "127.0.0.1:0", maxMessageBytes: maxMessageBytes, rpcTimeout: rpcTimeout,
+            credentials: credentials, authTokens: authTokens),
+        logger: logger ?? testLogger())
+    let harness = HostHarness(host: host, clientCredentials: clientCredentials)
     do {
         try await body(harness)
     } catch {

@@ -71,16 +71,26 @@ final class RawWorker: Sendable {
 
     let name: String
     let clientID: String
+    /// Sent as `authorization: Bearer <token>` on every call, when set.
+    let authToken: String?
     let channel: Channel
     let call: ClientCall
     private let recorder: DataStreamRecorder
 
     var log: AsyncCondition<DataLog> { recorder.log }
-    var metadata: Metadata { ["client-id": clientID] }
+    var metadata: Metadata {
+        var metadata: Metadata = ["client-id": clientID]
+        if let authToken { metadata.add("authorization", "Bearer \(authToken)") }
+        return metadata
+    }
 
-    private init(name: String, clientID: String, channel: Channel, call: ClientCall, recorder: DataStreamRecorder) {
+    private init(
+        name: String, clientID: String, authToken: String?, channel: Channel, call: ClientCall,
+        recorder: DataStreamRecorder
+    ) {
         self.name = name
         self.clientID = clientID
+        self.authToken = authToken
         self.channel = channel
         self.call = call
         self.recorder = recorder
@@ -88,20 +98,29 @@ final class RawWorker: Sendable {
 
     /// Connects to the host at `target`, opens the data channel and returns once the host
     /// serves it.
-    static func connect(to target: String, name: String, clientID: String? = nil) async throws -> RawWorker {
+    /// - Parameters:
+    ///   - credentials: plaintext by default, or TLS.
+    ///   - authToken: sent as `authorization: Bearer <token>` on every call, when set.
+    static func connect(
+        to target: String, name: String, clientID: String? = nil, credentials: ChannelCredentials = .insecure,
+        authToken: String? = nil
+    ) async throws -> RawWorker {
         let clientID = clientID ?? "\(name)-\(UUID().uuidString)"
-        let channel = Channel(configuration: .init(target: target))
+        let channel = Channel(configuration: .init(target: target, credentials: credentials))
         let recorder = DataStreamRecorder()
+        var metadata: Metadata = ["client-id": clientID]
+        if let authToken { metadata.add("authorization", "Bearer \(authToken)") }
         let call: ClientCall
         do {
             call = try channel.makeStreamingCall(
-                method: "/agents.AgentRpc/OpenChannel", metadata: ["client-id": clientID], waitForReady: true,
+                method: "/agents.AgentRpc/OpenChannel", metadata: metadata, waitForReady: true,
                 handler: recorder)
         } catch {
             await channel.shutdown()
             throw error
         }
-        let worker = RawWorker(name: name, clientID: clientID, channel: channel, call: call, recorder: recorder)
+        let worker = RawWorker(
+            name: name, clientID: clientID, authToken: authToken, channel: channel, call: call, recorder: recorder)
         do {
             try worker.send(DataMessageBuilder.request(
                 id: readinessProbeID, source: nil, target: AgentRef("raw-worker-nobody", "probe"), method: "probe",
