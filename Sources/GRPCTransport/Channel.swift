@@ -55,8 +55,9 @@ public final class Channel: CallOwner, @unchecked Sendable {
         arguments.set("grpc.max_receive_message_length", configuration.maxReceiveMessageBytes)
         arguments.set("grpc.max_send_message_length", configuration.maxSendMessageBytes)
         arguments.set("grpc.max_reconnect_backoff_ms", Int(configuration.maxReconnectBackoff.components.seconds * 1000))
+        // Retry a lost connection quickly. (Not grpc.min_reconnect_backoff_ms: in this C core it
+        // is also the minimum connect timeout, and 100 ms fails first connections under load.)
         arguments.set("grpc.initial_reconnect_backoff_ms", 100)
-        arguments.set("grpc.min_reconnect_backoff_ms", 100)
         if let keepalive = configuration.keepaliveInterval {
             arguments.set("grpc.keepalive_time_ms", Int(keepalive.components.seconds * 1000))
             arguments.set("grpc.keepalive_timeout_ms", 10_000)

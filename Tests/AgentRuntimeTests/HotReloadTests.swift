@@ -82,7 +82,9 @@ struct HotReloadTests {
 
     @Test("replacing a plugin many times under continuous traffic loses, duplicates and leaves unanswered nothing; state moves along")
     func replaceUnderTraffic() async throws {
-        try await withRuntime(plugins: [("versioned.so", "VersionedPluginV1")]) { harness in
+        // The publisher runs flat out: mailboxes may hold far more than the default bound here
+        // (the bound itself is tested in BoundedQueueTests).
+        try await withRuntime(plugins: [("versioned.so", "VersionedPluginV1")], mailboxLimit: 10_000_000) { harness in
             let keys = ["k0", "k1", "k2", "k3"]
             let counters = TrafficCounters()
             let sent = counters.sent, answered = counters.answered, failures = counters.failures, stop = counters.stop
@@ -133,6 +135,7 @@ struct HotReloadTests {
             stop.store(true, ordering: .relaxed)
             await traffic.value
             #expect(failures.withLock { $0 } == [])
+            #expect(harness.log.records { $0.message == "mailbox full: message refused" }.isEmpty)
             #expect(answered.load(ordering: .relaxed) > 0)
             // Every event counted exactly once, across 11 swaps (the count moved with each agent).
             let expected = sent.withLock { $0 }
