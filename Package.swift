@@ -28,6 +28,8 @@ let package = Package(
         .library(name: "CrashingPlugin", type: .dynamic, targets: ["CrashingPlugin"]),
         .library(name: "VersionedPluginV1", type: .dynamic, targets: ["VersionedPluginV1"]),
         .library(name: "VersionedPluginV2", type: .dynamic, targets: ["VersionedPluginV2"]),
+        // Benchmarks/compare: the receiving agents of our side (counting, fan-out).
+        .library(name: "BenchAgents", type: .dynamic, targets: ["BenchAgents"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -172,6 +174,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/RuntimeBench"
+        ),
+
+        // Benchmarks/compare, our side: the counting agents (a C plugin) and the load generator
+        // (a WorkerClient that publishes and calls).
+        .target(
+            name: "BenchAgents", dependencies: ["AgentPluginABI"], path: "Benchmarks/Plugins/BenchAgents",
+            publicHeadersPath: ".", linkerSettings: plainCLibrary),
+        .executableTarget(
+            name: "compare-loadgen",
+            dependencies: [
+                "AgentRuntime", "AgentCore", "AgentHost", "GRPCTransport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/LoadGen"
         ),
 
         // What several test targets share (waiting on a condition with a deadline).

@@ -1,0 +1,330 @@
+// The publishing / calling worker of Benchmarks/compare (our side): a WorkerClient that joins a
+// host and drives the scenarios against a receiving `agentd run` serving the bench-agents plugin
+// (Benchmarks/Plugins/BenchAgents) and the echo plugin (Plugins/EchoAgent). AutoGen's side
+// does the same in Python (Benchmarks/compare, role autogen-driver); keep the two in step.
+//
+//   compare-loadgen --host HOST:PORT [--publish N] [--rpc N] [--fanout N] [--warmup N]
+//                   [--stall-seconds S]
+//
+//   warmup   N events to bench-sink/warm and N echo RPCs (untimed), waits until all are counted
+//   publish  N BenchMsg events (100-byte JSON) to topic (bench-events, run) → bench-sink/run;
+//            time from the first publish to the receiving agent's last receipt (its
+//            CLOCK_MONOTONIC stamp, read back with GetStats once every event is counted, or
+//            once the count stops moving for --stall-seconds: then the loss is reported)
+//   rpc      N sequential Echo {"text": "ping"} RPCs to echo/rpc, each timed
+//   fanout   N BenchMsg events to topic (bench-fanout, run): ten agent types receive each one
+//   hostrpc  (--host-rpc N, default 0) N sequential RPCs to an agent type nobody serves, which the
+//            host answers at once with an error: the caller ↔ host leg alone, for the breakdown
+//   rawrpc / rawhostrpc  (--raw-rpc N, --raw-host-rpc N, default 0) the same two RPCs sent on a
+//            bare HostConnection from its poller thread (each answer sends the next request;
+//            no Swift tasks, timers or continuations): what WorkerClient.send adds, by difference
+//
+// For the profile of the host (see the README): `compare-loadgen --serve-host POLLERS` runs an
+// AgentHost with that many poller threads in this process instead (prints `listening on ...`
+// and serves until killed), so that the host's threading can be varied without a code change.
+//
+// Prints one JSON object on stdout; progress goes to stderr.
+import AgentCore
+import AgentHost
+import AgentRuntime
+import GRPCTransport
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+
+struct Options {
+    var host = ""
+    var publish = 20_000
+    var rpc = 2_000
+    var fanout = 5_000
+    var warmup = 500
+    var hostRPC = 0
+    var rawRPC = 0
+    var rawHostRPC = 0
+    var serveHost: Int? = nil
+    var stallSeconds = 5.0
+
+    init(_ arguments: [String]) {
+        var iterator = arguments.makeIterator()
+        func value(_ name: String) -> String {
+            guard let value = iterator.next() else { fail("\(name) needs a value") }
+            return value
+        }
+        func count(_ name: String) -> Int {
+            guard let number = Int(value(name)), number >= 0 else { fail("\(name) needs a whole number") }
+            return number
+        }
+        while let argument = iterator.next() {
+            switch argument {
+            case "--host": host = value(argument)
+            case "--publish": publish = count(argument)
+            case "--rpc": rpc = count(argument)
+            case "--fanout": fanout = count(argument)
+            case "--warmup": warmup = count(argument)
+            case "--host-rpc": hostRPC = count(argument)
+            case "--raw-rpc": rawRPC = count(argument)
+            case "--raw-host-rpc": rawHostRPC = count(argument)
+            case "--serve-host": serveHost = count(argument)
+            case "--stall-seconds":
+                guard let seconds = Double(value(argument)), seconds > 0 else { fail("--stall-seconds needs a number") }
+                stallSeconds = seconds
+            default: fail("unknown argument \(argument)")
+            }
+        }
+        if host.isEmpty && serveHost == nil { fail("--host HOST:PORT is required") }
+    }
+}
+
+func fail(_ text: String) -> Never {
+    FileHandle.standardError.write(Data("compare-loadgen: \(text)\n".utf8))
+    exit(2)
+}
+
+func note(_ text: String) {
+    FileHandle.standardError.write(Data("compare-loadgen: \(text)\n".utf8))
+}
+
+/// CLOCK_MONOTONIC, the clock the receiving agents stamp with (system-wide on Linux).
+func monotonicNs() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+}
+
+/// `{"text": "xxx…"}`: exactly 100 bytes, as AutoGen's json.dumps writes BenchMsg(text=88 × "x").
+let benchPayload = Array("{\"text\": \"\(String(repeating: "x", count: 88))\"}".utf8)
+precondition(benchPayload.count == 100)
+let pingPayload = Array("{\"text\": \"ping\"}".utf8)
+let fanTypes = (0..<10).map { "bench-fan-\($0)" }
+
+struct Stats {
+    var count: Int
+    var firstNs: Int64
+    var lastNs: Int64
+}
+
+func stats(_ client: WorkerClient, _ agent: AgentID) async throws -> Stats {
+    let response = try await client.send(Array("{}".utf8), messageType: "GetStats", to: agent)
+    guard response.messageType == "BenchStats",
+          let object = try JSONSerialization.jsonObject(with: Data(response.payload)) as? [String: Any],
+          let count = (object["count"] as? NSNumber)?.intValue,
+          let first = (object["first_ns"] as? NSNumber)?.int64Value,
+          let last = (object["last_ns"] as? NSNumber)?.int64Value
+    else { fail("unexpected GetStats answer from \(agent): \(response.messageType) \(String(decoding: response.payload, as: UTF8.self))") }
+    return Stats(count: count, firstNs: first, lastNs: last)
+}
+
+/// Polls GetStats on `agents` until their counts add up to `expected`, or stop moving for
+/// `stall` seconds. Returns the summed count and the latest last-receipt stamp.
+func waitForCounts(_ client: WorkerClient, _ agents: [AgentID], expected: Int, stall: Double) async throws
+    -> (count: Int, lastNs: Int64) {
+    var seen = -1
+    var progressAt = monotonicNs()
+    while true {
+        var count = 0
+        var last: Int64 = 0
+        for agent in agents {
+            let s = try await stats(client, agent)
+            count += s.count
+            last = max(last, s.lastNs)
+        }
+        if count >= expected { return (count, last) }
+        let now = monotonicNs()
+        if count != seen {
+            seen = count
+            progressAt = now
+        } else if Double(now - progressAt) / 1e9 > stall {
+            return (count, last)
+        }
+        try await Task.sleep(for: .milliseconds(2))
+    }
+}
+
+func publishRun(_ client: WorkerClient, topic: TopicID, count: Int, receivers: [AgentID], stall: Double) async throws
+    -> [String: Any] {
+    let start = monotonicNs()
+    for _ in 0..<count {
+        try client.publish(benchPayload, messageType: "BenchMsg", to: topic)
+    }
+    let published = monotonicNs()
+    let expected = count * receivers.count
+    let (received, lastNs) = try await waitForCounts(client, receivers, expected: expected, stall: stall)
+    let seconds = Double(lastNs - start) / 1e9
+    return [
+        "published": count, "expected": expected, "received": received, "lost": max(0, expected - received),
+        "seconds": seconds, "publish_loop_seconds": Double(published - start) / 1e9,
+        "per_s": Double(received) / seconds,
+    ]
+}
+
+// MARK: Raw RPCs on a bare HostConnection
+
+/// Protobuf by hand (length-delimited fields only), so that no internal codec is needed.
+func field(_ number: Int, _ bytes: [UInt8]) -> [UInt8] {
+    var out: [UInt8] = [UInt8(number << 3 | 2)]
+    var length = bytes.count
+    while length >= 0x80 {
+        out.append(UInt8(length & 0x7F | 0x80))
+        length >>= 7
+    }
+    out.append(UInt8(length))
+    return out + bytes
+}
+
+func field(_ number: Int, _ text: String) -> [UInt8] { field(number, Array(text.utf8)) }
+
+/// `Message{request: RpcRequest{id, target, method, payload}}`.
+func rawRequest(id: Int, target: AgentID, messageType: String, payload: [UInt8]) -> [UInt8] {
+    field(1, field(1, "r\(id)") + field(3, field(1, target.type) + field(2, target.key)) + field(4, messageType)
+        + field(5, field(1, messageType) + field(2, "application/json") + field(3, payload)))
+}
+
+/// Sends the next request from the poller thread that delivered the previous answer.
+final class RawCaller: @unchecked Sendable {
+    // @unchecked Sendable: `samples`, `sentAt` and `next` are touched by one request at a time
+    // (the poller thread, or the starting thread before the first send); `done` orders them.
+    let target: AgentID
+    let total: Int
+    var connection: HostConnection?
+    var samples: [Double] = []
+    var sentAt: Int64 = 0
+    var next = 0
+    let done = DispatchSemaphore(value: 0)
+
+    init(target: AgentID, total: Int) {
+        self.target = target
+        self.total = total
+        samples.reserveCapacity(total)
+    }
+
+    func sendNext() {
+        next += 1
+        let bytes = rawRequest(id: next, target: target, messageType: "Echo", payload: pingPayload)
+        sentAt = monotonicNs()
+        _ = connection!.send(MessageBuffer(bytes))
+    }
+
+    func received(_ message: MessageBuffer) {
+        let now = monotonicNs()
+        guard message.withUnsafeBytes({ $0.first == 0x12 }) else { return }  // Message.response
+        samples.append(Double(now - sentAt) / 1000)
+        if samples.count == total { done.signal() } else { sendNext() }
+    }
+}
+
+func rawRPCs(address: String, target: AgentID, count: Int, logger: Logger) async throws -> [String: Any] {
+    let caller = RawCaller(target: target, total: count)
+    let connection = HostConnection(
+        address: address, clientID: UUID().uuidString.lowercased(), maxMessageBytes: 4 << 20, logger: logger,
+        onMessage: { caller.received($0) }, onDisconnect: { _ in })
+    caller.connection = connection
+    try connection.open()
+    caller.sendNext()
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        DispatchQueue.global().async {
+            caller.done.wait()
+            continuation.resume()
+        }
+    }
+    await connection.close()
+    let samples = caller.samples.sorted()
+    func quantile(_ q: Double) -> Double { samples[min(samples.count - 1, Int(Double(samples.count) * q))] }
+    return ["calls": count, "p50_us": quantile(0.5), "p99_us": quantile(0.99)]
+}
+
+let options = Options(Array(CommandLine.arguments.dropFirst()))
+var logger = Logger(label: "compare-loadgen")
+logger.logLevel = .warning
+
+if let pollers = options.serveHost {
+    let host = try AgentHost(
+        configuration: .init(listen: "127.0.0.1:0", pollerThreads: max(1, pollers)), logger: logger)
+    FileHandle.standardOutput.write(Data("listening on \(host.address)\n".utf8))
+    while true { try await Task.sleep(for: .seconds(3600)) }
+}
+let client = try WorkerClient(address: options.host, logger: logger)
+var result: [String: Any] = [:]
+
+// Warm-up: connections, agent instances, code paths (untimed).
+if options.warmup > 0 {
+    let warm = TopicID(type: "bench-events", source: "warm")
+    for _ in 0..<options.warmup { try client.publish(benchPayload, messageType: "BenchMsg", to: warm) }
+    for _ in 0..<options.warmup { _ = try await client.send(pingPayload, messageType: "Echo", to: AgentID(type: "echo", key: "rpc")) }
+    let (count, _) = try await waitForCounts(
+        client, [AgentID(type: "bench-sink", key: "warm")], expected: options.warmup, stall: options.stallSeconds)
+    if count != options.warmup { note("warm-up: \(count) of \(options.warmup) events counted") }
+}
+
+if options.publish > 0 {
+    let figures = try await publishRun(
+        client, topic: TopicID(type: "bench-events", source: "run"), count: options.publish,
+        receivers: [AgentID(type: "bench-sink", key: "run")], stall: options.stallSeconds)
+    result["publish"] = figures
+    note("publish: \(figures)")
+}
+
+if options.rpc > 0 {
+    var samples: [Double] = []
+    samples.reserveCapacity(options.rpc)
+    let target = AgentID(type: "echo", key: "rpc")
+    for _ in 0..<options.rpc {
+        let start = monotonicNs()
+        let answer = try await client.send(pingPayload, messageType: "Echo", to: target)
+        samples.append(Double(monotonicNs() - start) / 1000)
+        if answer.messageType != "Echo" { fail("unexpected echo answer \(answer.messageType)") }
+    }
+    samples.sort()
+    func quantile(_ q: Double) -> Double { samples[min(samples.count - 1, Int(Double(samples.count) * q))] }
+    result["rpc"] = [
+        "calls": options.rpc, "p50_us": quantile(0.5), "p99_us": quantile(0.99),
+        "mean_us": samples.reduce(0, +) / Double(samples.count), "max_us": samples.last!,
+    ]
+    note("rpc: p50 \(quantile(0.5)) µs, p99 \(quantile(0.99)) µs")
+}
+
+if options.hostRPC > 0 {
+    var samples: [Double] = []
+    samples.reserveCapacity(options.hostRPC)
+    let target = AgentID(type: "bench-nobody", key: "rpc")
+    for _ in 0..<options.hostRPC {
+        let start = monotonicNs()
+        do {
+            _ = try await client.send(pingPayload, messageType: "Echo", to: target)
+            fail("an RPC to \(target) was answered")
+        } catch {}
+        samples.append(Double(monotonicNs() - start) / 1000)
+    }
+    samples.sort()
+    func quantile(_ q: Double) -> Double { samples[min(samples.count - 1, Int(Double(samples.count) * q))] }
+    result["hostrpc"] = ["calls": options.hostRPC, "p50_us": quantile(0.5), "p99_us": quantile(0.99)]
+    note("host-only rpc: p50 \(quantile(0.5)) µs, p99 \(quantile(0.99)) µs")
+}
+
+if options.rawRPC > 0 {
+    let figures = try await rawRPCs(
+        address: options.host, target: AgentID(type: "echo", key: "raw"), count: options.rawRPC, logger: logger)
+    result["rawrpc"] = figures
+    note("raw rpc (poller-driven): \(figures)")
+}
+
+if options.rawHostRPC > 0 {
+    let figures = try await rawRPCs(
+        address: options.host, target: AgentID(type: "bench-nobody", key: "raw"), count: options.rawHostRPC,
+        logger: logger)
+    result["rawhostrpc"] = figures
+    note("raw host-only rpc (poller-driven): \(figures)")
+}
+
+if options.fanout > 0 {
+    let figures = try await publishRun(
+        client, topic: TopicID(type: "bench-fanout", source: "run"), count: options.fanout,
+        receivers: fanTypes.map { AgentID(type: $0, key: "run") }, stall: options.stallSeconds)
+    result["fanout"] = figures
+    note("fanout: \(figures)")
+}
+
+await client.close()
+let json = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+print(String(decoding: json, as: UTF8.self))
