@@ -1,6 +1,7 @@
 import AgentPluginABI
 import AgentWire
 import Foundation
+import Synchronization
 
 /// Encodes what the runtime sends to the host, in AutoGen's shapes (see protocol.md).
 enum OutboundCodec {
@@ -97,6 +98,16 @@ enum OutboundCodec {
         Envelope.errorResponse(requestID: requestID, error: error)
     }
 
-    /// A new message id (a lower-case UUID, as AutoGen's Python runtime makes).
-    static func newID() -> String { UUID().uuidString.lowercased() }
+    /// A new message id in UUID form (as AutoGen's Python runtime makes): a random prefix
+    /// drawn once per process and a counter. (Foundation's `UUID()` reads /dev/urandom on
+    /// every call on Linux — three system calls per published message.)
+    static func newID() -> String {
+        let number = idCounter.wrappingAdd(1, ordering: .relaxed).newValue
+        let hex = String(number, radix: 16)
+        return idPrefix + String(repeating: "0", count: max(0, 12 - hex.count)) + hex
+    }
+
+    private static let idCounter = Atomic<UInt64>(0)
+    /// `xxxxxxxx-xxxx-4xxx-yxxx-` from one random UUID.
+    private static let idPrefix: String = String(UUID().uuidString.lowercased().prefix(24))
 }

@@ -300,7 +300,11 @@ final class RuntimeCore: @unchecked Sendable {
         }
         // Answered already (reply/fail during the handler), or answered now.
         guard HandlerCalls.take(call.id) != nil else { return nil }
-        defer { plugin.activityDidEnd() }
+        defer {
+            plugin.activityDidEnd()
+            // The last handler of a replaced version may be this one: it can go now.
+            if hasRetiring.load(ordering: .relaxed) { retireUnusedPlugins() }
+        }
         if isRPC {
             if status == AGENTD_OK {
                 send(OutboundCodec.response(requestID: requestID, messageType: "", contentType: "application/json", payload: UnsafeRawBufferPointer(start: nil, count: 0)))
@@ -367,12 +371,17 @@ final class RuntimeCore: @unchecked Sendable {
     // MARK: Retirement
 
     private let retiring = Mutex<[LoadedPlugin]>([])
+    /// Whether `retiring` has anything (read on the per-message path without the lock).
+    private let hasRetiring = Atomic<Bool>(false)
     /// Unloads a retired plugin; set by the runtime.
     let unloadPlugin = Mutex<(@Sendable (LoadedPlugin) -> Void)?>(nil)
 
     /// Marks a plugin version as replaced or removed: it is unloaded once idle.
     func retire(_ plugin: LoadedPlugin) {
-        retiring.withLock { $0.append(plugin) }
+        retiring.withLock { list in
+            list.append(plugin)
+            hasRetiring.store(true, ordering: .relaxed)
+        }
         retireUnusedPlugins()
     }
 
@@ -381,7 +390,8 @@ final class RuntimeCore: @unchecked Sendable {
         let ready: [LoadedPlugin] = retiring.withLock { list in
             guard !list.isEmpty else { return [] }
             let idle = list.filter(\.isIdle)
-            list.removeAll { $0.isIdle }
+            list.removeAll { plugin in idle.contains { $0 === plugin } }
+            hasRetiring.store(!list.isEmpty, ordering: .relaxed)
             return idle
         }
         guard !ready.isEmpty, let unload = unloadPlugin.withLock({ $0 }) else { return }
