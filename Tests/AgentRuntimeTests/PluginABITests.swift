@@ -45,7 +45,8 @@ struct PluginProbeTests {
             let refused = harness.log.records { $0.message == "plugin refused" }
             #expect(refused.count == 1)
             #expect(refused.first?.metadata["plugin.path"]?.hasSuffix("b-crashing.so") == true)
-            #expect(refused.first?.metadata["reason"]?.contains("crashed while loading (signal 11") == true)
+            // (Signal 11 normally; under AddressSanitizer the probe exits with a status instead.)
+            #expect(refused.first?.metadata["reason"]?.contains("crashed while loading") == true)
             #expect(harness.runtime.plugins.map(\.name) == ["echo-plugin", "greeter-plugin"])
             let answer = try await harness.call("echo/x", "Echo", #"{"text": "alive"}"#)
             #expect(answer == #"{"text": "alive"}"#)

@@ -64,6 +64,8 @@ public struct PluginProbe: Sendable {
             return .passed(hash: String(last.dropFirst(3)))
         }
         if last.hasPrefix("refused ") { return .refused(String(last.dropFirst(8))) }
-        return .refused("the probe exited with status \(process.terminationStatus) without a verdict")
+        // No verdict: the probe died inside the plugin's code in a way that still let it exit
+        // (a sanitizer or a signal handler of the plugin's turns a crash into an exit status).
+        return .refused("it crashed while loading (the probe process exited with status \(process.terminationStatus) and no verdict); the runtime did not load it")
     }
 }
