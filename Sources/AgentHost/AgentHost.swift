@@ -22,7 +22,10 @@ public final class AgentHost: Sendable {
         public var maxMessageBytes: Int
         /// How long a caller waits for an RPC's answer before the host answers with an error.
         public var rpcTimeout: Duration
-        /// Poller threads serving calls.
+        /// Poller threads serving calls. One by default: each has its own completion queue,
+        /// and with gRPC's default poller a message read on one thread and completed on another
+        /// costs a hand-off (measured on 2 cores: RPC p50 275 → 184 µs, p99 441 → 268 µs with
+        /// one; Benchmarks/compare).
         public var pollerThreads: Int
         /// What may wait for one connection that reads slowly; past it, events for it are
         /// dropped (counted and logged) and requests to it are answered with an error.
@@ -39,7 +42,7 @@ public final class AgentHost: Sendable {
             listen: String = "127.0.0.1:50051",
             maxMessageBytes: Int = 4 * 1024 * 1024,
             rpcTimeout: Duration = .seconds(60),
-            pollerThreads: Int = 2,
+            pollerThreads: Int = 1,
             queueLimits: QueueLimits = QueueLimits(),
             credentials: ServerCredentials = .insecure,
             authTokens: [String] = []

@@ -31,6 +31,9 @@ public final class WorkerClient: Sendable {
 
     private struct State: ~Copyable {
         var pending: [String: ResponseSlot] = [:]
+        var deadlines: [String: (at: ContinuousClock.Instant, target: AgentID, timeout: Duration)] = [:]
+        /// A deadline sweeper is running.
+        var sweeping = false
         var nextID: UInt64 = 1
         var events: [AsyncStream<Event>.Continuation] = []
         var closedStatus: Status?
@@ -72,40 +75,65 @@ public final class WorkerClient: Sendable {
     /// - Throws: ``RuntimeError`` with the error text the host or the agent sent back.
     public func send(_ payload: [UInt8], messageType: String, contentType: String = "application/json",
                      to target: AgentID, timeout: Duration = .seconds(60)) async throws -> Response {
-        try await start(payload, messageType: messageType, contentType: contentType, to: target, timeout: timeout).value
+        try await issue(payload, messageType: messageType, contentType: contentType, to: target, timeout: timeout).value()
     }
 
     /// Writes an RPC to the stream now (so that requests started one after the other reach
     /// the host in that order) and returns a task that waits for its answer.
     public func start(_ payload: [UInt8], messageType: String, contentType: String = "application/json",
                       to target: AgentID, timeout: Duration = .seconds(60)) -> Task<Response, any Error> {
+        let slot = issue(payload, messageType: messageType, contentType: contentType, to: target, timeout: timeout)
+        return Task { try await slot.value() }
+    }
+
+    /// Writes the request and registers its answer slot, with its deadline (checked by one
+    /// sweeper per client, not a timer per call).
+    private func issue(_ payload: [UInt8], messageType: String, contentType: String, to target: AgentID,
+                       timeout: Duration) -> ResponseSlot {
         let slot = ResponseSlot()
-        let (id, closed): (String, Status?) = state.withLock { state in
+        let deadline = ContinuousClock.now + timeout
+        let (id, closed, startSweeper): (String, Status?, Bool) = state.withLock { state in
             defer { state.nextID += 1 }
             let id = "c\(state.nextID)"
-            if state.closedStatus == nil { state.pending[id] = slot }
-            return (id, state.closedStatus)
+            guard state.closedStatus == nil else { return (id, state.closedStatus, false) }
+            state.pending[id] = slot
+            state.deadlines[id] = (deadline, target, timeout)
+            defer { state.sweeping = true }
+            return (id, nil, !state.sweeping)
         }
         if let closed {
             slot.fulfil(.failure(RuntimeError("the channel to the host is closed (\(closed))")))
-        } else {
-            let bytes = payload.withUnsafeBytes {
-                OutboundCodec.request(
-                    id: id, senderType: nil, senderKey: nil, targetType: target.type, targetKey: target.key,
-                    messageType: messageType, contentType: contentType, payload: $0)
-            }
-            if !connection.send(MessageBuffer(bytes)) {
-                resolve(id, .failure(RuntimeError("the channel to the host is closed")))
-            }
+            return slot
         }
-        return Task { [weak self] in
-            let expiry = Task { [weak self] in
-                try await Task.sleep(for: timeout)
-                self?.resolve(id, .failure(RuntimeError("no answer from \(target) within \(timeout)")))
+        if startSweeper { startDeadlineSweeper() }
+        let bytes = payload.withUnsafeBytes {
+            OutboundCodec.request(
+                id: id, senderType: nil, senderKey: nil, targetType: target.type, targetKey: target.key,
+                messageType: messageType, contentType: contentType, payload: $0)
+        }
+        if !connection.send(MessageBuffer(bytes)) {
+            resolve(id, .failure(RuntimeError("the channel to the host is closed")))
+        }
+        return slot
+    }
+
+    /// Answers the requests past their deadline; runs while any request waits.
+    private func startDeadlineSweeper() {
+        Task { [weak self] in
+            while let self {
+                try? await Task.sleep(for: .milliseconds(50))
+                let now = ContinuousClock.now
+                let (expired, more) = self.state.withLock { state -> ([(String, AgentID, Duration)], Bool) in
+                    let expired = state.deadlines.filter { $0.value.at <= now }.map { ($0.key, $0.value.target, $0.value.timeout) }
+                    for (id, _, _) in expired { state.deadlines[id] = nil }
+                    state.sweeping = !state.deadlines.isEmpty
+                    return (expired, state.sweeping)
+                }
+                for (id, target, timeout) in expired {
+                    self.resolve(id, .failure(RuntimeError("no answer from \(target) within \(timeout)")))
+                }
+                if !more { return }
             }
-            defer { expiry.cancel() }
-            _ = self
-            return try await slot.value()
         }
     }
 
@@ -134,7 +162,10 @@ public final class WorkerClient: Sendable {
     }
 
     private func resolve(_ id: String, _ result: Result<Response, any Error>) {
-        let slot = state.withLock { $0.pending.removeValue(forKey: id) }
+        let slot = state.withLock { state in
+            state.deadlines[id] = nil
+            return state.pending.removeValue(forKey: id)
+        }
         slot?.fulfil(result)
     }
 

@@ -61,8 +61,7 @@ struct RunCommand: AsyncParsableCommand {
             }
         }
         let logger = makeLogger(label: "agentd.run", level: Logger.Level(rawValue: settings.logLevel) ?? .info)
-        var embedded = settings.host.hostConfiguration(listen: listen ?? settings.host.listen)
-        embedded.pollerThreads = 2
+        let embedded = settings.host.hostConfiguration(listen: listen ?? settings.host.listen)
         let runtime = try AgentRuntime(
             configuration: .init(
                 hostAddress: hostAddress, embeddedHost: embedded,
