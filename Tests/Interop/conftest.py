@@ -26,7 +26,7 @@ import time
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional, Tuple, Sequence
 
 import pytest
 
@@ -73,8 +73,12 @@ def agentd_path() -> Path:
     return Path(os.environ.get("AGENTD") or REPO / ".build" / "debug" / "agentd")
 
 
-class HostProcess:
-    """A host subprocess: its address once it serves, and its stderr for failure reports."""
+class ChildProcess:
+    """A host or runtime subprocess: its stdout lines as they come (waited for with a deadline),
+    its stderr for failure reports, and a stop that leaves nothing behind."""
+
+    #: How failure messages name the process.
+    name = "process"
 
     def __init__(self, argv: List[str], cwd: Optional[Path] = None) -> None:
         self.argv = argv
@@ -86,31 +90,31 @@ class HostProcess:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             cwd=cwd,
-            start_new_session=True,  # a Ctrl-C of pytest does not hit the host first
+            start_new_session=True,  # a Ctrl-C of pytest does not hit the child first
         )
         self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
-        self.extra_stdout: List[str] = []
+        #: Every stdout line read so far.
+        self.stdout_lines: List[str] = []
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
         self._reader.start()
-        self.address = self._wait_listening()
 
     def _read_stdout(self) -> None:
-        # Keeps draining stdout for the host's whole life, so a chatty host never blocks on it.
+        # Keeps draining stdout for the child's whole life, so a chatty one never blocks on it.
         assert self.proc.stdout is not None
         for raw in self.proc.stdout:
             self._lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
         self._lines.put(None)
 
-    def _wait_listening(self) -> str:
+    def wait_line(self, pattern: "re.Pattern[str]", what: str) -> "re.Match[str]":
+        """The next stdout line matching ``pattern``, within STARTUP_DEADLINE (else the test fails)."""
         deadline = time.monotonic() + STARTUP_DEADLINE
-        seen: List[str] = []
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.terminate()
                 pytest.fail(
-                    f"host did not print 'listening on HOST:PORT' within {STARTUP_DEADLINE:.0f}s\n"
-                    f"command: {self.argv}\nstdout so far: {seen!r}\nstderr:\n{self.stderr()}",
+                    f"{self.name} did not print '{what}' within {STARTUP_DEADLINE:.0f}s\ncommand: {self.argv}\n"
+                    f"stdout so far: {self.stdout_lines!r}\nstderr:\n{self.stderr()}",
                     pytrace=False,
                 )
             try:
@@ -120,22 +124,22 @@ class HostProcess:
             if line is None:
                 code = self.proc.wait()
                 pytest.fail(
-                    f"host exited with status {code} before serving\ncommand: {self.argv}\n"
-                    f"stdout: {seen!r}\nstderr:\n{self.stderr()}",
+                    f"{self.name} exited with status {code} before printing '{what}'\ncommand: {self.argv}\n"
+                    f"stdout: {self.stdout_lines!r}\nstderr:\n{self.stderr()}",
                     pytrace=False,
                 )
-            match = LISTENING.match(line)
+            self.stdout_lines.append(line)
+            match = pattern.match(line)
             if match:
-                return f"{match.group(1)}:{match.group(2)}"
-            seen.append(line)
+                return match
 
     def stderr(self) -> str:
         self._stderr.flush()
         self._stderr.seek(0)
         return self._stderr.read().decode("utf-8", "replace")
 
-    def terminate(self) -> tuple[Optional[int], bool]:
-        """Stop the host. Returns (status if it had already exited by itself, whether it needed SIGKILL)."""
+    def terminate(self) -> Tuple[Optional[int], bool]:
+        """Stop it. Returns (status if it had already exited by itself, whether it needed SIGKILL)."""
         died = self.proc.poll()
         killed = False
         if died is None:
@@ -146,13 +150,24 @@ class HostProcess:
                 self.proc.kill()
                 self.proc.wait()
                 killed = True
-        # The host runs in its own session (process group): end anything it left behind.
+        # It runs in its own session (process group): end anything it left behind.
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         self._reader.join(timeout=5)
         return died, killed
+
+
+class HostProcess(ChildProcess):
+    """A host subprocess: its address once it serves, and its stderr for failure reports."""
+
+    name = "host"
+
+    def __init__(self, argv: List[str], cwd: Optional[Path] = None) -> None:
+        super().__init__(argv, cwd)
+        match = self.wait_line(LISTENING, "listening on HOST:PORT")
+        self.address = f"{match.group(1)}:{match.group(2)}"
 
 
 def start_host(extra_args: Sequence[str] = ()) -> HostProcess:

@@ -20,14 +20,12 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +35,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import pytest
 from autogen_core import MessageSerializer
 
-from conftest import HERE, LISTENING, REPO, STARTUP_DEADLINE, HostProcess, agentd_path, host_kind
+from conftest import HERE, LISTENING, REPO, STARTUP_DEADLINE, ChildProcess, HostProcess, agentd_path, host_kind
 
 OUR_HOST = "our-host"
 AUTOGEN_HOST = "autogen-host"
@@ -63,74 +61,28 @@ def plugin_build_dir() -> Path:
 # --- The runtime process ---------------------------------------------------------------------------
 
 
-class RuntimeProcess:
+class RuntimeProcess(ChildProcess):
     """``agentd run`` as a subprocess: its stdout lines as they come, and its stderr."""
 
+    name = "agentd run"
+
     def __init__(self, argv: List[str], cwd: Path, embedded: bool) -> None:
-        self.argv = argv
+        super().__init__(argv, cwd)
         self.embedded = embedded
-        # Append mode: the child writes at the end whatever offset a reader seeks to.
-        self._stderr = tempfile.TemporaryFile(mode="a+b")
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, cwd=cwd,
-            start_new_session=True,
-        )
-        self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
-        self.stdout_lines: List[str] = []
-        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
-        self._reader.start()
         self.address: Optional[str] = None
         #: Set once the test itself stopped the process (its exit is then no failure).
         self.stopped_by_test = False
         if embedded:
-            match = self._wait_line(LISTENING, "listening on HOST:PORT")
+            match = self.wait_line(LISTENING, "listening on HOST:PORT")
             self.address = f"{match.group(1)}:{match.group(2)}"
-        match = self._wait_line(READY, "ready: <plugins>")
+        match = self.wait_line(READY, "ready: <plugins>")
         self.ready_line = match.group(0)
         #: The plugins the ready line lists, as "name version".
         self.plugins = [p.strip() for p in match.group(1).split(",") if p.strip()]
 
-    def _read_stdout(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self._lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
-        self._lines.put(None)
-
-    def _wait_line(self, pattern: "re.Pattern[str]", what: str) -> "re.Match[str]":
-        deadline = time.monotonic() + STARTUP_DEADLINE
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.terminate()
-                pytest.fail(
-                    f"agentd run did not print '{what}' within {STARTUP_DEADLINE:.0f}s\ncommand: {self.argv}\n"
-                    f"stdout so far: {self.stdout_lines!r}\nstderr:\n{self.stderr()}",
-                    pytrace=False,
-                )
-            try:
-                line = self._lines.get(timeout=min(remaining, 0.25))
-            except queue.Empty:
-                continue
-            if line is None:
-                code = self.proc.wait()
-                pytest.fail(
-                    f"agentd run exited with status {code} before printing '{what}'\ncommand: {self.argv}\n"
-                    f"stdout: {self.stdout_lines!r}\nstderr:\n{self.stderr()}",
-                    pytrace=False,
-                )
-            self.stdout_lines.append(line)
-            match = pattern.match(line)
-            if match:
-                return match
-
     def plugin_names(self) -> List[str]:
         """The names of the plugins in service (from the ready line)."""
         return [p.split()[0] for p in self.plugins]
-
-    def stderr(self) -> str:
-        self._stderr.flush()
-        self._stderr.seek(0)
-        return self._stderr.read().decode("utf-8", "replace")
 
     def sigterm(self, deadline: float = SHUTDOWN_DEADLINE) -> Tuple[Optional[int], float]:
         """SIGTERM; returns (exit status or None if still running after ``deadline``, seconds taken)."""
@@ -161,25 +113,6 @@ class RuntimeProcess:
             if self.proc.poll() is not None or time.monotonic() > end:
                 pytest.fail(f"agentd run never installed a SIGTERM handler within {deadline:.0f}s", pytrace=False)
             time.sleep(0.005)
-
-    def terminate(self) -> Tuple[Optional[int], bool]:
-        """Stop it. Returns (status if it had already exited by itself, whether it needed SIGKILL)."""
-        died = self.proc.poll()
-        killed = False
-        if died is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                killed = True
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self._reader.join(timeout=5)
-        return died, killed
 
 
 @dataclass

@@ -1,0 +1,437 @@
+// plugin_json.h — a small, strict JSON scanner and writer for the example and test plugins.
+//
+// Not part of the plugin ABI (that is agent_plugin.h alone): a helper the C plugins in this
+// repository share, so that each reads its JSON payloads the same way. Include it in one .c
+// file of a plugin; everything here is `static`, so each plugin .so keeps its own copy and
+// plugins stay self-contained.
+#ifndef AGENTD_PLUGIN_JSON_H
+#define AGENTD_PLUGIN_JSON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// --- A small JSON scanner ---------------------------------------------------------------------
+//
+// Validates a whole JSON document and extracts one top-level string member of an object.
+// Strict RFC 8259: no trailing commas, no comments, no leading zeros, UTF-8 validated,
+// control characters must be escaped, unpaired surrogate escapes are refused (they have no UTF-8
+// form). Nesting is limited so that a hostile payload cannot exhaust the stack.
+
+enum { JSON_MAX_DEPTH = 128 };
+
+typedef struct json_scanner {
+    const uint8_t *p;
+    const uint8_t *end;
+    const char *error;      // static text: why the document is malformed
+    size_t error_offset;    // where
+    const uint8_t *start;
+} json_scanner;
+
+typedef struct json_buffer {
+    char *data;
+    size_t length;
+    size_t capacity;
+    bool out_of_memory;
+} json_buffer;
+
+static void buffer_free(json_buffer *b) {
+    free(b->data);
+    b->data = NULL;
+    b->length = b->capacity = 0;
+}
+
+static void buffer_append(json_buffer *b, const void *bytes, size_t n) {
+    if (b->out_of_memory) return;
+    if (b->length + n + 1 > b->capacity) {
+        size_t capacity = b->capacity ? b->capacity : 64;
+        while (b->length + n + 1 > capacity) capacity *= 2;
+        char *grown = realloc(b->data, capacity);
+        if (!grown) {
+            b->out_of_memory = true;
+            return;
+        }
+        b->data = grown;
+        b->capacity = capacity;
+    }
+    memcpy(b->data + b->length, bytes, n);
+    b->length += n;
+    b->data[b->length] = '\0';
+}
+
+static void buffer_append_str(json_buffer *b, const char *text) { buffer_append(b, text, strlen(text)); }
+
+static bool json_error(json_scanner *s, const char *why) {
+    if (!s->error) {
+        s->error = why;
+        s->error_offset = (size_t)(s->p - s->start);
+    }
+    return false;
+}
+
+static void json_skip_space(json_scanner *s) {
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r')) s->p++;
+}
+
+static void utf8_encode(json_buffer *out, uint32_t cp) {
+    uint8_t b[4];
+    size_t n;
+    if (cp < 0x80) {
+        b[0] = (uint8_t)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        b[0] = (uint8_t)(0xC0 | (cp >> 6));
+        b[1] = (uint8_t)(0x80 | (cp & 0x3F));
+        n = 2;
+    } else if (cp < 0x10000) {
+        b[0] = (uint8_t)(0xE0 | (cp >> 12));
+        b[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+        b[2] = (uint8_t)(0x80 | (cp & 0x3F));
+        n = 3;
+    } else {
+        b[0] = (uint8_t)(0xF0 | (cp >> 18));
+        b[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
+        b[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+        b[3] = (uint8_t)(0x80 | (cp & 0x3F));
+        n = 4;
+    }
+    buffer_append(out, b, n);
+}
+
+// Length of the well-formed UTF-8 sequence at p (1..4), or 0 if it is not one.
+static size_t utf8_sequence_length(const uint8_t *p, const uint8_t *end) {
+    uint8_t c = p[0];
+    if (c < 0x80) return 1;
+    size_t n;
+    uint32_t cp;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+        cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if ((size_t)(end - p) < n) return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+static bool json_hex4(json_scanner *s, uint32_t *value) {
+    if (s->end - s->p < 4) return json_error(s, "truncated \\u escape");
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) {
+        uint8_t c = s->p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (uint32_t)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (uint32_t)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (uint32_t)(c - 'A' + 10);
+        else return json_error(s, "bad hex digit in \\u escape");
+    }
+    s->p += 4;
+    *value = v;
+    return true;
+}
+
+// Scans a string starting at its opening quote; decodes it into `out` when `out` is not NULL.
+static bool json_string(json_scanner *s, json_buffer *out) {
+    s->p++;  // the opening quote
+    for (;;) {
+        if (s->p >= s->end) return json_error(s, "unterminated string");
+        uint8_t c = *s->p;
+        if (c == '"') {
+            s->p++;
+            return true;
+        }
+        if (c < 0x20) return json_error(s, "unescaped control character in string");
+        if (c == '\\') {
+            s->p++;
+            if (s->p >= s->end) return json_error(s, "unterminated escape");
+            uint8_t e = *s->p++;
+            char simple = 0;
+            switch (e) {
+            case '"': simple = '"'; break;
+            case '\\': simple = '\\'; break;
+            case '/': simple = '/'; break;
+            case 'b': simple = '\b'; break;
+            case 'f': simple = '\f'; break;
+            case 'n': simple = '\n'; break;
+            case 'r': simple = '\r'; break;
+            case 't': simple = '\t'; break;
+            case 'u': {
+                uint32_t cp;
+                if (!json_hex4(s, &cp)) return false;
+                if (cp >= 0xDC00 && cp <= 0xDFFF) return json_error(s, "unpaired low surrogate escape");
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    uint32_t low;
+                    if (s->end - s->p < 2 || s->p[0] != '\\' || s->p[1] != 'u')
+                        return json_error(s, "unpaired high surrogate escape");
+                    s->p += 2;
+                    if (!json_hex4(s, &low)) return false;
+                    if (low < 0xDC00 || low > 0xDFFF) return json_error(s, "unpaired high surrogate escape");
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+                }
+                if (out) utf8_encode(out, cp);
+                continue;
+            }
+            default:
+                s->p--;
+                return json_error(s, "invalid escape in string");
+            }
+            if (out) buffer_append(out, &simple, 1);
+            continue;
+        }
+        size_t n = utf8_sequence_length(s->p, s->end);
+        if (n == 0) return json_error(s, "invalid UTF-8 in string");
+        if (out) buffer_append(out, s->p, n);
+        s->p += n;
+    }
+}
+
+static bool json_digits(json_scanner *s) {
+    if (s->p >= s->end || *s->p < '0' || *s->p > '9') return json_error(s, "malformed number");
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') s->p++;
+    return true;
+}
+
+static bool json_number(json_scanner *s) {
+    if (*s->p == '-') s->p++;
+    if (s->p < s->end && *s->p == '0') {
+        s->p++;
+    } else if (!json_digits(s)) {
+        return false;
+    }
+    if (s->p < s->end && *s->p == '.') {
+        s->p++;
+        if (!json_digits(s)) return false;
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        s->p++;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-')) s->p++;
+        if (!json_digits(s)) return false;
+    }
+    return true;
+}
+
+static bool json_literal(json_scanner *s, const char *word) {
+    size_t n = strlen(word);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0) return json_error(s, "unexpected character");
+    s->p += n;
+    return true;
+}
+
+typedef enum json_kind { JSON_STRING, JSON_OTHER } json_kind;
+
+static bool json_value(json_scanner *s, int depth, json_kind *kind);
+
+static bool json_container(json_scanner *s, int depth, bool object) {
+    if (depth >= JSON_MAX_DEPTH) return json_error(s, "nested too deeply");
+    s->p++;  // '{' or '['
+    json_skip_space(s);
+    uint8_t close = object ? '}' : ']';
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return true;
+    }
+    for (;;) {
+        json_kind kind;
+        if (object) {
+            json_skip_space(s);
+            if (s->p >= s->end || *s->p != '"') return json_error(s, "expected a member name");
+            if (!json_string(s, NULL)) return false;
+            json_skip_space(s);
+            if (s->p >= s->end || *s->p != ':') return json_error(s, "expected ':'");
+            s->p++;
+        }
+        if (!json_value(s, depth + 1, &kind)) return false;
+        json_skip_space(s);
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            continue;
+        }
+        if (s->p < s->end && *s->p == close) {
+            s->p++;
+            return true;
+        }
+        return json_error(s, object ? "expected ',' or '}'" : "expected ',' or ']'");
+    }
+}
+
+static bool json_value(json_scanner *s, int depth, json_kind *kind) {
+    json_skip_space(s);
+    if (s->p >= s->end) return json_error(s, "unexpected end of input");
+    *kind = JSON_OTHER;
+    switch (*s->p) {
+    case '{': return json_container(s, depth, true);
+    case '[': return json_container(s, depth, false);
+    case '"': *kind = JSON_STRING; return json_string(s, NULL);
+    case 't': return json_literal(s, "true");
+    case 'f': return json_literal(s, "false");
+    case 'n': return json_literal(s, "null");
+    default:
+        if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')) return json_number(s);
+        return json_error(s, "unexpected character");
+    }
+}
+
+typedef enum json_member_result {
+    MEMBER_FOUND,       // `value` holds the decoded string
+    MEMBER_MISSING,
+    MEMBER_NOT_STRING,
+    MEMBER_MALFORMED,   // the document is not valid JSON, or not an object (see scanner.error)
+    MEMBER_NO_MEMORY,
+} json_member_result;
+
+// Validates `json` as a whole and finds the top-level object member `name` (the last one if it
+// is repeated). On MEMBER_FOUND `value` holds the decoded, NUL-terminated string (free it with
+// buffer_free); on MEMBER_MALFORMED `s->error` and `s->error_offset` say why.
+static json_member_result json_find_string_member(json_scanner *s, agentd_bytes json, const char *name,
+                                                  json_buffer *value) {
+    static const uint8_t empty[1];
+    memset(value, 0, sizeof *value);
+    s->start = s->p = json.data ? json.data : empty;
+    s->end = s->p + json.length;
+    s->error = NULL;
+    s->error_offset = 0;
+
+    json_skip_space(s);
+    if (s->p >= s->end) {
+        json_error(s, "empty payload");
+        return MEMBER_MALFORMED;
+    }
+    if (*s->p != '{') {
+        json_kind kind;
+        if (json_value(s, 0, &kind)) {
+            json_skip_space(s);
+            if (s->p != s->end) json_error(s, "trailing characters after the JSON value");
+            else json_error(s, "the top-level value is not an object");
+        }
+        return MEMBER_MALFORMED;
+    }
+
+    json_member_result result = MEMBER_MISSING;
+    s->p++;
+    json_skip_space(s);
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+    } else {
+        json_buffer key = {0};
+        for (;;) {
+            json_skip_space(s);
+            if (s->p >= s->end || *s->p != '"') {
+                json_error(s, "expected a member name");
+                goto malformed;
+            }
+            key.length = 0;
+            if (!json_string(s, &key)) goto malformed;
+            if (key.out_of_memory) goto no_memory;
+            json_skip_space(s);
+            if (s->p >= s->end || *s->p != ':') {
+                json_error(s, "expected ':'");
+                goto malformed;
+            }
+            s->p++;
+            json_skip_space(s);
+            bool wanted = key.length == strlen(name) && memcmp(key.data, name, key.length) == 0;
+            if (wanted && s->p < s->end && *s->p == '"') {
+                value->length = 0;
+                if (!json_string(s, value)) goto malformed;
+                if (value->out_of_memory) goto no_memory;
+                if (!value->data) buffer_append(value, "", 0);  // an empty string still gets a buffer
+                if (value->out_of_memory) goto no_memory;
+                result = MEMBER_FOUND;
+            } else {
+                json_kind kind;
+                if (!json_value(s, 1, &kind)) goto malformed;
+                if (wanted) result = MEMBER_NOT_STRING;
+            }
+            json_skip_space(s);
+            if (s->p < s->end && *s->p == ',') {
+                s->p++;
+                continue;
+            }
+            if (s->p < s->end && *s->p == '}') {
+                s->p++;
+                break;
+            }
+            json_error(s, "expected ',' or '}'");
+            goto malformed;
+        }
+        buffer_free(&key);
+        goto done;
+    malformed:
+        buffer_free(&key);
+        buffer_free(value);
+        return MEMBER_MALFORMED;
+    no_memory:
+        buffer_free(&key);
+        buffer_free(value);
+        return MEMBER_NO_MEMORY;
+    }
+done:
+    json_skip_space(s);
+    if (s->p != s->end) {
+        buffer_free(value);
+        json_error(s, "trailing characters after the JSON value");
+        return MEMBER_MALFORMED;
+    }
+    if (result != MEMBER_FOUND) buffer_free(value);
+    return result;
+}
+
+// Appends `length` bytes of `text` as a JSON string literal, quotes included. Bytes that are not
+// well-formed UTF-8 become U+FFFD, so the output is valid JSON whatever the input.
+static void json_append_string(json_buffer *out, const char *text, size_t length) {
+    static const char hex[] = "0123456789abcdef";
+    const uint8_t *p = (const uint8_t *)text, *end = p + length;
+    buffer_append(out, "\"", 1);
+    while (p < end) {
+        uint8_t c = *p;
+        char escape[7];
+        size_t n = 0;
+        switch (c) {
+        case '"': n = 2; memcpy(escape, "\\\"", 2); break;
+        case '\\': n = 2; memcpy(escape, "\\\\", 2); break;
+        case '\b': n = 2; memcpy(escape, "\\b", 2); break;
+        case '\f': n = 2; memcpy(escape, "\\f", 2); break;
+        case '\n': n = 2; memcpy(escape, "\\n", 2); break;
+        case '\r': n = 2; memcpy(escape, "\\r", 2); break;
+        case '\t': n = 2; memcpy(escape, "\\t", 2); break;
+        default:
+            if (c < 0x20) {
+                memcpy(escape, "\\u00", 4);
+                escape[4] = hex[c >> 4];
+                escape[5] = hex[c & 0xF];
+                n = 6;
+            }
+        }
+        if (n) {
+            buffer_append(out, escape, n);
+            p++;
+            continue;
+        }
+        size_t run = utf8_sequence_length(p, end);
+        if (run == 0) {
+            buffer_append(out, "\\ufffd", 6);
+            p++;
+            continue;
+        }
+        buffer_append(out, p, run);
+        p += run;
+    }
+    buffer_append(out, "\"", 1);
+}
+
+#endif
