@@ -18,6 +18,14 @@
 // Usage: core-pingpong [rounds] [stream_count]      (defaults 20000, 100000)
 // Output: one `name=value` line per figure on stdout.
 //
+// The same exchange across two processes (the echo server in one, the client in another):
+//   core-pingpong --serve               the echo server alone on 127.0.0.1:0: prints
+//                                       `listening on 127.0.0.1:PORT`, serves one call after
+//                                       another until stdin reaches EOF or SIGTERM arrives
+//   core-pingpong --connect PORT [rounds]
+//                                       the client alone against 127.0.0.1:PORT: the ping-pong
+//                                       phase only; prints the pingpong_* figures
+//
 // Build by hand: gcc -O2 -Wall -Wextra -o core-pingpong main.c -lgrpc -lgpr -lpthread
 
 #include <grpc/byte_buffer.h>
@@ -30,12 +38,16 @@
 #include <grpc/support/time.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <time.h>
+#include <unistd.h>
 
 enum { WARMUP = 1000, MESSAGE_SIZE = 100 };
 enum { DEFAULT_ROUNDS = 20000, DEFAULT_STREAM_COUNT = 100000 };
@@ -150,6 +162,8 @@ static struct {
     enum { STATUS_UNSENT, STATUS_SENDING, STATUS_SENT } status;
     int md_sent, closed;  // initial metadata sent; RECV_CLOSE_ON_SERVER completed
 
+    int serve_many;  // --serve: after a call finishes, wait for the next one
+
     pthread_mutex_t mutex;  // guards the flags below, for the main thread
     pthread_cond_t cond;
     int call_finished, shutdown_done;
@@ -226,17 +240,38 @@ static void server_pump(void) {
     }
 }
 
+static void server_request_call(void) {
+    grpc_call_details_init(&srv.details);
+    grpc_metadata_array_init(&srv.request_metadata);
+    if (grpc_server_request_call(srv.server, &srv.call, &srv.details, &srv.request_metadata,
+                                 srv.cq, srv.cq, tag_for(SRV_NEW_CALL)) != GRPC_CALL_OK) {
+        die("grpc_server_request_call failed");
+    }
+}
+
 static void server_maybe_finish(void) {
     if (srv.status == STATUS_SENT && srv.closed && srv.md_sent && srv.call != NULL) {
         grpc_call_unref(srv.call);
         srv.call = NULL;
-        server_signal(&srv.call_finished);
+        if (srv.serve_many) {
+            // Ready for the next call (on this poller thread; the main thread only waits).
+            grpc_call_details_destroy(&srv.details);
+            grpc_metadata_array_destroy(&srv.request_metadata);
+            srv.cancelled = 0;
+            srv.client_done = 0;
+            srv.status = STATUS_UNSENT;
+            srv.md_sent = srv.closed = 0;
+            server_request_call();
+        } else {
+            server_signal(&srv.call_finished);
+        }
     }
 }
 
 static void server_handle(enum op_kind kind, int success) {
     switch (kind) {
     case SRV_NEW_CALL: {
+        if (!success && srv.serve_many) break;  // the server is shutting down
         if (!success) die("grpc_server_request_call failed");
         if (!grpc_slice_eq(srv.details.method, grpc_slice_from_static_string(kMethod))) {
             die("unexpected method");
@@ -497,7 +532,7 @@ static long parse_count(const char *text, const char *name) {
     long value = strtol(text, &end, 10);
     if (errno != 0 || end == text || *end != '\0' || value < 1 || value > 100000000) {
         fprintf(stderr, "core-pingpong: bad %s '%s' (want 1...100000000)\n", name, text);
-        fprintf(stderr, "usage: core-pingpong [rounds] [stream_count]\n");
+        fprintf(stderr, "usage: core-pingpong [rounds] [stream_count] | --serve | --connect PORT [rounds]\n");
         exit(64);
     }
     return value;
@@ -519,17 +554,8 @@ static void start_thread(pthread_t *thread, void *(*body)(void *)) {
     if (pthread_create(thread, NULL, body, NULL) != 0) die("pthread_create failed");
 }
 
-int main(int argc, char **argv) {
-    if (argc > 3) {
-        fprintf(stderr, "usage: core-pingpong [rounds] [stream_count]\n");
-        return 64;
-    }
-    long rounds = argc > 1 ? parse_count(argv[1], "rounds") : DEFAULT_ROUNDS;
-    long stream_count = argc > 2 ? parse_count(argv[2], "stream_count") : DEFAULT_STREAM_COUNT;
-
-    grpc_init();
-
-    // Server on 127.0.0.1, port picked by the kernel.
+// Starts the echo server on 127.0.0.1 (port picked by the kernel) and its poller thread.
+static int server_start(void) {
     srv.cq = grpc_completion_queue_create_for_next(NULL);
     srv.server = grpc_server_create(NULL, NULL);
     grpc_server_register_completion_queue(srv.server, srv.cq, NULL);
@@ -538,15 +564,31 @@ int main(int argc, char **argv) {
     grpc_server_credentials_release(server_creds);
     if (port == 0) die("grpc_server_add_http2_port failed");
     grpc_server_start(srv.server);
-    grpc_call_details_init(&srv.details);
-    grpc_metadata_array_init(&srv.request_metadata);
-    if (grpc_server_request_call(srv.server, &srv.call, &srv.details, &srv.request_metadata,
-                                 srv.cq, srv.cq, tag_for(SRV_NEW_CALL)) != GRPC_CALL_OK) {
-        die("grpc_server_request_call failed");
-    }
+    server_request_call();
     start_thread(&srv.thread, server_poller);
+    return port;
+}
 
-    // Client channel, queue and poller.
+// Shuts the server down (cancelling what is left) and joins its poller thread.
+static void server_stop(void) {
+    grpc_server_shutdown_and_notify(srv.server, srv.cq, tag_for(SRV_SHUTDOWN));
+    grpc_server_cancel_all_calls(srv.server);
+    lock(&srv.mutex);
+    while (!srv.shutdown_done) pthread_cond_wait(&srv.cond, &srv.mutex);
+    unlock(&srv.mutex);
+    grpc_server_destroy(srv.server);
+    grpc_completion_queue_shutdown(srv.cq);
+    pthread_join(srv.thread, NULL);
+    grpc_completion_queue_destroy(srv.cq);
+    grpc_call_details_destroy(&srv.details);
+    grpc_metadata_array_destroy(&srv.request_metadata);
+    free(srv.pending.items);
+}
+
+// The client's whole run against `port`: open the stream, ping-pong, stream (unless
+// stream_count is 0), half-close and wait for the status, tear down. Returns the stream
+// phase's duration in ns (0 when skipped); the round trips are left in cli.rtt_ns.
+static uint64_t client_run(int port, long rounds, long stream_count) {
     char target[64];
     snprintf(target, sizeof target, "127.0.0.1:%d", port);
     grpc_channel_credentials *channel_creds = grpc_insecure_credentials_create();
@@ -598,15 +640,18 @@ int main(int argc, char **argv) {
     client_wait_done();
 
     // Stream: back-to-back sends (one in flight), echoes read as they come.
-    cli.phase = PHASE_STREAM;
-    cli.stream_count = stream_count;
-    cli.received = 0;
-    cli.sent = 1;
-    uint64_t stream_start_ns = now_ns();
-    client_recv_message();
-    client_send_message();
-    client_wait_done();
-    uint64_t stream_ns = cli.stream_end_ns - stream_start_ns;
+    uint64_t stream_ns = 0;
+    if (stream_count > 0) {
+        cli.phase = PHASE_STREAM;
+        cli.stream_count = stream_count;
+        cli.received = 0;
+        cli.sent = 1;
+        uint64_t stream_start_ns = now_ns();
+        client_recv_message();
+        client_send_message();
+        client_wait_done();
+        stream_ns = cli.stream_end_ns - stream_start_ns;
+    }
 
     // Close: half-close, then wait for it and for the status.
     cli.phase = PHASE_CLOSE;
@@ -622,13 +667,8 @@ int main(int argc, char **argv) {
         char *details = grpc_slice_to_c_string(cli.status_details);
         fprintf(stderr, "core-pingpong: status %d: %s\n", (int)cli.status, details);
         gpr_free(details);
-        return 2;
+        exit(2);
     }
-
-    // The server call finishes once its status is sent and the call closed.
-    lock(&srv.mutex);
-    while (!srv.call_finished) pthread_cond_wait(&srv.cond, &srv.mutex);
-    unlock(&srv.mutex);
 
     // Tear down the client.
     grpc_call_unref(cli.call);
@@ -640,30 +680,103 @@ int main(int argc, char **argv) {
     grpc_metadata_array_destroy(&cli.trailing_metadata);
     grpc_slice_unref(cli.status_details);
     grpc_slice_unref(cli.message);
+    return stream_ns;
+}
 
-    // Tear down the server.
-    grpc_server_shutdown_and_notify(srv.server, srv.cq, tag_for(SRV_SHUTDOWN));
-    grpc_server_cancel_all_calls(srv.server);
-    lock(&srv.mutex);
-    while (!srv.shutdown_done) pthread_cond_wait(&srv.cond, &srv.mutex);
-    unlock(&srv.mutex);
-    grpc_server_destroy(srv.server);
-    grpc_completion_queue_shutdown(srv.cq);
-    pthread_join(srv.thread, NULL);
-    grpc_completion_queue_destroy(srv.cq);
-    grpc_call_details_destroy(&srv.details);
-    grpc_metadata_array_destroy(&srv.request_metadata);
-    free(srv.pending.items);
-
-    grpc_shutdown();
-
-    // Figures.
+static void print_pingpong_figures(long rounds) {
     qsort(cli.rtt_ns, (size_t)rounds, sizeof *cli.rtt_ns, compare_u64);
     double sum = 0;
     for (long i = 0; i < rounds; i++) sum += (double)cli.rtt_ns[i];
     printf("pingpong_p50_us=%.1f\n", percentile_us(cli.rtt_ns, rounds, 50));
     printf("pingpong_p99_us=%.1f\n", percentile_us(cli.rtt_ns, rounds, 99));
     printf("pingpong_mean_us=%.1f\n", sum / (double)rounds / 1000.0);
+}
+
+// --serve: the echo server until stdin reaches EOF or SIGTERM arrives.
+static int serve(void) {
+    // SIGTERM is blocked before grpc_init, so every thread inherits the mask and the signal
+    // is only seen through the signalfd.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    if (pthread_sigmask(SIG_BLOCK, &signals, NULL) != 0) die("pthread_sigmask failed");
+    int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC);
+    if (signal_fd < 0) die("signalfd failed");
+
+    grpc_init();
+    srv.serve_many = 1;
+    int port = server_start();
+    printf("listening on 127.0.0.1:%d\n", port);
+    fflush(stdout);
+
+    struct pollfd fds[2] = {{.fd = 0, .events = POLLIN}, {.fd = signal_fd, .events = POLLIN}};
+    for (;;) {
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            die("poll failed");
+        }
+        if (fds[1].revents != 0) break;
+        if (fds[0].revents != 0) {
+            char buffer[256];
+            ssize_t n = read(0, buffer, sizeof buffer);
+            if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) break;
+        }
+    }
+    server_stop();
+    close(signal_fd);
+    grpc_shutdown();
+    return 0;
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: core-pingpong [rounds] [stream_count]\n"
+                    "       core-pingpong --serve\n"
+                    "       core-pingpong --connect PORT [rounds]\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--serve") == 0) {
+        if (argc != 2) {
+            usage();
+            return 64;
+        }
+        return serve();
+    }
+    if (argc > 1 && strcmp(argv[1], "--connect") == 0) {
+        if (argc < 3 || argc > 4) {
+            usage();
+            return 64;
+        }
+        int port = (int)parse_count(argv[2], "port");
+        long rounds = argc > 3 ? parse_count(argv[3], "rounds") : DEFAULT_ROUNDS;
+        grpc_init();
+        client_run(port, rounds, 0);
+        grpc_shutdown();
+        print_pingpong_figures(rounds);
+        free(cli.rtt_ns);
+        return 0;
+    }
+    if (argc > 3) {
+        usage();
+        return 64;
+    }
+    long rounds = argc > 1 ? parse_count(argv[1], "rounds") : DEFAULT_ROUNDS;
+    long stream_count = argc > 2 ? parse_count(argv[2], "stream_count") : DEFAULT_STREAM_COUNT;
+
+    grpc_init();
+    int port = server_start();
+    uint64_t stream_ns = client_run(port, rounds, stream_count);
+
+    // The server call finishes once its status is sent and the call closed.
+    lock(&srv.mutex);
+    while (!srv.call_finished) pthread_cond_wait(&srv.cond, &srv.mutex);
+    unlock(&srv.mutex);
+    server_stop();
+
+    grpc_shutdown();
+
+    // Figures.
+    print_pingpong_figures(rounds);
     printf("stream_msgs_per_s=%.0f\n", (double)stream_count / ((double)stream_ns / 1e9));
     free(cli.rtt_ns);
     return 0;

@@ -3,7 +3,15 @@
 // by `core-pingpong` (the identical exchange written in C directly against gRPC's C core) in
 // the same run, as ratios.
 //
-//   transport-bench [--rounds N] [--stream N] [--baseline PATH]
+// The ping-pong runs twice: with the echo server in this process (pingpong_*), and with it in a
+// child process (xpingpong_*: this binary started again with --serve; for the C baseline,
+// `core-pingpong --serve` and `core-pingpong --connect PORT`). The second is the floor of an
+// exchange between processes, which is what an RPC through the host is made of.
+//
+//   transport-bench [--rounds N] [--stream N] [--baseline PATH] [--no-cross]
+//   transport-bench --serve     the echo server alone: prints `listening on 127.0.0.1:PORT`,
+//                               serves until stdin reaches EOF or SIGTERM arrives
+import Dispatch
 import Foundation
 import GRPCTransport
 
@@ -12,6 +20,8 @@ struct Options {
     var warmup = 1_000
     var streamCount = 100_000
     var baseline: String? = nil
+    var serve = false
+    var crossProcess = true
 
     init(_ arguments: [String]) {
         var iterator = arguments.makeIterator()
@@ -20,6 +30,8 @@ struct Options {
             case "--rounds": rounds = Int(iterator.next() ?? "") ?? rounds
             case "--stream": streamCount = Int(iterator.next() ?? "") ?? streamCount
             case "--baseline": baseline = iterator.next()
+            case "--serve": serve = true
+            case "--no-cross": crossProcess = false
             default:
                 FileHandle.standardError.write("unknown argument \(argument)\n".data(using: .utf8)!)
                 exit(2)
@@ -108,21 +120,27 @@ func percentile(_ sorted: [UInt64], _ p: Double) -> Double {
     Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]) / 1000
 }
 
-func runOurs(_ options: Options) async throws -> [String: Double] {
-    let server = try Server(configuration: .init(address: "127.0.0.1:0", pollerThreads: 1), router: EchoRouter())
-    let channel = Channel(configuration: .init(target: "127.0.0.1:\(server.port)"))
+/// The ping-pong on one new stream of `channel`: figures named `prefix` + `_p50_us` etc.
+func runPingPong(_ channel: Channel, _ options: Options, prefix: String) throws -> [String: Double] {
     let payload = MessageBuffer([UInt8](repeating: 0x61, count: 100))
-    var figures: [String: Double] = [:]
-
     let pingPong = PingPongClient(payload: payload, total: options.rounds, warmup: options.warmup, streamMode: false)
     let call = try channel.makeStreamingCall(method: "/bench.Bench/PingPong", handler: pingPong)
     pingPong.start(call)
     pingPong.done.wait()
     call.halfClose()
     let sorted = pingPong.samples.sorted()
-    figures["pingpong_p50_us"] = percentile(sorted, 0.50)
-    figures["pingpong_p99_us"] = percentile(sorted, 0.99)
-    figures["pingpong_mean_us"] = Double(sorted.reduce(0, +)) / Double(sorted.count) / 1000
+    return [
+        "\(prefix)_p50_us": percentile(sorted, 0.50),
+        "\(prefix)_p99_us": percentile(sorted, 0.99),
+        "\(prefix)_mean_us": Double(sorted.reduce(0, +)) / Double(sorted.count) / 1000,
+    ]
+}
+
+func runOurs(_ options: Options) async throws -> [String: Double] {
+    let server = try Server(configuration: .init(address: "127.0.0.1:0", pollerThreads: 1), router: EchoRouter())
+    let channel = Channel(configuration: .init(target: "127.0.0.1:\(server.port)"))
+    let payload = MessageBuffer([UInt8](repeating: 0x61, count: 100))
+    var figures = try runPingPong(channel, options, prefix: "pingpong")
 
     let stream = PingPongClient(payload: payload, total: options.streamCount, warmup: 0, streamMode: true)
     let streamCall = try channel.makeStreamingCall(method: "/bench.Bench/Stream", handler: stream)
@@ -136,10 +154,58 @@ func runOurs(_ options: Options) async throws -> [String: Double] {
     return figures
 }
 
+/// The same ping-pong against an echo server in a child process (this binary with --serve):
+/// the xpingpong_* figures.
+func runOursCrossProcess(_ options: Options) async throws -> [String: Double] {
+    guard let child = ServerProcess.start([CommandLine.arguments[0], "--serve"]) else { return [:] }
+    let channel = Channel(configuration: .init(target: "127.0.0.1:\(child.port)"))
+    let figures = try runPingPong(channel, options, prefix: "xpingpong")
+    await channel.shutdown()
+    child.stop()
+    return figures
+}
+
+/// --serve: the echo server (as in the in-process run: one poller thread) until stdin reaches
+/// EOF or SIGTERM arrives.
+func serve() async throws {
+    let server = try Server(configuration: .init(address: "127.0.0.1:0", pollerThreads: 1), router: EchoRouter())
+    print("listening on 127.0.0.1:\(server.port)")
+    fflush(nil)
+    let stop = DispatchSemaphore(value: 0)
+    signal(SIGTERM, SIG_IGN)
+    let terminate = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
+    terminate.setEventHandler { stop.signal() }
+    terminate.resume()
+    DispatchQueue.global().async {
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while true {
+            let count = read(0, &buffer, buffer.count)
+            if count == 0 || (count < 0 && errno != EINTR) { break }
+        }
+        stop.signal()
+    }
+    stop.wait()
+    terminate.cancel()
+    await server.shutdown()
+}
+
 func runBaseline(_ path: String, _ options: Options) -> [String: Double] {
+    runBaseline(path, ["\(options.rounds)", "\(options.streamCount)"])
+}
+
+/// The C baseline's cross-process ping-pong: `core-pingpong --serve` in one child process,
+/// `core-pingpong --connect PORT ROUNDS` in another; its pingpong_* figures as xpingpong_*.
+func runBaselineCrossProcess(_ path: String, _ options: Options) -> [String: Double] {
+    guard let child = ServerProcess.start([path, "--serve"]) else { return [:] }
+    defer { child.stop() }
+    let figures = runBaseline(path, ["--connect", "\(child.port)", "\(options.rounds)"])
+    return Dictionary(uniqueKeysWithValues: figures.map { ("x" + $0.key, $0.value) })
+}
+
+func runBaseline(_ path: String, _ arguments: [String]) -> [String: Double] {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = ["\(options.rounds)", "\(options.streamCount)"]
+    process.arguments = arguments
     let pipe = Pipe()
     process.standardOutput = pipe
     do { try process.run() } catch {
@@ -157,17 +223,30 @@ func runBaseline(_ path: String, _ options: Options) -> [String: Double] {
 }
 
 let options = Options(Array(CommandLine.arguments.dropFirst()))
-let ours = try await runOurs(options)
-let baseline = options.baseline.map { runBaseline($0, options) } ?? [:]
+if options.serve {
+    try await serve()
+    exit(0)
+}
+var ours = try await runOurs(options)
+var baseline = options.baseline.map { runBaseline($0, options) } ?? [:]
+var names = ["pingpong_p50_us", "pingpong_p99_us", "pingpong_mean_us", "stream_msgs_per_s"]
+if options.crossProcess {
+    ours.merge(try await runOursCrossProcess(options)) { $1 }
+    if let path = options.baseline { baseline.merge(runBaselineCrossProcess(path, options)) { $1 } }
+    names += ["xpingpong_p50_us", "xpingpong_p99_us", "xpingpong_mean_us"]
+}
 print("transport-bench: one stream on 127.0.0.1, 100-byte messages, \(options.rounds) ping-pongs, \(options.streamCount) streamed")
+if options.crossProcess {
+    print("pingpong: echo server in the same process; xpingpong: echo server in a child process (--serve)")
+}
 print("figure                 GRPCTransport   C core (C)   ratio ours/C")
-for name in ["pingpong_p50_us", "pingpong_p99_us", "pingpong_mean_us", "stream_msgs_per_s"] {
+for name in names {
     let value = ours[name] ?? .nan
     let base = baseline[name]
     let ratio = base.map { String(format: "%.2f", value / $0) } ?? "-"
     let baseText = base.map { String(format: "%12.1f", $0) } ?? String(repeating: " ", count: 11) + "-"
     print(String(format: "%-22@ %13.1f ", name as NSString, value) + baseText + "   " + ratio)
 }
-for name in ["pingpong_p50_us", "pingpong_p99_us", "pingpong_mean_us", "stream_msgs_per_s"] {
+for name in names {
     print("\(name) ours=\(String(format: "%.1f", ours[name] ?? .nan)) core=\(baseline[name].map { String(format: "%.1f", $0) } ?? "-")")
 }
