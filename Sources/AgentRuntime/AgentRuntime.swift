@@ -175,6 +175,7 @@ public final class AgentRuntime: Sendable {
         let connection = HostConnection(
             address: address, clientID: configuration.clientID, maxMessageBytes: configuration.maxMessageBytes,
             logger: logger, credentials: configuration.hostCredentials, authToken: authToken,
+            queues: core.workers.completions,
             onMessage: { core.receive($0) },
             onDisconnect: { status in
                 // RPCs our agents sent will never be answered on a new stream: answer them now.

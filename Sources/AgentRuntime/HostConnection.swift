@@ -83,12 +83,16 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
     ///   - credentials: plaintext (the default, what AutoGen's hosts speak) or TLS.
     ///   - authToken: sent as `authorization: Bearer <token>` on every call, for a host that
     ///     requires a token.
+    ///   - queues: the completion queue the connection's calls use (by default one with a
+    ///     poller thread of its own; the runtime passes its dispatcher's, so that the thread
+    ///     that reads a message runs its handler).
     ///   - onMessage: called on the stream's poller thread for every message from the host.
     ///   - onDisconnect: called each time the stream breaks, with its status (before any
     ///     reconnection), and once when it is closed.
     public init(address: String, clientID: String, maxMessageBytes: Int, logger: Logger,
                 reconnection: Reconnection = Reconnection(enabled: false),
                 credentials: ChannelCredentials = .insecure, authToken: String? = nil,
+                queues: CompletionQueueGroup? = nil,
                 onMessage: @escaping @Sendable (MessageBuffer) -> Void,
                 onDisconnect: @escaping @Sendable (Status) -> Void) {
         self.address = address
@@ -100,7 +104,8 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
         self.onDisconnect = onDisconnect
         channel = Channel(configuration: .init(
             target: address, credentials: credentials, maxReceiveMessageBytes: maxMessageBytes * 2 + 1024 * 1024,
-            keepaliveInterval: .seconds(10), maxReconnectBackoff: reconnection.maxBackoff))
+            keepaliveInterval: .seconds(10), maxReconnectBackoff: reconnection.maxBackoff),
+            queues: queues)
     }
 
     /// Replaces the reconnection policy (its `restore` usually needs objects created after

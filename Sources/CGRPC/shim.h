@@ -6,6 +6,9 @@
 #ifndef AGENTD_CGRPC_SHIM_H
 #define AGENTD_CGRPC_SHIM_H
 
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/byte_buffer.h>
@@ -85,6 +88,15 @@ static inline int64_t cgrpc_ms_until(gpr_timespec deadline) {
 
 /// The default propagation mask for client calls (GRPC_PROPAGATE_DEFAULTS).
 static inline uint32_t cgrpc_propagate_defaults(void) { return GRPC_PROPAGATE_DEFAULTS; }
+
+/// Names the calling thread (the kernel keeps the first 15 bytes), as ps and debuggers show it.
+static inline void cgrpc_set_thread_name(const char *name) {
+#ifdef __linux__
+    prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
+#else
+    (void)name;
+#endif
+}
 
 /// Releases a string the C core allocated (for example `grpc_call_get_peer`'s answer).
 static inline void cgrpc_free(void *pointer) { gpr_free(pointer); }

@@ -1,5 +1,4 @@
 import CGRPC
-import Foundation
 import Synchronization
 
 /// Something that receives the completion of a batch it started (the batch's tag). Public only
@@ -33,47 +32,64 @@ public class CompletionTarget: @unchecked Sendable {
     }
 }
 
-/// A completion queue with its own poller thread.
+/// What one ``CompletionQueueGroup/poll(timeoutMilliseconds:)`` did.
+public enum CompletionPoll: Sendable, Equatable {
+    /// A completion was dispatched (its callbacks ran on the calling thread).
+    case dispatched
+    /// Nothing completed before the timeout.
+    case timedOut
+    /// The queue is shut down and drained: nothing will complete on it any more.
+    case shutDown
+}
+
+/// A completion queue, polled by a thread of its own or by its owner's threads.
 ///
-/// Every call is bound to one queue, so all of a call's completions, and the handler callbacks
-/// they trigger, run on one thread, in order. Handlers run on that thread: they must not block.
+/// Every call is bound to one queue, and only one thread polls a queue at a time, so all of
+/// a call's completions, and the handler callbacks they trigger, run one after another, in
+/// order. Handlers run on the polling thread: they must not block.
 final class CompletionQueue: @unchecked Sendable {
-    // @unchecked Sendable: `queue` is created in init and destroyed by the poller thread after
+    // @unchecked Sendable: `queue` is created in init and destroyed by the poller that sees
     // the shutdown event, which only arrives after `shutdown()`; the C core's queue is
-    // thread-safe in between.
+    // thread-safe in between. The flags are atomics.
     let queue: OpaquePointer
     private let finished = ConditionLatch()
     private let shutdownStarted = Atomic<Bool>(false)
+    private let drained = Atomic<Bool>(false)
 
-    init(name: String) {
+    /// - Parameter threadName: the name of the poller thread to start; nil for a queue its
+    ///   owner polls with ``poll(timeoutMilliseconds:)``.
+    init(threadName: String?) {
         GRPCLibrary.initialize()
         queue = grpc_completion_queue_create_for_next(nil)
-        let thread = Thread { [self] in
-            Self.poll(queue)
-            grpc_completion_queue_destroy(queue)
-            finished.open()
-        }
-        thread.name = name
-        thread.stackSize = 1 << 20
-        thread.start()
-    }
-
-    private static func poll(_ queue: OpaquePointer) {
-        while true {
-            let event = grpc_completion_queue_next(queue, cgrpc_infinite_future(), nil)
-            switch event.type {
-            case GRPC_OP_COMPLETE:
-                CompletionTarget.dispatch(tag: event.tag, success: event.success != 0)
-            case GRPC_QUEUE_SHUTDOWN:
-                return
-            default:
-                continue
+        if let threadName {
+            _ = NativeThread.start(name: threadName) { [self] in
+                while poll(timeoutMilliseconds: nil) != .shutDown {}
             }
         }
     }
 
+    /// Waits for the next completion (up to `timeoutMilliseconds`; nil: no limit) and
+    /// dispatches it on the calling thread. One thread at a time.
+    func poll(timeoutMilliseconds: Int64?) -> CompletionPoll {
+        if drained.load(ordering: .acquiring) { return .shutDown }
+        let deadline = timeoutMilliseconds.map { cgrpc_deadline_after_ms($0) } ?? cgrpc_infinite_future()
+        let event = grpc_completion_queue_next(queue, deadline, nil)
+        switch event.type {
+        case GRPC_OP_COMPLETE:
+            CompletionTarget.dispatch(tag: event.tag, success: event.success != 0)
+            return .dispatched
+        case GRPC_QUEUE_SHUTDOWN:
+            drained.store(true, ordering: .releasing)
+            grpc_completion_queue_destroy(queue)
+            finished.open()
+            return .shutDown
+        default:
+            return .timedOut
+        }
+    }
+
     /// Shuts the queue down once nothing uses it any more: no batch may start on it afterwards.
-    /// Blocks until the poller has drained it and exited.
+    /// Blocks until its poller has drained it (the shutdown event was polled).
     func shutdownAndWait() {
         if !shutdownStarted.exchange(true, ordering: .acquiringAndReleasing) {
             grpc_completion_queue_shutdown(queue)
@@ -82,14 +98,33 @@ final class CompletionQueue: @unchecked Sendable {
     }
 }
 
-/// A group of completion queues, each with a poller thread; calls are spread across them.
+/// A group of completion queues; calls are spread across them.
+///
+/// Either each queue has a poller thread of its own (``init(count:name:)``), or the group is
+/// one queue its owner polls from threads it already has (``init(ownerPolled:)``): a
+/// dispatcher whose threads take turns at polling can then run the work a completion brings
+/// on the thread that received it, without a hand-off to another thread.
 public final class CompletionQueueGroup: Sendable {
     let queues: [CompletionQueue]
     private let next = Atomic<Int>(0)
 
     /// Creates `count` queues (at least one), each polled by a thread named `name-N`.
     public init(count: Int, name: String = "grpc-poller") {
-        queues = (0..<max(1, count)).map { CompletionQueue(name: "\(name)-\($0)") }
+        queues = (0..<max(1, count)).map { CompletionQueue(threadName: "\(name)-\($0)") }
+    }
+
+    /// Creates one queue that no thread of the transport polls: the owner calls
+    /// ``poll(timeoutMilliseconds:)``, from one thread at a time, until it returns
+    /// ``CompletionPoll/shutDown`` (after ``shutdown()`` was called, from another thread).
+    public init(ownerPolled: Void) {
+        queues = [CompletionQueue(threadName: nil)]
+    }
+
+    /// Polls the (single) queue of an owner-polled group: waits up to `timeoutMilliseconds`
+    /// (nil: without limit) for one completion and runs its callbacks on the calling thread.
+    /// The caller must make sure that no other thread polls this group meanwhile.
+    public func poll(timeoutMilliseconds: Int64?) -> CompletionPoll {
+        queues[0].poll(timeoutMilliseconds: timeoutMilliseconds)
     }
 
     /// The queue for the next call (round robin).
@@ -97,8 +132,9 @@ public final class CompletionQueueGroup: Sendable {
         queues[next.wrappingAdd(1, ordering: .relaxed).oldValue % queues.count]
     }
 
-    /// Shuts every queue down and waits for the pollers to exit. Call it only after every
-    /// server and channel using the group has shut down.
+    /// Shuts every queue down and waits until each has been drained by its poller. Call it
+    /// only after every server and channel using the group has shut down (and, for an
+    /// owner-polled group, from a thread other than the one polling it).
     public func shutdown() {
         for queue in queues { queue.shutdownAndWait() }
     }

@@ -71,6 +71,10 @@
  * - Different instances (of the same or other types) may run in parallel on runtime threads.
  * - Every function of `agentd_host_api` is thread-safe and may be called from any thread,
  *   including threads the plugin creates, at any time while the plugin is loaded.
+ * - A handler usually runs on the runtime thread that read its message from the host (no
+ *   hand-off between the socket and the handler). If a handler keeps that thread for more than
+ *   about 2 ms, another runtime thread takes over the reading, so a slow or blocking handler
+ *   delays the others once by a few milliseconds, and does not stop them.
  * - A handler must not block for long: it occupies a runtime thread. Work that waits (a model,
  *   a tool, a network call) returns AGENTD_PENDING and answers later with `reply` / `fail`
  *   from any thread (possibly before the handler has returned: the answer may race the

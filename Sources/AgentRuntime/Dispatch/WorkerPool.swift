@@ -1,43 +1,97 @@
-import Foundation
 import DequeModule
 #if canImport(Glibc)
 import Glibc
 #endif
+import GRPCTransport
 
-/// Handler threads: run agents whose mailboxes have work, one message at a time per agent.
+/// The runtime's handler threads, which also take turns at reading from the host.
 ///
-/// An agent is in the run queue at most once (its mailbox's `scheduled` state), so one agent's
-/// handlers never overlap while different agents run in parallel.
+/// Agents whose mailboxes have work wait in a run queue (each at most once: its mailbox's
+/// `scheduled` state), so one agent's handlers never overlap while different agents run in
+/// parallel.
+///
+/// The connection to the host uses ``completions``, a completion queue no transport thread
+/// polls: one of these threads, the *leader*, polls it. A message from the host is decoded and
+/// queued by the leader, which then runs the handler itself — no hand-off to another thread,
+/// no wake-up between the socket and the plugin — and goes back to polling. So that a slow or
+/// blocking handler cannot stop the reading, another thread, the *watchdog*, checks every
+/// two milliseconds while there is traffic: once the leader has been away from the queue for
+/// ``takeoverAfter``, the watchdog becomes the leader and the old one finishes its handler as
+/// an ordinary worker. Work queued from other threads (a plugin answering a pending call,
+/// timers) wakes an idle worker.
 final class WorkerPool: @unchecked Sendable {
-    // @unchecked Sendable: `queue` and `stopping` are guarded by `mutex`/`condition`.
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var queue = Deque<AgentInstance>()
-    private var stopping = false
-    private var running = 0
-    private let stopped = DispatchGroup()
+    // @unchecked Sendable: every mutable field is guarded by `mutex` (with its two
+    // conditions); `completions` and `threads` are set in init.
+    private struct Leader {
+        var term: UInt64
+        var thread: pthread_t
+        /// When the leader stopped polling to run handlers (monotonic ns); 0 while polling.
+        var workingSince: UInt64
+    }
 
+    private enum Watchdog {
+        case none
+        /// A thread waits on `watchdogCondition`, waking each tick.
+        case ticking
+        /// It waits without ticks (no work for a while); the leader wakes it when it works.
+        case parked
+    }
+
+    /// The queue the connection's calls complete on.
+    let completions = CompletionQueueGroup(ownerPolled: ())
+    /// How long the leader may be away from the queue before another thread takes over.
+    let takeoverAfter: UInt64 = 2_000_000
+    /// How often the watchdog looks while there is traffic. (Each look wakes a thread: 500
+    /// a second is little CPU, and a blocked handler delays the others by 2–4 ms once.)
+    private let tick: Int64 = 2_000_000
+    /// Ticks without the leader working after which the watchdog stops ticking (0.5 s).
+    private let ticksBeforeParking = 250
+    /// How long the leader waits in the queue before looking at the run queue again (work
+    /// other threads queued while every worker was busy).
+    private let pollTimeoutMilliseconds: Int64 = 100
+
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let workCondition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let watchdogCondition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var queue = Deque<AgentInstance>()
+    private var leader: Leader?
+    private var nextTerm: UInt64 = 0
+    private var watchdog = Watchdog.none
+    /// Leader work periods started (the watchdog's sign of activity).
+    private var workPeriods: UInt64 = 0
+    private var completionsDrained = false
+    /// Threads waiting on `workCondition`.
+    private var idleWorkers = 0
+    private var stopping = false
+    private var poolThreads: [pthread_t] = []
+    private var threads: [NativeThread] = []
+
+    /// - Parameter threads: threads that run handlers (one more is started, so that one can
+    ///   always be reading from the host).
     init(threads: Int, name: String = "agentd-worker") {
         mutex.initialize(to: pthread_mutex_t())
-        condition.initialize(to: pthread_cond_t())
         pthread_mutex_init(mutex, nil)
-        pthread_cond_init(condition, nil)
-        for index in 0..<max(1, threads) {
-            stopped.enter()
-            let thread = Thread { [self] in
-                loop()
-                stopped.leave()
-            }
-            thread.name = "\(name)-\(index)"
-            thread.stackSize = 4 << 20
-            thread.start()
+        for condition in [workCondition, watchdogCondition] {
+            condition.initialize(to: pthread_cond_t())
+            var attributes = pthread_condattr_t()
+            pthread_condattr_init(&attributes)
+            pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+            pthread_cond_init(condition, &attributes)
+            pthread_condattr_destroy(&attributes)
         }
+        pthread_mutex_lock(mutex)
+        for index in 0..<(max(1, threads) + 1) {
+            self.threads.append(NativeThread.start(name: "\(name)-\(index)", stackSize: 4 << 20) { [self] in loop() })
+        }
+        pthread_mutex_unlock(mutex)
     }
 
     deinit {
-        pthread_cond_destroy(condition)
+        pthread_cond_destroy(workCondition)
+        pthread_cond_destroy(watchdogCondition)
         pthread_mutex_destroy(mutex)
-        condition.deallocate()
+        workCondition.deallocate()
+        watchdogCondition.deallocate()
         mutex.deallocate()
     }
 
@@ -45,29 +99,141 @@ final class WorkerPool: @unchecked Sendable {
     func schedule(_ agent: AgentInstance) {
         pthread_mutex_lock(mutex)
         queue.append(agent)
-        pthread_cond_signal(condition)
+        // The pool's own threads come back to the run queue by themselves (the leader runs
+        // what its completions queued); anyone else wakes an idle worker.
+        let current = pthread_self()
+        if !poolThreads.contains(where: { pthread_equal($0, current) != 0 }) {
+            if idleWorkers > 0 {
+                pthread_cond_signal(workCondition)
+            } else if case .none = watchdog {
+                // Every thread is busy: the first to finish, or the leader within its poll
+                // timeout, takes it.
+            } else {
+                pthread_cond_signal(watchdogCondition)
+            }
+        }
         pthread_mutex_unlock(mutex)
     }
 
+    // MARK: Threads (all with `mutex` held unless stated)
+
     private func loop() {
+        pthread_mutex_lock(mutex)
+        poolThreads.append(pthread_self())
         while true {
-            pthread_mutex_lock(mutex)
-            while queue.isEmpty && !stopping { pthread_cond_wait(condition, mutex) }
-            guard let agent = queue.popFirst() else {
+            if leader == nil && !completionsDrained {
+                lead()
+                continue
+            }
+            if let agent = queue.popFirst() {
                 pthread_mutex_unlock(mutex)
+                agent.runNext()
+                pthread_mutex_lock(mutex)
+                continue
+            }
+            if stopping && completionsDrained { break }
+            if leader != nil, case .none = watchdog {
+                watch()
+                continue
+            }
+            idleWorkers += 1
+            pthread_cond_wait(workCondition, mutex)
+            idleWorkers -= 1
+        }
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// Polls the queue and runs what its completions bring, until another thread takes
+    /// over (this one was away too long) or the queue is drained.
+    private func lead() {
+        nextTerm += 1
+        let term = nextTerm
+        leader = Leader(term: term, thread: pthread_self(), workingSince: 0)
+        while true {
+            pthread_mutex_unlock(mutex)
+            let outcome = completions.poll(timeoutMilliseconds: pollTimeoutMilliseconds)
+            pthread_mutex_lock(mutex)
+            if outcome == .shutDown {
+                completionsDrained = true
+                leader = nil
+                pthread_cond_broadcast(workCondition)
+                pthread_cond_broadcast(watchdogCondition)
                 return
             }
-            pthread_mutex_unlock(mutex)
-            agent.runNext()
+            if !queue.isEmpty {
+                leader?.workingSince = Self.now()
+                workPeriods &+= 1
+                if case .parked = watchdog { pthread_cond_signal(watchdogCondition) }
+                while let agent = queue.popFirst() {
+                    pthread_mutex_unlock(mutex)
+                    agent.runNext()
+                    pthread_mutex_lock(mutex)
+                    // Replaced while away: carry on as a worker.
+                    guard leader?.term == term else { return }
+                }
+                leader?.workingSince = 0
+            }
         }
     }
 
-    /// Finishes the queued work, then stops the threads and waits for them.
+    /// Watches the leader: ticks while it works, takes over when it is away too long.
+    private func watch() {
+        watchdog = .ticking
+        var seenPeriods = workPeriods
+        var quietTicks = 0
+        while leader != nil && !completionsDrained && !stopping {
+            if case .parked = watchdog {
+                pthread_cond_wait(watchdogCondition, mutex)
+                watchdog = .ticking
+                quietTicks = 0
+            } else {
+                var deadline = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &deadline)
+                deadline.tv_nsec += Int(tick)
+                if deadline.tv_nsec >= 1_000_000_000 {
+                    deadline.tv_sec += 1
+                    deadline.tv_nsec -= 1_000_000_000
+                }
+                pthread_cond_timedwait(watchdogCondition, mutex, &deadline)
+            }
+            guard let current = leader else { break }
+            if current.workingSince != 0 && Self.now() &- current.workingSince >= takeoverAfter {
+                // The leader is stuck in a handler: this thread reads from now on, and another
+                // idle thread (if any) becomes the watchdog.
+                watchdog = .none
+                pthread_cond_signal(workCondition)
+                lead()
+                return
+            }
+            // Help with what waits (the leader is busy, or it was queued from elsewhere).
+            if !queue.isEmpty { break }
+            if workPeriods != seenPeriods || current.workingSince != 0 {
+                seenPeriods = workPeriods
+                quietTicks = 0
+            } else {
+                quietTicks += 1
+                if quietTicks >= ticksBeforeParking { watchdog = .parked }
+            }
+        }
+        watchdog = .none
+    }
+
+    private static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+
+    /// Finishes the queued work, then stops the threads and waits for them. The connection
+    /// using ``completions`` must be shut down first; this drains and closes the queue.
     func stop() {
+        completions.shutdown()
         pthread_mutex_lock(mutex)
         stopping = true
-        pthread_cond_broadcast(condition)
+        pthread_cond_broadcast(workCondition)
+        pthread_cond_broadcast(watchdogCondition)
+        let threads = self.threads
         pthread_mutex_unlock(mutex)
-        stopped.wait()
+        for thread in threads { thread.join() }
     }
 }

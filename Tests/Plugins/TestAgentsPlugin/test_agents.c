@@ -30,6 +30,11 @@
 //   settings     RPC `Setting` {"key": K} -> host->setting(K): reply `SettingValue`
 //                {"value": V}, or fail AGENTD_NOT_FOUND "settings: no setting 'K' in
 //                [plugin.test-agents]" (another status: fail with it).
+//   blocker      RPC `Block` -> blocks in the handler itself (on the runtime's thread) until the
+//                gate opens or 10 s pass, then replies `Unblocked` {"opened": true|false}.
+//                RPC `Open` -> opens the gate (every Block returns), replies `Opened` {}.
+//                RPC `Close` -> closes it again, replies `Closed` {}. The gate starts closed.
+//                RPC `Blocked` -> `Blocking` {"blocked": N}: how many Block handlers wait now.
 // nanosleep and pthreads under -std=c11.
 #define _POSIX_C_SOURCE 200809L
 
@@ -529,6 +534,65 @@ static agentd_status on_setting(void *instance, const agentd_message *m) {
     return reply_json(m, "SettingValue", &reply);
 }
 
+// --- blocker ------------------------------------------------------------------------------------
+
+static pthread_mutex_t g_gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_gate_changed = PTHREAD_COND_INITIALIZER;
+static int g_gate_open = 0;
+static int g_blocked = 0;
+
+static agentd_status on_block(void *instance, const agentd_message *m) {
+    (void)instance;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&g_gate_lock);
+    int result = 0;
+    g_blocked++;
+    while (!g_gate_open && result != ETIMEDOUT) result = pthread_cond_timedwait(&g_gate_changed, &g_gate_lock, &until);
+    int opened = g_gate_open;
+    g_blocked--;
+    pthread_mutex_unlock(&g_gate_lock);
+    if (!m->is_rpc) return AGENTD_OK;
+    json_buffer reply = {0};
+    buffer_append_str(&reply, opened ? "{\"opened\": true}" : "{\"opened\": false}");
+    return reply_json(m, "Unblocked", &reply);
+}
+
+static agentd_status set_gate(const agentd_message *m, int open) {
+    pthread_mutex_lock(&g_gate_lock);
+    g_gate_open = open;
+    pthread_cond_broadcast(&g_gate_changed);
+    pthread_mutex_unlock(&g_gate_lock);
+    if (!m->is_rpc) return AGENTD_OK;
+    json_buffer reply = {0};
+    buffer_append_str(&reply, "{}");
+    return reply_json(m, open ? "Opened" : "Closed", &reply);
+}
+
+static agentd_status on_blocked(void *instance, const agentd_message *m) {
+    (void)instance;
+    pthread_mutex_lock(&g_gate_lock);
+    int blocked = g_blocked;
+    pthread_mutex_unlock(&g_gate_lock);
+    if (!m->is_rpc) return AGENTD_OK;
+    char text[48];
+    snprintf(text, sizeof text, "{\"blocked\": %d}", blocked);
+    json_buffer reply = {0};
+    buffer_append_str(&reply, text);
+    return reply_json(m, "Blocking", &reply);
+}
+
+static agentd_status on_open(void *instance, const agentd_message *m) {
+    (void)instance;
+    return set_gate(m, 1);
+}
+
+static agentd_status on_close(void *instance, const agentd_message *m) {
+    (void)instance;
+    return set_gate(m, 0);
+}
+
 // --- The descriptor -----------------------------------------------------------------------------
 
 #define HANDLER(type, fn) {sizeof(agentd_handler), type, fn}
@@ -542,6 +606,8 @@ static const agentd_handler counter_handlers[] = {HANDLER("Get", on_get), HANDLE
 static const agentd_handler relay_handlers[] = {HANDLER("Relay", on_relay)};
 static const agentd_handler publisher_handlers[] = {HANDLER("Publish", on_publish)};
 static const agentd_handler settings_handlers[] = {HANDLER("Setting", on_setting)};
+static const agentd_handler blocker_handlers[] = {HANDLER("Block", on_block), HANDLER("Open", on_open),
+                                                  HANDLER("Close", on_close), HANDLER("Blocked", on_blocked)};
 
 static const agentd_subscription counter_subscriptions[] = {
     {sizeof(agentd_subscription), AGENTD_SUBSCRIBE_TOPIC_TYPE, "count"},
@@ -612,6 +678,13 @@ static const agentd_agent_type test_types[] = {
         .description = "Setting {key}: answers SettingValue {value} from [plugin.test-agents]",
         .handlers = settings_handlers,
         .handler_count = COUNT(settings_handlers),
+    },
+    {
+        .size = sizeof(agentd_agent_type),
+        .name = "blocker",
+        .description = "Block: blocks in the handler until Open (or 10 s); Open / Close set the gate",
+        .handlers = blocker_handlers,
+        .handler_count = COUNT(blocker_handlers),
     },
 };
 
