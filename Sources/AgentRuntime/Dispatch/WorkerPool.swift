@@ -132,7 +132,9 @@ final class WorkerPool: @unchecked Sendable {
                 continue
             }
             if stopping && completionsDrained { break }
-            if leader != nil, case .none = watchdog {
+            // (While stopping, the leader is about to see the drained queue: just wait for it.
+            // `watch` would return at once — a busy loop holding the mutex the leader needs.)
+            if leader != nil && !stopping && !completionsDrained, case .none = watchdog {
                 watch()
                 continue
             }
