@@ -11,6 +11,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "agentd", targets: ["agentd"]),
+        // The host alone, lean: no Foundation, no ArgumentParser, the Swift stdlib linked statically.
+        .executable(name: "agentd-host", targets: ["agentd-host"]),
         .library(name: "GRPCTransport", targets: ["GRPCTransport"]),
         // The plugin ABI (one C header) and the Swift SDK that wraps it.
         .library(name: "AgentPluginABI", targets: ["AgentPluginABI"]),
@@ -135,6 +137,41 @@ let package = Package(
             name: "VersionedPluginV2", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/VersionedPluginV2",
             publicHeadersPath: ".", linkerSettings: plainCLibrary),
 
+        // The host command, shared by `agentd host` and `agentd-host`: INI settings and overrides
+        // → the host's configuration, logger, start, "listening on", shutdown on SIGTERM/SIGINT.
+        // Foundation-free, like everything agentd-host links.
+        .target(
+            name: "HostLauncher",
+            dependencies: [
+                "AgentConfig", "AgentHost", "GRPCTransport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // The deployable host server: `agentd host` without Foundation, ArgumentParser or
+        // ServiceLifecycle. Its resident memory was mostly the touched pages of shared
+        // libraries, so: the Swift standard library linked statically; lld with packed relative
+        // relocations (DT_RELR, glibc 2.36+: the dynamic loader reads a few KiB, not 600), no
+        // exported symbols; and the functions a run reaches laid out first and together
+        // (hot-functions.txt, made by scripts/order-host-functions), so that they fill few pages.
+        .executableTarget(
+            name: "agentd-host",
+            dependencies: [
+                "HostLauncher",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["hot-functions.txt"],
+            linkerSettings: [
+                .unsafeFlags([
+                    "-static-stdlib", "-use-ld=lld",
+                    "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+                    "-Xlinker", "--exclude-libs=ALL", "-Xlinker", "--no-export-dynamic",
+                    "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/agentd-host/hot-functions.txt",
+                    "-Xlinker", "--no-warn-symbol-ordering",
+                ])
+            ]
+        ),
+
         .executableTarget(
             name: "agentd",
             dependencies: [
@@ -142,6 +179,7 @@ let package = Package(
                 "AgentConfig",
                 "AgentHost",
                 "GRPCTransport",
+                "HostLauncher",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

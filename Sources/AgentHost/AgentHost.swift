@@ -1,6 +1,5 @@
 import AgentCore
 import AgentWire
-import Foundation
 import GRPCTransport
 import Logging
 

@@ -1,9 +1,6 @@
-import AgentConfig
-import AgentHost
 import ArgumentParser
-import Foundation
+import HostLauncher
 import Logging
-import ServiceLifecycle
 
 /// `agentd host`: serves `agents.AgentRpc` for AutoGen workers and our runtimes.
 struct HostCommand: AsyncParsableCommand {
@@ -33,68 +30,30 @@ struct HostCommand: AsyncParsableCommand {
     var logLevel: Logger.Level?
 
     func validate() throws {
-        if let maxMessageBytes, maxMessageBytes <= 0 { throw ValidationError("--max-message-bytes must be positive") }
-        if let rpcTimeout, rpcTimeout <= 0 { throw ValidationError("--rpc-timeout must be positive") }
+        if let problem = options.problem { throw ValidationError(problem) }
     }
 
-    func run() async throws {
-        var settings = RuntimeConfiguration()
-        if let config {
-            do {
-                settings = try RuntimeConfiguration.load(path: config)
-            } catch {
-                FileHandle.standardError.write(Data("agentd: \(error)\n".utf8))
-                throw ExitCode(2)
-            }
-        }
-        let logger = makeLogger(
-            label: "agentd.host", level: logLevel ?? Logger.Level(rawValue: settings.logLevel) ?? .info)
-        let listen = self.listen ?? settings.host.listen
-        let configuration = settings.host.hostConfiguration(
-            listen: listen, maxMessageBytes: maxMessageBytes,
-            rpcTimeout: rpcTimeout.map { .milliseconds(Int64($0 * 1000)) })
-        let host: AgentHost
-        do {
-            host = try AgentHost(configuration: configuration, logger: logger)
-        } catch {
-            logger.critical("cannot start the host", metadata: ["host.address": "\(listen)", "error": "\(error)"])
-            throw ExitCode(1)
-        }
-        let group = ServiceGroup(
-            services: [HostService(host: host)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger)
-        try await group.run()
+    private var options: HostLauncher.Options {
+        HostLauncher.Options(
+            config: config, listen: listen, maxMessageBytes: maxMessageBytes, rpcTimeout: rpcTimeout,
+            logLevel: logLevel)
     }
-}
 
-/// Runs the host until a graceful shutdown is requested.
-struct HostService: Service {
-    let host: AgentHost
-
+    /// What agentd-host runs too (Sources/HostLauncher): settings, start, shutdown on a signal.
     func run() async throws {
-        // Announced from inside the service group: its signal handlers are in place by now.
-        announce("listening on \(host.address)")
-        try? await gracefulShutdown()
-        await host.shutdown()
+        let status = await HostLauncher.run(options, program: "agentd")
+        if status != 0 { throw ExitCode(status) }
     }
 }
 
 /// Prints a line to standard output at once (not buffered), for scripts that wait for it.
 func announce(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    HostLauncher.announce(line)
 }
 
 /// The root logger: structured lines on standard error.
 func makeLogger(label: String, level: Logger.Level) -> Logger {
-    LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = level
-        return handler
-    }
-    var logger = Logger(label: label)
-    logger.logLevel = level
-    return logger
+    HostLauncher.makeLogger(label: label, level: level)
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -1,23 +1,12 @@
 import AgentConfig
 import AgentHost
 import GRPCTransport
+import HostLauncher
 
 extension HostSettings {
-    /// Plaintext, TLS, or mutual TLS, as `[host] tls_*` say.
-    var serverCredentials: ServerCredentials {
-        guard let certificate = tlsCertificate, let key = tlsKey else { return .insecure }
-        return .tls(
-            certificateChain: certificate.contents, privateKey: key.contents,
-            clientCertificateAuthority: tlsClientCA?.contents)
-    }
-
     /// The host's configuration: these settings, `listen` possibly overridden.
     func hostConfiguration(listen: String, maxMessageBytes: Int? = nil, rpcTimeout: Duration? = nil) -> AgentHost.Configuration {
-        AgentHost.Configuration(
-            listen: listen, maxMessageBytes: maxMessageBytes ?? self.maxMessageBytes,
-            rpcTimeout: rpcTimeout ?? self.rpcTimeout,
-            queueLimits: .init(messages: queueLimitMessages, bytes: queueLimitBytes),
-            credentials: serverCredentials, authTokens: authTokens)
+        HostLauncher.configuration(self, listen: listen, maxMessageBytes: maxMessageBytes, rpcTimeout: rpcTimeout)
     }
 }
 

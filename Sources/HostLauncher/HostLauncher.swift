@@ -1,0 +1,195 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import AgentConfig
+import AgentHost
+import GRPCTransport
+import Logging
+
+/// The host command, shared by `agentd host` (ArgumentParser) and `agentd-host` (the lean
+/// deployable host, options parsed by hand): INI settings plus command-line overrides → the
+/// host's configuration, the logger, start, the `listening on HOST:PORT` line, and a graceful
+/// shutdown on SIGTERM or SIGINT. Foundation-free, so that `agentd-host` links no Foundation.
+public enum HostLauncher {
+    /// The command line's options; `nil` leaves the INI file's value (or the default).
+    public struct Options: Sendable {
+        public var config: String?
+        public var listen: String?
+        public var maxMessageBytes: Int?
+        /// Seconds.
+        public var rpcTimeout: Double?
+        public var logLevel: Logger.Level?
+
+        public init(
+            config: String? = nil, listen: String? = nil, maxMessageBytes: Int? = nil,
+            rpcTimeout: Double? = nil, logLevel: Logger.Level? = nil
+        ) {
+            self.config = config
+            self.listen = listen
+            self.maxMessageBytes = maxMessageBytes
+            self.rpcTimeout = rpcTimeout
+            self.logLevel = logLevel
+        }
+
+        /// What is wrong with the values given, if anything (the message names the option).
+        public var problem: String? {
+            if let maxMessageBytes {
+                if maxMessageBytes <= 0 { return "--max-message-bytes must be positive" }
+                if maxMessageBytes > HostSettings.largestMaxMessageBytes {
+                    return "--max-message-bytes must be at most \(HostSettings.largestMaxMessageBytes)"
+                }
+            }
+            if let rpcTimeout {
+                if !(rpcTimeout > 0) { return "--rpc-timeout must be positive" }
+                if !(rpcTimeout <= Self.maximumRPCTimeout) {
+                    return "--rpc-timeout must be at most \(Int(Self.maximumRPCTimeout)) seconds"
+                }
+            }
+            return nil
+        }
+
+        /// About 31 years: anything longer means "never" and would overflow the conversion.
+        static let maximumRPCTimeout = 1e9
+    }
+
+    /// Why ``start(_:program:)`` did not start the host: the exit status to end with (what
+    /// was wrong has been printed or logged already).
+    public struct StartFailure: Error {
+        public let exitStatus: Int32
+        /// The INI file is bad: the message, prefixed with the program's name, names the file,
+        /// the line and the key.
+        public static let configuration = StartFailure(exitStatus: 2)
+        /// The host cannot listen (the address is taken, or not an address): logged as critical.
+        public static let cannotListen = StartFailure(exitStatus: 1)
+    }
+
+    /// Runs the host until SIGTERM or SIGINT, then shuts it down gracefully (every pending RPC
+    /// is answered with an error, streams are closed). Returns the exit status: 0 after a
+    /// graceful shutdown, otherwise ``StartFailure``'s. `options` must have no
+    /// ``Options/problem``.
+    public static func run(_ options: Options, program: String) async -> Int32 {
+        let host: AgentHost
+        do {
+            host = try start(options, program: program)
+        } catch {
+            return error.exitStatus
+        }
+        await ShutdownSignal.wait()
+        await host.shutdown()
+        return 0
+    }
+
+    /// ``run(_:program:)`` for a synchronous `main`, which waits on the calling thread. An
+    /// `async` main would end its thread with `pthread_exit` (in `dispatch_main`), whose forced
+    /// unwind reads the binary's whole unwind table: a few hundred KiB more resident memory.
+    public static func runBlocking(_ options: Options, program: String) -> Int32 {
+        let host: AgentHost
+        do {
+            host = try start(options, program: program)
+        } catch {
+            return error.exitStatus
+        }
+        ShutdownSignal.waitBlocking()
+        let stopped = Latch()
+        Task.detached {
+            await host.shutdown()
+            stopped.open()
+        }
+        stopped.wait()
+        return 0
+    }
+
+    /// Loads the settings, sets up logging, puts the SIGTERM/SIGINT handlers in place, starts
+    /// the host and prints `listening on HOST:PORT`.
+    public static func start(_ options: Options, program: String) throws(StartFailure) -> AgentHost {
+        var settings = RuntimeConfiguration()
+        if let path = options.config {
+            do {
+                settings = try RuntimeConfiguration.load(path: path)
+            } catch {
+                printError("\(program): \(error)")
+                throw .configuration
+            }
+        }
+        let logger = makeLogger(
+            label: "agentd.host", level: options.logLevel ?? Logger.Level(rawValue: settings.logLevel) ?? .info)
+        let listen = options.listen ?? settings.host.listen
+        let configuration = self.configuration(
+            settings.host, listen: listen, maxMessageBytes: options.maxMessageBytes,
+            rpcTimeout: options.rpcTimeout.map { .milliseconds(Int64($0 * 1000)) })
+        // Before the host serves (and so before the line scripts wait for): a signal from then
+        // on shuts it down gracefully.
+        ShutdownSignal.install()
+        let host: AgentHost
+        do {
+            host = try AgentHost(configuration: configuration, logger: logger)
+        } catch {
+            logger.critical("cannot start the host", metadata: ["host.address": "\(listen)", "error": "\(error)"])
+            throw .cannotListen
+        }
+        announce("listening on \(host.address)")
+        return host
+    }
+
+    /// The host's configuration: `settings` (an INI file's `[host]` section), `listen`,
+    /// `maxMessageBytes` and `rpcTimeout` overriding it when given.
+    public static func configuration(
+        _ settings: HostSettings, listen: String, maxMessageBytes: Int? = nil, rpcTimeout: Duration? = nil
+    ) -> AgentHost.Configuration {
+        AgentHost.Configuration(
+            listen: listen, maxMessageBytes: maxMessageBytes ?? settings.maxMessageBytes,
+            rpcTimeout: rpcTimeout ?? settings.rpcTimeout,
+            queueLimits: .init(messages: settings.queueLimitMessages, bytes: settings.queueLimitBytes),
+            credentials: serverCredentials(settings), authTokens: settings.authTokens)
+    }
+
+    /// Plaintext, TLS, or mutual TLS, as `[host] tls_*` say.
+    public static func serverCredentials(_ settings: HostSettings) -> ServerCredentials {
+        guard let certificate = settings.tlsCertificate, let key = settings.tlsKey else { return .insecure }
+        return .tls(
+            certificateChain: certificate.contents, privateKey: key.contents,
+            clientCertificateAuthority: settings.tlsClientCA?.contents)
+    }
+
+    /// The root logger: structured lines on standard error. Bootstraps the logging system, so
+    /// once per process.
+    public static func makeLogger(label: String, level: Logger.Level) -> Logger {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: label)
+        logger.logLevel = level
+        return logger
+    }
+
+    /// Prints a line to standard output at once (not buffered), for scripts that wait for it.
+    public static func announce(_ line: String) {
+        writeAll(1, line + "\n")
+    }
+
+    /// Prints a line to standard error at once.
+    public static func printError(_ line: String) {
+        writeAll(2, line + "\n")
+    }
+
+    private static func writeAll(_ fd: Int32, _ text: String) {
+        var text = text
+        text.withUTF8 { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                offset += written
+            }
+        }
+    }
+}
