@@ -32,6 +32,8 @@ let package = Package(
         .library(name: "VersionedPluginV2", type: .dynamic, targets: ["VersionedPluginV2"]),
         // Benchmarks/compare: the receiving agents of our side (counting, fan-out).
         .library(name: "BenchAgents", type: .dynamic, targets: ["BenchAgents"]),
+        // Benchmarks/compare: the calling agent of the RPC scenario (our side).
+        .library(name: "BenchCaller", type: .dynamic, targets: ["BenchCaller"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -218,6 +220,9 @@ let package = Package(
         // (a WorkerClient that publishes and calls).
         .target(
             name: "BenchAgents", dependencies: ["AgentPluginABI"], path: "Benchmarks/Plugins/BenchAgents",
+            publicHeadersPath: ".", linkerSettings: plainCLibrary),
+        .target(
+            name: "BenchCaller", dependencies: ["AgentPluginABI"], path: "Benchmarks/Plugins/BenchCaller",
             publicHeadersPath: ".", linkerSettings: plainCLibrary),
         .executableTarget(
             name: "compare-loadgen",

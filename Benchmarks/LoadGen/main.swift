@@ -11,7 +11,13 @@
 //            time from the first publish to the receiving agent's last receipt (its
 //            CLOCK_MONOTONIC stamp, read back with GetStats once every event is counted, or
 //            once the count stops moving for --stall-seconds: then the loss is reported)
-//   rpc      N sequential Echo {"text": "ping"} RPCs to echo/rpc, each timed
+//   rpc      N sequential Echo {"text": "ping"} RPCs to echo/rpc, each timed. With --caller-plugins
+//            DIR (what Benchmarks/compare passes), this process also runs an agentd runtime
+//            (AgentRuntime, connected to the same host) loading DIR — the bench-caller plugin
+//            (Benchmarks/Plugins/BenchCaller) — and the calls are made by agent bench-caller/run,
+//            agent to agent through the host, each from the previous answer's callback: the
+//            path a plugin's RPC takes. (The WorkerClient figure is then `clientrpc`.)
+//   clientrpc  the same N RPCs from this process's WorkerClient (async/await, no runtime)
 //   fanout   N BenchMsg events to topic (bench-fanout, run): ten agent types receive each one
 //   hostrpc  (--host-rpc N, default 0) N sequential RPCs to an agent type nobody serves, which the
 //            host answers at once with an error: the caller ↔ host leg alone, for the breakdown
@@ -44,6 +50,7 @@ struct Options {
     var rawRPC = 0
     var rawHostRPC = 0
     var serveHost: Int? = nil
+    var callerPlugins: String? = nil
     var stallSeconds = 5.0
 
     init(_ arguments: [String]) {
@@ -67,6 +74,7 @@ struct Options {
             case "--raw-rpc": rawRPC = count(argument)
             case "--raw-host-rpc": rawHostRPC = count(argument)
             case "--serve-host": serveHost = count(argument)
+            case "--caller-plugins": callerPlugins = value(argument)
             case "--stall-seconds":
                 guard let seconds = Double(value(argument)), seconds > 0 else { fail("--stall-seconds needs a number") }
                 stallSeconds = seconds
@@ -142,8 +150,29 @@ func waitForCounts(_ client: WorkerClient, _ agents: [AgentID], expected: Int, s
     }
 }
 
+/// A memory figure of this process from /proc/self/status (VmRSS, VmHWM), in MiB.
+func ownStatusMiB(_ field: String) -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
+        return Double(line.split(separator: " ", omittingEmptySubsequences: true)[1]).map { $0 / 1024 } ?? 0
+    }
+    return 0
+}
+
+/// Resets this process's peak resident memory (VmHWM) to its current size (Linux:
+/// /proc/self/clear_refs, "5") and returns that size: the base of a burst's growth.
+func resetPeakRSSMiB() -> Double {
+    let fd = open("/proc/self/clear_refs", O_WRONLY)
+    if fd >= 0 {
+        _ = write(fd, "5", 1)
+        close(fd)
+    }
+    return ownStatusMiB("VmRSS")
+}
+
 func publishRun(_ client: WorkerClient, topic: TopicID, count: Int, receivers: [AgentID], stall: Double) async throws
     -> [String: Any] {
+    let before = resetPeakRSSMiB()
     let start = monotonicNs()
     for _ in 0..<count {
         try client.publish(benchPayload, messageType: "BenchMsg", to: topic)
@@ -152,10 +181,12 @@ func publishRun(_ client: WorkerClient, topic: TopicID, count: Int, receivers: [
     let expected = count * receivers.count
     let (received, lastNs) = try await waitForCounts(client, receivers, expected: expected, stall: stall)
     let seconds = Double(lastNs - start) / 1e9
+    let peak = ownStatusMiB("VmHWM")
     return [
         "published": count, "expected": expected, "received": received, "lost": max(0, expected - received),
         "seconds": seconds, "publish_loop_seconds": Double(published - start) / 1e9,
         "per_s": Double(received) / seconds,
+        "rss_before_mib": before, "rss_peak_mib": peak, "growth_mib": max(0, peak - before),
     ]
 }
 
@@ -265,6 +296,38 @@ if options.publish > 0 {
     note("publish: \(figures)")
 }
 
+/// RPCs made by agent bench-caller/run of the embedded runtime: (sorted samples in µs, failures).
+func callerRPCs(_ client: WorkerClient, count: Int) async throws -> ([Double], Int) {
+    let request = #"{"count": \#(count), "to_type": "echo", "to_key": "rpc"}"#
+    let response = try await client.send(
+        Array(request.utf8), messageType: "RunCalls", to: AgentID(type: "bench-caller", key: "run"))
+    guard response.messageType == "CallStats",
+          let object = try JSONSerialization.jsonObject(with: Data(response.payload)) as? [String: Any],
+          let samples = object["samples_ns"] as? [NSNumber], let failed = (object["failed"] as? NSNumber)?.intValue,
+          samples.count == count
+    else { fail("unexpected RunCalls answer: \(response.messageType) \(String(decoding: response.payload.prefix(200), as: UTF8.self))") }
+    return (samples.map { $0.doubleValue / 1000 }.sorted(), failed)
+}
+
+var callerRuntime: AgentRuntime? = nil
+if let directory = options.callerPlugins, options.rpc > 0 {
+    let runtime = try AgentRuntime(
+        configuration: .init(hostAddress: options.host, workers: 2, pluginDirectory: directory, watchPlugins: false),
+        logger: logger)
+    try await runtime.start()
+    guard runtime.plugins.contains(where: { $0.name == "bench-caller" }) else { fail("bench-caller did not load from \(directory)") }
+    callerRuntime = runtime
+    if options.warmup > 0 { _ = try await callerRPCs(client, count: options.warmup) }
+    let (samples, failed) = try await callerRPCs(client, count: options.rpc)
+    if failed > 0 { fail("\(failed) of \(options.rpc) RPCs from bench-caller failed") }
+    func quantile(_ q: Double) -> Double { samples[min(samples.count - 1, Int(Double(samples.count) * q))] }
+    result["rpc"] = [
+        "calls": options.rpc, "p50_us": quantile(0.5), "p99_us": quantile(0.99),
+        "mean_us": samples.reduce(0, +) / Double(samples.count), "max_us": samples.last!, "caller": "bench-caller plugin",
+    ]
+    note("rpc (bench-caller agent): p50 \(quantile(0.5)) µs, p99 \(quantile(0.99)) µs")
+}
+
 if options.rpc > 0 {
     var samples: [Double] = []
     samples.reserveCapacity(options.rpc)
@@ -277,11 +340,11 @@ if options.rpc > 0 {
     }
     samples.sort()
     func quantile(_ q: Double) -> Double { samples[min(samples.count - 1, Int(Double(samples.count) * q))] }
-    result["rpc"] = [
+    result[callerRuntime == nil ? "rpc" : "clientrpc"] = [
         "calls": options.rpc, "p50_us": quantile(0.5), "p99_us": quantile(0.99),
         "mean_us": samples.reduce(0, +) / Double(samples.count), "max_us": samples.last!,
     ]
-    note("rpc: p50 \(quantile(0.5)) µs, p99 \(quantile(0.99)) µs")
+    note("rpc (WorkerClient): p50 \(quantile(0.5)) µs, p99 \(quantile(0.99)) µs")
 }
 
 if options.hostRPC > 0 {
@@ -326,5 +389,6 @@ if options.fanout > 0 {
 }
 
 await client.close()
+await callerRuntime?.shutdown()
 let json = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
 print(String(decoding: json, as: UTF8.self))
