@@ -292,23 +292,43 @@ public class Call: CompletionTarget, @unchecked Sendable {
         }
     }
 
+    /// After a message, the next receive starts once the poller is done with this completion
+    /// (its callbacks, and for an owner-polled queue the work its owner runs next), not before.
+    ///
+    /// gRPC's C core (1.51) announces the stream's flow-control window at once, in a write of its
+    /// own, when a receive starts while window is owed for data already read; when a send goes
+    /// first, the announcement rides in the same write. So a message answered on its own stream
+    /// (an RPC handled by the runtime) costs one write instead of two, and a message forwarded to
+    /// another stream (the host) goes out before the window update of the stream it came from.
+    /// Until then the receive counts as in flight (and as a batch, which keeps the call alive).
     private func receiveDidComplete(success: Bool) {
         let buffer = receivedBuffer.pointee
         receivedBuffer.pointee = nil
         let message = buffer.map { MessageBuffer(taking: $0) }
-        lock.withLock {
-            receiveInFlight = false
-            if success, message != nil {
-                startReceivingLocked()
-            } else {
-                receivesEnded = true
+        let continues: Bool = lock.withLock {
+            if success, message != nil, !receivesEnded, !isOver {
+                batchesInFlight += 1
+                return true
             }
+            receiveInFlight = false
+            receivesEnded = true
+            return false
         }
         if let message {
             if success { didReceive(message) }
         } else if success {
             didReceiveEndOfStream()
         }
+        if continues { queue.deferReceive(self) }
+    }
+
+    /// Starts the receive deferred by ``receiveDidComplete(success:)`` (poller thread).
+    func resumeReceiving() {
+        lock.withLock {
+            receiveInFlight = false
+            startReceivingLocked()
+        }
+        finishBatch()
     }
 
     /// A message arrived (poller thread).
@@ -351,7 +371,7 @@ public class Call: CompletionTarget, @unchecked Sendable {
         finishBatch()
     }
 
-    private func finishBatch() {
+    func finishBatch() {
         var deliverEnd = false
         var release = false
         lock.withLock {

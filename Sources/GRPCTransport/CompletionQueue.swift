@@ -55,12 +55,20 @@ final class CompletionQueue: @unchecked Sendable {
     private let finished = ConditionLatch()
     private let shutdownStarted = Atomic<Bool>(false)
     private let drained = Atomic<Bool>(false)
+    /// Calls whose next receive starts once the current completion's work is done.
+    private let deferredLock = Lock()
+    private var deferred: [Call] = []
+    private var running: [Call] = []
+    /// Whether deferred receives start right after each completion's callbacks (a queue with a
+    /// thread of its own) or when the owner polls next (after the work it ran meanwhile).
+    private let resumesAfterEachCompletion: Bool
 
     /// - Parameter threadName: the name of the poller thread to start; nil for a queue its
     ///   owner polls with ``poll(timeoutMilliseconds:)``.
     init(threadName: String?) {
         GRPCLibrary.initialize()
         queue = grpc_completion_queue_create_for_next(nil)
+        resumesAfterEachCompletion = threadName != nil
         if let threadName {
             _ = NativeThread.start(name: threadName) { [self] in
                 while poll(timeoutMilliseconds: nil) != .shutDown {}
@@ -72,11 +80,13 @@ final class CompletionQueue: @unchecked Sendable {
     /// dispatches it on the calling thread. One thread at a time.
     func poll(timeoutMilliseconds: Int64?) -> CompletionPoll {
         if drained.load(ordering: .acquiring) { return .shutDown }
+        resumeDeferredReceives()
         let deadline = timeoutMilliseconds.map { cgrpc_deadline_after_ms($0) } ?? cgrpc_infinite_future()
         let event = grpc_completion_queue_next(queue, deadline, nil)
         switch event.type {
         case GRPC_OP_COMPLETE:
             CompletionTarget.dispatch(tag: event.tag, success: event.success != 0)
+            if resumesAfterEachCompletion { resumeDeferredReceives() }
             return .dispatched
         case GRPC_QUEUE_SHUTDOWN:
             drained.store(true, ordering: .releasing)
@@ -86,6 +96,23 @@ final class CompletionQueue: @unchecked Sendable {
         default:
             return .timedOut
         }
+    }
+
+    /// Defers `call`'s next receive until the poller is done with the current completion.
+    func deferReceive(_ call: Call) {
+        deferredLock.withLock { deferred.append(call) }
+    }
+
+    /// Starts the deferred receives (polling thread).
+    private func resumeDeferredReceives() {
+        // Two arrays swapped in turn: no allocation per message.
+        deferredLock.withLock {
+            guard !deferred.isEmpty else { return }
+            swap(&deferred, &running)
+        }
+        guard !running.isEmpty else { return }
+        for call in running { call.resumeReceiving() }
+        running.removeAll(keepingCapacity: true)
     }
 
     /// Shuts the queue down once nothing uses it any more: no batch may start on it afterwards.
