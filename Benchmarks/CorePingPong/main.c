@@ -303,7 +303,11 @@ static void server_handle(enum op_kind kind, int success) {
             grpc_byte_buffer *echo = grpc_raw_byte_buffer_create(&payload, 1);
             grpc_slice_unref(payload);
             echo_queue_push(&srv.pending, echo);
+            // The echo's send first, then the next receive: as GRPCTransport does, so that the
+            // stream's window update rides in the echo's write (1 write per message, not 2).
+            server_pump();
             server_recv_message();
+            break;
         }
         server_pump();
         break;
@@ -428,8 +432,8 @@ static void client_check_echo(void) {
 static void client_start_round(void) {
     cli.rounds_started++;
     cli.round_start_ns = now_ns();
+    client_send_message();  // the send before the receive (see SRV_RECV_MSG)
     client_recv_message();
-    client_send_message();
 }
 
 // A ping-pong round ends when both its send and its receive completed.
