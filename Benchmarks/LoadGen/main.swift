@@ -175,7 +175,8 @@ func publishRun(_ client: WorkerClient, topic: TopicID, count: Int, receivers: [
     let before = resetPeakRSSMiB()
     let start = monotonicNs()
     for _ in 0..<count {
-        try client.publish(benchPayload, messageType: "BenchMsg", to: topic)
+        // Waits while the client's bounded outbound queue is full (back-pressure), never drops.
+        try await client.publish(benchPayload, messageType: "BenchMsg", to: topic, waitingUpTo: .seconds(30))
     }
     let published = monotonicNs()
     let expected = count * receivers.count
@@ -281,7 +282,9 @@ var result: [String: Any] = [:]
 // Warm-up: connections, agent instances, code paths (untimed).
 if options.warmup > 0 {
     let warm = TopicID(type: "bench-events", source: "warm")
-    for _ in 0..<options.warmup { try client.publish(benchPayload, messageType: "BenchMsg", to: warm) }
+    for _ in 0..<options.warmup {
+        try await client.publish(benchPayload, messageType: "BenchMsg", to: warm, waitingUpTo: .seconds(30))
+    }
     for _ in 0..<options.warmup { _ = try await client.send(pingPayload, messageType: "Echo", to: AgentID(type: "echo", key: "rpc")) }
     let (count, _) = try await waitForCounts(
         client, [AgentID(type: "bench-sink", key: "warm")], expected: options.warmup, stall: options.stallSeconds)

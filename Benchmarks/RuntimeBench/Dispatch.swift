@@ -150,7 +150,7 @@ func eventThroughput(_ client: WorkerClient, events: Int, keys: [String]) async 
     let topics = keys.map { TopicID(type: "versioned-events", source: $0) }
     let start = nowNs()
     for index in 0..<events {
-        try client.publish(emptyJSON, messageType: "Tick", to: topics[index % topics.count])
+        try await client.publish(emptyJSON, messageType: "Tick", to: topics[index % topics.count], waitingUpTo: .seconds(30))
     }
     let published = nowNs()
     var counted = 0

@@ -16,6 +16,11 @@ import Logging
 /// buffer. While it is down, a publish waits in that buffer; once the buffer is full, further
 /// publishes are refused (the plugin's `publish` returns AGENTD_UNAVAILABLE), counted and
 /// logged — never dropped silently.
+///
+/// While it is up, publishes wait in the stream's send queue until the C core takes them; that
+/// queue is bounded too (``OutboundLimit``): when the host reads slower than this worker
+/// publishes, a burst does not grow the process without end — past the bound, publishes are
+/// refused the same way until the queue drains.
 public final class HostConnection: ClientCallHandler, @unchecked Sendable {
     // @unchecked Sendable: every mutable field is guarded by `lock`.
 
@@ -43,6 +48,17 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
         }
     }
 
+    /// How many publishes may wait in the stream's send queue (written by this worker, not
+    /// yet taken by the transport) before further ones are refused.
+    public struct OutboundLimit: Sendable {
+        public var messages: Int
+        public var bytes: Int
+        public init(messages: Int = 10_000, bytes: Int = 64 * 1024 * 1024) {
+            self.messages = max(1, messages)
+            self.bytes = max(1, bytes)
+        }
+    }
+
     /// What happened to a message handed to ``send(_:kind:)``.
     public enum SendResult: Sendable, Equatable {
         case sent
@@ -50,6 +66,9 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
         case buffered
         /// Refused: the buffer is full, or the message cannot wait (see ``MessageKind``).
         case refused
+        /// Refused: the stream is up but ``OutboundLimit`` publishes wait to be written
+        /// already (the host reads slower than this worker publishes).
+        case full
     }
 
     /// Whether a message may wait for a reconnection.
@@ -76,6 +95,8 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
     private var closed = false
     private var buffer = Deque<MessageBuffer>()
     private var refusedWhileDown = 0
+    private let outboundLimit: OutboundLimit
+    private var refusedWhileFull = 0
     private var reconnecting: Task<Void, Never>?
     private var endWaiters: [AsyncStream<Void>.Continuation] = []
 
@@ -86,16 +107,18 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
     ///   - queues: the completion queue the connection's calls use (by default one with a
     ///     poller thread of its own; the runtime passes its dispatcher's, so that the thread
     ///     that reads a message runs its handler).
+    ///   - outboundLimit: how many publishes may wait to be written while the stream is up.
     ///   - onMessage: called on the stream's poller thread for every message from the host.
     ///   - onDisconnect: called each time the stream breaks, with its status (before any
     ///     reconnection), and once when it is closed.
     public init(address: String, clientID: String, maxMessageBytes: Int, logger: Logger,
                 reconnection: Reconnection = Reconnection(enabled: false),
                 credentials: ChannelCredentials = .insecure, authToken: String? = nil,
-                queues: CompletionQueueGroup? = nil,
+                queues: CompletionQueueGroup? = nil, outboundLimit: OutboundLimit = OutboundLimit(),
                 onMessage: @escaping @Sendable (MessageBuffer) -> Void,
                 onDisconnect: @escaping @Sendable (Status) -> Void) {
         self.address = address
+        self.outboundLimit = outboundLimit
         self.clientID = clientID
         self.authToken = authToken
         self.logger = logger
@@ -135,6 +158,9 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
 
     /// Messages waiting in the reconnection buffer.
     public var bufferedCount: Int { lock.withLock { buffer.count } }
+
+    /// Messages written to the stream and not yet taken by the transport.
+    public var outboundQueued: Int { lock.withLock { stream?.queuedSendCount ?? 0 } }
 
     /// Registers an agent type as served by this connection.
     /// - Throws: ``TransportError`` with the host's status (for example a type another
@@ -189,6 +215,7 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
     /// Sends a message, or keeps it for the reconnection if it is an event and the stream is
     /// down (within the buffer's bound).
     public func send(_ message: MessageBuffer, kind: MessageKind) -> SendResult {
+        var fullRefusal: Int?
         let (result, logRefusal): (SendResult, Int?) = lock.withLock {
             switch kind {
             case .live:
@@ -198,7 +225,20 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
                 return (.refused, nil)
             case .event:
                 // Events keep their order: while the buffer is not flushed, they join it.
-                if connected, let stream, stream.send(message) { return (.sent, nil) }
+                if connected, let stream {
+                    switch stream.send(message, maxMessages: outboundLimit.messages, maxBytes: outboundLimit.bytes) {
+                    case .queued:
+                        refusedWhileFull = 0
+                        return (.sent, nil)
+                    case .full:
+                        refusedWhileFull += 1
+                        // One line for the first refusal of a spell, then every 1,000th.
+                        if refusedWhileFull == 1 || refusedWhileFull % 1000 == 0 { fullRefusal = refusedWhileFull }
+                        return (.full, nil)
+                    case .closed:
+                        break
+                    }
+                }
             }
             guard !closed, reconnection.enabled else { return (.refused, nil) }
             guard buffer.count < reconnection.bufferLimit else {
@@ -208,6 +248,12 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
             }
             buffer.append(message)
             return (.buffered, nil)
+        }
+        if let count = fullRefusal {
+            logger.warning("publish refused: the host reads slower than this worker publishes and the outbound queue is full", metadata: [
+                "host.address": "\(address)", "queue.limit.messages": "\(outboundLimit.messages)",
+                "queue.limit.bytes": "\(outboundLimit.bytes)", "refused": "\(count)",
+            ])
         }
         if let count = logRefusal {
             logger.warning("publish refused: the host is unreachable and the reconnection buffer is full", metadata: [

@@ -4,6 +4,18 @@ import GRPCTransport
 import Logging
 import Synchronization
 
+/// A publish refused because the host reads slower than this worker publishes: the messages
+/// already waiting to be written are at the bound (10,000 or 64 MiB), so the worker's memory
+/// stays bounded in a burst. Nothing was queued; publish again once some have gone out (for
+/// example after a millisecond).
+public struct OutboundQueueFull: Error, Sendable, CustomStringConvertible {
+    /// Messages waiting when the publish was refused.
+    public var waiting: Int
+    public var description: String {
+        "publish refused: \(waiting) messages already wait to be written to the host (it reads slower than this worker publishes); try again once they have gone out"
+    }
+}
+
 /// A small worker for scripts, the CLI (`agentd publish` / `agentd send`) and tests: it joins
 /// a host, publishes, sends RPCs and watches topics, without plugins.
 public final class WorkerClient: Sendable {
@@ -68,8 +80,33 @@ public final class WorkerClient: Sendable {
                 id: OutboundCodec.newID(), topicType: topic.type, topicSource: topic.source, senderType: nil,
                 senderKey: nil, messageType: messageType, contentType: contentType, payload: $0)
         }
-        guard connection.send(MessageBuffer(bytes)) else { throw RuntimeError("the channel to the host is closed") }
+        switch connection.send(MessageBuffer(bytes), kind: .event) {
+        case .sent, .buffered: return
+        case .full: throw OutboundQueueFull(waiting: connection.outboundQueued)
+        case .refused: throw RuntimeError("the channel to the host is closed")
+        }
     }
+
+    /// Publishes `payload` to `topic`, waiting — up to `timeout` — while the outbound queue is
+    /// full (back-pressure for a burst) instead of refusing at once.
+    /// - Throws: ``OutboundQueueFull`` if the queue stayed full for `timeout`; ``RuntimeError``
+    ///   if the channel is closed.
+    public func publish(_ payload: [UInt8], messageType: String, contentType: String = "application/json",
+                        to topic: TopicID, waitingUpTo timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            do {
+                return try publish(payload, messageType: messageType, contentType: contentType, to: topic)
+            } catch let full as OutboundQueueFull {
+                if ContinuousClock.now >= deadline { throw full }
+                try await Task.sleep(for: .microseconds(500))
+            }
+        }
+    }
+
+    /// Messages published and not yet taken by the transport (bounded: see
+    /// ``OutboundQueueFull``).
+    public var outboundQueued: Int { connection.outboundQueued }
 
     /// Sends an RPC to `target` and returns its answer.
     /// - Throws: ``RuntimeError`` with the error text the host or the agent sent back.

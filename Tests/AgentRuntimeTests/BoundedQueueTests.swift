@@ -129,4 +129,52 @@ struct BoundedQueueTests {
         await channel.shutdown()
         await host.shutdown()
     }
+
+    @Test("a publisher bursting at a host that does not read keeps at most 10,000 publishes waiting; the rest are refused, not queued")
+    func publisherBurstIsBounded() async throws {
+        // A "host" that accepts the connection and never reads from it: nothing the worker
+        // writes can leave, as with a host that is stuck or far slower than the publisher.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(listener >= 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(listener, pointer, length) == 0 && listen(listener, 4) == 0 && getsockname(listener, pointer, &length) == 0
+            }
+        }
+        #expect(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let client = try WorkerClient(address: "127.0.0.1:\(port)")
+        let payload = [UInt8](repeating: 0x61, count: 1024)
+        var accepted = 0
+        var refusal: OutboundQueueFull?
+        for _ in 0..<30_000 {
+            do {
+                try client.publish(payload, messageType: "Burst", to: TopicID(type: "burst", source: "s"))
+                accepted += 1
+            } catch let full as OutboundQueueFull {
+                refusal = full
+                break
+            }
+        }
+        // 10,000 wait in the queue (plus at most the one the transport holds).
+        #expect((10_000...10_001).contains(accepted))
+        #expect(client.outboundQueued <= 10_001)
+        #expect(refusal?.description.contains("publish refused") == true)
+        // Still full: refused again at once, nothing added.
+        #expect(throws: OutboundQueueFull.self) {
+            try client.publish(payload, messageType: "Burst", to: TopicID(type: "burst", source: "s"))
+        }
+        #expect(client.outboundQueued <= 10_001)
+        // Back-pressure instead of refusal: the waiting publish gives up after its timeout.
+        await #expect(throws: OutboundQueueFull.self) {
+            try await client.publish(payload, messageType: "Burst", to: TopicID(type: "burst", source: "s"),
+                                     waitingUpTo: .milliseconds(50))
+        }
+        await client.close()
+    }
 }

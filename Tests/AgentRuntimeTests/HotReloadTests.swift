@@ -97,7 +97,11 @@ struct HotReloadTests {
                         while !stop.load(ordering: .relaxed) {
                             let key = keys[round % keys.count]
                             do {
-                                try client.publish(Array("{}".utf8), messageType: "Tick", to: TopicID(type: "versioned-events", source: key))
+                                // As fast as the runtime takes them: waits while the client's
+                                // bounded outbound queue is full.
+                                try await client.publish(Array("{}".utf8), messageType: "Tick",
+                                                         to: TopicID(type: "versioned-events", source: key),
+                                                         waitingUpTo: .seconds(10))
                                 sent.withLock { $0[key, default: 0] += 1 }
                             } catch {
                                 failures.withLock { $0.append("publish: \(error)") }

@@ -309,7 +309,10 @@ typedef struct agentd_host_api {
     uint16_t abi_minor;
 
     /** Publishes an event to topic (topic_type, topic_source) as agent `from` (NULL: no
-     *  sender). The agent itself does not receive its own publish. */
+     *  sender). The agent itself does not receive its own publish. Returns AGENTD_UNAVAILABLE
+     *  (nothing queued) when the host is unreachable and the reconnection buffer is full, or
+     *  when 10,000 publishes (64 MiB) already wait to be written to a host that reads slower
+     *  than this runtime publishes: publish again later. */
     agentd_status (*publish)(agentd_agent_ref *from, agentd_str topic_type, agentd_str topic_source,
                              agentd_str message_type, agentd_str content_type, agentd_bytes payload);
 

@@ -438,7 +438,7 @@ final class RuntimeCore: @unchecked Sendable {
         guard let connection else { return AGENTD_UNAVAILABLE }
         switch connection.send(MessageBuffer(bytes), kind: .event) {
         case .sent, .buffered: return AGENTD_OK
-        case .refused: return AGENTD_UNAVAILABLE
+        case .refused, .full: return AGENTD_UNAVAILABLE
         }
     }
 
