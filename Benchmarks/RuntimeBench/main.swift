@@ -5,6 +5,9 @@
 //      ratios against a raw GRPCTransport ping-pong measured in the same run, both alone in
 //      the process (transport-bench's floor) and beside the idle runtime; and the event
 //      throughput into the plugin, with every event's count checked;
+//   1b. in-process dispatch (--only inprocess): the per-event cost of dispatch into a C plugin
+//      without the network — pre-encoded CloudEvents fed through AgentRuntime.deliverFromHost
+//      (the path a message read from the host takes) to one agent, then to --keys agents;
 //   2. hot reload: swap latency (rename → first answer by the new version; with the watcher
 //      and through rescan()), the pause an agent sees during a swap, and that events
 //      published during swaps are counted exactly once;
@@ -17,7 +20,7 @@
 //
 //   runtime-bench [--runs N] [--rpc-calls N] [--events N] [--keys N] [--swaps N]
 //                 [--swap-gap-ms N] [--reload-rate EVENTS_PER_S] [--swift-reloads N]
-//                 [--only dispatch|reload|memory]...
+//                 [--inprocess-events N] [--only dispatch|inprocess|reload|memory]...
 //
 // gRPC's C core reads GRPC_POLL_STRATEGY (epoll1 by default on Linux); the header says which
 // one ran, since it moves the figures of section 1.
@@ -32,6 +35,7 @@ struct Options {
     var swapGapMs = 300
     var reloadRate = 5_000.0
     var swiftReloads = 8
+    var inprocessEvents = 200_000
     var sections: Set<String> = []
     /// Internal: run the memory measurement once and print its raw figures.
     var memoryChild = false
@@ -52,16 +56,17 @@ struct Options {
             case "--swap-gap-ms": swapGapMs = number(argument)
             case "--reload-rate": reloadRate = Double(number(argument))
             case "--swift-reloads": swiftReloads = number(argument)
+            case "--inprocess-events": inprocessEvents = number(argument)
             case "--memory-child": memoryChild = true
             case "--only":
-                guard let section = iterator.next(), ["dispatch", "reload", "memory"].contains(section) else {
-                    fail("--only takes dispatch, reload or memory")
+                guard let section = iterator.next(), ["dispatch", "inprocess", "reload", "memory"].contains(section) else {
+                    fail("--only takes dispatch, inprocess, reload or memory")
                 }
                 sections.insert(section)
             default: fail("unknown argument \(argument)")
             }
         }
-        if sections.isEmpty { sections = ["dispatch", "reload", "memory"] }
+        if sections.isEmpty { sections = ["dispatch", "inprocess", "reload", "memory"] }
     }
 }
 
@@ -136,6 +141,57 @@ if options.sections.contains("dispatch") {
     figure("events_lost", "\(lost)"); figure("events_duplicated", "\(duplicated)")
     if lost + duplicated > 0 {
         findings.append("event throughput: \(lost) events lost, \(duplicated) duplicated (counted \(d.throughput.map { "\($0.counted)/\($0.events)" }))")
+    }
+}
+
+// MARK: 1b. In-process dispatch
+
+if options.sections.contains("inprocess") {
+    let d = try await runInProcess(options)
+    let parallel = d.parallel.first?.agents ?? options.keys
+    func row(_ label: String, _ runs: [InProcessRun]) {
+        let ns = runs.map(\.nsPerEvent)
+        print("   " + pad(label, 34) + lpad(String(format: "%.0f", median(ns)), 10)
+              + lpad(String(format: "%.0f", median(runs.map(\.eventsPerSecond))), 12)
+              + lpad(String(format: "%.0f", median(runs.map { $0.feedSeconds * 1e9 / Double($0.events) })), 10)
+              + lpad(String(format: "%.0f", median(runs.map { $0.cpuSeconds * 1e9 / Double($0.events) })), 10)
+              + "   runs: " + ns.map { String(format: "%.0f", $0) }.joined(separator: ", "))
+    }
+    print("")
+    print("1b. In-process dispatch into a C plugin (no network): \(d.events) pre-encoded CloudEvents per run (100-byte JSON")
+    print("   BenchMsg to topic bench-events, the bytes the host forwards) handed to AgentRuntime.deliverFromHost, the path")
+    print("   a message read from the host takes; agent bench-sink (libBenchAgents.so) counts each. Timed: first delivery →")
+    print("   the plugin's last receipt (CLOCK_MONOTONIC); \(options.runs) runs, medians; every event's count checked.")
+    print("   Included: protobuf-c decode, routing (subscriptions, agent lookup), the mailbox, the hand-off to a worker")
+    print("   thread (\(d.workers) handler threads + 1), the plugin's handler. Not included: the network (gRPC read, HTTP/2, the host).")
+    print("   The feeding thread is this program's, not the pool's reading thread: it decodes and routes while workers run")
+    print("   the handlers (a pipeline, on \(ProcessInfo.processInfo.activeProcessorCount) CPUs), and an event that finds its agent idle wakes a worker (futex) —")
+    print("   a hand-off the reading thread does not make (it runs the handler itself). Mailbox limit raised to \(d.mailboxLimit)")
+    print("   so that the burst is not refused.")
+    print("   " + pad("", 34) + lpad("ns/event", 10) + lpad("events/s", 12) + lpad("feed ns", 10) + lpad("CPU ns", 10))
+    row("1 agent (strictly sequential)", d.single)
+    row("\(parallel) agents (in parallel)", d.parallel)
+    print("   " + pad("decode + routing alone", 34) + lpad(String(format: "%.0f", median(d.unroutedNs)), 10)
+          + "   (a topic no agent subscribes to: decoded, matched, dropped; runs: "
+          + d.unroutedNs.map { String(format: "%.0f", $0) }.joined(separator: ", ") + ")")
+    print("   (feed ns: the feeding loop alone — decode, route, queue — per event; CPU ns: the whole process's CPU per")
+    print("   event, all threads, until the counts were read back)")
+    let all = d.single + d.parallel
+    let lost = all.map(\.lost).reduce(0, +), duplicated = all.map(\.duplicated).reduce(0, +)
+    print("   " + pad("lost / duplicated (all runs)", 34) + lpad("\(lost) / \(duplicated)", 10)
+          + "   counted: " + all.map { "\($0.counted)/\($0.events)" }.joined(separator: ", "))
+    figure("dispatch_events", "\(d.events)")
+    figure("dispatch_ns_per_event_1agent", String(format: "%.0f", median(d.single.map(\.nsPerEvent))))
+    figure("dispatch_events_per_s_1agent", String(format: "%.0f", median(d.single.map(\.eventsPerSecond))))
+    figure("dispatch_parallel_agents", "\(parallel)")
+    figure("dispatch_ns_per_event_parallel", String(format: "%.0f", median(d.parallel.map(\.nsPerEvent))))
+    figure("dispatch_events_per_s_parallel", String(format: "%.0f", median(d.parallel.map(\.eventsPerSecond))))
+    figure("dispatch_feed_ns_per_event_1agent", String(format: "%.0f", median(d.single.map { $0.feedSeconds * 1e9 / Double($0.events) })))
+    figure("dispatch_decode_route_ns_per_event", String(format: "%.0f", median(d.unroutedNs)))
+    figure("dispatch_cpu_ns_per_event_1agent", String(format: "%.0f", median(d.single.map { $0.cpuSeconds * 1e9 / Double($0.events) })))
+    figure("dispatch_lost", "\(lost)"); figure("dispatch_duplicated", "\(duplicated)")
+    if lost + duplicated > 0 {
+        findings.append("in-process dispatch: \(lost) events lost, \(duplicated) duplicated (counted \(all.map { "\($0.counted)/\($0.events)" }))")
     }
 }
 

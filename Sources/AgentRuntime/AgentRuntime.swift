@@ -144,6 +144,15 @@ public final class AgentRuntime: Sendable {
         await state.withLock { $0.reloader }?.rescan()
     }
 
+    /// For benchmarks: feeds `message` (an encoded `agents.Message`) exactly as if it had
+    /// arrived from the host on the connection — the same `RuntimeCore.receive` path: decoded,
+    /// routed to the agents it reaches and queued in their mailboxes, on the calling thread;
+    /// the handlers then run on the worker pool. Answers (to a request) go to the host as
+    /// usual. Returns once the message is queued, not handled.
+    @_spi(Benchmarks) public func deliverFromHost(_ message: MessageBuffer) {
+        core.receive(message)
+    }
+
     /// The address of the host this runtime is connected to.
     public var hostAddress: String? { state.withLock { $0.connection?.address } }
 
