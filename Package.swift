@@ -210,7 +210,7 @@ let package = Package(
         .executableTarget(
             name: "runtime-bench",
             dependencies: [
-                "AgentRuntime", "AgentHost", "GRPCTransport", "AgentCore",
+                "AgentRuntime", "AgentHost", "GRPCTransport", "AgentCore", "AgentWire",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/RuntimeBench"
@@ -227,7 +227,7 @@ let package = Package(
         .executableTarget(
             name: "compare-loadgen",
             dependencies: [
-                "AgentRuntime", "AgentCore", "AgentHost", "GRPCTransport",
+                "AgentRuntime", "AgentCore", "AgentHost", "AgentWire", "GRPCTransport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/LoadGen"

@@ -33,6 +33,7 @@
 import AgentCore
 import AgentHost
 import AgentRuntime
+import AgentWire
 import GRPCTransport
 import Foundation
 #if canImport(Glibc)
@@ -193,24 +194,23 @@ func publishRun(_ client: WorkerClient, topic: TopicID, count: Int, receivers: [
 
 // MARK: Raw RPCs on a bare HostConnection
 
-/// Protobuf by hand (length-delimited fields only), so that no internal codec is needed.
-func field(_ number: Int, _ bytes: [UInt8]) -> [UInt8] {
-    var out: [UInt8] = [UInt8(number << 3 | 2)]
-    var length = bytes.count
-    while length >= 0x80 {
-        out.append(UInt8(length & 0x7F | 0x80))
-        length >>= 7
-    }
-    out.append(UInt8(length))
-    return out + bytes
-}
-
-func field(_ number: Int, _ text: String) -> [UInt8] { field(number, Array(text.utf8)) }
-
 /// `Message{request: RpcRequest{id, target, method, payload}}`.
 func rawRequest(id: Int, target: AgentID, messageType: String, payload: [UInt8]) -> [UInt8] {
-    field(1, field(1, "r\(id)") + field(3, field(1, target.type) + field(2, target.key)) + field(4, messageType)
-        + field(5, field(1, messageType) + field(2, "application/json") + field(3, payload)))
+    var message = ProtoWriter()
+    message.messageField(1) { request in
+        request.stringField(1, "r\(id)")
+        request.messageField(3) {
+            $0.stringField(1, target.type)
+            $0.stringField(2, target.key)
+        }
+        request.stringField(4, messageType)
+        request.messageField(5) {
+            $0.stringField(1, messageType)
+            $0.stringField(2, "application/json")
+            $0.bytesField(3, payload)
+        }
+    }
+    return message.bytes
 }
 
 /// Sends the next request from the poller thread that delivered the previous answer.

@@ -1,5 +1,6 @@
 import AgentCore
 @_spi(Benchmarks) import AgentRuntime
+import AgentWire
 import Foundation
 import GRPCTransport
 #if canImport(Glibc)
@@ -60,30 +61,28 @@ struct BenchEventEncoder {
         }
     }
 
-    static func field(_ number: Int, _ bytes: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = [UInt8(number << 3 | 2)]
-        var length = bytes.count
-        while length >= 0x80 {
-            out.append(UInt8(length & 0x7F | 0x80))
-            length >>= 7
-        }
-        out.append(UInt8(length))
-        return out + bytes
-    }
-
-    static func field(_ number: Int, _ text: String) -> [UInt8] { field(number, Array(text.utf8)) }
-
     /// `agents.Message{cloudEvent: CloudEvent{id, source, spec_version, type, attributes,
     /// binary_data}}`, the sender left "unknown" as a `WorkerClient` leaves it.
     static func envelope(id: String, topicType: String, topicSource: String) -> [UInt8] {
-        func attribute(_ key: String, _ value: String) -> [UInt8] {
-            field(5, field(1, key) + field(2, field(3, value)))
+        var message = ProtoWriter()
+        message.messageField(3) { event in
+            event.stringField(1, id)
+            event.stringField(2, topicSource)
+            event.stringField(3, "1.0")
+            event.stringField(4, topicType)
+            let attributes = [
+                ("datacontenttype", "application/json"), ("dataschema", messageType),
+                ("agagentsendertype", "unknown"), ("agagentsenderkey", "unknown"), ("agmsgkind", "publish"),
+            ]
+            for (key, value) in attributes {
+                event.messageField(5) { entry in
+                    entry.stringField(1, key)
+                    entry.messageField(2) { $0.stringField(3, value) }
+                }
+            }
+            event.bytesField(6, payload)
         }
-        let event = field(1, id) + field(2, topicSource) + field(3, "1.0") + field(4, topicType)
-            + attribute("datacontenttype", "application/json") + attribute("dataschema", messageType)
-            + attribute("agagentsendertype", "unknown") + attribute("agagentsenderkey", "unknown")
-            + attribute("agmsgkind", "publish") + field(6, payload)
-        return field(3, event)
+        return message.bytes
     }
 
     /// The next event for the key at `index`, with a fresh id.
