@@ -1,5 +1,6 @@
-// A server in a child process, for the cross-process ping-pong: `transport-bench --serve` or
-// `core-pingpong --serve`, started with its stdin and stdout on pipes. It prints
+// A server in a child process, for the cross-process and relay ping-pongs: `transport-bench
+// --serve`, `transport-bench --relay-to HOST:PORT` or `core-pingpong --serve`, started with its
+// stdin and stdout on pipes. It prints
 // `listening on 127.0.0.1:PORT` and serves until its stdin reaches EOF, so closing our end of
 // that pipe (or our exiting) stops it.
 #if canImport(Glibc)

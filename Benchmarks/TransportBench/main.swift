@@ -3,14 +3,22 @@
 // by `core-pingpong` (the identical exchange written in C directly against gRPC's C core) in
 // the same run, as ratios.
 //
-// The ping-pong runs twice: with the echo server in this process (pingpong_*), and with it in a
-// child process (xpingpong_*: this binary started again with --serve; for the C baseline,
-// `core-pingpong --serve` and `core-pingpong --connect PORT`). The second is the floor of an
-// exchange between processes, which is what an RPC through the host is made of.
+// The ping-pong runs three times: with the echo server in this process (pingpong_*), with it in
+// a child process (xpingpong_*: this binary started again with --serve; for the C baseline,
+// `core-pingpong --serve` and `core-pingpong --connect PORT`), and through a relay
+// (relaypingpong_*: the echo server in one child, a relay in another, this binary started again
+// with --relay-to; no C baseline). The second is the floor of an exchange between processes; the
+// third is the topology of an RPC through the host (caller → host → receiving worker → host →
+// caller, three processes) with no routing or dispatch: the relay passes every message on, as
+// is, from the poller thread it arrived on, as the host forwards.
 //
-//   transport-bench [--rounds N] [--stream N] [--baseline PATH] [--no-cross]
+//   transport-bench [--rounds N] [--stream N] [--baseline PATH] [--no-cross] [--no-relay]
 //   transport-bench --serve     the echo server alone: prints `listening on 127.0.0.1:PORT`,
 //                               serves until stdin reaches EOF or SIGTERM arrives
+//   transport-bench --relay-to HOST:PORT
+//                               the relay alone: prints `listening on 127.0.0.1:PORT`; for each
+//                               stream it serves it opens one to HOST:PORT (same method) and
+//                               passes messages both ways; until stdin EOF or SIGTERM
 import Dispatch
 import Foundation
 import GRPCTransport
@@ -21,7 +29,9 @@ struct Options {
     var streamCount = 100_000
     var baseline: String? = nil
     var serve = false
+    var relayTo: String? = nil
     var crossProcess = true
+    var relay = true
 
     init(_ arguments: [String]) {
         var iterator = arguments.makeIterator()
@@ -31,7 +41,9 @@ struct Options {
             case "--stream": streamCount = Int(iterator.next() ?? "") ?? streamCount
             case "--baseline": baseline = iterator.next()
             case "--serve": serve = true
+            case "--relay-to": relayTo = iterator.next()
             case "--no-cross": crossProcess = false
+            case "--no-relay": relay = false
             default:
                 FileHandle.standardError.write("unknown argument \(argument)\n".data(using: .utf8)!)
                 exit(2)
@@ -165,12 +177,97 @@ func runOursCrossProcess(_ options: Options) async throws -> [String: Double] {
     return figures
 }
 
+/// The same ping-pong through a relay: an echo server in one child process (--serve) and a
+/// relay to it in another (--relay-to), three processes as in an RPC through the host: the
+/// relaypingpong_* figures.
+func runOursRelay(_ options: Options) async throws -> [String: Double] {
+    guard let echo = ServerProcess.start([CommandLine.arguments[0], "--serve"]) else { return [:] }
+    defer { echo.stop() }
+    guard let relay = ServerProcess.start([CommandLine.arguments[0], "--relay-to", "127.0.0.1:\(echo.port)"]) else {
+        return [:]
+    }
+    defer { relay.stop() }
+    let channel = Channel(configuration: .init(target: "127.0.0.1:\(relay.port)"))
+    let figures = try runPingPong(channel, options, prefix: "relaypingpong")
+    await channel.shutdown()
+    return figures
+}
+
+/// One stream through the relay: the client's stream (`downstream`, served here) and the one
+/// opened for it to the upstream server. Each message is sent on from the callback that received
+/// it, on that call's poller thread (the server's for the client's messages, the channel's for
+/// the upstream's), with no hop to another thread.
+final class RelayStream: ServerCallHandler, ClientCallHandler, @unchecked Sendable {
+    // @unchecked Sendable: `upstream` is written once, in RelayRouter.handler(for:), before the
+    // handler is returned to the server, and read only in the downstream call's callbacks, which
+    // start after the server has taken the handler (ServerCall stores it and reads it back under
+    // its lock, which orders the write before every read). The rest is immutable.
+    let downstream: ServerCall
+    var upstream: ClientCall?
+
+    init(downstream: ServerCall) { self.downstream = downstream }
+
+    // The client's side.
+    func call(_ call: ServerCall, didReceive message: MessageBuffer) { upstream?.send(message) }
+    func callDidHalfClose(_ call: ServerCall) { upstream?.halfClose() }
+    func callDidEnd(_ call: ServerCall, cancelled: Bool) {
+        if cancelled { upstream?.cancel() }
+    }
+
+    // The upstream's side.
+    func call(_ call: ClientCall, didReceive message: MessageBuffer) { downstream.send(message) }
+    func call(_ call: ClientCall, didFinishWith status: Status, trailers: Metadata) {
+        downstream.finish(status, trailers: trailers)
+    }
+}
+
+/// Opens, for each incoming stream, one stream with the same method on `upstream`.
+final class RelayRouter: CallRouter {
+    let upstream: Channel
+
+    init(upstream: Channel) { self.upstream = upstream }
+
+    func handler(for call: ServerCall) -> (any ServerCallHandler)? {
+        let relay = RelayStream(downstream: call)
+        do {
+            relay.upstream = try upstream.makeStreamingCall(method: call.method, handler: relay)
+        } catch {
+            call.finish(Status(.unavailable, "cannot open the upstream stream: \(error)"))
+            return nil
+        }
+        return relay
+    }
+}
+
+/// --relay-to HOST:PORT: the relay (a server with one poller thread, as the echo server and
+/// the host have, and a channel to HOST:PORT with its own) until stdin reaches EOF or SIGTERM
+/// arrives. One difference from the host, whose two sides of a forward are both calls of its
+/// server, on its one poller thread: here they are on two (Server takes no completion queues
+/// from outside, so the channel cannot share the server's).
+func relay(to target: String) async throws {
+    let channel = Channel(configuration: .init(target: target))
+    let server = try Server(configuration: .init(address: "127.0.0.1:0", pollerThreads: 1),
+                            router: RelayRouter(upstream: channel))
+    print("listening on 127.0.0.1:\(server.port)")
+    fflush(nil)
+    waitForStdinEOFOrSIGTERM()
+    await server.shutdown()
+    await channel.shutdown()
+}
+
 /// --serve: the echo server (as in the in-process run: one poller thread) until stdin reaches
 /// EOF or SIGTERM arrives.
 func serve() async throws {
     let server = try Server(configuration: .init(address: "127.0.0.1:0", pollerThreads: 1), router: EchoRouter())
     print("listening on 127.0.0.1:\(server.port)")
     fflush(nil)
+    waitForStdinEOFOrSIGTERM()
+    await server.shutdown()
+}
+
+/// Blocks until stdin reaches EOF (the parent closed its end of the pipe, or exited) or
+/// SIGTERM arrives: how the --serve and --relay-to children end.
+func waitForStdinEOFOrSIGTERM() {
     let stop = DispatchSemaphore(value: 0)
     signal(SIGTERM, SIG_IGN)
     let terminate = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
@@ -186,7 +283,6 @@ func serve() async throws {
     }
     stop.wait()
     terminate.cancel()
-    await server.shutdown()
 }
 
 func runBaseline(_ path: String, _ options: Options) -> [String: Double] {
@@ -227,6 +323,10 @@ if options.serve {
     try await serve()
     exit(0)
 }
+if let target = options.relayTo {
+    try await relay(to: target)
+    exit(0)
+}
 var ours = try await runOurs(options)
 var baseline = options.baseline.map { runBaseline($0, options) } ?? [:]
 var names = ["pingpong_p50_us", "pingpong_p99_us", "pingpong_mean_us", "stream_msgs_per_s"]
@@ -235,9 +335,16 @@ if options.crossProcess {
     if let path = options.baseline { baseline.merge(runBaselineCrossProcess(path, options)) { $1 } }
     names += ["xpingpong_p50_us", "xpingpong_p99_us", "xpingpong_mean_us"]
 }
+if options.relay {
+    ours.merge(try await runOursRelay(options)) { $1 }
+    names += ["relaypingpong_p50_us", "relaypingpong_p99_us", "relaypingpong_mean_us"]
+}
 print("transport-bench: one stream on 127.0.0.1, 100-byte messages, \(options.rounds) ping-pongs, \(options.streamCount) streamed")
 if options.crossProcess {
     print("pingpong: echo server in the same process; xpingpong: echo server in a child process (--serve)")
+}
+if options.relay {
+    print("relaypingpong: client → relay child (--relay-to) → echo server child (--serve) → back, three processes")
 }
 print("figure                 GRPCTransport   C core (C)   ratio ours/C")
 for name in names {
@@ -245,7 +352,8 @@ for name in names {
     let base = baseline[name]
     let ratio = base.map { String(format: "%.2f", value / $0) } ?? "-"
     let baseText = base.map { String(format: "%12.1f", $0) } ?? String(repeating: " ", count: 11) + "-"
-    print(String(format: "%-22@ %13.1f ", name as NSString, value) + baseText + "   " + ratio)
+    // (Padded here: swift-corelibs-foundation ignores the width of a %@.)
+    print(name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: " %13.1f ", value) + baseText + "   " + ratio)
 }
 for name in names {
     print("\(name) ours=\(String(format: "%.1f", ours[name] ?? .nan)) core=\(baseline[name].map { String(format: "%.1f", $0) } ?? "-")")
