@@ -73,8 +73,8 @@
  *   including threads the plugin creates, at any time while the plugin is loaded.
  * - A handler usually runs on the runtime thread that read its message from the host (no
  *   hand-off between the socket and the handler). If a handler keeps that thread for more than
- *   about 2 ms, another runtime thread takes over the reading, so a slow or blocking handler
- *   delays the others once by a few milliseconds, and does not stop them.
+ *   about 5 ms, another runtime thread takes over the reading, so a slow or blocking handler
+ *   delays the others once by 5–10 ms, and does not stop them.
  * - A handler must not block for long: it occupies a runtime thread. Work that waits (a model,
  *   a tool, a network call) returns AGENTD_PENDING and answers later with `reply` / `fail`
  *   from any thread (possibly before the handler has returned: the answer may race the

@@ -15,7 +15,7 @@ import GRPCTransport
 /// queued by the leader, which then runs the handler itself — no hand-off to another thread,
 /// no wake-up between the socket and the plugin — and goes back to polling. So that a slow or
 /// blocking handler cannot stop the reading, another thread, the *watchdog*, checks every
-/// two milliseconds while there is traffic: once the leader has been away from the queue for
+/// five milliseconds while there is traffic: once the leader has been away from the queue for
 /// ``takeoverAfter``, the watchdog becomes the leader and the old one finishes its handler as
 /// an ordinary worker. Work queued from other threads (a plugin answering a pending call,
 /// timers) wakes an idle worker.
@@ -40,13 +40,14 @@ final class WorkerPool: @unchecked Sendable {
     /// The queue the connection's calls complete on.
     let completions = CompletionQueueGroup(ownerPolled: ())
     /// How long the leader may be away from the queue before another thread takes over.
-    let takeoverAfter: UInt64 = 2_000_000
-    /// How often the watchdog looks while there is traffic. (Each look wakes a thread: 500
-    /// a second is little CPU, and a blocked handler delays the others by 2–4 ms once.)
-    private let tick: Int64 = 2_000_000
+    let takeoverAfter: UInt64 = 5_000_000
+    /// How often the watchdog looks while there is traffic. (Each look wakes a thread, which
+    /// on a small machine competes with the message path: 200 a second is little, and a
+    /// blocked handler delays the others by 5–10 ms once.)
+    private let tick: Int64 = 5_000_000
     /// Ticks without the leader working after which the watchdog stops ticking (0.1 s); the
     /// leader then wakes it when it next runs a handler (one wake-up after a quiet spell).
-    private let ticksBeforeParking = 50
+    private let ticksBeforeParking = 20
     /// How long the leader waits in the queue before looking at the run queue again (work
     /// other threads queued while every worker was busy).
     private let pollTimeoutMilliseconds: Int64 = 100
