@@ -24,7 +24,6 @@ final class WorkerPool: @unchecked Sendable {
     // conditions); `completions` and `threads` are set in init.
     private struct Leader {
         var term: UInt64
-        var thread: pthread_t
         /// When the leader stopped polling to run handlers (monotonic ns); 0 while polling.
         var workingSince: UInt64
     }
@@ -152,7 +151,7 @@ final class WorkerPool: @unchecked Sendable {
     private func lead() {
         nextTerm += 1
         let term = nextTerm
-        leader = Leader(term: term, thread: pthread_self(), workingSince: 0)
+        leader = Leader(term: term, workingSince: 0)
         while true {
             pthread_mutex_unlock(mutex)
             let outcome = completions.poll(timeoutMilliseconds: pollTimeoutMilliseconds)
