@@ -103,8 +103,11 @@ public final class AgentHost: Sendable {
     }
 
     /// Starts listening and serving.
+    /// - Parameter queues: the completion queue(s) the host's calls use (by default its own,
+    ///   ``Configuration/pollerThreads`` of them with a thread each). A runtime with an embedded
+    ///   host passes the queue its handler threads poll, so that the process has one.
     /// - Throws: ``TransportError`` naming the address if it cannot listen there.
-    public init(configuration: Configuration, logger: Logger) throws {
+    public init(configuration: Configuration, logger: Logger, queues: CompletionQueueGroup? = nil) throws {
         self.configuration = configuration
         self.logger = logger
         let router = HostRouter(tokens: BearerTokens(configuration.authTokens))
@@ -116,7 +119,7 @@ public final class AgentHost: Sendable {
             configuration: .init(
                 address: configuration.listen, credentials: configuration.credentials,
                 maxReceiveMessageBytes: hardLimit, pollerThreads: configuration.pollerThreads),
-            router: router)
+            router: router, queues: queues)
         let table = self.table
         let interval = min(Duration.milliseconds(100), configuration.rpcTimeout / 4)
         let sweeperLogger = logger

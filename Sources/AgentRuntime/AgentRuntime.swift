@@ -175,7 +175,10 @@ public final class AgentRuntime: Sendable {
                 throw RuntimeError(
                     "the embedded host listens with \(configuration.embeddedHost.credentials), but the runtime would connect to it with plaintext: give the runtime TLS credentials that trust the host's certificate")
             }
-            let host = try AgentHost(configuration: configuration.embeddedHost, logger: logger)
+            // One completion queue for the process: the host's calls run on the handler threads
+            // too (gRPC's poller hands wake-ups between threads when a process has several).
+            let host = try AgentHost(configuration: configuration.embeddedHost, logger: logger,
+                                     queues: core.workers.completions)
             state.withLock { $0.embeddedHost = host }
             address = Self.address(connectingTo: host, tls: configuration.hostCredentials.isTLS)
             if authToken == nil { authToken = configuration.embeddedHost.authTokens.first }
@@ -260,6 +263,8 @@ public final class AgentRuntime: Sendable {
         await connection?.close()
         let plugins = await reloader?.stop() ?? []
         core.connection = nil
+        // The embedded host's calls complete on the handler threads' queue: it stops first.
+        await host?.shutdown()
         core.workers.stop()
         core.failOutbound(expiredBy: nil, reason: "The runtime is shutting down.")
         for instance in core.routing.withLock({ Array($0.instances.values) }) {
@@ -270,7 +275,6 @@ public final class AgentRuntime: Sendable {
         core.retireUnusedPlugins()
         loader.removeShadowDirectory()
         core.resignDefault()
-        await host?.shutdown()
         logger.info("runtime stopped")
     }
 }

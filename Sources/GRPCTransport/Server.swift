@@ -52,6 +52,8 @@ public final class Server: CallOwner, @unchecked Sendable {
 
     let server: OpaquePointer
     private let queues: CompletionQueueGroup
+    /// The queues were made by this server (and are shut down with it).
+    private let ownsQueues: Bool
     private let router: any CallRouter
     private let live = LiveCounter()
     private let lock = Lock()
@@ -60,9 +62,14 @@ public final class Server: CallOwner, @unchecked Sendable {
 
     /// Creates the server, listens and starts accepting calls.
     ///
+    /// - Parameter queues: the completion queues its calls use; by default the server creates
+    ///   ``Configuration/pollerThreads`` queues, each with a poller thread, and shuts them down
+    ///   with itself. Given queues (for example an owner-polled group a process shares with its
+    ///   channels, so that one set of threads serves all its gRPC traffic) stay up after
+    ///   ``shutdown(gracePeriod:)``; they must be polled until then.
     /// - Throws: ``TransportError`` with code ``TransportError/Code/bindFailed`` naming the
     ///   address when it cannot listen there.
-    public init(configuration: Configuration, router: any CallRouter) throws {
+    public init(configuration: Configuration, router: any CallRouter, queues: CompletionQueueGroup? = nil) throws {
         GRPCLibrary.initialize()
         self.configuration = configuration
         self.router = router
@@ -79,7 +86,8 @@ public final class Server: CallOwner, @unchecked Sendable {
         // Allow clients' keepalive pings every 10 s without a GOAWAY (the default is 5 min).
         arguments.set("grpc.http2.min_ping_interval_without_data_ms", 10_000)
         let server = arguments.withCArguments { grpc_server_create($0, nil)! }
-        let queues = CompletionQueueGroup(count: configuration.pollerThreads, name: "grpc-server")
+        let ownsQueues = queues == nil
+        let queues = queues ?? CompletionQueueGroup(count: configuration.pollerThreads, name: "grpc-server")
         for queue in queues.queues {
             grpc_server_register_completion_queue(server, queue.queue, nil)
         }
@@ -88,7 +96,7 @@ public final class Server: CallOwner, @unchecked Sendable {
         grpc_server_credentials_release(credentials)
         guard port > 0 else {
             grpc_server_destroy(server)
-            queues.shutdown()
+            if ownsQueues { queues.shutdown() }
             let message = configuration.credentials.isTLS
                 ? "cannot listen on \(configuration.address) with \(configuration.credentials) (address in use, not a HOST:PORT this machine has, or a certificate chain, private key or client CA the TLS library refuses)"
                 : "cannot listen on \(configuration.address) (address in use, or not a HOST:PORT this machine has)"
@@ -96,6 +104,7 @@ public final class Server: CallOwner, @unchecked Sendable {
         }
         self.server = server
         self.queues = queues
+        self.ownsQueues = ownsQueues
         self.port = Int(port)
         grpc_server_start(server)
         for queue in queues.queues {
@@ -129,7 +138,7 @@ public final class Server: CallOwner, @unchecked Sendable {
         await live.waitUntilZero()
         lock.withLock { destroyed = true }
         grpc_server_destroy(server)
-        queues.shutdown()
+        if ownsQueues { queues.shutdown() }
     }
 
     // MARK: CallOwner
