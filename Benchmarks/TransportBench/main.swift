@@ -239,20 +239,20 @@ final class RelayRouter: CallRouter {
     }
 }
 
-/// --relay-to HOST:PORT: the relay (a server with one poller thread, as the echo server and
-/// the host have, and a channel to HOST:PORT with its own) until stdin reaches EOF or SIGTERM
-/// arrives. One difference from the host, whose two sides of a forward are both calls of its
-/// server, on its one poller thread: here they are on two (Server takes no completion queues
-/// from outside, so the channel cannot share the server's).
+/// --relay-to HOST:PORT: the relay — a server and a channel to HOST:PORT sharing one completion
+/// queue with one poller thread, so that both sides of a forward run on one thread, as in the
+/// host — until stdin reaches EOF or SIGTERM arrives.
 func relay(to target: String) async throws {
-    let channel = Channel(configuration: .init(target: target))
+    let queues = CompletionQueueGroup(count: 1, name: "relay")
+    let channel = Channel(configuration: .init(target: target), queues: queues)
     let server = try Server(configuration: .init(address: "127.0.0.1:0", pollerThreads: 1),
-                            router: RelayRouter(upstream: channel))
+                            router: RelayRouter(upstream: channel), queues: queues)
     print("listening on 127.0.0.1:\(server.port)")
     fflush(nil)
     waitForStdinEOFOrSIGTERM()
     await server.shutdown()
     await channel.shutdown()
+    queues.shutdown()
 }
 
 /// --serve: the echo server (as in the in-process run: one poller thread) until stdin reaches
