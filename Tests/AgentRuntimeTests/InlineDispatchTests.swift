@@ -1,6 +1,7 @@
 import AgentCore
 import AgentRuntime
 import Foundation
+import Synchronization
 import Testing
 
 /// The dispatcher runs a handler on the thread that read its message; these check that a
@@ -9,38 +10,52 @@ import Testing
 struct InlineDispatchTests {
     static let plugins: [(file: String, product: String)] = [("echo.so", "EchoAgent"), ("test-agents.so", "TestAgentsPlugin")]
 
-    /// Polls `blocker`'s count of handlers blocked now until it is `expected` (10 s at most).
-    private func waitForBlocked(_ harness: RuntimeHarness, _ expected: Int) async throws -> Bool {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline {
-            if try await harness.call("blocker/probe", "Blocked", "{}") == "{\"blocked\": \(expected)}" { return true }
-            try await Task.sleep(for: .milliseconds(5))
+    /// Waits (10 s at most) until `count` Block handlers have announced that they block (each
+    /// publishes `Blocking` to topic blocker-started before it waits).
+    private func waitForBlocking(_ events: AsyncStream<WorkerClient.Event>, _ count: Int) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                var seen = 0
+                for await event in events where event.messageType == "Blocking" {
+                    seen += 1
+                    if seen == count { return true }
+                }
+                return false
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(10))
+                return false
+            }
+            let result = await group.next() ?? false
+            group.cancelAll()
+            return result
         }
-        return false
     }
 
-    @Test("handlers blocking their threads do not stop the others: four agents blocked, others answered, then all released")
+    @Test("handlers blocking their threads do not stop the others: three agents blocked, others answered, then all released")
     func blockedHandlersDoNotStopTheRest() async throws {
         try await withRuntime(plugins: Self.plugins) { harness in
+            let events = harness.client.events()
+            try await harness.client.subscribe(topicType: "blocker-started")
             // The harness runs 4 handler threads (plus the one that is always free to read).
             let blocked = Task {
                 try await withThrowingTaskGroup(of: String.self) { group in
-                    for index in 0..<4 {
+                    for index in 0..<3 {
                         group.addTask { try await harness.call("blocker/b\(index)", "Block", "{}") }
                     }
                     return try await group.reduce(into: [String]()) { $0.append($1) }
                 }
             }
-            #expect(try await waitForBlocked(harness, 4), "the four Block handlers should be running at once")
-            // Every handler thread is stuck, yet requests to other agents are read and answered.
+            #expect(await waitForBlocking(events, 3), "the three Block handlers should be running at once")
+            // Three handler threads are stuck, yet requests to other agents are read and answered.
             for index in 0..<50 {
                 let answer = try await harness.call("echo/e\(index % 5)", "Echo", #"{"text": "while blocked \#(index)"}"#)
                 #expect(answer == #"{"text": "while blocked \#(index)"}"#)
             }
-            #expect(try await harness.call("blocker/probe", "Blocked", "{}") == #"{"blocked": 4}"#)
+            #expect(try await harness.call("blocker/probe", "Blocked", "{}") == #"{"blocked": 3}"#)
             #expect(try await harness.call("blocker/gate", "Open", "{}") == "{}")
             let released = try await blocked.value
-            #expect(released == Array(repeating: #"{"opened": true}"#, count: 4))
+            #expect(released == Array(repeating: #"{"opened": true}"#, count: 3))
             #expect(try await harness.call("blocker/gate", "Close", "{}") == "{}")
         }
     }
@@ -66,4 +81,41 @@ struct InlineDispatchTests {
             #expect(counts == (0..<4).map { "{\"count\": 500, \"key\": \"k\($0)\"}" })
         }
     }
+
+    @Test("with every handler thread blocked, the runtime still reads: the embedded host answers at once, the queued handler runs later")
+    func readingNeverStops() async throws {
+        try await withRuntime(plugins: Self.plugins) { harness in
+            let events = harness.client.events()
+            try await harness.client.subscribe(topicType: "blocker-started")
+            // Five Blocks of 1.5 s for 4 handler threads: four block, the fifth waits in the run
+            // queue, and the thread left keeps reading from the host.
+            let finished = FinishedCount()
+            let blocked = Task {
+                try await withThrowingTaskGroup(of: String.self) { group in
+                    for index in 0..<5 {
+                        group.addTask {
+                            defer { finished.value.add(1, ordering: .relaxed) }
+                            return try await harness.call("blocker/c\(index)", "Block", #"{"ms": 1500}"#)
+                        }
+                    }
+                    return try await group.reduce(into: [String]()) { $0.append($1) }
+                }
+            }
+            #expect(await waitForBlocking(events, 4))
+            // The embedded host still routes while every handler thread is taken: an RPC to a
+            // type nobody serves is refused before any Block has finished.
+            await #expect(throws: RuntimeError.self) {
+                _ = try await harness.call("nobody-serves-this/x", "Echo", "{}")
+            }
+            #expect(finished.value.load(ordering: .relaxed) == 0)
+            // All five are answered, the fifth once a thread is free.
+            let released = try await blocked.value
+            #expect(released.count == 5)
+        }
+    }
+}
+
+/// Calls finished so far (shared by the tasks of a test).
+private final class FinishedCount: Sendable {
+    let value = Atomic<Int>(0)
 }

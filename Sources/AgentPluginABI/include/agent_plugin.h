@@ -74,7 +74,9 @@
  * - A handler usually runs on the runtime thread that read its message from the host (no
  *   hand-off between the socket and the handler). If a handler keeps that thread for more than
  *   about 5 ms, another runtime thread takes over the reading, so a slow or blocking handler
- *   delays the others once by 5–10 ms, and does not stop them.
+ *   delays the others once by 5–10 ms, and does not stop them. One thread always stays free
+ *   to read: at most `workers` handlers (the runtime's setting) run at once; further messages
+ *   wait in their agents' mailboxes for a free thread.
  * - A handler must not block for long: it occupies a runtime thread. Work that waits (a model,
  *   a tool, a network call) returns AGENTD_PENDING and answers later with `reply` / `fail`
  *   from any thread (possibly before the handler has returned: the answer may race the

@@ -17,8 +17,9 @@ import GRPCTransport
 /// blocking handler cannot stop the reading, another thread, the *watchdog*, checks every
 /// five milliseconds while there is traffic: once the leader has been away from the queue for
 /// ``takeoverAfter``, the watchdog becomes the leader and the old one finishes its handler as
-/// an ordinary worker. Work queued from other threads (a plugin answering a pending call,
-/// timers) wakes an idle worker.
+/// an ordinary worker. When no thread is left to watch (all the others are in handlers), the
+/// leader does not run handlers itself: the queue is always read. Work queued from other
+/// threads (a plugin answering a pending call, timers) wakes an idle worker.
 final class WorkerPool: @unchecked Sendable {
     // @unchecked Sendable: every mutable field is guarded by `mutex` (with its two
     // conditions); `completions` and `threads` are set in init.
@@ -163,7 +164,14 @@ final class WorkerPool: @unchecked Sendable {
                 pthread_cond_broadcast(watchdogCondition)
                 return
             }
-            if !queue.isEmpty {
+            // Run what the completions brought on this thread — if another thread watches and
+            // can take over the reading. Otherwise every other thread is busy in a handler:
+            // the work waits for the first of them to finish, and this one keeps reading (the
+            // connection, and an embedded host's routing for other workers, never stall).
+            if !someoneWatches && !queue.isEmpty && idleWorkers > 0 {
+                // An idle worker takes it (or becomes the watchdog, and the next one runs here).
+                pthread_cond_signal(workCondition)
+            } else if someoneWatches && !queue.isEmpty {
                 leader?.workingSince = Self.now()
                 workPeriods &+= 1
                 if case .parked = watchdog { pthread_cond_signal(watchdogCondition) }
@@ -219,6 +227,12 @@ final class WorkerPool: @unchecked Sendable {
             }
         }
         watchdog = .none
+    }
+
+    /// A thread watches the leader (and could take over the reading).
+    private var someoneWatches: Bool {
+        if case .none = watchdog { return false }
+        return true
     }
 
     private static func now() -> UInt64 {

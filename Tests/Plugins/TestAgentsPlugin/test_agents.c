@@ -30,8 +30,10 @@
 //   settings     RPC `Setting` {"key": K} -> host->setting(K): reply `SettingValue`
 //                {"value": V}, or fail AGENTD_NOT_FOUND "settings: no setting 'K' in
 //                [plugin.test-agents]" (another status: fail with it).
-//   blocker      RPC `Block` -> blocks in the handler itself (on the runtime's thread) until the
-//                gate opens or 10 s pass, then replies `Unblocked` {"opened": true|false}.
+//   blocker      RPC `Block` {"ms": N} (N optional, default 10000) -> publishes `Blocking` {} to
+//                topic (blocker-started, <agent key>) as this agent, then blocks in the handler
+//                itself (on the runtime's thread) until the gate opens or N ms pass, then replies
+//                `Unblocked` {"opened": true|false}.
 //                RPC `Open` -> opens the gate (every Block returns), replies `Opened` {}.
 //                RPC `Close` -> closes it again, replies `Closed` {}. The gate starts closed.
 //                RPC `Blocked` -> `Blocking` {"blocked": N}: how many Block handlers wait now.
@@ -543,9 +545,26 @@ static int g_blocked = 0;
 
 static agentd_status on_block(void *instance, const agentd_message *m) {
     (void)instance;
+    long ms = 10000;
+    char text[64] = {0};
+    size_t length = m->payload.length < sizeof text - 1 ? m->payload.length : sizeof text - 1;
+    if (m->payload.data) memcpy(text, m->payload.data, length);
+    const char *at = strstr(text, "\"ms\"");
+    const char *colon = at ? strchr(at, ':') : NULL;
+    if (colon) ms = strtol(colon + 1, NULL, 10);
+    if (ms <= 0) ms = 10000;
+    static const char started[] = "{}";
+    agentd_bytes note = {(const uint8_t *)started, sizeof started - 1};
+    m->host->publish(m->agent, agentd_cstr("blocker-started"), m->agent_key, agentd_cstr("Blocking"),
+                     agentd_cstr("application/json"), note);
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 10;
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec += 1;
+        until.tv_nsec -= 1000000000L;
+    }
     pthread_mutex_lock(&g_gate_lock);
     int result = 0;
     g_blocked++;
