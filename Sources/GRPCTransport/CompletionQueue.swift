@@ -104,7 +104,7 @@ final class CompletionQueue: @unchecked Sendable {
     }
 
     /// Starts the deferred receives (polling thread).
-    private func resumeDeferredReceives() {
+    func resumeDeferredReceives() {
         // Two arrays swapped in turn: no allocation per message.
         deferredLock.withLock {
             guard !deferred.isEmpty else { return }
@@ -152,6 +152,14 @@ public final class CompletionQueueGroup: Sendable {
     /// The caller must make sure that no other thread polls this group meanwhile.
     public func poll(timeoutMilliseconds: Int64?) -> CompletionPoll {
         queues[0].poll(timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    /// Starts the receives deferred until the work of the last completion was done (owner-
+    /// polled group; ``poll(timeoutMilliseconds:)`` does it too, first). The owner calls it
+    /// itself to see the work what they deliver may bring before it waits. One thread at a
+    /// time, like polling.
+    public func resumeDeferredReceives() {
+        queues[0].resumeDeferredReceives()
     }
 
     /// The queue for the next call (round robin).

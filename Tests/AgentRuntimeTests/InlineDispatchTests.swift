@@ -113,6 +113,23 @@ struct InlineDispatchTests {
             #expect(released.count == 5)
         }
     }
+
+    @Test("one event that blocks two agents at once (fan-out) does not stop the reading: an RPC meanwhile is answered while both still block")
+    func fanOutOfBlockingHandlers() async throws {
+        try await withRuntime(plugins: Self.plugins) { harness in
+            let events = harness.client.events()
+            try await harness.client.subscribe(topicType: "blocker-started")
+            // blocker/f and blocker-b/f both subscribe to block-fanout: one completion queues two
+            // agents; both block 1.5 s (the leader runs one, a worker the other).
+            try harness.client.publish(Array(#"{"ms": 1500}"#.utf8), messageType: "Block",
+                                       to: TopicID(type: "block-fanout", source: "f"))
+            #expect(await waitForBlocking(events, 2))
+            let answer = try await harness.call("echo/during-fanout", "Echo", #"{"text": "still read"}"#)
+            #expect(answer == #"{"text": "still read"}"#)
+            // Answered while both still block (the count is the plugin's, of handlers waiting now).
+            #expect(try await harness.call("blocker/probe3", "Blocked", "{}") == #"{"blocked": 2}"#)
+        }
+    }
 }
 
 /// Calls finished so far (shared by the tasks of a test).

@@ -25,6 +25,7 @@ final class WorkerPool: @unchecked Sendable {
     // conditions); `completions` and `threads` are set in init.
     private struct Leader {
         var term: UInt64
+        var thread: pthread_t
         /// When the leader stopped polling to run handlers (monotonic ns); 0 while polling.
         var workingSince: UInt64
     }
@@ -101,18 +102,19 @@ final class WorkerPool: @unchecked Sendable {
     func schedule(_ agent: AgentInstance) {
         pthread_mutex_lock(mutex)
         queue.append(agent)
-        // The pool's own threads come back to the run queue by themselves (the leader runs
-        // what its completions queued); anyone else wakes an idle worker.
+        // The leader runs (or hands on) what it queues itself, after the completion at hand.
+        // Anyone else — a worker inside a handler answering another agent's call, a plugin's
+        // thread, a timer — wakes an idle worker, or else the watchdog (which takes the work
+        // if the leader is reading, or keeps watching if it is busy).
         let current = pthread_self()
-        if !poolThreads.contains(where: { pthread_equal($0, current) != 0 }) {
+        let fromLeader = leader.map { pthread_equal($0.thread, current) != 0 } ?? false
+        if !fromLeader {
             if idleWorkers > 0 {
                 pthread_cond_signal(workCondition)
-            } else if case .none = watchdog {
-                // Every thread is busy: the first to finish, or the leader within its poll
-                // timeout, takes it.
-            } else {
+            } else if someoneWatches {
                 pthread_cond_signal(watchdogCondition)
             }
+            // Else every thread is busy: the first to finish takes it.
         }
         pthread_mutex_unlock(mutex)
     }
@@ -152,10 +154,16 @@ final class WorkerPool: @unchecked Sendable {
     private func lead() {
         nextTerm += 1
         let term = nextTerm
-        leader = Leader(term: term, workingSince: 0)
+        leader = Leader(term: term, thread: pthread_self(), workingSince: 0)
         while true {
+            // Receives deferred until the last completion's work was done start now; what they
+            // deliver (a call's end, say) may queue work: then only look, do not wait.
             pthread_mutex_unlock(mutex)
-            let outcome = completions.poll(timeoutMilliseconds: pollTimeoutMilliseconds)
+            completions.resumeDeferredReceives()
+            pthread_mutex_lock(mutex)
+            let timeout = queue.isEmpty ? pollTimeoutMilliseconds : 0
+            pthread_mutex_unlock(mutex)
+            let outcome = completions.poll(timeoutMilliseconds: timeout)
             pthread_mutex_lock(mutex)
             if outcome == .shutDown {
                 completionsDrained = true
@@ -164,18 +172,16 @@ final class WorkerPool: @unchecked Sendable {
                 pthread_cond_broadcast(watchdogCondition)
                 return
             }
-            // Run what the completions brought on this thread — if another thread watches and
-            // can take over the reading. Otherwise every other thread is busy in a handler:
-            // the work waits for the first of them to finish, and this one keeps reading (the
-            // connection, and an embedded host's routing for other workers, never stall).
-            if !someoneWatches && !queue.isEmpty && idleWorkers > 0 {
-                // An idle worker takes it (or becomes the watchdog, and the next one runs here).
-                pthread_cond_signal(workCondition)
-            } else if someoneWatches && !queue.isEmpty {
+            // Run what the completions brought on this thread, while another thread watches
+            // and could take over the reading. Otherwise (every other thread busy in a
+            // handler, or the watchdog gone to run work) the work goes to an idle worker or
+            // waits for the first busy one to finish, and this one keeps reading: the
+            // connection, and an embedded host's routing for other workers, never stall.
+            if someoneWatches && !queue.isEmpty {
                 leader?.workingSince = Self.now()
                 workPeriods &+= 1
                 if case .parked = watchdog { pthread_cond_signal(watchdogCondition) }
-                while let agent = queue.popFirst() {
+                while someoneWatches, let agent = queue.popFirst() {
                     pthread_mutex_unlock(mutex)
                     agent.runNext()
                     pthread_mutex_lock(mutex)
@@ -183,6 +189,10 @@ final class WorkerPool: @unchecked Sendable {
                     guard leader?.term == term else { return }
                 }
                 leader?.workingSince = 0
+            }
+            if !queue.isEmpty && idleWorkers > 0 {
+                // An idle worker takes it (or becomes the watchdog, and the next runs here).
+                pthread_cond_signal(workCondition)
             }
         }
     }
@@ -216,8 +226,14 @@ final class WorkerPool: @unchecked Sendable {
                 lead()
                 return
             }
-            // Help with what waits (the leader is busy, or it was queued from elsewhere).
-            if !queue.isEmpty { break }
+            if !queue.isEmpty {
+                // Work waits. While the leader reads, go and run it (the leader then keeps
+                // reading and runs nothing itself until a thread watches again). While the
+                // leader is in a handler, keep watching: wake an idle worker for it if there is
+                // one, or the work waits for the first busy thread to finish.
+                if current.workingSince == 0 { break }
+                if idleWorkers > 0 { pthread_cond_signal(workCondition) }
+            }
             if workPeriods != seenPeriods || current.workingSince != 0 {
                 seenPeriods = workPeriods
                 quietTicks = 0

@@ -37,6 +37,9 @@
 //                RPC `Open` -> opens the gate (every Block returns), replies `Opened` {}.
 //                RPC `Close` -> closes it again, replies `Closed` {}. The gate starts closed.
 //                RPC `Blocked` -> `Blocking` {"blocked": N}: how many Block handlers wait now.
+//                Subscribed to topic type `block-fanout`: an event `Block` there blocks the same way.
+//   blocker-b    the same as blocker (its own type, the same gate and count, the same
+//                subscription): an event to block-fanout blocks one agent of each type.
 // nanosleep and pthreads under -std=c11.
 #define _POSIX_C_SOURCE 200809L
 
@@ -625,6 +628,9 @@ static const agentd_handler counter_handlers[] = {HANDLER("Get", on_get), HANDLE
 static const agentd_handler relay_handlers[] = {HANDLER("Relay", on_relay)};
 static const agentd_handler publisher_handlers[] = {HANDLER("Publish", on_publish)};
 static const agentd_handler settings_handlers[] = {HANDLER("Setting", on_setting)};
+static const agentd_subscription blocker_subscriptions[] = {
+    {sizeof(agentd_subscription), AGENTD_SUBSCRIBE_TOPIC_TYPE, "block-fanout"},
+};
 static const agentd_handler blocker_handlers[] = {HANDLER("Block", on_block), HANDLER("Open", on_open),
                                                   HANDLER("Close", on_close), HANDLER("Blocked", on_blocked)};
 
@@ -702,6 +708,17 @@ static const agentd_agent_type test_types[] = {
         .size = sizeof(agentd_agent_type),
         .name = "blocker",
         .description = "Block: blocks in the handler until Open (or 10 s); Open / Close set the gate",
+        .subscriptions = blocker_subscriptions,
+        .subscription_count = COUNT(blocker_subscriptions),
+        .handlers = blocker_handlers,
+        .handler_count = COUNT(blocker_handlers),
+    },
+    {
+        .size = sizeof(agentd_agent_type),
+        .name = "blocker-b",
+        .description = "The same as blocker, a second type on the same topic",
+        .subscriptions = blocker_subscriptions,
+        .subscription_count = COUNT(blocker_subscriptions),
         .handlers = blocker_handlers,
         .handler_count = COUNT(blocker_handlers),
     },
