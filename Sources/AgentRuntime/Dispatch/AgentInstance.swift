@@ -125,14 +125,30 @@ final class AgentInstance: @unchecked Sendable {
 
     /// Runs the next message's handler (on a worker thread, which owns the agent meanwhile).
     func runNext() {
-        migrateIfNeeded()
-        let next: (IncomingMessage, PluginAgentType?)? = lock.withLock {
-            guard let message = mailbox.popFirst() else {
-                state = .idle
-                return nil
+        // The version is read in the same critical section that finds the instance on it: a
+        // retarget landing between a migration check and the read would hand the message to a
+        // new version while the old version's instance (and its state) is still in place.
+        enum Step {
+            case migrate
+            case handle(IncomingMessage, PluginAgentType?)
+            case idle
+        }
+        var next: (IncomingMessage, PluginAgentType?)?
+        while next == nil {
+            let step: Step = lock.withLock {
+                if needsMigrationLocked { return .migrate }
+                guard let message = mailbox.popFirst() else {
+                    state = .idle
+                    return .idle
+                }
+                state = .running
+                return .handle(message, currentType)
             }
-            state = .running
-            return (message, currentType)
+            switch step {
+            case .migrate: migrateIfNeeded()
+            case .idle: return
+            case .handle(let message, let type): next = (message, type)
+            }
         }
         guard let (message, type) = next else { return }
         var pendingCall: HandlerCall?
