@@ -128,7 +128,7 @@ public final class AgentHost: Sendable {
                 try? await Task.sleep(for: interval)
                 for request in table.expiredRequests(now: .now) {
                     sweeperLogger.warning("RPC timed out", metadata: [
-                        "client.id": "\(request.callerClientID)", "agent.id": "\(request.target)",
+                        "client.id": "\(request.caller.clientID)", "agent.id": "\(request.target)",
                         "request.id": "\(request.originalRequestID)",
                     ])
                     AgentHost.answer(request, error: "No response from agent \(request.target) within \(configuration.rpcTimeout) (the host's RPC deadline).")
@@ -182,7 +182,6 @@ final class ShutdownFlag: Sendable {
             return !value
         }
     }
-    var isSet: Bool { flag.withLock { $0 } }
 }
 
 import Synchronization

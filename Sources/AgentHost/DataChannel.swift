@@ -1,3 +1,4 @@
+import AgentCore
 import AgentWire
 import GRPCTransport
 import Logging
@@ -58,9 +59,9 @@ final class DataChannel: ServerCallHandler {
     }
 
     private func forward(_ bytes: UnsafeRawBufferPointer, _ request: RpcRequestHeader) {
-        let target = "\(request.targetType)/\(request.targetKey)"
+        let target = AgentID(type: request.targetType, key: request.targetKey)
         let route = host.table.routeRequest(
-            from: connection, requestID: request.requestID, targetType: request.targetType, target: target,
+            from: connection, requestID: request.requestID, target: target,
             deadline: .now + host.configuration.rpcTimeout)
         switch route {
         case .forward(let hostID, let destination):

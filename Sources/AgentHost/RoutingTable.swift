@@ -8,11 +8,11 @@ import Synchronization
 /// operation holds it for a few dictionary lookups, never while sending.
 final class RoutingTable: Sendable {
     struct PendingRequest: Sendable {
-        var callerClientID: String
         var caller: WorkerConnection
         var originalRequestID: String
         var targetClientID: String
-        var target: String
+        /// The agent addressed (formatted only for error answers and log lines).
+        var target: AgentID
         var deadline: ContinuousClock.Instant
     }
 
@@ -135,10 +135,6 @@ final class RoutingTable: Sendable {
         }
     }
 
-    func owner(ofAgentType type: String) -> String? {
-        state.withLock { $0.agentTypeOwners[type] }
-    }
-
     // MARK: Subscriptions
 
     func addSubscription(_ subscription: Subscription, clientID: String) throws(SubscriptionError) {
@@ -199,15 +195,15 @@ final class RoutingTable: Sendable {
     }
 
     /// Records an RPC from `caller` to `targetType` and picks where it goes.
-    func routeRequest(from caller: WorkerConnection, requestID: String, targetType: String, target: String,
+    func routeRequest(from caller: WorkerConnection, requestID: String, target: AgentID,
                       deadline: ContinuousClock.Instant) -> RequestRoute {
         state.withLock { state in
-            guard let owner = state.agentTypeOwners[targetType] else { return .unknownAgentType }
+            guard let owner = state.agentTypeOwners[target.type] else { return .unknownAgentType }
             guard let connection = state.clients[owner]?.data else { return .ownerNotConnected(owner) }
             let id = state.nextRequestID
             state.nextRequestID += 1
             state.pending[id] = PendingRequest(
-                callerClientID: caller.clientID, caller: caller, originalRequestID: requestID,
+                caller: caller, originalRequestID: requestID,
                 targetClientID: owner, target: target, deadline: deadline)
             state.clients[owner]?.pendingAsTarget.insert(id)
             state.deadlines.insert(Deadline(at: deadline, requestID: id))

@@ -73,10 +73,6 @@ public class Call: CompletionTarget, @unchecked Sendable {
     private var sentBuffer: UnsafeMutablePointer<grpc_byte_buffer>?
     private var statusDetailsSet = false
 
-    /// Use write-buffer hints: a message followed by more queued messages is buffered by the C
-    /// core and flushed with the last one, so a burst goes out in fewer writes.
-    static let bufferQueuedWrites = true
-
     init(call: OpaquePointer, queue: CompletionQueue, owner: any CallOwner, method: String) {
         self.call = call
         self.queue = queue
@@ -149,23 +145,24 @@ public class Call: CompletionTarget, @unchecked Sendable {
     /// A peer that stops reading makes HTTP/2 flow control stall the sends; this keeps what
     /// waits for it bounded, so a slow reader cannot grow the sender's memory without end.
     public func send(_ message: MessageBuffer, maxMessages: Int, maxBytes: Int) -> BoundedSendResult {
-        lock.withLock {
-            guard !sendsClosed, !isOver else { return .closed }
-            guard sendQueue.count < maxMessages, queuedBytes + message.count <= maxBytes || sendQueue.isEmpty else {
-                return .full
-            }
-            queuedBytes += message.count
-            sendQueue.append(.message(message))
-            if !sendInFlight { startNextSendLocked() }
-            return .queued
-        }
+        enqueue(.message(message), bound: (maxMessages, maxBytes))
     }
 
     // MARK: Sending
 
     func enqueue(_ item: SendItem) -> Bool {
+        enqueue(item, bound: nil) == .queued
+    }
+
+    /// Queues `item` (with `bound`, a message only while fewer messages and bytes wait) and
+    /// starts sending if nothing is in flight.
+    private func enqueue(_ item: SendItem, bound: (messages: Int, bytes: Int)?) -> BoundedSendResult {
         lock.withLock {
-            guard !sendsClosed, !isOver else { return false }
+            guard !sendsClosed, !isOver else { return .closed }
+            if let bound, case .message(let message) = item,
+               sendQueue.count >= bound.messages || (queuedBytes + message.count > bound.bytes && !sendQueue.isEmpty) {
+                return .full
+            }
             switch item {
             case .status, .halfClose: sendsClosed = true
             case .message, .initialMetadata: break
@@ -173,7 +170,7 @@ public class Call: CompletionTarget, @unchecked Sendable {
             if case .message(let message) = item { queuedBytes += message.count }
             sendQueue.append(item)
             if !sendInFlight { startNextSendLocked() }
-            return true
+            return .queued
         }
     }
 
@@ -207,10 +204,10 @@ public class Call: CompletionTarget, @unchecked Sendable {
                 if count == 0 { continue }
             case .message(let message):
                 queuedBytes -= message.count
+                // A write-buffer hint when more messages wait: the C core buffers this one and
+                // flushes it with the last, so a burst goes out in fewer writes.
                 var flags: UInt32 = 0
-                if Self.bufferQueuedWrites, case .message = sendQueue.first {
-                    flags = UInt32(GRPC_WRITE_BUFFER_HINT)
-                }
+                if case .message = sendQueue.first { flags = UInt32(GRPC_WRITE_BUFFER_HINT) }
                 sentBuffer = message.makeSendBuffer()
                 add(GRPC_OP_SEND_MESSAGE, flags: flags).pointee.data.send_message.send_message = sentBuffer
             case .status(let status, let trailers, let message):
@@ -250,21 +247,19 @@ public class Call: CompletionTarget, @unchecked Sendable {
         }
     }
 
-    private func sendDidComplete(success: Bool) {
-        lock.withLock {
-            sendInFlight = false
-            releaseSendResourcesLocked()
-            if !success {
-                // The call is broken: nothing queued can go out.
-                sendsClosed = true
-                sendQueue.removeAll()
-                queuedBytes = 0
-            } else if !isOver {
-                startNextSendLocked()
-            } else {
-                sendQueue.removeAll()
-                queuedBytes = 0
-            }
+    private func sendDidCompleteLocked(success: Bool) {
+        sendInFlight = false
+        releaseSendResourcesLocked()
+        if !success {
+            // The call is broken: nothing queued can go out.
+            sendsClosed = true
+            sendQueue.removeAll()
+            queuedBytes = 0
+        } else if !isOver {
+            startNextSendLocked()
+        } else {
+            sendQueue.removeAll()
+            queuedBytes = 0
         }
     }
 
@@ -300,16 +295,15 @@ public class Call: CompletionTarget, @unchecked Sendable {
     /// first, the announcement rides in the same write. So a message answered on its own stream
     /// (an RPC handled by the runtime) costs one write instead of two, and a message forwarded to
     /// another stream (the host) goes out before the window update of the stream it came from.
-    /// Until then the receive counts as in flight (and as a batch, which keeps the call alive).
-    private func receiveDidComplete(success: Bool) {
+    /// Until then the receive counts as in flight, and the completed batch stays counted (which
+    /// keeps the call alive) until the next one has started.
+    /// - Returns: whether the receive continues (its batch is finished by ``resumeReceiving()``).
+    private func receiveDidComplete(success: Bool) -> Bool {
         let buffer = receivedBuffer.pointee
         receivedBuffer.pointee = nil
         let message = buffer.map { MessageBuffer(taking: $0) }
         let continues: Bool = lock.withLock {
-            if success, message != nil, !receivesEnded, !isOver {
-                batchesInFlight += 1
-                return true
-            }
+            if success, message != nil, !receivesEnded, !isOver { return true }
             receiveInFlight = false
             receivesEnded = true
             return false
@@ -320,15 +314,16 @@ public class Call: CompletionTarget, @unchecked Sendable {
             didReceiveEndOfStream()
         }
         if continues { queue.deferReceive(self) }
+        return continues
     }
 
-    /// Starts the receive deferred by ``receiveDidComplete(success:)`` (poller thread).
+    /// Starts the receive deferred by ``receiveDidComplete(success:)`` (poller thread), and
+    /// finishes the batch that delivered the last message.
     func resumeReceiving() {
-        lock.withLock {
+        finishBatch {
             receiveInFlight = false
             startReceivingLocked()
         }
-        finishBatch()
     }
 
     /// A message arrived (poller thread).
@@ -358,23 +353,30 @@ public class Call: CompletionTarget, @unchecked Sendable {
 
     override final func complete(operation: Int, success: Bool) {
         switch operation {
-        case Operation.send: sendDidComplete(success: success)
-        case Operation.receive: receiveDidComplete(success: success)
+        case Operation.send:
+            finishBatch { sendDidCompleteLocked(success: success) }
+        case Operation.receive:
+            // A receive that continues finishes its batch once the next one has started.
+            if !receiveDidComplete(success: success) { finishBatch() }
         case Operation.close:
             lock.withLock {
                 isOver = true
                 sendsClosed = true
             }
             closeDidComplete(success: success)
-        default: break
+            finishBatch()
+        default:
+            finishBatch()
         }
-        finishBatch()
     }
 
-    func finishBatch() {
+    /// Counts a batch as done (after `locked`, run under the same lock); delivers the call's
+    /// end and releases it when that was the last.
+    private func finishBatch(_ locked: () -> Void = {}) {
         var deliverEnd = false
         var release = false
         lock.withLock {
+            locked()
             batchesInFlight -= 1
             if isOver, !receiveInFlight, !endDelivered {
                 endDelivered = true

@@ -59,19 +59,17 @@ final class CompletionQueue: @unchecked Sendable {
     private let deferredLock = Lock()
     private var deferred: [Call] = []
     private var running: [Call] = []
-    /// Whether deferred receives start right after each completion's callbacks (a queue with a
-    /// thread of its own) or when the owner polls next (after the work it ran meanwhile).
-    private let resumesAfterEachCompletion: Bool
 
     /// - Parameter threadName: the name of the poller thread to start; nil for a queue its
     ///   owner polls with ``poll(timeoutMilliseconds:)``.
     init(threadName: String?) {
         GRPCLibrary.initialize()
         queue = grpc_completion_queue_create_for_next(nil)
-        resumesAfterEachCompletion = threadName != nil
         if let threadName {
+            // Its own thread: the deferred receives start right after each completion's
+            // callbacks (an owner starts them after the work it ran, before it polls again).
             _ = NativeThread.start(name: threadName) { [self] in
-                while poll(timeoutMilliseconds: nil) != .shutDown {}
+                while poll(timeoutMilliseconds: nil) != .shutDown { resumeDeferredReceives() }
             }
         }
     }
@@ -80,13 +78,11 @@ final class CompletionQueue: @unchecked Sendable {
     /// dispatches it on the calling thread. One thread at a time.
     func poll(timeoutMilliseconds: Int64?) -> CompletionPoll {
         if drained.load(ordering: .acquiring) { return .shutDown }
-        resumeDeferredReceives()
         let deadline = timeoutMilliseconds.map { cgrpc_deadline_after_ms($0) } ?? cgrpc_infinite_future()
         let event = grpc_completion_queue_next(queue, deadline, nil)
         switch event.type {
         case GRPC_OP_COMPLETE:
             CompletionTarget.dispatch(tag: event.tag, success: event.success != 0)
-            if resumesAfterEachCompletion { resumeDeferredReceives() }
             return .dispatched
         case GRPC_QUEUE_SHUTDOWN:
             drained.store(true, ordering: .releasing)
@@ -141,8 +137,9 @@ public final class CompletionQueueGroup: Sendable {
     }
 
     /// Creates one queue that no thread of the transport polls: the owner calls
-    /// ``poll(timeoutMilliseconds:)``, from one thread at a time, until it returns
-    /// ``CompletionPoll/shutDown`` (after ``shutdown()`` was called, from another thread).
+    /// ``resumeDeferredReceives()`` and then ``poll(timeoutMilliseconds:)``, from one thread at
+    /// a time, until it returns ``CompletionPoll/shutDown`` (after ``shutdown()`` was called,
+    /// from another thread).
     public init(ownerPolled: Void) {
         queues = [CompletionQueue(threadName: nil)]
     }
@@ -154,10 +151,9 @@ public final class CompletionQueueGroup: Sendable {
         queues[0].poll(timeoutMilliseconds: timeoutMilliseconds)
     }
 
-    /// Starts the receives deferred until the work of the last completion was done (owner-
-    /// polled group; ``poll(timeoutMilliseconds:)`` does it too, first). The owner calls it
-    /// itself to see the work what they deliver may bring before it waits. One thread at a
-    /// time, like polling.
+    /// Starts the receives deferred until the work of the last completion was done: an owner
+    /// calls it after that work and before it polls again (what they deliver may bring work to
+    /// look at before waiting). One thread at a time, like polling.
     public func resumeDeferredReceives() {
         queues[0].resumeDeferredReceives()
     }

@@ -114,9 +114,6 @@ public final class Server: CallOwner, @unchecked Sendable {
         }
     }
 
-    /// The number of calls in progress (and accept slots waiting), for tests and metrics.
-    var liveCount: Int { live.value }
-
     /// Stops accepting calls, lets calls in progress run for `gracePeriod`, cancels the rest,
     /// waits for every call to end and releases the server and its poller threads.
     public func shutdown(gracePeriod: Duration = .zero) async {

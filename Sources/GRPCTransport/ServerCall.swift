@@ -42,7 +42,6 @@ public final class ServerCall: Call, @unchecked Sendable {
 
     private var handler: (any ServerCallHandler)?
     private let cancelledFlag = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
-    private var wasCancelled = false
 
     init(call: OpaquePointer, queue: CompletionQueue, owner: any CallOwner, method: String,
          authority: String, metadata: Metadata, deadlineMilliseconds: Int64?) {
@@ -92,13 +91,10 @@ public final class ServerCall: Call, @unchecked Sendable {
         currentHandler?.callDidHalfClose(self)
     }
 
-    override func closeDidComplete(success: Bool) {
-        lock.withLock { wasCancelled = cancelledFlag.pointee != 0 }
-    }
-
     override func didEnd() {
-        let (handler, cancelled) = lock.withLock { (self.handler, wasCancelled) }
-        handler?.callDidEnd(self, cancelled: cancelled)
+        // The close completion (which wrote the flag) came before the end, on this thread.
+        let handler = lock.withLock { self.handler }
+        handler?.callDidEnd(self, cancelled: cancelledFlag.pointee != 0)
         lock.withLock { self.handler = nil }
     }
 }

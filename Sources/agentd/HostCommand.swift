@@ -46,14 +46,4 @@ struct HostCommand: AsyncParsableCommand {
     }
 }
 
-/// Prints a line to standard output at once (not buffered), for scripts that wait for it.
-func announce(_ line: String) {
-    HostLauncher.announce(line)
-}
-
-/// The root logger: structured lines on standard error.
-func makeLogger(label: String, level: Logger.Level) -> Logger {
-    HostLauncher.makeLogger(label: label, level: level)
-}
-
 extension Logger.Level: @retroactive ExpressibleByArgument {}

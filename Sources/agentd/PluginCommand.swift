@@ -34,7 +34,7 @@ struct PluginCheckCommand: ParsableCommand {
         defer { loader.removeShadowDirectory() }
         let plugin: LoadedPlugin
         do {
-            plugin = try loader.load(path: file, settings: [:], takenAgentTypes: [], hostAPI: PluginLoader.hostAPI)
+            plugin = try loader.load(path: file, settings: [:], takenAgentTypes: [])
         } catch {
             if !probe { FileHandle.standardError.write(Data("\(error)\n".utf8)) }
             print("refused \(error.reason)")

@@ -3,6 +3,7 @@ import AgentHost
 import AgentRuntime
 import ArgumentParser
 import Foundation
+import HostLauncher
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -60,8 +61,8 @@ struct RunCommand: AsyncParsableCommand {
                 throw ExitCode(2)
             }
         }
-        let logger = makeLogger(label: "agentd.run", level: Logger.Level(rawValue: settings.logLevel) ?? .info)
-        let embedded = settings.host.hostConfiguration(listen: listen ?? settings.host.listen)
+        let logger = HostLauncher.makeLogger(label: "agentd.run", level: Logger.Level(rawValue: settings.logLevel) ?? .info)
+        let embedded = HostLauncher.configuration(settings.host, listen: listen ?? settings.host.listen)
         let runtime = try AgentRuntime(
             configuration: .init(
                 hostAddress: hostAddress, embeddedHost: embedded,
@@ -106,9 +107,9 @@ struct RuntimeService: Service {
             throw ExitCode(1)
         }
         if let embeddedHost = runtime.embeddedHost {
-            announce("listening on \(embeddedHost.address)")
+            HostLauncher.announce("listening on \(embeddedHost.address)")
         }
-        announce("ready: \(runtime.plugins.map { "\($0.name) \($0.version)" }.joined(separator: ", "))")
+        HostLauncher.announce("ready: \(runtime.plugins.map { "\($0.name) \($0.version)" }.joined(separator: ", "))")
         let hangups = Task {
             for await _ in await UnixSignalsSequence(trapping: .sighup) {
                 await runtime.rescan()

@@ -97,11 +97,6 @@ final class RuntimeCore: @unchecked Sendable {
         for (agent, type) in retargets { agent.retarget(to: type) }
     }
 
-    /// The agents of `type` that exist now.
-    func agentCount(ofType type: String) -> Int {
-        routing.withLock { $0.instances.keys.filter { $0.type == type }.count }
-    }
-
     var servedTypes: [String] { routing.withLock { $0.types.keys.sorted() } }
 
     private func instance(type: PluginAgentType, key: String) -> AgentInstance {
@@ -303,7 +298,7 @@ final class RuntimeCore: @unchecked Sendable {
         defer {
             plugin.activityDidEnd()
             // The last handler of a replaced version may be this one: it can go now.
-            if hasRetiring.load(ordering: .relaxed) { retireUnusedPlugins() }
+            retireUnusedPlugins()
         }
         if isRPC {
             if status == AGENTD_OK {
@@ -372,6 +367,8 @@ final class RuntimeCore: @unchecked Sendable {
 
     private let retiring = Mutex<[LoadedPlugin]>([])
     /// Whether `retiring` has anything (read on the per-message path without the lock).
+    /// Sequentially consistent, like the plugins' activity counts: a thread ending the last
+    /// activity either sees it set, or `retire` sees the plugin idle.
     private let hasRetiring = Atomic<Bool>(false)
     /// Unloads a retired plugin; set by the runtime.
     let unloadPlugin = Mutex<(@Sendable (LoadedPlugin) -> Void)?>(nil)
@@ -380,18 +377,19 @@ final class RuntimeCore: @unchecked Sendable {
     func retire(_ plugin: LoadedPlugin) {
         retiring.withLock { list in
             list.append(plugin)
-            hasRetiring.store(true, ordering: .relaxed)
+            hasRetiring.store(true, ordering: .sequentiallyConsistent)
         }
         retireUnusedPlugins()
     }
 
     /// Unloads the retired plugins nothing runs in or holds any more.
     func retireUnusedPlugins() {
+        guard hasRetiring.load(ordering: .sequentiallyConsistent) else { return }
         let ready: [LoadedPlugin] = retiring.withLock { list in
             guard !list.isEmpty else { return [] }
             let idle = list.filter(\.isIdle)
             list.removeAll { plugin in idle.contains { $0 === plugin } }
-            hasRetiring.store(!list.isEmpty, ordering: .relaxed)
+            hasRetiring.store(!list.isEmpty, ordering: .sequentiallyConsistent)
             return idle
         }
         guard !ready.isEmpty, let unload = unloadPlugin.withLock({ $0 }) else { return }
@@ -401,8 +399,6 @@ final class RuntimeCore: @unchecked Sendable {
             for plugin in ready { unload(plugin) }
         }
     }
-
-    var retiringCount: Int { retiring.withLock { $0.count } }
 
     func fail(_ call: HandlerCall, status: agentd_status, message: String) {
         let text = message.isEmpty ? "The handler for '\(call.messageType)' of agent \(call.agent.id) failed with \(StatusText.name(status))." : message

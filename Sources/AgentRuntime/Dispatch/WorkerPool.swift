@@ -24,7 +24,6 @@ final class WorkerPool: @unchecked Sendable {
     // @unchecked Sendable: every mutable field is guarded by `mutex` (with its two
     // conditions); `completions` and `threads` are set in init.
     private struct Leader {
-        var term: UInt64
         var thread: pthread_t
         /// When the leader stopped polling to run handlers (monotonic ns); 0 while polling.
         var workingSince: UInt64
@@ -58,7 +57,6 @@ final class WorkerPool: @unchecked Sendable {
     private let watchdogCondition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var queue = Deque<AgentInstance>()
     private var leader: Leader?
-    private var nextTerm: UInt64 = 0
     private var watchdog = Watchdog.none
     /// Leader work periods started (the watchdog's sign of activity).
     private var workPeriods: UInt64 = 0
@@ -66,7 +64,6 @@ final class WorkerPool: @unchecked Sendable {
     /// Threads waiting on `workCondition`.
     private var idleWorkers = 0
     private var stopping = false
-    private var poolThreads: [pthread_t] = []
     private var threads: [NativeThread] = []
 
     /// - Parameter threads: threads that run handlers (one more is started, so that one can
@@ -123,7 +120,6 @@ final class WorkerPool: @unchecked Sendable {
 
     private func loop() {
         pthread_mutex_lock(mutex)
-        poolThreads.append(pthread_self())
         while true {
             if leader == nil && !completionsDrained {
                 lead()
@@ -152,9 +148,8 @@ final class WorkerPool: @unchecked Sendable {
     /// Polls the queue and runs what its completions bring, until another thread takes
     /// over (this one was away too long) or the queue is drained.
     private func lead() {
-        nextTerm += 1
-        let term = nextTerm
-        leader = Leader(term: term, thread: pthread_self(), workingSince: 0)
+        let me = pthread_self()
+        leader = Leader(thread: me, workingSince: 0)
         while true {
             // Receives deferred until the last completion's work was done start now; what they
             // deliver (a call's end, say) may queue work: then only look, do not wait.
@@ -185,8 +180,9 @@ final class WorkerPool: @unchecked Sendable {
                     pthread_mutex_unlock(mutex)
                     agent.runNext()
                     pthread_mutex_lock(mutex)
-                    // Replaced while away: carry on as a worker.
-                    guard leader?.term == term else { return }
+                    // Replaced while away: carry on as a worker. (A replaced thread leads
+                    // again only after it returned from here.)
+                    guard let current = leader, pthread_equal(current.thread, me) != 0 else { return }
                 }
                 leader?.workingSince = 0
             }

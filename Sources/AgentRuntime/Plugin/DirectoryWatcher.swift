@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import GRPCTransport
 
 /// Watches a directory with inotify and calls `onChange` once things have been quiet for
 /// `quietPeriod` after a burst of changes (a file written, renamed in or out, or deleted; an
@@ -11,7 +12,7 @@ final class DirectoryWatcher: @unchecked Sendable {
     // by `lock`.
     private let descriptor: Int32
     private let watch: Int32
-    private let lock = NSLock()
+    private let lock = Lock()
     private var stopped = false
     private var generation = 0
     private let quietPeriod: Duration
@@ -43,7 +44,11 @@ final class DirectoryWatcher: @unchecked Sendable {
                 close(descriptor)
                 return
             }
-            if lock.withLock({ stopped }) { continue }
+            // Stopped: the watch's removal woke this read (IN_IGNORED); the thread ends here.
+            if lock.withLock({ stopped }) {
+                close(descriptor)
+                return
+            }
             if buffer.withUnsafeBytes({ Self.mentionsPlugin($0.prefix(count)) }) { changed() }
         }
     }
@@ -83,8 +88,8 @@ final class DirectoryWatcher: @unchecked Sendable {
 
     func stop() {
         lock.withLock { stopped = true }
-        // Closing the descriptor from here would race the blocked read; the thread exits on
-        // its next event, or with the process. Removing the watch wakes it with IN_IGNORED.
+        // Closing the descriptor from here would race the blocked read: removing the watch
+        // wakes it with IN_IGNORED, and the thread closes it and exits.
         inotify_rm_watch(descriptor, watch)
     }
 }

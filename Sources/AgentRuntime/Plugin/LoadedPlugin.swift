@@ -40,13 +40,13 @@ public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
     private let activity = Atomic<Int>(0)
 
     func instanceDidStart() { liveInstances.add(1, ordering: .relaxed) }
-    func instanceDidEnd() { liveInstances.subtract(1, ordering: .relaxed) }
+    func instanceDidEnd() { liveInstances.subtract(1, ordering: .sequentiallyConsistent) }
     func activityDidStart() { activity.add(1, ordering: .relaxed) }
-    func activityDidEnd() { activity.subtract(1, ordering: .releasing) }
+    func activityDidEnd() { activity.subtract(1, ordering: .sequentiallyConsistent) }
 
     /// Nothing of the plugin runs or is held any more: it may be unloaded.
     var isIdle: Bool {
-        liveInstances.load(ordering: .acquiring) == 0 && activity.load(ordering: .acquiring) == 0
+        liveInstances.load(ordering: .sequentiallyConsistent) == 0 && activity.load(ordering: .sequentiallyConsistent) == 0
     }
 
     init(name: String, version: String, path: String, contentHash: String, isSwift: Bool,

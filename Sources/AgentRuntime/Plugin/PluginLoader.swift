@@ -64,9 +64,6 @@ public final class PluginLoader: Sendable {
         try? FileManager.default.removeItem(atPath: shadowDirectory)
     }
 
-    /// The host API table plugins receive (for tools that load a plugin outside a runtime).
-    public static var hostAPI: UnsafePointer<agentd_host_api> { UnsafePointer(HostAPI.table) }
-
     /// The `.so` files of `directory`, sorted by name.
     public static func pluginFiles(in directory: String) throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: directory)
@@ -81,8 +78,8 @@ public final class PluginLoader: Sendable {
     ///   - settings: each plugin name's `[plugin.NAME]` settings; the plugin gets its own.
     ///   - takenAgentTypes: agent types other loaded plugins serve (refused here).
     /// - Throws: ``PluginLoadError`` naming the file and the reason; nothing stays loaded.
-    public func load(path: String, settings: [String: [String: String]], takenAgentTypes: Set<String>,
-                     hostAPI: UnsafePointer<agentd_host_api>) throws(PluginLoadError) -> LoadedPlugin {
+    public func load(path: String, settings: [String: [String: String]], takenAgentTypes: Set<String>)
+        throws(PluginLoadError) -> LoadedPlugin {
         func refuse(_ code: PluginLoadError.Code, _ reason: String) -> PluginLoadError {
             PluginLoadError(code: code, path: path, reason: reason)
         }
@@ -128,7 +125,7 @@ public final class PluginLoader: Sendable {
         let pending = PendingPluginReference(path: path, logger: logger)
         reference = pending
         guard let descriptor = withExtendedLifetime(pending, {
-            entry(hostAPI, pending.opaque)
+            entry(UnsafePointer(HostAPI.table), pending.opaque)
         }) else {
             throw refuse(.initFailed, "its entry returned no descriptor (see the plugin's log lines above)")
         }

@@ -300,7 +300,7 @@ final class Reloader: Sendable {
         do {
             plugin = try runtime.loader.load(
                 path: path, settings: runtime.configuration.pluginSettings,
-                takenAgentTypes: Set(core.servedTypes), hostAPI: UnsafePointer(HostAPI.table))
+                takenAgentTypes: Set(core.servedTypes))
         } catch {
             refuse(error)
             return
@@ -337,7 +337,7 @@ final class Reloader: Sendable {
         do {
             new = try runtime.loader.load(
                 path: path, settings: runtime.configuration.pluginSettings,
-                takenAgentTypes: Set(core.servedTypes).subtracting(oldNames), hostAPI: UnsafePointer(HostAPI.table))
+                takenAgentTypes: Set(core.servedTypes).subtracting(oldNames))
         } catch {
             refuse(error, keeping: old.plugin)
             return
