@@ -210,7 +210,7 @@ let package = Package(
         .executableTarget(
             name: "runtime-bench",
             dependencies: [
-                "AgentRuntime", "AgentHost", "GRPCTransport", "AgentCore", "AgentWire",
+                "AgentRuntime", "AgentHost", "GRPCTransport", "AgentCore",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/RuntimeBench"
@@ -227,7 +227,7 @@ let package = Package(
         .executableTarget(
             name: "compare-loadgen",
             dependencies: [
-                "AgentRuntime", "AgentCore", "AgentHost", "AgentWire", "GRPCTransport",
+                "AgentRuntime", "AgentCore", "AgentHost", "GRPCTransport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/LoadGen"

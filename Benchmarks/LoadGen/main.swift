@@ -32,8 +32,7 @@
 // Prints one JSON object on stdout; progress goes to stderr.
 import AgentCore
 import AgentHost
-import AgentRuntime
-import AgentWire
+@_spi(Benchmarks) import AgentRuntime
 import GRPCTransport
 import Foundation
 #if canImport(Glibc)
@@ -110,8 +109,20 @@ let fanTypes = (0..<10).map { "bench-fan-\($0)" }
 
 struct Stats {
     var count: Int
-    var firstNs: Int64
     var lastNs: Int64
+}
+
+/// The figures of a latency run (`sorted`: µs, ascending): calls, p50, p99, mean, max.
+func latencyFigures(_ sorted: [Double]) -> [String: Any] {
+    func quantile(_ q: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
+    return [
+        "calls": sorted.count, "p50_us": quantile(0.5), "p99_us": quantile(0.99),
+        "mean_us": sorted.reduce(0, +) / Double(sorted.count), "max_us": sorted.last!,
+    ]
+}
+
+func describe(_ figures: [String: Any]) -> String {
+    "p50 \(figures["p50_us"]!) µs, p99 \(figures["p99_us"]!) µs"
 }
 
 func stats(_ client: WorkerClient, _ agent: AgentID) async throws -> Stats {
@@ -119,10 +130,9 @@ func stats(_ client: WorkerClient, _ agent: AgentID) async throws -> Stats {
     guard response.messageType == "BenchStats",
           let object = try JSONSerialization.jsonObject(with: Data(response.payload)) as? [String: Any],
           let count = (object["count"] as? NSNumber)?.intValue,
-          let first = (object["first_ns"] as? NSNumber)?.int64Value,
           let last = (object["last_ns"] as? NSNumber)?.int64Value
     else { fail("unexpected GetStats answer from \(agent): \(response.messageType) \(String(decoding: response.payload, as: UTF8.self))") }
-    return Stats(count: count, firstNs: first, lastNs: last)
+    return Stats(count: count, lastNs: last)
 }
 
 /// Polls GetStats on `agents` until their counts add up to `expected`, or stop moving for
@@ -194,23 +204,13 @@ func publishRun(_ client: WorkerClient, topic: TopicID, count: Int, receivers: [
 
 // MARK: Raw RPCs on a bare HostConnection
 
-/// `Message{request: RpcRequest{id, target, method, payload}}`.
+/// The runtime's own request bytes (no sender, as a `WorkerClient` sends them).
 func rawRequest(id: Int, target: AgentID, messageType: String, payload: [UInt8]) -> [UInt8] {
-    var message = ProtoWriter()
-    message.messageField(1) { request in
-        request.stringField(1, "r\(id)")
-        request.messageField(3) {
-            $0.stringField(1, target.type)
-            $0.stringField(2, target.key)
-        }
-        request.stringField(4, messageType)
-        request.messageField(5) {
-            $0.stringField(1, messageType)
-            $0.stringField(2, "application/json")
-            $0.bytesField(3, payload)
-        }
+    payload.withUnsafeBytes {
+        OutboundCodec.request(
+            id: "r\(id)", senderType: nil, senderKey: nil, targetType: target.type, targetKey: target.key,
+            messageType: messageType, contentType: "application/json", payload: $0)
     }
-    return message.bytes
 }
 
 /// Sends the next request from the poller thread that delivered the previous answer.
@@ -261,9 +261,7 @@ func rawRPCs(address: String, target: AgentID, count: Int, logger: Logger) async
         }
     }
     await connection.close()
-    let samples = caller.samples.sorted()
-    func quantile(_ q: Double) -> Double { samples[min(samples.count - 1, Int(Double(samples.count) * q))] }
-    return ["calls": count, "p50_us": quantile(0.5), "p99_us": quantile(0.99)]
+    return latencyFigures(caller.samples.sorted())
 }
 
 let options = Options(Array(CommandLine.arguments.dropFirst()))
@@ -323,12 +321,10 @@ if let directory = options.callerPlugins, options.rpc > 0 {
     if options.warmup > 0 { _ = try await callerRPCs(client, count: options.warmup) }
     let (samples, failed) = try await callerRPCs(client, count: options.rpc)
     if failed > 0 { fail("\(failed) of \(options.rpc) RPCs from bench-caller failed") }
-    func quantile(_ q: Double) -> Double { samples[min(samples.count - 1, Int(Double(samples.count) * q))] }
-    result["rpc"] = [
-        "calls": options.rpc, "p50_us": quantile(0.5), "p99_us": quantile(0.99),
-        "mean_us": samples.reduce(0, +) / Double(samples.count), "max_us": samples.last!, "caller": "bench-caller plugin",
-    ]
-    note("rpc (bench-caller agent): p50 \(quantile(0.5)) µs, p99 \(quantile(0.99)) µs")
+    var figures = latencyFigures(samples)
+    figures["caller"] = "bench-caller plugin"
+    result["rpc"] = figures
+    note("rpc (bench-caller agent): \(describe(figures))")
 }
 
 if options.rpc > 0 {
@@ -341,13 +337,9 @@ if options.rpc > 0 {
         samples.append(Double(monotonicNs() - start) / 1000)
         if answer.messageType != "Echo" { fail("unexpected echo answer \(answer.messageType)") }
     }
-    samples.sort()
-    func quantile(_ q: Double) -> Double { samples[min(samples.count - 1, Int(Double(samples.count) * q))] }
-    result[callerRuntime == nil ? "rpc" : "clientrpc"] = [
-        "calls": options.rpc, "p50_us": quantile(0.5), "p99_us": quantile(0.99),
-        "mean_us": samples.reduce(0, +) / Double(samples.count), "max_us": samples.last!,
-    ]
-    note("rpc (WorkerClient): p50 \(quantile(0.5)) µs, p99 \(quantile(0.99)) µs")
+    let figures = latencyFigures(samples.sorted())
+    result[callerRuntime == nil ? "rpc" : "clientrpc"] = figures
+    note("rpc (WorkerClient): \(describe(figures))")
 }
 
 if options.hostRPC > 0 {
@@ -362,10 +354,9 @@ if options.hostRPC > 0 {
         } catch {}
         samples.append(Double(monotonicNs() - start) / 1000)
     }
-    samples.sort()
-    func quantile(_ q: Double) -> Double { samples[min(samples.count - 1, Int(Double(samples.count) * q))] }
-    result["hostrpc"] = ["calls": options.hostRPC, "p50_us": quantile(0.5), "p99_us": quantile(0.99)]
-    note("host-only rpc: p50 \(quantile(0.5)) µs, p99 \(quantile(0.99)) µs")
+    let figures = latencyFigures(samples.sorted())
+    result["hostrpc"] = figures
+    note("host-only rpc: \(describe(figures))")
 }
 
 if options.rawRPC > 0 {

@@ -1,6 +1,5 @@
 import AgentCore
 @_spi(Benchmarks) import AgentRuntime
-import AgentWire
 import Foundation
 import GRPCTransport
 #if canImport(Glibc)
@@ -17,13 +16,6 @@ import Glibc
 // hand-off to a worker thread), then the handler of agent bench-sink/KEY in libBenchAgents.so,
 // which counts the event and stamps its arrival (CLOCK_MONOTONIC). Timed: first delivery →
 // the last event's receipt, read back with a `GetStats` RPC once every event has been fed.
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock the bench plugin stamps arrivals with.
-func monotonicClockNs() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-}
 
 /// CPU time of this process so far (all threads), in nanoseconds.
 func processCPUNs() -> UInt64 {
@@ -61,28 +53,13 @@ struct BenchEventEncoder {
         }
     }
 
-    /// `agents.Message{cloudEvent: CloudEvent{id, source, spec_version, type, attributes,
-    /// binary_data}}`, the sender left "unknown" as a `WorkerClient` leaves it.
+    /// The runtime's own publish, the sender left "unknown" as a `WorkerClient` leaves it.
     static func envelope(id: String, topicType: String, topicSource: String) -> [UInt8] {
-        var message = ProtoWriter()
-        message.messageField(3) { event in
-            event.stringField(1, id)
-            event.stringField(2, topicSource)
-            event.stringField(3, "1.0")
-            event.stringField(4, topicType)
-            let attributes = [
-                ("datacontenttype", "application/json"), ("dataschema", messageType),
-                ("agagentsendertype", "unknown"), ("agagentsenderkey", "unknown"), ("agmsgkind", "publish"),
-            ]
-            for (key, value) in attributes {
-                event.messageField(5) { entry in
-                    entry.stringField(1, key)
-                    entry.messageField(2) { $0.stringField(3, value) }
-                }
-            }
-            event.bytesField(6, payload)
+        payload.withUnsafeBytes {
+            OutboundCodec.event(
+                id: id, topicType: topicType, topicSource: topicSource, senderType: nil, senderKey: nil,
+                messageType: messageType, contentType: "application/json", payload: $0)
         }
-        return message.bytes
     }
 
     /// The next event for the key at `index`, with a fresh id.
@@ -179,12 +156,12 @@ final class InProcessBench {
         for index in 0..<events { messages.append(encoder.next(key: keyIndexBase + index % keys.count)) }
 
         let cpuStart = processCPUNs()
-        let start = monotonicClockNs()
+        let start = nowNs()
         for message in messages { runtime.deliverFromHost(message) }
-        let fed = monotonicClockNs()
+        let fed = nowNs()
 
         var counted = 0, first = UInt64.max, last: UInt64 = 0
-        var previous = -1, progressAt = monotonicClockNs()
+        var previous = -1, progressAt = nowNs()
         while true {
             counted = 0
             first = .max
@@ -196,7 +173,7 @@ final class InProcessBench {
                 last = max(last, s.last)
             }
             if counted >= events { break }
-            let now = monotonicClockNs()
+            let now = nowNs()
             if counted != previous {
                 previous = counted
                 progressAt = now
@@ -246,9 +223,9 @@ func runInProcess(_ options: Options) async throws -> InProcessFigures {
         // subscriptions, dropped — the part of the cost before the mailbox.
         var unrouted = BenchEventEncoder(keys: ["r\(run)-unrouted"], topicType: "bench-unrouted")
         let messages = (0..<events).map { _ in unrouted.next(key: 0) }
-        let start = monotonicClockNs()
+        let start = nowNs()
         for message in messages { bench.runtime.deliverFromHost(message) }
-        figures.unroutedNs.append(Double(monotonicClockNs() - start) / Double(events))
+        figures.unroutedNs.append(Double(nowNs() - start) / Double(events))
         for r in [single, many] {
             note(String(format: "in-process run %d, %d agent(s): %d fed, %d counted; first delivery → last receipt %.3f s (%.0f ns/event, %.0f events/s); feeding alone %.3f s; first receipt after %.1f µs; process CPU %.3f s",
                         run + 1, r.agents, r.events, r.counted, r.seconds, r.nsPerEvent, r.eventsPerSecond,

@@ -10,8 +10,12 @@ import Glibc
 
 // MARK: Time and statistics
 
-/// Monotonic nanoseconds.
-@inline(__always) func nowNs() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+/// CLOCK_MONOTONIC in nanoseconds: the clock the bench plugins stamp arrivals with.
+func nowNs() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
 
 /// The `p` quantile of sorted nanosecond samples, in microseconds.
 func quantileUs(_ sorted: [UInt64], _ p: Double) -> Double {
@@ -120,14 +124,12 @@ final class LogStore: Sendable {
     }
 
     private let records = Mutex<[Record]>([])
-    let warnings = Atomic<Int>(0)
 
     var count: Int { records.withLock { $0.count } }
 
     func append(_ record: Record) {
         records.withLock { $0.append(record) }
         if record.level >= .warning {
-            warnings.add(1, ordering: .relaxed)
             let metadata = record.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             note("[runtime \(record.level)] \(record.message) \(metadata)")
         }

@@ -3,13 +3,14 @@ import AgentWire
 import Foundation
 import Synchronization
 
-/// Encodes what the runtime sends to the host, in AutoGen's shapes (see protocol.md).
-enum OutboundCodec {
+/// Encodes what the runtime sends to the host, in AutoGen's shapes (see protocol.md). (SPI for
+/// the benchmarks, which send the runtime's own bytes.)
+@_spi(Benchmarks) public enum OutboundCodec {
     static let protobufContentType = "application/x-protobuf"
 
     /// `Message{cloudEvent}`: a publish. JSON (and anything not protobuf) goes in
     /// `binary_data`; protobuf in `proto_data` as an Any of `type.googleapis.com/<type>`.
-    static func event(
+    public static func event(
         id: String, topicType: String, topicSource: String, senderType: String?, senderKey: String?,
         messageType: String, contentType: String, payload: UnsafeRawBufferPointer
     ) -> [UInt8] {
@@ -43,7 +44,7 @@ enum OutboundCodec {
     }
 
     /// `Message{request}`.
-    static func request(
+    public static func request(
         id: String, senderType: String?, senderKey: String?, targetType: String, targetKey: String,
         messageType: String, contentType: String, payload: UnsafeRawBufferPointer
     ) -> [UInt8] {
