@@ -66,7 +66,10 @@ let package = Package(
         .target(name: "AgentWire"),
 
         // AgentID, TopicID, Subscription and the subscription index.
-        .target(name: "AgentCore", dependencies: ["AgentWire"]),
+        .target(
+            name: "AgentCore",
+            dependencies: ["AgentWire", .product(name: "HeapModule", package: "swift-collections")]
+        ),
 
         // The agents.AgentRpc server.
         .target(
@@ -75,7 +78,6 @@ let package = Package(
                 "AgentCore", "AgentWire", "GRPCTransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
-                .product(name: "HeapModule", package: "swift-collections"),
             ]
         ),
 
@@ -93,7 +95,7 @@ let package = Package(
             name: "AgentRuntime",
             dependencies: [
                 "AgentPluginABI", "CAgentWire", "CRuntimeSupport", "AgentWire", "AgentCore", "AgentHost",
-                "GRPCTransport",
+                "AgentConfig", "GRPCTransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]

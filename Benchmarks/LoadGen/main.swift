@@ -249,10 +249,9 @@ final class RawCaller: @unchecked Sendable {
 func rawRPCs(address: String, target: AgentID, count: Int, logger: Logger) async throws -> [String: Any] {
     let caller = RawCaller(target: target, total: count)
     let connection = HostConnection(
-        address: address, clientID: UUID().uuidString.lowercased(), maxMessageBytes: 4 << 20, logger: logger,
-        onMessage: { caller.received($0) }, onDisconnect: { _ in })
+        address: address, clientID: UUID().uuidString.lowercased(), maxMessageBytes: 4 << 20, logger: logger)
     caller.connection = connection
-    try connection.open()
+    try connection.open(.init(onMessage: { caller.received($0) }))
     caller.sendNext()
     await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
         DispatchQueue.global().async {

@@ -1,6 +1,5 @@
 import AgentCore
 import DequeModule
-import HeapModule
 import Synchronization
 
 /// The host's state: which client serves which agent type, the subscriptions, the open data
@@ -33,14 +32,8 @@ final class RoutingTable: Sendable {
         /// Topic type → the data channels it reaches; rebuilt lazily after any change.
         var recipients: [String: [WorkerConnection]] = [:]
         var pending: [UInt64: PendingRequest] = [:]
-        var deadlines = Heap<Deadline>()
+        var deadlines = DeadlineQueue<UInt64>()
         var nextRequestID: UInt64 = 1
-    }
-
-    private struct Deadline: Comparable {
-        var at: ContinuousClock.Instant
-        var requestID: UInt64
-        static func < (a: Deadline, b: Deadline) -> Bool { a.at < b.at }
     }
 
     private let state = Mutex(State())
@@ -91,6 +84,7 @@ final class RoutingTable: Sendable {
             }
             departure.subscriptionCount = client.subscriptionIDs.count
             for id in client.pendingAsTarget {
+                state.deadlines.cancel(id)
                 if let request = state.pending.removeValue(forKey: id) { departure.unanswered.append(request) }
             }
             if let control = client.control {
@@ -206,7 +200,7 @@ final class RoutingTable: Sendable {
                 caller: caller, originalRequestID: requestID,
                 targetClientID: owner, target: target, deadline: deadline)
             state.clients[owner]?.pendingAsTarget.insert(id)
-            state.deadlines.insert(Deadline(at: deadline, requestID: id))
+            state.deadlines.schedule(id, at: deadline)
             return .forward(id, connection)
         }
     }
@@ -225,6 +219,7 @@ final class RoutingTable: Sendable {
             guard let request = state.pending[hostRequestID] else { return .unknown }
             guard request.targetClientID == responderClientID else { return .wrongResponder(request) }
             state.pending[hostRequestID] = nil
+            state.deadlines.cancel(hostRequestID)
             state.clients[responderClientID]?.pendingAsTarget.remove(hostRequestID)
             return .deliver(request)
         }
@@ -233,19 +228,11 @@ final class RoutingTable: Sendable {
     /// Removes and returns the requests whose deadline has passed.
     func expiredRequests(now: ContinuousClock.Instant) -> [PendingRequest] {
         state.withLock { state in
-            var expired: [PendingRequest] = []
-            while let first = state.deadlines.min, first.at <= now {
-                state.deadlines.removeMin()
-                guard let request = state.pending.removeValue(forKey: first.requestID) else { continue }
-                state.clients[request.targetClientID]?.pendingAsTarget.remove(first.requestID)
-                expired.append(request)
+            state.deadlines.removeExpired(now: now).compactMap { id in
+                guard let request = state.pending.removeValue(forKey: id) else { return nil }
+                state.clients[request.targetClientID]?.pendingAsTarget.remove(id)
+                return request
             }
-            // Answered requests leave their deadline in the heap until it comes up; keep the
-            // heap from growing far beyond the requests actually waiting.
-            if state.deadlines.count > 4 * state.pending.count + 1024 {
-                state.deadlines = Heap(state.pending.map { Deadline(at: $0.value.deadline, requestID: $0.key) })
-            }
-            return expired
         }
     }
 
@@ -254,7 +241,7 @@ final class RoutingTable: Sendable {
         state.withLock { state in
             defer {
                 state.pending.removeAll()
-                state.deadlines = Heap()
+                _ = state.deadlines.removeAll()
             }
             return Array(state.pending.values)
         }

@@ -67,7 +67,7 @@ public struct Plugin {
             HostFunctions.logRefusal(
                 api: host, plugin: plugin,
                 "plugin \(name) \(version) cannot start: the runtime offers plugin ABI \(api.abi_major).\(api.abi_minor) "
-                    + "(host API of \(api.size) bytes) and this Swift SDK needs \(AGENTD_ABI_MAJOR).\(AGENTD_ABI_MINOR) "
+                    + "(host API of \(api.size) bytes) and this Swift SDK needs \(AGENTD_ABI_MAJOR).0 "
                     + "with every host function")
             return nil
         }

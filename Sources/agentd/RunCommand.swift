@@ -65,14 +65,8 @@ struct RunCommand: AsyncParsableCommand {
         let embedded = HostLauncher.configuration(settings.host, listen: listen ?? settings.host.listen)
         let runtime = try AgentRuntime(
             configuration: .init(
-                hostAddress: hostAddress, embeddedHost: embedded,
-                clientID: settings.clientID ?? UUID().uuidString.lowercased(), rpcTimeout: settings.rpcTimeout,
-                workers: settings.workers, pluginDirectory: directory,
-                probe: PluginProbe(executable: Self.executablePath),
-                publishBufferLimit: settings.publishBuffer, mailboxLimit: settings.mailboxLimit,
-                handlerTimeout: settings.handlerTimeout, pluginSettings: settings.pluginSettings,
-                maxMessageBytes: settings.host.maxMessageBytes, hostCredentials: settings.hostCredentials,
-                authToken: settings.authToken),
+                settings, pluginDirectory: directory, embeddedHost: embedded, hostAddress: hostAddress,
+                probe: PluginProbe(executable: Self.executablePath)),
             logger: logger)
         // The runtime starts inside the service group, so SIGTERM/SIGINT are handled
         // gracefully from the first moment (also while plugins load).

@@ -97,7 +97,7 @@ extern "C" {
 #endif
 
 #define AGENTD_ABI_MAJOR 1
-#define AGENTD_ABI_MINOR 0
+#define AGENTD_ABI_MINOR 1
 
 /** The symbol every plugin exports (see agentd_plugin_entry_fn). */
 #define AGENTD_PLUGIN_ENTRY_SYMBOL "agentd_plugin_entry"
@@ -310,16 +310,20 @@ typedef struct agentd_host_api {
     uint16_t abi_major;
     uint16_t abi_minor;
 
-    /** Publishes an event to topic (topic_type, topic_source) as agent `from` (NULL: no
-     *  sender). The agent itself does not receive its own publish. Returns AGENTD_UNAVAILABLE
+    /** Publishes an event to topic (topic_type, topic_source) as agent `from`. The agent itself
+     *  does not receive its own publish. To publish with no sending agent, use
+     *  plugin_publish (ABI 1.1): `from` = NULL is ABI 1.0's way, which names no runtime, so
+     *  it works only where the process runs one runtime (elsewhere it returns AGENTD_MISUSE).
+     *  Returns AGENTD_UNAVAILABLE
      *  (nothing queued) when the host is unreachable and the reconnection buffer is full, or
      *  when 10,000 publishes (64 MiB) already wait to be written to a host that reads slower
      *  than this runtime publishes: publish again later. */
     agentd_status (*publish)(agentd_agent_ref *from, agentd_str topic_type, agentd_str topic_source,
                              agentd_str message_type, agentd_str content_type, agentd_bytes payload);
 
-    /** Sends an RPC to agent (target_type, target_key) as agent `from` (NULL: no sender).
-     *  `on_response` is called exactly once, with the answer or an error (unknown agent
+    /** Sends an RPC to agent (target_type, target_key) as agent `from`. To send with no
+     *  sending agent, use plugin_send (ABI 1.1); `from` = NULL (ABI 1.0) is found by the
+     *  plugin `on_response` belongs to. `on_response` is called exactly once, with the answer or an error (unknown agent
      *  type, timeout, disconnect). Returns AGENTD_OK when the request is on its way; any other
      *  status means nothing was sent and `on_response` is never called. */
     agentd_status (*send)(agentd_agent_ref *from, agentd_str target_type, agentd_str target_key,
@@ -343,6 +347,21 @@ typedef struct agentd_host_api {
      *  known only once its entry has returned the descriptor: during the entry this answers
      *  AGENTD_UNAVAILABLE (read settings in create() or in a handler). */
     agentd_status (*setting)(agentd_plugin_ref *plugin, agentd_str key, agentd_str *value);
+
+    /* ---- ABI 1.1: present when host->size covers them (check before use) ---- */
+
+    /** Publishes as the plugin itself, with no sending agent (the event's sender is "unknown",
+     *  as AutoGen writes it): `plugin` is the reference the entry received. Otherwise as
+     *  publish(). Usable from any thread once the entry has returned; during the entry, and
+     *  where plugins are only checked (`agentd plugin check`), AGENTD_UNAVAILABLE. */
+    agentd_status (*plugin_publish)(agentd_plugin_ref *plugin, agentd_str topic_type, agentd_str topic_source,
+                                    agentd_str message_type, agentd_str content_type, agentd_bytes payload);
+
+    /** Sends an RPC as the plugin itself, with no sending agent. Otherwise as send(): on
+     *  AGENTD_OK, `on_response` is called exactly once; the plugin stays loaded until then. */
+    agentd_status (*plugin_send)(agentd_plugin_ref *plugin, agentd_str target_type, agentd_str target_key,
+                                 agentd_str message_type, agentd_str content_type, agentd_bytes payload,
+                                 agentd_response_fn on_response, void *context);
 } agentd_host_api;
 
 /**

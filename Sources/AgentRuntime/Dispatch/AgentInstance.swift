@@ -1,129 +1,139 @@
 import AgentCore
 import AgentPluginABI
-import GRPCTransport
 import DequeModule
-#if canImport(Glibc)
-import Glibc
-#endif
+import Synchronization
+
+/// The plugin's own object for one agent: whatever its `create` stored, never dereferenced by
+/// the runtime.
+struct PluginInstance: @unchecked Sendable {
+    // @unchecked Sendable: an opaque pointer the runtime only hands back to the plugin, and
+    // only from the one worker running the agent (the header's one-handler-at-a-time promise).
+    var pointer: UnsafeMutableRawPointer?
+}
 
 /// One agent (agent type + key) served by this runtime: its mailbox, its plugin instance, and
 /// the state that keeps its handlers one at a time.
 ///
-/// Its address is the `agentd_agent_ref *` the plugin receives. An agent outlives plugin
-/// versions: on a reload it moves to the new version of its type between two messages (with
-/// its state, where the plugin offers snapshot/restore), and the messages waiting in its
-/// mailbox are delivered by the new version. When its type goes away, what waits is answered
-/// with an error.
-final class AgentInstance: @unchecked Sendable {
-    // @unchecked Sendable: every mutable field is guarded by `lock`; the plugin instance
-    // pointer is only passed to plugin code by the one worker running this agent.
-    enum State {
+/// An agent outlives plugin versions: on a reload it moves to the new version of its type
+/// between two messages (with its state, where the plugin offers snapshot/restore), and the
+/// messages waiting in its mailbox are delivered by the new version. When its type goes away,
+/// what waits is answered with an error.
+final class AgentInstance: Schedulable {
+    enum Phase {
         /// Nothing to do.
         case idle
         /// In the worker pool's queue.
         case scheduled
         /// A worker is in one of its handlers.
         case running
-        /// A handler returned PENDING; the next message waits for that call's completion.
-        case waiting(UInt64)
+        /// A handler returned PENDING; the next message waits for that call's answer.
+        case waiting(UInt)
+    }
+
+    private struct State: ~Copyable {
+        var mailbox = Deque<IncomingMessage>()
+        var phase = Phase.idle
+        /// The version of the agent type serving this agent now (nil: the type was removed).
+        var currentType: PluginAgentType?
+        /// The version whose create() made `instance` (nil: none made yet).
+        var instanceType: PluginAgentType?
+        var instance = PluginInstance()
+        /// Snapshot bytes from the previous version, restored into the next instance created.
+        var carriedState: [UInt8]?
+
+        /// Whether the plugin instance belongs to a version other than the current one.
+        var needsMigration: Bool {
+            instanceType != nil && !(instanceType?.isSameVersion(as: currentType) ?? false)
+        }
     }
 
     let id: AgentID
-    unowned let core: RuntimeCore
-    private let typeText: UnsafeMutableBufferPointer<CChar>
-    private let keyText: UnsafeMutableBufferPointer<CChar>
+    let context: DispatchContext
+    private let handleBits: UInt
+    private let typeText: CString
+    private let keyText: CString
+    private let state: Mutex<State>
 
-    let lock = Lock()
-    private var mailbox = Deque<IncomingMessage>()
-    private var state = State.idle
-    /// The version of the agent type serving this agent now (nil: the type was removed).
-    private var currentType: PluginAgentType?
-    /// The version whose create() made `instance` (nil: none made yet).
-    private var instanceType: PluginAgentType?
-    private var instance: UnsafeMutableRawPointer?
-    /// Snapshot bytes from the previous version, restored into the next instance created.
-    private var carriedState: [UInt8]?
-
-    var opaque: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
-
-    init(id: AgentID, type: PluginAgentType, core: RuntimeCore) {
+    init(handle: OpaquePointer, id: AgentID, type: PluginAgentType, context: DispatchContext) {
+        handleBits = UInt(bitPattern: Int(bitPattern: handle))
         self.id = id
-        self.currentType = type
-        self.core = core
-        typeText = Self.copy(id.type)
-        keyText = Self.copy(id.key)
+        self.context = context
+        typeText = CString(id.type)
+        keyText = CString(id.key)
+        state = Mutex(State(currentType: type))
     }
 
-    deinit {
-        typeText.deallocate()
-        keyText.deallocate()
-    }
-
-    private static func copy(_ text: String) -> UnsafeMutableBufferPointer<CChar> {
-        let bytes = Array(text.utf8CString)
-        let buffer = UnsafeMutableBufferPointer<CChar>.allocate(capacity: bytes.count)
-        _ = buffer.initialize(from: bytes)
-        return buffer
-    }
-
-    var typeView: agentd_str { agentd_str(data: UnsafePointer(typeText.baseAddress), length: typeText.count - 1) }
-    var keyView: agentd_str { agentd_str(data: UnsafePointer(keyText.baseAddress), length: keyText.count - 1) }
+    /// The `agentd_agent_ref *` the plugin receives.
+    var handle: OpaquePointer { OpaquePointer(bitPattern: handleBits)! }
+    var typeView: agentd_str { typeText.view }
+    var keyView: agentd_str { keyText.view }
 
     /// The version serving this agent now.
-    var type: PluginAgentType? { lock.withLock { currentType } }
+    var type: PluginAgentType? { state.withLock { $0.currentType } }
+
+    // MARK: Mailbox (any thread)
 
     /// Queues a message; schedules the agent if it was idle. Returns false — and queues
     /// nothing — when `limit` messages wait already (the agent is slower than its traffic).
     func deliver(_ message: IncomingMessage, limit: Int) -> Bool {
-        let (accepted, schedule): (Bool, Bool) = lock.withLock {
-            guard mailbox.count < limit else { return (false, false) }
-            mailbox.append(message)
-            if case .idle = state {
-                state = .scheduled
-                return (true, true)
-            }
-            return (true, false)
+        let (accepted, schedule): (Bool, Bool) = state.withLock { state in
+            guard state.mailbox.count < limit else { return (false, false) }
+            state.mailbox.append(message)
+            guard case .idle = state.phase else { return (true, false) }
+            state.phase = .scheduled
+            return (true, true)
         }
-        if schedule { core.workers.schedule(self) }
+        if schedule { context.workers.schedule(self) }
         return accepted
     }
 
     /// Nothing runs, waits or is queued for this agent.
     var isIdle: Bool {
-        lock.withLock {
-            if case .idle = state { return mailbox.isEmpty }
+        state.withLock { state in
+            if case .idle = state.phase { return state.mailbox.isEmpty }
             return false
         }
     }
 
     /// Removes and returns the queued messages (shutdown).
     func takeQueued() -> [IncomingMessage] {
-        lock.withLock {
-            defer { mailbox.removeAll() }
-            return Array(mailbox)
+        state.withLock { state in
+            defer { state.mailbox.removeAll() }
+            return Array(state.mailbox)
         }
     }
 
     /// Moves the agent to another version of its type (nil: the type is gone). Takes effect
     /// between two messages: a handler running now finishes on the version it started on.
     func retarget(to type: PluginAgentType?) {
-        let schedule: Bool = lock.withLock {
-            currentType = type
-            if case .idle = state {
-                state = .scheduled
-                return true
-            }
-            return false
+        let schedule: Bool = state.withLock { state in
+            state.currentType = type
+            guard case .idle = state.phase else { return false }
+            state.phase = .scheduled
+            return true
         }
-        if schedule { core.workers.schedule(self) }
+        if schedule { context.workers.schedule(self) }
     }
 
-    /// Whether the plugin instance belongs to a version other than the current one.
-    private var needsMigrationLocked: Bool {
-        instanceType != nil && instanceType !== currentType
+    /// A pending call was answered (from any thread): the agent takes its next message.
+    func callDidComplete(_ call: HandlerCall) {
+        let resume: Bool = state.withLock { state in
+            call.completed.store(true, ordering: .relaxed)
+            guard case .waiting(let key) = state.phase, key == call.key else { return false }
+            if state.mailbox.isEmpty && !state.needsMigration {
+                state.phase = .idle
+                return false
+            }
+            state.phase = .scheduled
+            return true
+        }
+        if resume { context.workers.schedule(self) }
     }
 
-    /// Runs the next message's handler (on a worker thread, which owns the agent meanwhile).
+    // MARK: Running (the worker thread that took the agent from the run queue)
+
+    /// Handles the next message: migrates to a new version first if one is serving, then
+    /// hands the message to the handler its type has for it.
     func runNext() {
         // The version is read in the same critical section that finds the instance on it: a
         // retarget landing between a migration check and the read would hand the message to a
@@ -135,98 +145,66 @@ final class AgentInstance: @unchecked Sendable {
         }
         var next: (IncomingMessage, PluginAgentType?)?
         while next == nil {
-            let step: Step = lock.withLock {
-                if needsMigrationLocked { return .migrate }
-                guard let message = mailbox.popFirst() else {
-                    state = .idle
+            let step: Step = state.withLock { state in
+                if state.needsMigration { return .migrate }
+                guard let message = state.mailbox.popFirst() else {
+                    state.phase = .idle
                     return .idle
                 }
-                state = .running
-                return .handle(message, currentType)
+                state.phase = .running
+                return .handle(message, state.currentType)
             }
             switch step {
-            case .migrate: migrateIfNeeded()
+            case .migrate: migrate()
             case .idle: return
             case .handle(let message, let type): next = (message, type)
             }
         }
         guard let (message, type) = next else { return }
-        var pendingCall: HandlerCall?
-        if let type {
-            pendingCall = core.handle(message, for: self, type: type)
-        } else {
-            core.refuseForRemovedType(message, for: self)
-        }
-        let reschedule: Bool = lock.withLock {
-            if let pendingCall, !pendingCall.completed {
-                state = .waiting(pendingCall.id)
+        let pending = handle(message, on: type)
+        let reschedule: Bool = state.withLock { state in
+            if let pending, !pending.completed.load(ordering: .relaxed) {
+                state.phase = .waiting(pending.key)
                 return false
             }
-            let more = !mailbox.isEmpty || needsMigrationLocked
-            state = more ? .scheduled : .idle
+            let more = !state.mailbox.isEmpty || state.needsMigration
+            state.phase = more ? .scheduled : .idle
             return more
         }
-        if reschedule { core.workers.schedule(self) }
+        if reschedule { context.workers.schedule(self) }
     }
 
-    /// A pending call finished (from any thread): the agent takes its next message.
-    func callDidComplete(_ call: HandlerCall) {
-        let resume: Bool = lock.withLock {
-            call.completed = true
-            guard case .waiting(let id) = state, id == call.id else { return false }
-            if mailbox.isEmpty && !needsMigrationLocked {
-                state = .idle
-                return false
-            }
-            state = .scheduled
-            return true
+    /// Hands one message to the handler; returns the call if the handler left it pending.
+    private func handle(_ message: IncomingMessage, on type: PluginAgentType?) -> HandlerCall? {
+        let invoker = context.invoker
+        guard let type else {
+            invoker.refuseForRemovedType(message, agent: self)
+            return nil
         }
-        if resume { core.workers.schedule(self) }
+        guard let handler = type.handler(for: message.messageType.string) else {
+            invoker.refuseUnhandled(message, agent: self, type: type)
+            return nil
+        }
+        switch pluginInstance(for: type) {
+        case .failure(let failure):
+            invoker.refuse(message, agent: self, type: type, creationFailure: failure.reason)
+            return nil
+        case .success(let instance):
+            return invoker.invoke(handler, instance: instance, message: message, agent: self, type: type)
+        }
     }
 
-    /// Moves the plugin instance off a version that no longer serves this agent: snapshot
-    /// (if the new version can restore), destroy. The next message creates the new instance.
-    private func migrateIfNeeded() {
-        let (old, target, made) = lock.withLock { () -> (PluginAgentType?, PluginAgentType?, UnsafeMutableRawPointer?) in
-            guard needsMigrationLocked else { return (nil, nil, nil) }
-            defer {
-                instanceType = nil
-                instance = nil
-            }
-            return (instanceType, currentType, instance)
-        }
-        guard let old else { return }
-        var snapshot: [UInt8]?
-        if let target, target.descriptor.pointee.restore != nil, let take = old.descriptor.pointee.snapshot {
-            var bytes: [UInt8] = []
-            let status = withUnsafeMutablePointer(to: &bytes) { sink in
-                take(made, snapshotWriter, UnsafeMutableRawPointer(sink))
-            }
-            if status == AGENTD_OK {
-                snapshot = bytes
-            } else {
-                core.logger.warning("snapshot failed; the agent starts afresh on the new version", metadata: [
-                    "agent.id": "\(id)", "plugin": "\(old.plugin.name)", "status": "\(StatusText.name(status))",
-                ])
-            }
-        }
-        if let destroy = old.descriptor.pointee.destroy { destroy(made) }
-        old.plugin.instanceDidEnd()
-        lock.withLock { carriedState = snapshot }
-        core.retireUnusedPlugins()
-    }
+    private struct CreationFailure: Error { var reason: String }
 
-    /// The plugin instance for `type`, created (and restored) on first use. Returns a reason
-    /// if create failed. Called only by the worker running this agent.
-    func pluginInstance(for type: PluginAgentType) -> (instance: UnsafeMutableRawPointer?, failure: String?) {
-        let (existing, made, carried) = lock.withLock { (instanceType, instance, carriedState) }
-        if existing === type { return (made, nil) }
+    /// The plugin instance for `type`, created (and restored) on first use.
+    private func pluginInstance(for type: PluginAgentType) -> Result<PluginInstance, CreationFailure> {
+        let (existing, made, carried) = state.withLock { ($0.instanceType, $0.instance, $0.carriedState) }
+        if type.isSameVersion(as: existing) { return .success(made) }
         var created: UnsafeMutableRawPointer?
         if let create = type.descriptor.pointee.create {
-            let status = create(
-                PluginReferences.opaque(for: type.plugin), type.descriptor, opaque, keyView, &created)
+            let status = create(type.plugin.reference, type.descriptor, handle, keyView, &created)
             guard status == AGENTD_OK else {
-                return (nil, "creating agent \(id) failed with \(StatusText.name(status))")
+                return .failure(CreationFailure(reason: "creating agent \(id) failed with \(StatusText.name(status))"))
             }
         }
         type.plugin.instanceDidStart()
@@ -235,35 +213,67 @@ final class AgentInstance: @unchecked Sendable {
                 restore(created, agentd_bytes(data: $0.baseAddress, length: $0.count))
             }
             if status != AGENTD_OK {
-                core.logger.warning("restoring the agent's state failed; it starts afresh", metadata: [
+                context.logger.warning("restoring the agent's state failed; it starts afresh", metadata: [
                     "agent.id": "\(id)", "plugin": "\(type.plugin.name)", "status": "\(StatusText.name(status))",
                 ])
             } else {
-                core.logger.debug("agent state carried to the new version", metadata: [
+                context.logger.debug("agent state carried to the new version", metadata: [
                     "agent.id": "\(id)", "plugin.version": "\(type.plugin.version)", "state.bytes": "\(carried.count)",
                 ])
             }
         }
-        lock.withLock {
-            instanceType = type
-            instance = created
-            carriedState = nil
+        let instance = PluginInstance(pointer: created)
+        state.withLock { state in
+            state.instanceType = type
+            state.instance = instance
+            state.carriedState = nil
         }
-        return (created, nil)
+        return .success(instance)
+    }
+
+    /// Moves the plugin instance off a version that no longer serves this agent: snapshot
+    /// (if the new version can restore), destroy. The next message creates the new instance.
+    private func migrate() {
+        let (old, target, made) = state.withLock { state -> (PluginAgentType?, PluginAgentType?, PluginInstance) in
+            guard state.needsMigration else { return (nil, nil, PluginInstance()) }
+            defer {
+                state.instanceType = nil
+                state.instance = PluginInstance()
+            }
+            return (state.instanceType, state.currentType, state.instance)
+        }
+        guard let old else { return }
+        var snapshot: [UInt8]?
+        if let target, target.descriptor.pointee.restore != nil, let take = old.descriptor.pointee.snapshot {
+            var bytes: [UInt8] = []
+            let status = withUnsafeMutablePointer(to: &bytes) { sink in
+                take(made.pointer, snapshotWriter, UnsafeMutableRawPointer(sink))
+            }
+            if status == AGENTD_OK {
+                snapshot = bytes
+            } else {
+                context.logger.warning("snapshot failed; the agent starts afresh on the new version", metadata: [
+                    "agent.id": "\(id)", "plugin": "\(old.plugin.name)", "status": "\(StatusText.name(status))",
+                ])
+            }
+        }
+        if let destroy = old.descriptor.pointee.destroy { destroy(made.pointer) }
+        state.withLock { $0.carriedState = snapshot }
+        context.retirement.instanceDidEnd(old.plugin)
     }
 
     /// Destroys the plugin instance (shutdown).
     func destroyInstance() {
-        let (type, made) = lock.withLock { () -> (PluginAgentType?, UnsafeMutableRawPointer?) in
+        let (type, made) = state.withLock { state -> (PluginAgentType?, PluginInstance) in
             defer {
-                instanceType = nil
-                instance = nil
+                state.instanceType = nil
+                state.instance = PluginInstance()
             }
-            return (instanceType, instance)
+            return (state.instanceType, state.instance)
         }
         guard let type else { return }
-        if let destroy = type.descriptor.pointee.destroy { destroy(made) }
-        type.plugin.instanceDidEnd()
+        if let destroy = type.descriptor.pointee.destroy { destroy(made.pointer) }
+        context.retirement.instanceDidEnd(type.plugin)
     }
 }
 
@@ -271,47 +281,4 @@ final class AgentInstance: @unchecked Sendable {
 private let snapshotWriter: agentd_write_fn = { sink, bytes in
     guard let sink, let data = bytes.data, bytes.length > 0 else { return }
     sink.assumingMemoryBound(to: [UInt8].self).pointee.append(contentsOf: UnsafeBufferPointer(start: data, count: bytes.length))
-}
-
-/// One message being handled: the `agentd_call *` token's target.
-final class HandlerCall: @unchecked Sendable {
-    // @unchecked Sendable: `completed` is guarded by the agent's lock; the rest is immutable.
-    let id: UInt64
-    let agent: AgentInstance
-    /// The plugin whose handler the call belongs to (kept loaded until the call is answered).
-    let plugin: LoadedPlugin
-    let isRPC: Bool
-    /// RPCs: the request id to answer (as the host gave it).
-    let requestID: String
-    let messageType: String
-    var completed = false
-
-    init(id: UInt64, agent: AgentInstance, plugin: LoadedPlugin, isRPC: Bool, requestID: String, messageType: String) {
-        self.id = id
-        self.agent = agent
-        self.plugin = plugin
-        self.isRPC = isRPC
-        self.requestID = requestID
-        self.messageType = messageType
-    }
-
-    var token: OpaquePointer { OpaquePointer(bitPattern: UInt(id))! }
-}
-
-/// Names of `agentd_status` values, for messages.
-enum StatusText {
-    static func name(_ status: agentd_status) -> String {
-        switch status {
-        case AGENTD_OK: return "AGENTD_OK"
-        case AGENTD_PENDING: return "AGENTD_PENDING"
-        case AGENTD_INVALID_ARGUMENT: return "AGENTD_INVALID_ARGUMENT"
-        case AGENTD_UNKNOWN_MESSAGE_TYPE: return "AGENTD_UNKNOWN_MESSAGE_TYPE"
-        case AGENTD_NOT_FOUND: return "AGENTD_NOT_FOUND"
-        case AGENTD_UNAVAILABLE: return "AGENTD_UNAVAILABLE"
-        case AGENTD_TIMEOUT: return "AGENTD_TIMEOUT"
-        case AGENTD_FAILED: return "AGENTD_FAILED"
-        case AGENTD_MISUSE: return "AGENTD_MISUSE"
-        default: return "status \(status.rawValue)"
-        }
-    }
 }

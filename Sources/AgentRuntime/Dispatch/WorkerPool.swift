@@ -4,6 +4,12 @@ import Glibc
 #endif
 import GRPCTransport
 
+/// Work the pool runs: an agent with messages in its mailbox. It is queued at most once at a
+/// time (the agent's own state says whether it is), and ``runNext()`` handles one message.
+protocol Schedulable: AnyObject, Sendable {
+    func runNext()
+}
+
 /// The runtime's handler threads, which also take turns at reading from the host.
 ///
 /// Agents whose mailboxes have work wait in a run queue (each at most once: its mailbox's
@@ -55,7 +61,7 @@ final class WorkerPool: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let workCondition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private let watchdogCondition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var queue = Deque<AgentInstance>()
+    private var queue = Deque<any Schedulable>()
     private var leader: Leader?
     private var watchdog = Watchdog.none
     /// Leader work periods started (the watchdog's sign of activity).
@@ -96,7 +102,7 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     /// Queues an agent that has a message to handle.
-    func schedule(_ agent: AgentInstance) {
+    func schedule(_ agent: any Schedulable) {
         pthread_mutex_lock(mutex)
         queue.append(agent)
         // The leader runs (or hands on) what it queues itself, after the completion at hand.

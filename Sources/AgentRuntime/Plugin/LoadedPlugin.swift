@@ -5,14 +5,13 @@ import Synchronization
 import Glibc
 #endif
 
-/// A plugin loaded into the process: its library handle, descriptor and agent types.
-///
-/// Its address is the `agentd_plugin_ref *` the plugin receives; it stays valid (the object
-/// is kept alive) as long as the library is loaded.
+/// A plugin loaded into the process: its library handle, descriptor and agent types, and
+/// what still runs in it (so that a replaced version is unloaded only once idle).
 public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
-    // @unchecked Sendable: every stored property is immutable after the loader finishes
-    // validating the plugin (before the object is shared); `settingStorage` holds C strings
-    // that are written once in init and only read afterwards.
+    // @unchecked Sendable: every stored property is immutable after init (the counters are
+    // atomics); `handle`, `imageBase` and `descriptor` are C pointers the runtime only reads,
+    // valid until unload; `settingStorage` holds C strings written once in init and only read
+    // afterwards.
 
     /// The plugin's own name (from its descriptor).
     public let name: String
@@ -23,13 +22,20 @@ public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
     public let contentHash: String
     /// Whether the library links the Swift runtime (and so may never be unloaded).
     public let isSwift: Bool
-    public let agentTypes: [PluginAgentType]
+    let declarations: [AgentTypeDeclaration]
+    /// The agent types it offers, in its descriptor's order.
+    public var agentTypes: [PluginAgentType] {
+        declarations.map { PluginAgentType(plugin: self, declaration: $0) }
+    }
 
     let handle: UnsafeMutableRawPointer
     /// Where the library is mapped (to find the plugin a code address belongs to).
     let imageBase: UnsafeRawPointer?
     let descriptor: UnsafePointer<agentd_plugin>
     let shadowPath: String
+    /// The `agentd_plugin_ref *` the plugin received (what its create() receives again).
+    private let referenceBits: UInt
+    var reference: OpaquePointer? { OpaquePointer(bitPattern: referenceBits) }
     /// The plugin's settings ([plugin.NAME]) as C strings, borrowed by `setting` callers
     /// until unload.
     private let settingStorage: [String: UnsafeMutableBufferPointer<CChar>]
@@ -49,15 +55,16 @@ public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
         liveInstances.load(ordering: .sequentiallyConsistent) == 0 && activity.load(ordering: .sequentiallyConsistent) == 0
     }
 
-    init(name: String, version: String, path: String, contentHash: String, isSwift: Bool,
-         agentTypes: [PluginAgentType], handle: UnsafeMutableRawPointer, imageBase: UnsafeRawPointer?,
-         descriptor: UnsafePointer<agentd_plugin>, shadowPath: String, settings: [String: String]) {
-        self.name = name
-        self.version = version
+    init(descriptor validated: PluginDescriptor, path: String, contentHash: String, isSwift: Bool,
+         handle: UnsafeMutableRawPointer, imageBase: UnsafeRawPointer?, descriptor: UnsafePointer<agentd_plugin>,
+         shadowPath: String, reference: OpaquePointer, settings: [String: String]) {
+        self.name = validated.name
+        self.version = validated.version
         self.path = path
         self.contentHash = contentHash
         self.isSwift = isSwift
-        self.agentTypes = agentTypes
+        self.declarations = validated.agentTypes
+        self.referenceBits = UInt(bitPattern: Int(bitPattern: reference))
         self.handle = handle
         self.imageBase = imageBase
         self.descriptor = descriptor
@@ -83,35 +90,4 @@ public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(name) \(version) (\(path), \(contentHash))" }
-}
-
-/// One agent type a plugin offers, with its handler table keyed by message type.
-public final class PluginAgentType: @unchecked Sendable {
-    // @unchecked Sendable: immutable after init; the C pointers point into the plugin's
-    // descriptor, which the header requires to stay valid and unchanged until unload.
-    public let name: String
-    public let subscriptions: [Subscription.Kind]
-    /// Message type → handler.
-    let handlers: [String: agentd_handler_fn]
-    /// The `*` handler, for message types without their own.
-    let fallback: agentd_handler_fn?
-    let descriptor: UnsafePointer<agentd_agent_type>
-    unowned(unsafe) var plugin: LoadedPlugin!
-
-    init(name: String, subscriptions: [Subscription.Kind], handlers: [String: agentd_handler_fn],
-         fallback: agentd_handler_fn?, descriptor: UnsafePointer<agentd_agent_type>) {
-        self.name = name
-        self.subscriptions = subscriptions
-        self.handlers = handlers
-        self.fallback = fallback
-        self.descriptor = descriptor
-    }
-
-    /// The handler for `messageType`, or the fallback.
-    @inline(__always)
-    func handler(for messageType: String) -> agentd_handler_fn? {
-        handlers[messageType] ?? fallback
-    }
-
-    public var messageTypes: [String] { handlers.keys.sorted() + (fallback == nil ? [] : ["*"]) }
 }

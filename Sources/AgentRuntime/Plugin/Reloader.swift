@@ -1,6 +1,5 @@
 import AgentCore
 import Foundation
-import GRPCTransport
 import Logging
 import Synchronization
 
@@ -10,74 +9,78 @@ import Synchronization
 ///
 /// A new version is loaded and validated before anything changes; if it is refused, the old
 /// one keeps serving. Messages wait in runtime-owned mailboxes, so a swap loses none; each
-/// agent moves to the new version after its current handler returns.
+/// agent moves to the new version after its current handler returns. The host's view (agent
+/// types, subscriptions) is the ``HostRegistrations``' job; rescans and re-registrations after
+/// a reconnection take turns in ``run()``.
 final class Reloader: Sendable {
-    private struct Served {
-        var plugin: LoadedPlugin
-        /// The host subscriptions added for each of its agent types, by kind.
-        var subscriptions: [String: [Subscription.Kind: String]]
+    /// What the reloader needs to know from the runtime's configuration.
+    struct Settings: Sendable {
+        var directory: String
+        var probe: PluginProbe?
+        var pluginSettings: [String: [String: String]]
+        var maxRetiredSwiftImages: Int
     }
 
     private struct State: ~Copyable {
         /// What serves, by source file.
-        var served: [String: Served] = [:]
+        var served: [String: LoadedPlugin] = [:]
         /// Files refused, with the content hash that was refused (not retried or logged again
         /// until the content changes).
         var refused: [String: String] = [:]
-        /// Agent types ever registered with the host by this connection (the protocol has no
-        /// way to unregister one; a withdrawn type answers with an error instead).
-        var registered: Set<String> = []
         /// Swift images that were replaced or removed but stay mapped.
         var retiredSwiftImages = 0
         var stopped = false
         var watcher: DirectoryWatcher?
     }
 
-    private unowned let runtime: AgentRuntime
-    private let connection: HostConnection
-    private let state = Mutex(State())
     private enum Request {
         case rescan(CheckedContinuation<Void, Never>?)
         case restore(CheckedContinuation<Result<Void, any Error>, Never>)
     }
 
+    private let settings: Settings
+    private let loader: PluginLoader
+    private let router: LocalRouter
+    private let registrations: HostRegistrations
+    private let context: DispatchContext
+    private let logger: Logger
+    private let state = Mutex(State())
     private let requests: AsyncStream<Request>.Continuation
-    private let worker: Task<Void, Never>
+    private let pending: AsyncStream<Request>
 
-    init(runtime: AgentRuntime, connection: HostConnection) {
-        self.runtime = runtime
-        self.connection = connection
-        let (stream, continuation) = AsyncStream.makeStream(of: Request.self)
-        requests = continuation
-        // One rescan at a time, in request order; the plugin swaps never interleave.
-        let box = Mutex<Reloader?>(nil)
-        worker = Task {
-            var iterator = stream.makeAsyncIterator()
-            while let request = await iterator.next() {
-                let reloader = box.withLock { $0 }
-                switch request {
-                case .rescan(let waiter):
-                    await reloader?.rescanNow()
-                    waiter?.resume()
-                case .restore(let waiter):
-                    do {
-                        try await reloader?.restoreNow()
-                        waiter.resume(returning: .success(()))
-                    } catch {
-                        waiter.resume(returning: .failure(error))
-                    }
+    init(settings: Settings, loader: PluginLoader, router: LocalRouter, registrations: HostRegistrations,
+         context: DispatchContext, logger: Logger) {
+        self.settings = settings
+        self.loader = loader
+        self.router = router
+        self.registrations = registrations
+        self.context = context
+        self.logger = logger
+        (pending, requests) = AsyncStream.makeStream(of: Request.self)
+    }
+
+    /// Serves rescan and restore requests one at a time, in request order (the plugin swaps
+    /// and host registrations never interleave), until ``stop()``.
+    func run() async {
+        for await request in pending {
+            switch request {
+            case .rescan(let waiter):
+                await rescanNow()
+                waiter?.resume()
+            case .restore(let waiter):
+                do {
+                    try await registrations.restore(serving: router.servedTypes)
+                    waiter.resume(returning: .success(()))
+                } catch {
+                    waiter.resume(returning: .failure(error))
                 }
             }
         }
-        box.withLock { $0 = self }
     }
-
-    private var logger: Logger { runtime.logger }
-    private var core: RuntimeCore { runtime.core }
 
     /// The plugins in service, by file name.
     var current: [LoadedPlugin] {
-        state.withLock { state in state.served.sorted { $0.key < $1.key }.map(\.value.plugin) }
+        state.withLock { state in state.served.sorted { $0.key < $1.key }.map(\.value) }
     }
 
     /// Rescans and returns once the rescan is done.
@@ -101,9 +104,10 @@ final class Reloader: Sendable {
         requests.yield(.rescan(nil))
     }
 
-    /// Starts watching `directory` (inotify); changes trigger a rescan after a short quiet
+    /// Starts watching the directory (inotify); changes trigger a rescan after a short quiet
     /// period, so that a file written in several steps is read once it is complete.
-    func watch(directory: String) {
+    func watch() {
+        let directory = settings.directory
         do {
             let watcher = try DirectoryWatcher(directory: directory, quietPeriod: .milliseconds(150)) { [weak self] in
                 self?.requestRescan()
@@ -117,53 +121,26 @@ final class Reloader: Sendable {
         }
     }
 
-    /// Stops watching and reloading; returns the plugins that were in service.
-    func stop() async -> [LoadedPlugin] {
+    /// Stops watching and taking requests (``run()`` returns once the current one is done);
+    /// returns the plugins that were in service.
+    func stop() -> [LoadedPlugin] {
         let watcher = state.withLock { state -> DirectoryWatcher? in
             state.stopped = true
             return state.watcher
         }
         watcher?.stop()
         requests.finish()
-        await worker.value
         return state.withLock { state in
             defer { state.served = [:] }
-            return state.served.values.map(\.plugin)
+            return Array(state.served.values)
         }
-    }
-
-    // MARK: Restoring registrations
-
-    private func restoreNow() async throws {
-        let served = state.withLock { $0.served.sorted { $0.key < $1.key }.map(\.value) }
-        let current = Set(core.servedTypes)
-        var registered = Set<String>()
-        var subscriptionCount = 0
-        for entry in served {
-            for type in entry.plugin.agentTypes where current.contains(type.name) {
-                try await connection.register(agentType: type.name)
-                registered.insert(type.name)
-                for (kind, id) in entry.subscriptions[type.name] ?? [:] {
-                    do {
-                        try await connection.add(Subscription(id: id, agentType: type.name, kind: kind))
-                    } catch let error as TransportError where error.status.code == .alreadyExists {
-                        // The host kept it (the stream broke but the host did not restart).
-                    }
-                    subscriptionCount += 1
-                }
-            }
-        }
-        state.withLock { $0.registered = registered }
-        logger.info("agent types and subscriptions registered again", metadata: [
-            "agent.types": "\(registered.sorted())", "subscriptions": "\(subscriptionCount)",
-        ])
     }
 
     // MARK: Rescanning
 
     private func rescanNow() async {
         guard !state.withLock({ $0.stopped }) else { return }
-        let directory = runtime.configuration.pluginDirectory
+        let directory = settings.directory
         let files: [String]
         do {
             files = try PluginLoader.pluginFiles(in: directory)
@@ -179,16 +156,16 @@ final class Reloader: Sendable {
             hashes[file] = ContentHash.of(data)
         }
         let (served, refused) = state.withLock { ($0.served, $0.refused) }
-        for (path, entry) in served where hashes[path] == nil {
-            await remove(entry, path: path)
+        for (path, plugin) in served where hashes[path] == nil {
+            await remove(plugin, path: path)
         }
         state.withLock { state in
             for path in state.refused.keys where hashes[path] == nil { state.refused[path] = nil }
         }
         for path in files {
             guard let hash = hashes[path] else { continue }
-            if let entry = served[path] {
-                if entry.plugin.contentHash != hash { await replace(entry, path: path) }
+            if let plugin = served[path] {
+                if plugin.contentHash != hash { await replace(plugin, path: path) }
             } else if refused[path] != hash {
                 await add(path: path)
             }
@@ -213,78 +190,9 @@ final class Reloader: Sendable {
         }
     }
 
-    /// Registers new agent types with the host; returns those the host accepted.
-    private func register(_ types: [PluginAgentType], plugin: LoadedPlugin, path: String) async -> [PluginAgentType] {
-        var accepted: [PluginAgentType] = []
-        for type in types {
-            if state.withLock({ $0.registered.contains(type.name) }) {
-                accepted.append(type)
-                continue
-            }
-            do {
-                try await connection.register(agentType: type.name)
-                state.withLock { _ = $0.registered.insert(type.name) }
-                accepted.append(type)
-            } catch {
-                logger.error("agent type refused by the host", metadata: [
-                    "plugin": "\(plugin.name)", "plugin.path": "\(path)", "agent.type": "\(type.name)",
-                    "error": "\(error)",
-                ])
-            }
-        }
-        return accepted
-    }
-
-    /// Brings the host's subscriptions for `type` in line with what it declares; returns the
-    /// subscription ids by kind.
-    private func subscribe(_ type: PluginAgentType, had existing: [Subscription.Kind: String]) async -> [Subscription.Kind: String] {
-        var result: [Subscription.Kind: String] = [:]
-        let wanted = Set(type.subscriptions)
-        for (kind, id) in existing {
-            if wanted.contains(kind) {
-                result[kind] = id
-            } else {
-                do {
-                    try await connection.removeSubscription(id: id)
-                } catch {
-                    logger.warning("cannot remove a subscription from the host", metadata: [
-                        "agent.type": "\(type.name)", "subscription.id": "\(id)", "error": "\(error)",
-                    ])
-                }
-            }
-        }
-        for kind in type.subscriptions where result[kind] == nil {
-            let subscription = Subscription(
-                id: "\(runtime.configuration.clientID)/\(type.name)/\(UUID().uuidString.lowercased())",
-                agentType: type.name, kind: kind)
-            do {
-                try await connection.add(subscription)
-                result[kind] = subscription.id
-            } catch {
-                logger.error("subscription refused by the host", metadata: [
-                    "plugin": "\(type.plugin.name)", "agent.type": "\(type.name)", "subscription": "\(subscription)",
-                    "error": "\(error)",
-                ])
-            }
-        }
-        return result
-    }
-
-    private func unsubscribe(_ subscriptions: [Subscription.Kind: String], type: String) async {
-        for id in subscriptions.values {
-            do {
-                try await connection.removeSubscription(id: id)
-            } catch {
-                logger.warning("cannot remove a subscription from the host", metadata: [
-                    "agent.type": "\(type)", "subscription.id": "\(id)", "error": "\(error)",
-                ])
-            }
-        }
-    }
-
     /// Runs the configured probe on `path`; false (after logging the refusal) if it fails.
     private func probe(_ path: String, keeping old: LoadedPlugin? = nil) -> Bool {
-        guard let probe = runtime.configuration.probe else { return true }
+        guard let probe = settings.probe else { return true }
         switch probe.check(path) {
         case .passed:
             return true
@@ -294,22 +202,23 @@ final class Reloader: Sendable {
         }
     }
 
+    private func load(_ path: String, taken: Set<String>) throws(PluginLoadError) -> LoadedPlugin {
+        try loader.load(path: path, settings: settings.pluginSettings, takenAgentTypes: taken, context: context)
+    }
+
     private func add(path: String) async {
         guard probe(path) else { return }
         let plugin: LoadedPlugin
         do {
-            plugin = try runtime.loader.load(
-                path: path, settings: runtime.configuration.pluginSettings,
-                takenAgentTypes: Set(core.servedTypes))
+            plugin = try load(path, taken: Set(router.servedTypes))
         } catch {
             refuse(error)
             return
         }
-        let accepted = await register(plugin.agentTypes, plugin: plugin, path: path)
-        core.serve(accepted)
-        var subscriptions: [String: [Subscription.Kind: String]] = [:]
-        for type in accepted { subscriptions[type.name] = await subscribe(type, had: [:]) }
-        state.withLock { $0.served[path] = Served(plugin: plugin, subscriptions: subscriptions) }
+        let accepted = await registrations.register(plugin.agentTypes, plugin: plugin)
+        router.serve(accepted)
+        for type in accepted { await registrations.subscribe(type) }
+        state.withLock { $0.served[path] = plugin }
         logger.info("plugin loaded", metadata: [
             "plugin": "\(plugin.name)", "plugin.version": "\(plugin.version)", "plugin.path": "\(path)",
             "plugin.hash": "\(plugin.contentHash)", "agent.types": "\(accepted.map(\.name))",
@@ -317,63 +226,57 @@ final class Reloader: Sendable {
         ])
     }
 
-    private func replace(_ old: Served, path: String) async {
-        if old.plugin.isSwift {
-            let (retired, limit) = (state.withLock { $0.retiredSwiftImages }, runtime.configuration.maxRetiredSwiftImages)
+    private func replace(_ old: LoadedPlugin, path: String) async {
+        if old.isSwift {
+            let (retired, limit) = (state.withLock { $0.retiredSwiftImages }, settings.maxRetiredSwiftImages)
             if retired >= limit {
                 if let data = FileManager.default.contents(atPath: path) {
                     state.withLock { $0.refused[path] = ContentHash.of(data) }
                 }
                 logger.error("new plugin version refused; the old version keeps serving", metadata: [
-                    "plugin.path": "\(path)", "plugin": "\(old.plugin.name)",
+                    "plugin.path": "\(path)", "plugin": "\(old.name)",
                     "reason": "\(retired) retired versions of Swift plugins are mapped already (the limit is \(limit)); Swift images can never be unloaded, so restart the runtime to replace it",
                 ])
                 return
             }
         }
-        guard probe(path, keeping: old.plugin) else { return }
-        let oldNames = Set(old.plugin.agentTypes.map(\.name))
+        guard probe(path, keeping: old) else { return }
+        let oldNames = Set(old.agentTypes.map(\.name))
         let new: LoadedPlugin
         do {
-            new = try runtime.loader.load(
-                path: path, settings: runtime.configuration.pluginSettings,
-                takenAgentTypes: Set(core.servedTypes).subtracting(oldNames))
+            new = try load(path, taken: Set(router.servedTypes).subtracting(oldNames))
         } catch {
-            refuse(error, keeping: old.plugin)
+            refuse(error, keeping: old)
             return
         }
-        let accepted = await register(new.agentTypes, plugin: new, path: path)
-        let acceptedNames = Set(accepted.map(\.name))
-        let withdrawn = oldNames.subtracting(acceptedNames)
+        let accepted = await registrations.register(new.agentTypes, plugin: new)
+        let withdrawn = oldNames.subtracting(accepted.map(\.name))
         // The swap: from here new messages go to the new version; agents move over between
         // two messages; the old version is unloaded once nothing runs in it.
-        core.serve(accepted, withdrawing: withdrawn)
-        core.retire(old.plugin)
-        if old.plugin.isSwift { state.withLock { $0.retiredSwiftImages += 1 } }
-        var subscriptions: [String: [Subscription.Kind: String]] = [:]
-        for type in accepted {
-            subscriptions[type.name] = await subscribe(type, had: old.subscriptions[type.name] ?? [:])
-        }
-        for name in withdrawn { await unsubscribe(old.subscriptions[name] ?? [:], type: name) }
-        state.withLock { $0.served[path] = Served(plugin: new, subscriptions: subscriptions) }
+        router.serve(accepted, withdrawing: withdrawn)
+        context.retirement.retire(old)
+        if old.isSwift { state.withLock { $0.retiredSwiftImages += 1 } }
+        for type in accepted { await registrations.subscribe(type) }
+        for name in withdrawn { await registrations.withdraw(name) }
+        state.withLock { $0.served[path] = new }
         logger.info("plugin replaced", metadata: [
             "plugin": "\(new.name)", "plugin.path": "\(path)",
             "plugin.version": "\(new.version)", "plugin.hash": "\(new.contentHash)",
-            "previous.version": "\(old.plugin.version)", "previous.hash": "\(old.plugin.contentHash)",
+            "previous.version": "\(old.version)", "previous.hash": "\(old.contentHash)",
             "agent.types": "\(accepted.map(\.name))", "agent.types.withdrawn": "\(withdrawn.sorted())",
         ])
     }
 
-    private func remove(_ entry: Served, path: String) async {
-        let names = Set(entry.plugin.agentTypes.map(\.name))
-        core.serve([], withdrawing: names)
-        core.retire(entry.plugin)
-        if entry.plugin.isSwift { state.withLock { $0.retiredSwiftImages += 1 } }
-        for (name, subscriptions) in entry.subscriptions { await unsubscribe(subscriptions, type: name) }
+    private func remove(_ plugin: LoadedPlugin, path: String) async {
+        let names = Set(plugin.agentTypes.map(\.name))
+        router.serve([], withdrawing: names)
+        context.retirement.retire(plugin)
+        if plugin.isSwift { state.withLock { $0.retiredSwiftImages += 1 } }
+        for name in names.sorted() { await registrations.withdraw(name) }
         state.withLock { _ = $0.served.removeValue(forKey: path) }
         logger.info("plugin removed", metadata: [
-            "plugin": "\(entry.plugin.name)", "plugin.version": "\(entry.plugin.version)",
-            "plugin.path": "\(path)", "plugin.hash": "\(entry.plugin.contentHash)",
+            "plugin": "\(plugin.name)", "plugin.version": "\(plugin.version)",
+            "plugin.path": "\(path)", "plugin.hash": "\(plugin.contentHash)",
             "agent.types.withdrawn": "\(names.sorted())",
         ])
     }

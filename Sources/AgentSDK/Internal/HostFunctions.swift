@@ -12,8 +12,12 @@ import Foundation
 final class HostFunctions: @unchecked Sendable {
     // @unchecked: immutable after init; the table's functions are thread-safe by the ABI.
 
-    /// A copy of the runtime's table, checked to hold every function of ABI 1.0.
+    /// A copy of the runtime's table, checked to hold every function of ABI 1.0 (the later
+    /// fields are zero where the runtime's table is shorter).
     private let table: agentd_host_api
+
+    /// The size of ABI 1.0's table: what this SDK needs (it calls nothing added later).
+    static let abi10Size = MemoryLayout<agentd_host_api>.offset(of: \.plugin_publish)!
     /// The plugin as the runtime knows it (for log and setting).
     let plugin: OpaquePointer?
     /// The plugin's name, for messages.
@@ -23,9 +27,12 @@ final class HostFunctions: @unchecked Sendable {
     init?(api: UnsafePointer<agentd_host_api>, plugin: OpaquePointer?, pluginName: String) {
         let size = Int(api.pointee.size)
         guard api.pointee.abi_major == AGENTD_ABI_MAJOR,
-              size >= MemoryLayout<agentd_host_api>.size
+              size >= Self.abi10Size
         else { return nil }
-        let table = api.pointee
+        var table = agentd_host_api()
+        withUnsafeMutableBytes(of: &table) { copy in
+            copy.copyMemory(from: UnsafeRawBufferPointer(start: api, count: min(size, copy.count)))
+        }
         guard table.publish != nil, table.send != nil, table.reply != nil, table.fail != nil,
               table.log != nil, table.setting != nil
         else { return nil }
@@ -37,7 +44,7 @@ final class HostFunctions: @unchecked Sendable {
     /// Logs with whatever table the runtime passed, before it has been validated: for the
     /// reason a plugin refuses to start.
     static func logRefusal(api: UnsafePointer<agentd_host_api>?, plugin: OpaquePointer?, _ message: String) {
-        guard let api, api.pointee.size >= MemoryLayout<agentd_host_api>.size, let log = api.pointee.log
+        guard let api, Int(api.pointee.size) >= abi10Size, let log = api.pointee.log
         else { return }
         message.withView { log(plugin, nil, AGENTD_LOG_ERROR, $0) }
     }

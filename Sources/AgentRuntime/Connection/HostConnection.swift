@@ -4,6 +4,7 @@ import DequeModule
 import Foundation
 import GRPCTransport
 import Logging
+import Synchronization
 
 /// The runtime's connection to a host (ours or AutoGen's `GrpcWorkerAgentRuntimeHost`): the
 /// `OpenChannel` stream every message travels on, and the unary calls that register agent
@@ -21,9 +22,7 @@ import Logging
 /// queue is bounded too (``OutboundLimit``): when the host reads slower than this worker
 /// publishes, a burst does not grow the process without end — past the bound, publishes are
 /// refused the same way until the queue drains.
-public final class HostConnection: ClientCallHandler, @unchecked Sendable {
-    // @unchecked Sendable: every mutable field is guarded by `lock`.
-
+public final class HostConnection: Sendable {
     /// How a connection recovers from a broken stream.
     public struct Reconnection: Sendable {
         /// Reconnect at all (a short-lived client may prefer to fail).
@@ -34,16 +33,31 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
         public var maxBackoff: Duration
         /// Messages published while disconnected that are kept to send once reconnected.
         public var bufferLimit: Int
-        /// Registers the agent types and subscriptions again on the new stream.
-        public var restore: @Sendable () async throws -> Void
 
         public init(enabled: Bool = true, initialBackoff: Duration = .milliseconds(100),
-                    maxBackoff: Duration = .seconds(5), bufferLimit: Int = 10_000,
-                    restore: @escaping @Sendable () async throws -> Void = {}) {
+                    maxBackoff: Duration = .seconds(5), bufferLimit: Int = 10_000) {
             self.enabled = enabled
             self.initialBackoff = initialBackoff
             self.maxBackoff = maxBackoff
             self.bufferLimit = bufferLimit
+        }
+    }
+
+    /// Where the connection hands what happens on its stream; given to ``open(_:)``.
+    public struct Receiver: Sendable {
+        /// Every message from the host, on the stream's poller thread.
+        public var onMessage: @Sendable (MessageBuffer) -> Void
+        /// Each time the stream breaks, with its status (before any reconnection), and once
+        /// when it is closed.
+        public var onDisconnect: @Sendable (Status) -> Void
+        /// Registers the agent types and subscriptions again on a new stream (reconnection).
+        public var restore: @Sendable () async throws -> Void
+
+        public init(onMessage: @escaping @Sendable (MessageBuffer) -> Void,
+                    onDisconnect: @escaping @Sendable (Status) -> Void = { _ in },
+                    restore: @escaping @Sendable () async throws -> Void = {}) {
+            self.onMessage = onMessage
+            self.onDisconnect = onDisconnect
             self.restore = restore
         }
     }
@@ -80,25 +94,29 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
         case live
     }
 
+    private struct State: ~Copyable {
+        /// Set by ``open(_:)``; kept for the streams of later reconnections.
+        var receiver: Receiver?
+        var stream: ClientCall?
+        /// The stream is open and registrations are in place.
+        var connected = false
+        var closed = false
+        /// Publishes waiting for the stream to be back.
+        var buffer = Deque<MessageBuffer>()
+        var refusedWhileDown = 0
+        var refusedWhileFull = 0
+        var reconnecting: Task<Void, Never>?
+        var endWaiters: [AsyncStream<Void>.Continuation] = []
+    }
+
     public let address: String
     public let clientID: String
     private let authToken: String?
     private let channel: Channel
     private let logger: Logger
-    private let onMessage: @Sendable (MessageBuffer) -> Void
-    private let onDisconnect: @Sendable (Status) -> Void
-    private let lock = Lock()
-    private var reconnection: Reconnection
-    private var stream: ClientCall?
-    /// The stream is open and registrations are in place.
-    private var connected = false
-    private var closed = false
-    private var buffer = Deque<MessageBuffer>()
-    private var refusedWhileDown = 0
+    private let reconnection: Reconnection
     private let outboundLimit: OutboundLimit
-    private var refusedWhileFull = 0
-    private var reconnecting: Task<Void, Never>?
-    private var endWaiters: [AsyncStream<Void>.Continuation] = []
+    private let state = Mutex(State())
 
     /// - Parameters:
     ///   - credentials: plaintext (the default, what AutoGen's hosts speak) or TLS.
@@ -108,33 +126,20 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
     ///     poller thread of its own; the runtime passes its dispatcher's, so that the thread
     ///     that reads a message runs its handler).
     ///   - outboundLimit: how many publishes may wait to be written while the stream is up.
-    ///   - onMessage: called on the stream's poller thread for every message from the host.
-    ///   - onDisconnect: called each time the stream breaks, with its status (before any
-    ///     reconnection), and once when it is closed.
     public init(address: String, clientID: String, maxMessageBytes: Int, logger: Logger,
                 reconnection: Reconnection = Reconnection(enabled: false),
                 credentials: ChannelCredentials = .insecure, authToken: String? = nil,
-                queues: CompletionQueueGroup? = nil, outboundLimit: OutboundLimit = OutboundLimit(),
-                onMessage: @escaping @Sendable (MessageBuffer) -> Void,
-                onDisconnect: @escaping @Sendable (Status) -> Void) {
+                queues: CompletionQueueGroup? = nil, outboundLimit: OutboundLimit = OutboundLimit()) {
         self.address = address
         self.outboundLimit = outboundLimit
         self.clientID = clientID
         self.authToken = authToken
         self.logger = logger
         self.reconnection = reconnection
-        self.onMessage = onMessage
-        self.onDisconnect = onDisconnect
         channel = Channel(configuration: .init(
             target: address, credentials: credentials, maxReceiveMessageBytes: maxMessageBytes * 2 + 1024 * 1024,
             keepaliveInterval: .seconds(10), maxReconnectBackoff: reconnection.maxBackoff),
             queues: queues)
-    }
-
-    /// Replaces the reconnection policy (its `restore` usually needs objects created after
-    /// the connection).
-    public func setReconnection(_ reconnection: Reconnection) {
-        lock.withLock { self.reconnection = reconnection }
     }
 
     private var metadata: Metadata {
@@ -143,24 +148,32 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
         return metadata
     }
 
-    /// Opens the data channel. Messages from the host flow to `onMessage` from now on.
-    public func open() throws {
-        let call = try channel.makeStreamingCall(
-            method: "/agents.AgentRpc/OpenChannel", metadata: metadata, waitForReady: true, handler: self)
-        lock.withLock {
-            stream = call
-            connected = true
+    /// Opens the data channel. Messages from the host flow to `receiver` from now on, and
+    /// to it again after each reconnection.
+    public func open(_ receiver: Receiver) throws {
+        let call = try openStream(receiver)
+        state.withLock { state in
+            state.receiver = receiver
+            state.stream = call
+            state.connected = true
         }
     }
 
+    /// A new `OpenChannel` stream whose events reach `receiver`.
+    private func openStream(_ receiver: Receiver) throws -> ClientCall {
+        try channel.makeStreamingCall(
+            method: "/agents.AgentRpc/OpenChannel", metadata: metadata, waitForReady: true,
+            handler: StreamEvents(connection: self, receiver: receiver))
+    }
+
     /// Whether the stream is up (false while reconnecting).
-    public var isConnected: Bool { lock.withLock { connected } }
+    public var isConnected: Bool { state.withLock { $0.connected } }
 
     /// Messages waiting in the reconnection buffer.
-    public var bufferedCount: Int { lock.withLock { buffer.count } }
+    public var bufferedCount: Int { state.withLock { $0.buffer.count } }
 
     /// Messages written to the stream and not yet taken by the transport.
-    public var outboundQueued: Int { lock.withLock { stream?.queuedSendCount ?? 0 } }
+    public var outboundQueued: Int { state.withLock { $0.stream?.queuedSendCount ?? 0 } }
 
     /// Registers an agent type as served by this connection.
     /// - Throws: ``TransportError`` with the host's status (for example a type another
@@ -215,47 +228,51 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
     /// Sends a message, or keeps it for the reconnection if it is an event and the stream is
     /// down (within the buffer's bound).
     public func send(_ message: MessageBuffer, kind: MessageKind) -> SendResult {
-        var fullRefusal: Int?
-        let (result, logRefusal): (SendResult, Int?) = lock.withLock {
+        enum Refusal { case none, full(Int), down(Int) }
+        let (reconnection, outboundLimit) = (self.reconnection, self.outboundLimit)
+        let (result, refusal): (SendResult, Refusal) = state.withLock { state in
             switch kind {
             case .live:
                 // Answers may go out on a stream being restored (the host routes requests to
                 // us as soon as our types are registered again).
-                if let stream, stream.send(message) { return (.sent, nil) }
-                return (.refused, nil)
+                if let stream = state.stream, stream.send(message) { return (.sent, .none) }
+                return (.refused, .none)
             case .event:
                 // Events keep their order: while the buffer is not flushed, they join it.
-                if connected, let stream {
+                if state.connected, let stream = state.stream {
                     switch stream.send(message, maxMessages: outboundLimit.messages, maxBytes: outboundLimit.bytes) {
                     case .queued:
-                        refusedWhileFull = 0
-                        return (.sent, nil)
+                        state.refusedWhileFull = 0
+                        return (.sent, .none)
                     case .full:
-                        refusedWhileFull += 1
+                        state.refusedWhileFull += 1
                         // One line for the first refusal of a spell, then every 1,000th.
-                        if refusedWhileFull == 1 || refusedWhileFull % 1000 == 0 { fullRefusal = refusedWhileFull }
-                        return (.full, nil)
+                        let count = state.refusedWhileFull
+                        return (.full, count == 1 || count % 1000 == 0 ? .full(count) : .none)
                     case .closed:
                         break
                     }
                 }
             }
-            guard !closed, reconnection.enabled else { return (.refused, nil) }
-            guard buffer.count < reconnection.bufferLimit else {
-                refusedWhileDown += 1
+            guard !state.closed, reconnection.enabled else { return (.refused, .none) }
+            guard state.buffer.count < reconnection.bufferLimit else {
+                state.refusedWhileDown += 1
                 // One line for the first refusal and then every 1,000th: counted, not silent.
-                return (.refused, refusedWhileDown == 1 || refusedWhileDown % 1000 == 0 ? refusedWhileDown : nil)
+                let count = state.refusedWhileDown
+                return (.refused, count == 1 || count % 1000 == 0 ? .down(count) : .none)
             }
-            buffer.append(message)
-            return (.buffered, nil)
+            state.buffer.append(message)
+            return (.buffered, .none)
         }
-        if let count = fullRefusal {
+        switch refusal {
+        case .none:
+            break
+        case .full(let count):
             logger.warning("publish refused: the host reads slower than this worker publishes and the outbound queue is full", metadata: [
                 "host.address": "\(address)", "queue.limit.messages": "\(outboundLimit.messages)",
                 "queue.limit.bytes": "\(outboundLimit.bytes)", "refused": "\(count)",
             ])
-        }
-        if let count = logRefusal {
+        case .down(let count):
             logger.warning("publish refused: the host is unreachable and the reconnection buffer is full", metadata: [
                 "host.address": "\(address)", "buffer.limit": "\(reconnection.bufferLimit)", "refused": "\(count)",
             ])
@@ -266,14 +283,14 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
     /// Closes the data channel — after what was queued on it has gone out and the host has
     /// closed its side, or after `drainTimeout` — then the connection.
     public func close(drainTimeout: Duration = .seconds(2)) async {
-        let (stream, reconnecting) = lock.withLock { () -> (ClientCall?, Task<Void, Never>?) in
-            closed = true
-            return (connected ? self.stream : nil, self.reconnecting)
+        let (stream, reconnecting) = state.withLock { state -> (ClientCall?, Task<Void, Never>?) in
+            state.closed = true
+            return (state.connected ? state.stream : nil, state.reconnecting)
         }
         reconnecting?.cancel()
         if let stream, stream.halfClose() {
             let ended = AsyncStream<Void>.makeStream()
-            lock.withLock { endWaiters.append(ended.continuation) }
+            state.withLock { $0.endWaiters.append(ended.continuation) }
             if stream.status != nil { ended.continuation.finish() }
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { for await _ in ended.stream {} }
@@ -286,43 +303,60 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
         await reconnecting?.value
     }
 
-    // MARK: ClientCallHandler
+    // MARK: The stream's events
 
-    public func call(_ call: ClientCall, didReceive message: MessageBuffer) {
-        onMessage(message)
+    /// One stream's events, for its receiver; the connection hears of the stream's end.
+    private final class StreamEvents: ClientCallHandler {
+        // The call releases its handler when it ends, so holding the connection forms no cycle.
+        let connection: HostConnection
+        let receiver: Receiver
+
+        init(connection: HostConnection, receiver: Receiver) {
+            self.connection = connection
+            self.receiver = receiver
+        }
+
+        func call(_ call: ClientCall, didReceive message: MessageBuffer) {
+            receiver.onMessage(message)
+        }
+
+        func call(_ call: ClientCall, didFinishWith status: Status, trailers: Metadata) {
+            connection.stream(call, didFinishWith: status, receiver: receiver)
+        }
     }
 
-    public func call(_ call: ClientCall, didFinishWith status: Status, trailers: Metadata) {
-        let (isCurrent, expected, waiters, policy) = lock.withLock { () -> (Bool, Bool, [AsyncStream<Void>.Continuation], Reconnection) in
-            let isCurrent = stream === call
-            if isCurrent { connected = false }
-            return (isCurrent, closed, endWaiters, reconnection)
+    private func stream(_ call: ClientCall, didFinishWith status: Status, receiver: Receiver) {
+        let (isCurrent, expected, waiters) = state.withLock { state in
+            let isCurrent = state.stream === call
+            if isCurrent { state.connected = false }
+            return (isCurrent, state.closed, state.endWaiters)
         }
         for waiter in waiters { waiter.finish() }
         guard isCurrent else { return }
-        onDisconnect(status)
+        receiver.onDisconnect(status)
         guard !expected else { return }
         logger.error("the channel to the host closed", metadata: [
-            "host.address": "\(address)", "status": "\(status)", "reconnecting": "\(policy.enabled)",
+            "host.address": "\(address)", "status": "\(status)", "reconnecting": "\(reconnection.enabled)",
         ])
-        if policy.enabled { startReconnecting(policy) }
+        if reconnection.enabled { startReconnecting(receiver) }
     }
 
     // MARK: Reconnecting
 
-    private func startReconnecting(_ policy: Reconnection) {
+    private func startReconnecting(_ receiver: Receiver) {
+        let policy = reconnection
         let task = Task { [weak self] in
             var attempt = 0
             while !Task.isCancelled {
                 guard let self else { return }
                 let wait = Self.backoff(attempt: attempt, policy: policy)
                 try? await Task.sleep(for: wait)
-                if Task.isCancelled || self.lock.withLock({ self.closed }) { return }
+                if Task.isCancelled || self.state.withLock({ $0.closed }) { return }
                 attempt += 1
-                if await self.reconnect(attempt: attempt, policy: policy) { return }
+                if await self.reconnect(attempt: attempt, receiver: receiver) { return }
             }
         }
-        lock.withLock { reconnecting = task }
+        state.withLock { $0.reconnecting = task }
     }
 
     /// The wait before attempt `attempt` (0 = the first retry): doubling from the initial
@@ -334,17 +368,16 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
     }
 
     /// One attempt: a new stream, the registrations again, then the buffer. True on success.
-    private func reconnect(attempt: Int, policy: Reconnection) async -> Bool {
+    private func reconnect(attempt: Int, receiver: Receiver) async -> Bool {
         let call: ClientCall
         do {
-            call = try channel.makeStreamingCall(
-                method: "/agents.AgentRpc/OpenChannel", metadata: metadata, waitForReady: true, handler: self)
+            call = try openStream(receiver)
         } catch {
             return false
         }
-        lock.withLock { stream = call }
+        state.withLock { $0.stream = call }
         do {
-            try await policy.restore()
+            try await receiver.restore()
         } catch {
             logger.warning("reconnection attempt failed", metadata: [
                 "host.address": "\(address)", "attempt": "\(attempt)", "error": "\(error)",
@@ -354,18 +387,18 @@ public final class HostConnection: ClientCallHandler, @unchecked Sendable {
         }
         // Flush in order; anything published meanwhile goes after the buffer (it is appended
         // to the buffer until `connected` is set, under the same lock).
-        let (flushed, refused) = lock.withLock { () -> (Int, Int) in
+        let (flushed, refused, connected) = state.withLock { state -> (Int, Int, Bool) in
             var count = 0
-            while let message = buffer.first {
+            while let message = state.buffer.first {
                 guard call.send(message) else { break }
-                buffer.removeFirst()
+                state.buffer.removeFirst()
                 count += 1
             }
-            connected = buffer.isEmpty && call.status == nil
-            defer { refusedWhileDown = 0 }
-            return (count, refusedWhileDown)
+            state.connected = state.buffer.isEmpty && call.status == nil
+            defer { state.refusedWhileDown = 0 }
+            return (count, state.refusedWhileDown, state.connected)
         }
-        guard lock.withLock({ connected }) else { return false }
+        guard connected else { return false }
         logger.notice("reconnected to the host", metadata: [
             "host.address": "\(address)", "attempt": "\(attempt)", "buffered.sent": "\(flushed)",
             "refused.while.down": "\(refused)",

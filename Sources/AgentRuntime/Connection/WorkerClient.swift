@@ -42,13 +42,20 @@ public final class WorkerClient: Sendable {
     private let state = Mutex(State())
 
     private struct State: ~Copyable {
-        var pending: [String: ResponseSlot] = [:]
-        var deadlines: [String: (at: ContinuousClock.Instant, target: AgentID, timeout: Duration)] = [:]
+        var pending: [String: PendingCall] = [:]
+        var deadlines = DeadlineQueue<String>()
         /// A deadline sweeper is running.
         var sweeping = false
         var nextID: UInt64 = 1
         var events: [AsyncStream<Event>.Continuation] = []
         var closedStatus: Status?
+    }
+
+    /// An RPC waiting for its answer.
+    private struct PendingCall: Sendable {
+        var slot: ResponseSlot
+        var target: AgentID
+        var timeout: Duration
     }
 
     /// Connects to the host at `address` and opens the data channel.
@@ -62,14 +69,12 @@ public final class WorkerClient: Sendable {
         let clientID = UUID().uuidString.lowercased()
         self.clientID = clientID
         agentType = "agentd-client-\(clientID.prefix(8))"
-        let box = Mutex<WorkerClient?>(nil)
         connection = HostConnection(
             address: address, clientID: clientID, maxMessageBytes: 64 * 1024 * 1024, logger: logger,
-            credentials: credentials, authToken: authToken,
-            onMessage: { message in box.withLock { $0 }?.receive(message) },
-            onDisconnect: { status in box.withLock { $0 }?.closed(status) })
-        box.withLock { $0 = self }
-        try connection.open()
+            credentials: credentials, authToken: authToken)
+        try connection.open(.init(
+            onMessage: { [weak self] message in self?.receive(message) },
+            onDisconnect: { [weak self] status in self?.closed(status) }))
     }
 
     /// Publishes `payload` to `topic`.
@@ -133,8 +138,8 @@ public final class WorkerClient: Sendable {
             defer { state.nextID += 1 }
             let id = "c\(state.nextID)"
             guard state.closedStatus == nil else { return (id, state.closedStatus, false) }
-            state.pending[id] = slot
-            state.deadlines[id] = (deadline, target, timeout)
+            state.pending[id] = PendingCall(slot: slot, target: target, timeout: timeout)
+            state.deadlines.schedule(id, at: deadline)
             defer { state.sweeping = true }
             return (id, nil, !state.sweeping)
         }
@@ -160,14 +165,13 @@ public final class WorkerClient: Sendable {
             while let self {
                 try? await Task.sleep(for: .milliseconds(50))
                 let now = ContinuousClock.now
-                let (expired, more) = self.state.withLock { state -> ([(String, AgentID, Duration)], Bool) in
-                    let expired = state.deadlines.filter { $0.value.at <= now }.map { ($0.key, $0.value.target, $0.value.timeout) }
-                    for (id, _, _) in expired { state.deadlines[id] = nil }
+                let (expired, more) = self.state.withLock { state -> ([PendingCall], Bool) in
+                    let expired = state.deadlines.removeExpired(now: now).compactMap { state.pending.removeValue(forKey: $0) }
                     state.sweeping = !state.deadlines.isEmpty
                     return (expired, state.sweeping)
                 }
-                for (id, target, timeout) in expired {
-                    self.resolve(id, .failure(RuntimeError("no answer from \(target) within \(timeout)")))
+                for call in expired {
+                    call.slot.fulfil(.failure(RuntimeError("no answer from \(call.target) within \(call.timeout)")))
                 }
                 if !more { return }
             }
@@ -199,11 +203,11 @@ public final class WorkerClient: Sendable {
     }
 
     private func resolve(_ id: String, _ result: Result<Response, any Error>) {
-        let slot = state.withLock { state in
-            state.deadlines[id] = nil
+        let call = state.withLock { state in
+            state.deadlines.cancel(id)
             return state.pending.removeValue(forKey: id)
         }
-        slot?.fulfil(result)
+        call?.slot.fulfil(result)
     }
 
     private func receive(_ buffer: MessageBuffer) {
@@ -239,10 +243,11 @@ public final class WorkerClient: Sendable {
                 state.pending = [:]
                 state.events = []
             }
+            _ = state.deadlines.removeAll()
             return (Array(state.pending.values), state.events)
         }
-        for slot in pending {
-            slot.fulfil(.failure(RuntimeError("the channel to the host closed (\(status))")))
+        for call in pending {
+            call.slot.fulfil(.failure(RuntimeError("the channel to the host closed (\(status))")))
         }
         for continuation in events { continuation.finish() }
     }

@@ -1,0 +1,125 @@
+import AgentConfig
+import AgentHost
+import Foundation
+import GRPCTransport
+
+extension AgentRuntime {
+    public struct Configuration: Sendable {
+        /// The host to join (`HOST:PORT`); nil runs an embedded host.
+        public var hostAddress: String?
+        /// The embedded host's settings (used when ``hostAddress`` is nil).
+        public var embeddedHost: AgentHost.Configuration
+        /// This runtime's `client-id` (a fresh UUID by default).
+        public var clientID: String
+        /// How long an RPC a plugin sends waits for its answer.
+        public var rpcTimeout: Duration
+        /// Handler threads.
+        public var workers: Int
+        /// The plugin directory.
+        public var pluginDirectory: String
+        /// Watch the directory and reload plugins as files come, change and go.
+        public var watchPlugins: Bool
+        /// Check each plugin in a probe process before loading it (nil: load directly).
+        public var probe: PluginProbe?
+        /// How long shutdown lets running and queued handlers finish.
+        public var shutdownGracePeriod: Duration
+        /// How many retired versions of Swift plugins may stay mapped (they can never be
+        /// unloaded); a Swift replacement past this is refused until a restart.
+        public var maxRetiredSwiftImages: Int
+        /// Publishes kept while the host is unreachable (then refused, counted and logged).
+        public var publishBufferLimit: Int
+        /// Messages that may wait for one agent; past it, RPCs to it are answered with an
+        /// error and events dropped (counted and logged).
+        public var mailboxLimit: Int
+        /// How long a handler may leave a message pending before the runtime answers it with
+        /// an error and gives the agent its next message.
+        public var handlerTimeout: Duration
+        /// Reconnection backoff: from the initial wait, doubling, up to the cap (±20 % jitter).
+        public var reconnectInitialBackoff: Duration
+        public var reconnectMaxBackoff: Duration
+        /// `[plugin.NAME]` settings by plugin name.
+        public var pluginSettings: [String: [String: String]]
+        public var maxMessageBytes: Int
+        /// How the runtime connects to its host: plaintext (AutoGen's hosts speak only that) or
+        /// TLS, with a client certificate for a host that requires one. To its own embedded
+        /// host too: when that host listens with TLS, these must trust its certificate.
+        public var hostCredentials: ChannelCredentials
+        /// The token sent as `authorization: Bearer <token>` on every call to the host. Nil
+        /// with an embedded host that requires tokens: the first of its tokens.
+        public var authToken: String?
+
+        public init(
+            hostAddress: String? = nil,
+            embeddedHost: AgentHost.Configuration = .init(),
+            clientID: String = UUID().uuidString.lowercased(),
+            rpcTimeout: Duration = .seconds(60),
+            workers: Int = ProcessInfo.processInfo.activeProcessorCount,
+            pluginDirectory: String,
+            watchPlugins: Bool = true,
+            probe: PluginProbe? = nil,
+            shutdownGracePeriod: Duration = .seconds(5),
+            maxRetiredSwiftImages: Int = 16,
+            publishBufferLimit: Int = 10_000,
+            mailboxLimit: Int = 10_000,
+            handlerTimeout: Duration = .seconds(60),
+            reconnectInitialBackoff: Duration = .milliseconds(100),
+            reconnectMaxBackoff: Duration = .seconds(5),
+            pluginSettings: [String: [String: String]] = [:],
+            maxMessageBytes: Int = 4 * 1024 * 1024,
+            hostCredentials: ChannelCredentials = .insecure,
+            authToken: String? = nil
+        ) {
+            self.hostAddress = hostAddress
+            self.embeddedHost = embeddedHost
+            self.clientID = clientID
+            self.rpcTimeout = rpcTimeout
+            self.workers = workers
+            self.pluginDirectory = pluginDirectory
+            self.watchPlugins = watchPlugins
+            self.probe = probe
+            self.shutdownGracePeriod = shutdownGracePeriod
+            self.maxRetiredSwiftImages = maxRetiredSwiftImages
+            self.publishBufferLimit = publishBufferLimit
+            self.mailboxLimit = mailboxLimit
+            self.handlerTimeout = handlerTimeout
+            self.reconnectInitialBackoff = reconnectInitialBackoff
+            self.reconnectMaxBackoff = reconnectMaxBackoff
+            self.pluginSettings = pluginSettings
+            self.maxMessageBytes = maxMessageBytes
+            self.hostCredentials = hostCredentials
+            self.authToken = authToken
+        }
+    }
+}
+
+extension AgentRuntime.Configuration {
+    /// The runtime's configuration as an INI file says it (``RuntimeConfiguration``, what
+    /// `agentd run --config` reads), with what only the command line knows.
+    /// - Parameters:
+    ///   - file: the parsed INI file.
+    ///   - pluginDirectory: the plugin folder (`[plugins] directory`, or its override).
+    ///   - embeddedHost: the embedded host's configuration (from `[host]`, with overrides).
+    ///   - hostAddress: the host to join (`[runtime] host`, or its override); nil: embedded.
+    ///   - probe: how plugins are checked before loading.
+    public init(_ file: RuntimeConfiguration, pluginDirectory: String, embeddedHost: AgentHost.Configuration,
+                hostAddress: String?, probe: PluginProbe?) {
+        self.init(
+            hostAddress: hostAddress, embeddedHost: embeddedHost,
+            clientID: file.clientID ?? UUID().uuidString.lowercased(), rpcTimeout: file.rpcTimeout,
+            workers: file.workers, pluginDirectory: pluginDirectory, probe: probe,
+            publishBufferLimit: file.publishBuffer, mailboxLimit: file.mailboxLimit,
+            handlerTimeout: file.handlerTimeout, pluginSettings: file.pluginSettings,
+            maxMessageBytes: file.host.maxMessageBytes, hostCredentials: file.hostCredentials,
+            authToken: file.authToken)
+    }
+}
+
+extension RuntimeConfiguration {
+    /// Plaintext, or TLS (with a client certificate) as `[runtime] tls_*` say.
+    public var hostCredentials: ChannelCredentials {
+        guard connectsWithTLS else { return .insecure }
+        return .tls(
+            rootCertificates: tlsCA?.contents, certificateChain: tlsCertificate?.contents,
+            privateKey: tlsKey?.contents)
+    }
+}

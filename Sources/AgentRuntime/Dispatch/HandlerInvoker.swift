@@ -1,0 +1,181 @@
+import AgentCore
+import AgentPluginABI
+import Logging
+import Synchronization
+
+/// Calls a plugin's handler with one message and sees that the message is answered: at once
+/// from the handler's return status, later through `reply`/`fail` for a call left
+/// AGENTD_PENDING, or with an error when a pending call outlives the handler timeout.
+final class HandlerInvoker: Sendable {
+    private let outbox: Outbox
+    private let calls: HandleTable<HandlerCall>
+    private let retirement: PluginRetirement
+    /// How long a handler may leave a message pending before it is answered with an error.
+    let handlerTimeout: Duration
+    private let logger: Logger
+    /// Deadlines of the calls left pending, by handle.
+    private let deadlines = Mutex(DeadlineQueue<UInt>())
+
+    init(outbox: Outbox, calls: HandleTable<HandlerCall>, retirement: PluginRetirement, handlerTimeout: Duration,
+         logger: Logger) {
+        self.outbox = outbox
+        self.calls = calls
+        self.retirement = retirement
+        self.handlerTimeout = handlerTimeout
+        self.logger = logger
+    }
+
+    /// Runs `handler` for `message` on `agent`'s plugin `instance` (on the worker thread that
+    /// owns the agent meanwhile).
+    /// - Returns: the call, if the handler left it pending (the agent waits for it).
+    func invoke(_ handler: agentd_handler_fn, instance: PluginInstance, message: IncomingMessage, agent: AgentInstance,
+                type: PluginAgentType) -> HandlerCall? {
+        let isRPC = message.kind == .request
+        let messageType = message.messageType.string
+        let requestID = isRPC ? message.messageID.string : ""
+        let plugin = type.plugin
+        plugin.activityDidStart()
+        let call = calls.insert {
+            HandlerCall(handle: $0, agent: agent, plugin: plugin, isRPC: isRPC, requestID: requestID,
+                        messageType: messageType)
+        }
+        var view = agentd_message()
+        view.size = UInt32(MemoryLayout<agentd_message>.size)
+        view.host = UnsafePointer(HostAPI.table)
+        view.agent = agent.handle
+        view.agent_type = agent.typeView
+        view.agent_key = agent.keyView
+        view.sender_type = message.senderType
+        view.sender_key = message.senderKey
+        view.topic_type = message.topicType
+        view.topic_source = message.topicSource
+        view.message_id = message.messageID
+        view.message_type = message.messageType
+        view.content_type = message.contentType
+        view.payload = message.payload
+        view.is_rpc = isRPC ? 1 : 0
+        view.call = call.handle
+        let status = withExtendedLifetime(message) { handler(instance.pointer, &view) }
+        if status == AGENTD_PENDING {
+            let deadline = ContinuousClock.now + handlerTimeout
+            deadlines.withLock { $0.schedule(call.key, at: deadline) }
+            // Answered meanwhile (from another thread): nothing to time.
+            if calls.resolve(call.handle) == nil { deadlines.withLock { _ = $0.cancel(call.key) } }
+            return call
+        }
+        // Answered already (reply/fail during the handler), or answered now.
+        guard calls.remove(call.handle) != nil else { return nil }
+        defer { retirement.activityDidEnd(plugin) }
+        if isRPC {
+            if status == AGENTD_OK {
+                outbox.answer(requestID: requestID, messageType: "", contentType: "application/json",
+                              payload: UnsafeRawBufferPointer(start: nil, count: 0))
+            } else {
+                outbox.answer(requestID: requestID, error: "The handler for '\(messageType)' of agent \(agent.id) failed with \(StatusText.name(status)).")
+            }
+        } else if status != AGENTD_OK {
+            logger.warning("event handler failed", metadata: [
+                "agent.id": "\(agent.id)", "message.type": "\(messageType)", "status": "\(StatusText.name(status))",
+            ])
+        }
+        return nil
+    }
+
+    /// Answers a message its agent type has no handler for.
+    func refuseUnhandled(_ message: IncomingMessage, agent: AgentInstance, type: PluginAgentType) {
+        let messageType = message.messageType.string
+        if message.kind == .request {
+            let handled = type.messageTypes.joined(separator: ", ")
+            outbox.answer(requestID: message.messageID.string, error: "Agent type '\(type.name)' has no handler for message type '\(messageType)' (it handles: \(handled.isEmpty ? "nothing" : handled)).")
+        } else {
+            logger.debug("event without a handler dropped", metadata: ["agent.id": "\(agent.id)", "message.type": "\(messageType)"])
+        }
+    }
+
+    /// Answers a message whose agent could not be created.
+    func refuse(_ message: IncomingMessage, agent: AgentInstance, type: PluginAgentType, creationFailure: String) {
+        if message.kind == .request { outbox.answer(requestID: message.messageID.string, error: creationFailure) }
+        logger.error("agent could not be created", metadata: [
+            "agent.id": "\(agent.id)", "plugin": "\(type.plugin.name)", "error": "\(creationFailure)",
+        ])
+    }
+
+    /// Answers a message whose agent type is gone (its plugin was removed).
+    func refuseForRemovedType(_ message: IncomingMessage, agent: AgentInstance) {
+        if message.kind == .request {
+            outbox.answer(requestID: message.messageID.string,
+                          error: "Agent type '\(agent.id.type)' is no longer served: its plugin was removed from this runtime.")
+        } else {
+            logger.info("event for a removed agent type dropped", metadata: [
+                "agent.id": "\(agent.id)", "message.type": "\(message.messageType.string)",
+            ])
+        }
+    }
+
+    // MARK: Answers (any thread)
+
+    /// The call `handle` names, removed: it is being answered (nil: answered already, or not a
+    /// live call of this runtime).
+    func take(_ handle: OpaquePointer?) -> HandlerCall? {
+        guard let call = calls.remove(handle) else { return nil }
+        deadlines.withLock { _ = $0.cancel(call.key) }
+        return call
+    }
+
+    /// `reply` on a call taken with ``take(_:)``: answers the RPC (an event's payload is
+    /// ignored), and the agent goes on.
+    func reply(_ call: HandlerCall, messageType: agentd_str, contentType: agentd_str, payload: agentd_bytes) {
+        if call.isRPC {
+            outbox.answer(requestID: call.requestID, messageType: messageType.string,
+                          contentType: contentType.string, payload: payload.buffer)
+        }
+        finish(call)
+    }
+
+    /// `fail` on a call taken with ``take(_:)``: answers the RPC with an error (an event's
+    /// failure is logged), and the agent goes on.
+    func fail(_ call: HandlerCall, status: agentd_status, message: String) {
+        let text = message.isEmpty ? "The handler for '\(call.messageType)' of agent \(call.agent.id) failed with \(StatusText.name(status))." : message
+        if call.isRPC {
+            outbox.answer(requestID: call.requestID, error: text)
+        } else {
+            logger.warning("event handler failed", metadata: [
+                "agent.id": "\(call.agent.id)", "message.type": "\(call.messageType)", "error": "\(text)",
+            ])
+        }
+        finish(call)
+    }
+
+    /// Answers the pending calls past their deadline with an error, and lets their agents go
+    /// on. (The plugin stays loaded: its code may still answer late, which is then refused.)
+    func expire(now: ContinuousClock.Instant) {
+        let expired = deadlines.withLock { $0.removeExpired(now: now) }
+        for key in expired {
+            guard let call = calls.remove(OpaquePointer(bitPattern: key)) else { continue }
+            let text = "The handler for '\(call.messageType)' of agent \(call.agent.id) did not finish within \(handlerTimeout)."
+            if call.isRPC { outbox.answer(requestID: call.requestID, error: text) }
+            logger.error("handler timed out", metadata: [
+                "agent.id": "\(call.agent.id)", "plugin": "\(call.plugin.name)", "message.type": "\(call.messageType)",
+                "timeout": "\(handlerTimeout)",
+            ])
+            call.agent.callDidComplete(call)
+        }
+    }
+
+    /// Answers every open call with `reason` (shutdown); returns how many there were.
+    func abandonAll(reason: String) -> Int {
+        let open = calls.removeAll { _ in true }
+        _ = deadlines.withLock { $0.removeAll() }
+        for call in open {
+            if call.isRPC { outbox.answer(requestID: call.requestID, error: reason) }
+            call.agent.callDidComplete(call)
+        }
+        return open.count
+    }
+
+    /// A call is answered: the plugin has one thing less running, the agent may go on.
+    private func finish(_ call: HandlerCall) {
+        call.agent.callDidComplete(call)
+        retirement.activityDidEnd(call.plugin)
+    }
+}
