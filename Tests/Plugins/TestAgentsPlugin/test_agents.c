@@ -27,6 +27,9 @@
 //   publisher    RPC `Publish` {"topic": T, "source": S, "text": X} -> host->publish(`Note`
 //                {"text": X}) to topic (T, S) as this agent, then reply `Published` {"ok": true};
 //                if publish refuses: fail with its status.
+//                RPC `PublishAsPlugin` (same payload) -> the same through plugin_publish (ABI 1.1:
+//                the plugin itself publishes, no sender); RPC `PublishAsNobody` -> the same through
+//                publish(NULL, ...) (ABI 1.0's way to publish without a sender).
 //   settings     RPC `Setting` {"key": K} -> host->setting(K): reply `SettingValue`
 //                {"value": V}, or fail AGENTD_NOT_FOUND "settings: no setting 'K' in
 //                [plugin.test-agents]" (another status: fail with it).
@@ -490,8 +493,16 @@ static agentd_status on_publish(void *instance, const agentd_message *m) {
     if (note.out_of_memory) {
         status = fail_with(m, AGENTD_FAILED, "publisher: out of memory");
     } else {
-        status = m->host->publish(m->agent, str_of(topic.data, topic.length), str_of(source.data, source.length),
-                                  agentd_cstr("Note"), agentd_cstr("application/json"), bytes_of(&note));
+        agentd_str topic_type = str_of(topic.data, topic.length), topic_source = str_of(source.data, source.length);
+        bool as_plugin = m->message_type.length == 15 && memcmp(m->message_type.data, "PublishAsPlugin", 15) == 0;
+        bool as_nobody = m->message_type.length == 15 && memcmp(m->message_type.data, "PublishAsNobody", 15) == 0;
+        if (as_plugin) {
+            status = m->host->plugin_publish(g_self, topic_type, topic_source, agentd_cstr("Note"),
+                                             agentd_cstr("application/json"), bytes_of(&note));
+        } else {
+            status = m->host->publish(as_nobody ? NULL : m->agent, topic_type, topic_source, agentd_cstr("Note"),
+                                      agentd_cstr("application/json"), bytes_of(&note));
+        }
         if (status != AGENTD_OK) {
             status = fail_with(m, status, "publisher: publish to (%.*s, %.*s) refused (status %d)", clip(topic.length),
                                topic.data, clip(source.length), source.data, (int)status);
@@ -626,7 +637,8 @@ static const agentd_handler none_handlers[] = {HANDLER("*", on_none)};
 static const agentd_handler deferred_handlers[] = {HANDLER("Later", on_later)};
 static const agentd_handler counter_handlers[] = {HANDLER("Get", on_get), HANDLER("*", on_count_event)};
 static const agentd_handler relay_handlers[] = {HANDLER("Relay", on_relay)};
-static const agentd_handler publisher_handlers[] = {HANDLER("Publish", on_publish)};
+static const agentd_handler publisher_handlers[] = {
+    HANDLER("Publish", on_publish), HANDLER("PublishAsPlugin", on_publish), HANDLER("PublishAsNobody", on_publish)};
 static const agentd_handler settings_handlers[] = {HANDLER("Setting", on_setting)};
 static const agentd_subscription blocker_subscriptions[] = {
     {sizeof(agentd_subscription), AGENTD_SUBSCRIBE_TOPIC_TYPE, "block-fanout"},
