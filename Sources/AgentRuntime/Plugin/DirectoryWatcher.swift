@@ -2,19 +2,21 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-import GRPCTransport
+import Synchronization
 
 /// Watches a directory with inotify and calls `onChange` once things have been quiet for
 /// `quietPeriod` after a burst of changes (a file written, renamed in or out, or deleted; an
 /// event-queue overflow counts as a change too).
-final class DirectoryWatcher: @unchecked Sendable {
-    // @unchecked Sendable: `descriptor` is immutable; `stopped` and `generation` are guarded
-    // by `lock`.
+final class DirectoryWatcher: Sendable {
+    private struct State {
+        var stopped = false
+        /// Changes seen so far; a rescan fires only if none came during its quiet period.
+        var generation = 0
+    }
+
     private let descriptor: Int32
     private let watch: Int32
-    private let lock = Lock()
-    private var stopped = false
-    private var generation = 0
+    private let state = Mutex(State())
     private let quietPeriod: Duration
     private let onChange: @Sendable () -> Void
 
@@ -45,7 +47,7 @@ final class DirectoryWatcher: @unchecked Sendable {
                 return
             }
             // Stopped: the watch's removal woke this read (IN_IGNORED); the thread ends here.
-            if lock.withLock({ stopped }) {
+            if state.withLock({ $0.stopped }) {
                 close(descriptor)
                 return
             }
@@ -73,21 +75,21 @@ final class DirectoryWatcher: @unchecked Sendable {
 
     /// Restarts the quiet period; the rescan fires when it ends without another change.
     private func changed() {
-        let mine: Int = lock.withLock {
-            generation += 1
-            return generation
+        let mine: Int = state.withLock { state in
+            state.generation += 1
+            return state.generation
         }
         let quietPeriod = self.quietPeriod
         Task { [weak self] in
             try? await Task.sleep(for: quietPeriod)
             guard let self else { return }
-            let fire = self.lock.withLock { !self.stopped && self.generation == mine }
+            let fire = self.state.withLock { !$0.stopped && $0.generation == mine }
             if fire { self.onChange() }
         }
     }
 
     func stop() {
-        lock.withLock { stopped = true }
+        state.withLock { $0.stopped = true }
         // Closing the descriptor from here would race the blocked read: removing the watch
         // wakes it with IN_IGNORED, and the thread closes it and exits.
         inotify_rm_watch(descriptor, watch)

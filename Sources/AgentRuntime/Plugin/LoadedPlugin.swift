@@ -10,8 +10,7 @@ import Glibc
 public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
     // @unchecked Sendable: every stored property is immutable after init (the counters are
     // atomics); `handle`, `imageBase` and `descriptor` are C pointers the runtime only reads,
-    // valid until unload; `settingStorage` holds C strings written once in init and only read
-    // afterwards.
+    // valid until unload.
 
     /// The plugin's own name (from its descriptor).
     public let name: String
@@ -38,7 +37,7 @@ public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
     var reference: OpaquePointer? { OpaquePointer(bitPattern: referenceBits) }
     /// The plugin's settings ([plugin.NAME]) as C strings, borrowed by `setting` callers
     /// until unload.
-    private let settingStorage: [String: UnsafeMutableBufferPointer<CChar>]
+    private let settingStorage: [String: CString]
     /// Agent instances its create() made that are not destroyed yet.
     private let liveInstances = Atomic<Int>(0)
     /// Handlers running in it, calls it has not answered, and its send() completions not
@@ -69,24 +68,12 @@ public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
         self.imageBase = imageBase
         self.descriptor = descriptor
         self.shadowPath = shadowPath
-        var storage: [String: UnsafeMutableBufferPointer<CChar>] = [:]
-        for (key, value) in settings {
-            let utf8 = Array(value.utf8CString)
-            let buffer = UnsafeMutableBufferPointer<CChar>.allocate(capacity: utf8.count)
-            _ = buffer.initialize(from: utf8)
-            storage[key] = buffer
-        }
-        settingStorage = storage
-    }
-
-    deinit {
-        for buffer in settingStorage.values { buffer.deallocate() }
+        settingStorage = settings.mapValues(CString.init)
     }
 
     /// A setting's value as a borrowed C view (valid until unload).
     func setting(_ key: String) -> agentd_str? {
-        guard let buffer = settingStorage[key] else { return nil }
-        return agentd_str(data: UnsafePointer(buffer.baseAddress), length: buffer.count - 1)
+        settingStorage[key]?.view
     }
 
     public var description: String { "\(name) \(version) (\(path), \(contentHash))" }
