@@ -65,8 +65,9 @@ let package = Package(
         // Reading and writing the protocol's wire format: the routing view of an envelope.
         .target(name: "AgentWire"),
 
-        // AgentID, TopicID, Subscription and the subscription index.
-        .target(name: "AgentCore", dependencies: ["AgentWire"]),
+        // AgentID, TopicID, Subscription and the subscription index; the control-plane messages
+        // (registration calls, ControlMessage) through CAgentWire's protobuf-c code.
+        .target(name: "AgentCore", dependencies: ["CAgentWire"]),
 
         // The agents.AgentRpc server.
         .target(
@@ -238,7 +239,7 @@ let package = Package(
 
         .testTarget(name: "GRPCTransportTests", dependencies: ["GRPCTransport", "AgentTestSupport"]),
         .testTarget(name: "AgentWireTests", dependencies: ["AgentWire"]),
-        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore"]),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "AgentWire"]),
         .testTarget(
             name: "AgentHostTests",
             dependencies: [
