@@ -65,10 +65,12 @@ let package = Package(
         // Reading and writing the protocol's wire format: the routing view of an envelope.
         .target(name: "AgentWire"),
 
-        // AgentID, TopicID, Subscription and the subscription index.
+        // AgentID, TopicID, Subscription and the subscription index, DeadlineQueue; the
+        // control-plane messages (registration calls, ControlMessage) through CAgentWire's
+        // protobuf-c code.
         .target(
             name: "AgentCore",
-            dependencies: ["AgentWire", .product(name: "HeapModule", package: "swift-collections")]
+            dependencies: ["CAgentWire", .product(name: "HeapModule", package: "swift-collections")]
         ),
 
         // The agents.AgentRpc server.
@@ -240,7 +242,7 @@ let package = Package(
 
         .testTarget(name: "GRPCTransportTests", dependencies: ["GRPCTransport", "AgentTestSupport"]),
         .testTarget(name: "AgentWireTests", dependencies: ["AgentWire"]),
-        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore"]),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "AgentWire"]),
         .testTarget(
             name: "AgentHostTests",
             dependencies: [

@@ -2,14 +2,15 @@ import AgentWire
 import FuzzSupport
 
 /// The fuzz target for what a peer's bytes meet on the data and control channels: one input
-/// is read the ways the host and the runtime read an `agents.Message`, and as subscriptions.
+/// is read the ways the host and the runtime read an `agents.Message`, and as each
+/// control-plane message.
 ///
 /// - The host's per-message path (``EnvelopeFuzz/checkHostPath(_:)``): ``Envelope/parse(_:)``,
 ///   then ``Envelope/replacingRequestID(in:messageField:body:with:)`` and
 ///   ``Envelope/errorResponse(requestID:error:)`` as `DataChannel` uses them.
-/// - Subscriptions (``EnvelopeFuzz/checkSubscriptions(_:)``): `Subscription(wire:range:)` on the
-///   whole input and on each top-level field, as the host reads an `AddSubscriptionRequest`
-///   and the runtime a `GetSubscriptionsResponse`.
+/// - The control plane (``EnvelopeFuzz/checkControlPlane(_:)``): ``ControlPlaneCodec``'s
+///   decoders (protobuf-c) of the registration requests and the `ControlMessage` header, as
+///   the host reads them, and of the `GetSubscriptionsResponse`, as the runtime reads it.
 /// - The runtime's decode (``EnvelopeFuzz/checkRuntimePath(_:host:)``): protobuf-c's
 ///   `agents__message__unpack`, the walk `IncomingMessage` makes over the result, and
 ///   `agents__message__free_unpacked`. (`IncomingMessage` is internal to AgentRuntime, so the
@@ -21,7 +22,7 @@ import FuzzSupport
 enum EnvelopeFuzz {
     static func run(_ bytes: UnsafeRawBufferPointer) {
         let envelope = checkHostPath(bytes)
-        checkSubscriptions(bytes)
+        checkControlPlane(bytes)
         checkRuntimePath(bytes, host: envelope)
     }
 }

@@ -1,4 +1,4 @@
-import AgentWire
+import AgentCore
 import GRPCTransport
 import Logging
 
@@ -23,9 +23,9 @@ final class ControlChannel: ServerCallHandler {
 
     func call(_ call: ServerCall, didReceive message: MessageBuffer) {
         message.withUnsafeBytes { bytes in
-            let header: ControlHeader
+            let header: ControlPlaneCodec.ControlMessageHeader
             do {
-                header = try ControlHeader(bytes)
+                header = try ControlPlaneCodec.decodeControlMessageHeader(bytes)
             } catch {
                 logger.warning("malformed control message dropped", metadata: ["error": "\(error)"])
                 return
@@ -41,7 +41,8 @@ final class ControlChannel: ServerCallHandler {
             logger.warning("control message not delivered", metadata: [
                 "destination": "\(header.destination)", "reason": "\(reason)", "type": "\(header.typeURL)",
             ])
-            if let answer = header.errorAnswer(reason, to: connection.clientID) {
+            if let answer = ControlPlaneCodec.errorResponse(
+                to: header, error: reason, destination: "clientid=\(connection.clientID)") {
                 _ = connection.send(MessageBuffer(answer))
             }
         }
@@ -51,49 +52,5 @@ final class ControlChannel: ServerCallHandler {
 
     func callDidEnd(_ call: ServerCall, cancelled: Bool) {
         host.table.detachControl(connection)
-    }
-}
-
-/// The routing fields of a `ControlMessage{rpc_id = 1, destination = 2, respond_to = 3,
-/// rpcMessage = 4 (Any{type_url = 1, value = 2})}`.
-struct ControlHeader {
-    var rpcID = ""
-    var destination = ""
-    var typeURL = ""
-
-    init(_ bytes: UnsafeRawBufferPointer) throws {
-        var reader = ProtoReader(bytes)
-        while let field = try reader.next() {
-            switch field.number {
-            case 1: rpcID = reader.string(try field.bytesRange())
-            case 2: destination = reader.string(try field.bytesRange())
-            case 4:
-                var any = ProtoReader(bytes, range: try field.bytesRange())
-                while let part = try any.next() {
-                    if part.number == 1 { typeURL = any.string(try part.bytesRange()) }
-                }
-            default: continue
-            }
-        }
-    }
-
-    /// An error answer for a request that could not be delivered: a `SaveStateResponse`
-    /// (`error = 2`) or `LoadStateResponse` (`error = 1`) with the reason. Nil for anything
-    /// else (responses are not answered).
-    func errorAnswer(_ reason: String, to clientID: String) -> [UInt8]? {
-        let (responseType, errorField): (String, Int)
-        switch typeURL.split(separator: "/").last.map(String.init) {
-        case "agents.SaveStateRequest": (responseType, errorField) = ("agents.SaveStateResponse", 2)
-        case "agents.LoadStateRequest": (responseType, errorField) = ("agents.LoadStateResponse", 1)
-        default: return nil
-        }
-        var message = ProtoWriter()
-        message.stringField(1, rpcID)
-        message.stringField(2, "clientid=\(clientID)")
-        message.messageField(4) { any in
-            any.stringField(1, "type.googleapis.com/\(responseType)")
-            any.messageField(2) { $0.stringField(errorField, reason) }
-        }
-        return message.bytes
     }
 }

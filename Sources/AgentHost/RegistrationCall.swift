@@ -1,5 +1,4 @@
 import AgentCore
-import AgentWire
 import GRPCTransport
 import Logging
 
@@ -39,13 +38,9 @@ final class RegistrationCall: ServerCallHandler {
         }
     }
 
-    /// `RegisterAgentTypeRequest{type = 1}` → `RegisterAgentTypeResponse{}`.
+    /// `RegisterAgentTypeRequest` → `RegisterAgentTypeResponse`.
     private func registerAgent(_ bytes: UnsafeRawBufferPointer) throws -> [UInt8] {
-        var type = ""
-        var reader = ProtoReader(bytes)
-        while let field = try reader.next() {
-            if field.number == 1 { type = reader.string(try field.bytesRange()) }
-        }
+        let type = try ControlPlaneCodec.decodeRegisterAgentTypeRequest(bytes)
         guard AgentID.isValidType(type) else {
             throw HostCallError(.invalidArgument, "Invalid agent type '\(type)': use letters, digits, '_', '-' and '.' only.")
         }
@@ -57,52 +52,44 @@ final class RegistrationCall: ServerCallHandler {
         case .takenBy(let owner):
             throw HostCallError(.invalidArgument, "Agent type \(type) already registered with client \(owner).")
         }
-        return []
+        return ControlPlaneCodec.encodeRegisterAgentTypeResponse()
     }
 
-    /// `AddSubscriptionRequest{subscription = 1}` → `AddSubscriptionResponse{}`.
+    /// `AddSubscriptionRequest` → `AddSubscriptionResponse`.
     private func addSubscription(_ bytes: UnsafeRawBufferPointer) throws -> [UInt8] {
-        var range: Range<Int>?
-        var reader = ProtoReader(bytes)
-        while let field = try reader.next() {
-            if field.number == 1 { range = try field.bytesRange() }
-        }
-        guard let range else {
-            throw HostCallError(.invalidArgument, "AddSubscription carries no subscription.")
-        }
+        let carried: Subscription?
         do {
-            let subscription = try Subscription(wire: bytes, range: range)
-            try host.table.addSubscription(subscription, clientID: clientID)
-            host.logger.info("subscription added", metadata: ["client.id": "\(clientID)", "subscription": "\(subscription)"])
+            carried = try ControlPlaneCodec.decodeAddSubscriptionRequest(bytes)
         } catch {
             throw HostCallError(error)
         }
-        return []
+        guard let subscription = carried else {
+            throw HostCallError(.invalidArgument, "AddSubscription carries no subscription.")
+        }
+        do {
+            try host.table.addSubscription(subscription, clientID: clientID)
+        } catch {
+            throw HostCallError(error)
+        }
+        host.logger.info("subscription added", metadata: ["client.id": "\(clientID)", "subscription": "\(subscription)"])
+        return ControlPlaneCodec.encodeAddSubscriptionResponse()
     }
 
-    /// `RemoveSubscriptionRequest{id = 1}` → `RemoveSubscriptionResponse{}`.
+    /// `RemoveSubscriptionRequest` → `RemoveSubscriptionResponse`.
     private func removeSubscription(_ bytes: UnsafeRawBufferPointer) throws -> [UInt8] {
-        var id = ""
-        var reader = ProtoReader(bytes)
-        while let field = try reader.next() {
-            if field.number == 1 { id = reader.string(try field.bytesRange()) }
-        }
+        let id = try ControlPlaneCodec.decodeRemoveSubscriptionRequest(bytes)
         do {
             try host.table.removeSubscription(id: id, clientID: clientID)
         } catch {
             throw HostCallError(error)
         }
         host.logger.info("subscription removed", metadata: ["client.id": "\(clientID)", "subscription.id": "\(id)"])
-        return []
+        return ControlPlaneCodec.encodeRemoveSubscriptionResponse()
     }
 
-    /// `GetSubscriptionsResponse{repeated Subscription subscriptions = 1}`: every client's.
+    /// `GetSubscriptionsResponse`: every client's subscriptions.
     private func getSubscriptions() -> [UInt8] {
-        var writer = ProtoWriter()
-        for subscription in host.table.allSubscriptions() {
-            writer.messageField(1) { subscription.encode(into: &$0) }
-        }
-        return writer.bytes
+        ControlPlaneCodec.encodeGetSubscriptionsResponse(host.table.allSubscriptions())
     }
 }
 

@@ -75,15 +75,12 @@ struct BoundedQueueTests {
         let reader = SlowReader()
         let stream = try channel.makeStreamingCall(
             method: "/agents.AgentRpc/OpenChannel", metadata: ["client-id": slowID], handler: reader)
-        for (method, body) in [
-            ("/agents.AgentRpc/RegisterAgent", { (w: inout ProtoWriter) in w.stringField(1, "slow") }),
-            ("/agents.AgentRpc/AddSubscription", { (w: inout ProtoWriter) in
-                w.messageField(1) { Subscription(id: "s1", agentType: "slow", kind: .topicType("flood")).encode(into: &$0) }
-            }),
-        ] as [(String, (inout ProtoWriter) -> Void)] {
-            var writer = ProtoWriter()
-            body(&writer)
-            _ = try await channel.unary(method: method, request: MessageBuffer(writer.bytes), metadata: ["client-id": slowID])
+        for (method, request) in [
+            ("/agents.AgentRpc/RegisterAgent", ControlPlaneCodec.encodeRegisterAgentTypeRequest(agentType: "slow")),
+            ("/agents.AgentRpc/AddSubscription", ControlPlaneCodec.encodeAddSubscriptionRequest(
+                Subscription(id: "s1", agentType: "slow", kind: .topicType("flood")))),
+        ] {
+            _ = try await channel.unary(method: method, request: MessageBuffer(request), metadata: ["client-id": slowID])
         }
         let fast = try WorkerClient(address: address)
         try await fast.subscribe(topicType: "flood")

@@ -1,5 +1,4 @@
 import AgentCore
-import AgentWire
 import DequeModule
 import Foundation
 import GRPCTransport
@@ -179,44 +178,35 @@ public final class HostConnection: Sendable {
     /// - Throws: ``TransportError`` with the host's status (for example a type another
     ///   client holds).
     public func register(agentType: String) async throws {
-        var request = ProtoWriter()
-        request.stringField(1, agentType)
+        let request = ControlPlaneCodec.encodeRegisterAgentTypeRequest(agentType: agentType)
         _ = try await channel.unary(
-            method: "/agents.AgentRpc/RegisterAgent", request: MessageBuffer(request.bytes), metadata: metadata,
+            method: "/agents.AgentRpc/RegisterAgent", request: MessageBuffer(request), metadata: metadata,
             deadline: .after(.seconds(30)), waitForReady: true)
     }
 
     /// Adds a subscription.
     public func add(_ subscription: Subscription) async throws {
-        var request = ProtoWriter()
-        request.messageField(1) { subscription.encode(into: &$0) }
+        let request = ControlPlaneCodec.encodeAddSubscriptionRequest(subscription)
         _ = try await channel.unary(
-            method: "/agents.AgentRpc/AddSubscription", request: MessageBuffer(request.bytes), metadata: metadata,
+            method: "/agents.AgentRpc/AddSubscription", request: MessageBuffer(request), metadata: metadata,
             deadline: .after(.seconds(30)), waitForReady: true)
     }
 
     /// Removes a subscription this connection added.
     public func removeSubscription(id: String) async throws {
-        var request = ProtoWriter()
-        request.stringField(1, id)
+        let request = ControlPlaneCodec.encodeRemoveSubscriptionRequest(id: id)
         _ = try await channel.unary(
-            method: "/agents.AgentRpc/RemoveSubscription", request: MessageBuffer(request.bytes), metadata: metadata,
+            method: "/agents.AgentRpc/RemoveSubscription", request: MessageBuffer(request), metadata: metadata,
             deadline: .after(.seconds(30)), waitForReady: true)
     }
 
     /// Every client's subscriptions, as the host has them.
     public func subscriptions() async throws -> [Subscription] {
+        let request = ControlPlaneCodec.encodeGetSubscriptionsRequest()
         let response = try await channel.unary(
-            method: "/agents.AgentRpc/GetSubscriptions", request: MessageBuffer([UInt8]()), metadata: metadata,
+            method: "/agents.AgentRpc/GetSubscriptions", request: MessageBuffer(request), metadata: metadata,
             deadline: .after(.seconds(30)), waitForReady: true)
-        return try response.withUnsafeBytes { bytes in
-            var reader = ProtoReader(bytes)
-            var result: [Subscription] = []
-            while let field = try reader.next() {
-                if field.number == 1 { result.append(try Subscription(wire: bytes, range: try field.bytesRange())) }
-            }
-            return result
-        }
+        return try response.withUnsafeBytes { try ControlPlaneCodec.decodeGetSubscriptionsResponse($0) }
     }
 
     /// Sends a message on the data channel (false if it could not go out or wait).

@@ -1,0 +1,451 @@
+import CAgentWire
+
+/// The control-plane messages of `agents.AgentRpc`, encoded and decoded by the protobuf-c code
+/// that `Protos/generate.sh` generates from `Protos/agent_worker.proto` (the `CAgentWire`
+/// module), so that no field number is written by hand:
+///
+/// - the requests and responses of the four unary calls — `RegisterAgent`, `AddSubscription`,
+///   `RemoveSubscription`, `GetSubscriptions` — and the `Subscription` they carry;
+/// - the `ControlMessage` of `OpenControlChannel`: the fields the host routes by, and its answer
+///   to a state request it cannot deliver.
+///
+/// The host decodes the requests and encodes the responses; the runtime's `HostConnection` does
+/// the opposite. The data channel's messages are not here: the host forwards those without
+/// decoding them (`AgentWire`'s `Envelope`).
+///
+/// protobuf-c hands strings over as C strings: a string field holding a NUL byte decodes up to
+/// that byte, and a Swift string holding one is encoded up to it.
+///
+/// ```swift
+/// let request = ControlPlaneCodec.encodeAddSubscriptionRequest(
+///     Subscription(id: "s1", agentType: "greeter", kind: .topicType("greetings")))
+/// let subscription = try request.withUnsafeBytes { try ControlPlaneCodec.decodeAddSubscriptionRequest($0) }
+/// ```
+public enum ControlPlaneCodec {
+    /// Bytes that protobuf-c cannot unpack as the message they should hold.
+    public struct MalformedMessage: Error, Sendable, Hashable, CustomStringConvertible {
+        /// The message's full protobuf name, such as `agents.RegisterAgentTypeRequest`.
+        public var messageName: String
+        /// How many bytes were offered.
+        public var byteCount: Int
+
+        public init(messageName: String, byteCount: Int) {
+            self.messageName = messageName
+            self.byteCount = byteCount
+        }
+
+        public var description: String { "the \(byteCount) bytes are not a valid \(messageName)" }
+    }
+
+    // MARK: RegisterAgent
+
+    /// A `RegisterAgentTypeRequest`: claims `agentType` for the sending runtime.
+    public static func encodeRegisterAgentTypeRequest(agentType: String) -> [UInt8] {
+        withPackArena { arena in
+            var request = Agents__RegisterAgentTypeRequest()
+            agents__register_agent_type_request__init(&request)
+            request.type = arena.cString(agentType)
+            return packed(
+                &request, agents__register_agent_type_request__get_packed_size,
+                agents__register_agent_type_request__pack)
+        }
+    }
+
+    /// The agent type a `RegisterAgentTypeRequest` claims (empty if it names none).
+    /// - Throws: ``MalformedMessage`` if `bytes` are not a `RegisterAgentTypeRequest`.
+    public static func decodeRegisterAgentTypeRequest(
+        _ bytes: UnsafeRawBufferPointer
+    ) throws(MalformedMessage) -> String {
+        try unpacked(
+            bytes, agents__register_agent_type_request__descriptor, agents__register_agent_type_request__unpack,
+            agents__register_agent_type_request__free_unpacked
+        ) { request in string(request.type) }
+    }
+
+    /// The `RegisterAgentTypeResponse` of a successful registration (it carries no field).
+    public static func encodeRegisterAgentTypeResponse() -> [UInt8] {
+        var response = Agents__RegisterAgentTypeResponse()
+        agents__register_agent_type_response__init(&response)
+        return packed(
+            &response, agents__register_agent_type_response__get_packed_size, agents__register_agent_type_response__pack)
+    }
+
+    // MARK: AddSubscription
+
+    /// An `AddSubscriptionRequest` carrying `subscription`.
+    public static func encodeAddSubscriptionRequest(_ subscription: Subscription) -> [UInt8] {
+        withPackArena { arena in
+            var request = Agents__AddSubscriptionRequest()
+            agents__add_subscription_request__init(&request)
+            request.subscription = message(subscription, in: &arena)
+            return packed(
+                &request, agents__add_subscription_request__get_packed_size, agents__add_subscription_request__pack)
+        }
+    }
+
+    /// The subscription an `AddSubscriptionRequest` carries; nil if it carries none.
+    /// - Throws: ``SubscriptionError`` (`.invalid`) if `bytes` are not an
+    ///   `AddSubscriptionRequest`, or its subscription has neither a type nor a type-prefix
+    ///   subscription. (Whether the subscription's names are valid is
+    ///   ``Subscription/validate()``'s business.)
+    public static func decodeAddSubscriptionRequest(
+        _ bytes: UnsafeRawBufferPointer
+    ) throws(SubscriptionError) -> Subscription? {
+        try unpacked(
+            bytes, agents__add_subscription_request__descriptor, agents__add_subscription_request__unpack,
+            agents__add_subscription_request__free_unpacked, malformed: subscriptionError
+        ) { (request) throws(SubscriptionError) -> Subscription? in
+            guard let subscription = request.subscription else { return nil }
+            return try Self.subscription(subscription.pointee)
+        }
+    }
+
+    /// The `AddSubscriptionResponse` of a successful `AddSubscription` (it carries no field).
+    public static func encodeAddSubscriptionResponse() -> [UInt8] {
+        var response = Agents__AddSubscriptionResponse()
+        agents__add_subscription_response__init(&response)
+        return packed(
+            &response, agents__add_subscription_response__get_packed_size, agents__add_subscription_response__pack)
+    }
+
+    // MARK: RemoveSubscription
+
+    /// A `RemoveSubscriptionRequest` for the subscription with `id`.
+    public static func encodeRemoveSubscriptionRequest(id: String) -> [UInt8] {
+        withPackArena { arena in
+            var request = Agents__RemoveSubscriptionRequest()
+            agents__remove_subscription_request__init(&request)
+            request.id = arena.cString(id)
+            return packed(
+                &request, agents__remove_subscription_request__get_packed_size,
+                agents__remove_subscription_request__pack)
+        }
+    }
+
+    /// The subscription id a `RemoveSubscriptionRequest` names (empty if it names none).
+    /// - Throws: ``MalformedMessage`` if `bytes` are not a `RemoveSubscriptionRequest`.
+    public static func decodeRemoveSubscriptionRequest(
+        _ bytes: UnsafeRawBufferPointer
+    ) throws(MalformedMessage) -> String {
+        try unpacked(
+            bytes, agents__remove_subscription_request__descriptor, agents__remove_subscription_request__unpack,
+            agents__remove_subscription_request__free_unpacked
+        ) { request in string(request.id) }
+    }
+
+    /// The `RemoveSubscriptionResponse` of a successful removal (it carries no field).
+    public static func encodeRemoveSubscriptionResponse() -> [UInt8] {
+        var response = Agents__RemoveSubscriptionResponse()
+        agents__remove_subscription_response__init(&response)
+        return packed(
+            &response, agents__remove_subscription_response__get_packed_size,
+            agents__remove_subscription_response__pack)
+    }
+
+    // MARK: GetSubscriptions
+
+    /// The `GetSubscriptionsRequest` (it carries no field).
+    public static func encodeGetSubscriptionsRequest() -> [UInt8] {
+        var request = Agents__GetSubscriptionsRequest()
+        agents__get_subscriptions_request__init(&request)
+        return packed(
+            &request, agents__get_subscriptions_request__get_packed_size, agents__get_subscriptions_request__pack)
+    }
+
+    /// A `GetSubscriptionsResponse` listing `subscriptions` in their order.
+    public static func encodeGetSubscriptionsResponse(_ subscriptions: [Subscription]) -> [UInt8] {
+        withPackArena { arena in
+            var list: [UnsafeMutablePointer<Agents__Subscription>?] = []
+            list.reserveCapacity(subscriptions.count)
+            for subscription in subscriptions { list.append(message(subscription, in: &arena)) }
+            var response = Agents__GetSubscriptionsResponse()
+            agents__get_subscriptions_response__init(&response)
+            response.n_subscriptions = list.count
+            response.subscriptions = list.isEmpty ? nil : arena.place(list)
+            return packed(
+                &response, agents__get_subscriptions_response__get_packed_size,
+                agents__get_subscriptions_response__pack)
+        }
+    }
+
+    /// The subscriptions a `GetSubscriptionsResponse` lists, in their order.
+    /// - Throws: ``SubscriptionError`` (`.invalid`) if `bytes` are not a
+    ///   `GetSubscriptionsResponse`, or one of its subscriptions has neither a type nor a
+    ///   type-prefix subscription.
+    public static func decodeGetSubscriptionsResponse(
+        _ bytes: UnsafeRawBufferPointer
+    ) throws(SubscriptionError) -> [Subscription] {
+        try unpacked(
+            bytes, agents__get_subscriptions_response__descriptor, agents__get_subscriptions_response__unpack,
+            agents__get_subscriptions_response__free_unpacked, malformed: subscriptionError
+        ) { (response) throws(SubscriptionError) -> [Subscription] in
+            var subscriptions: [Subscription] = []
+            subscriptions.reserveCapacity(response.n_subscriptions)
+            for index in 0..<response.n_subscriptions {
+                guard let subscription = response.subscriptions[index] else { continue }
+                subscriptions.append(try Self.subscription(subscription.pointee))
+            }
+            return subscriptions
+        }
+    }
+
+    // MARK: ControlMessage
+
+    /// What the host reads of a `ControlMessage` to route it; the message itself is forwarded
+    /// as it came.
+    public struct ControlMessageHeader: Sendable, Hashable {
+        /// Correlates a response with its request.
+        public var rpcID: String
+        /// Where the message goes: `agentid=<type>/<key>` or `clientid=<client id>`.
+        public var destination: String
+        /// Where a request's response should go (empty on a response).
+        public var respondTo: String
+        /// The type URL of the `rpcMessage` Any, such as
+        /// `type.googleapis.com/agents.SaveStateRequest` (empty without one).
+        public var typeURL: String
+
+        public init(rpcID: String, destination: String, respondTo: String = "", typeURL: String) {
+            self.rpcID = rpcID
+            self.destination = destination
+            self.respondTo = respondTo
+            self.typeURL = typeURL
+        }
+    }
+
+    /// A `ControlMessage` carrying `value` (a packed message of the type `typeURL` names) in
+    /// its `rpcMessage` Any.
+    public static func encodeControlMessage(
+        rpcID: String, destination: String, respondTo: String = "", typeURL: String, value: [UInt8]
+    ) -> [UInt8] {
+        withPackArena { arena in
+            var any = Google__Protobuf__Any()
+            google__protobuf__any__init(&any)
+            any.type_url = arena.cString(typeURL)
+            any.value = ProtobufCBinaryData(len: value.count, data: value.isEmpty ? nil : arena.place(value))
+            var message = Agents__ControlMessage()
+            agents__control_message__init(&message)
+            message.rpc_id = arena.cString(rpcID)
+            message.destination = arena.cString(destination)
+            message.respond_to = arena.cString(respondTo)
+            message.rpcmessage = arena.place(any)
+            return packed(&message, agents__control_message__get_packed_size, agents__control_message__pack)
+        }
+    }
+
+    /// The routing fields of a `ControlMessage`.
+    /// - Throws: ``MalformedMessage`` if `bytes` are not a `ControlMessage`.
+    public static func decodeControlMessageHeader(
+        _ bytes: UnsafeRawBufferPointer
+    ) throws(MalformedMessage) -> ControlMessageHeader {
+        try unpacked(
+            bytes, agents__control_message__descriptor, agents__control_message__unpack,
+            agents__control_message__free_unpacked
+        ) { message in
+            ControlMessageHeader(
+                rpcID: string(message.rpc_id), destination: string(message.destination),
+                respondTo: string(message.respond_to), typeURL: string(message.rpcmessage?.pointee.type_url))
+        }
+    }
+
+    /// The answer to a state request that cannot be delivered: a `ControlMessage` to
+    /// `destination` with the request's `rpc_id`, carrying a `SaveStateResponse` (for a
+    /// `SaveStateRequest`) or a `LoadStateResponse` (for a `LoadStateRequest`) whose `error` is
+    /// `error`. Nil for any other message: responses are not answered.
+    public static func errorResponse(
+        to request: ControlMessageHeader, error: String, destination: String
+    ) -> [UInt8]? {
+        let response: (name: String, bytes: [UInt8])
+        switch request.typeURL.split(separator: "/").last.map(String.init) {
+        case saveStateRequestName: response = (saveStateResponseName, encodeSaveStateResponse(error: error))
+        case loadStateRequestName: response = (loadStateResponseName, encodeLoadStateResponse(error: error))
+        default: return nil
+        }
+        return encodeControlMessage(
+            rpcID: request.rpcID, destination: destination, typeURL: typeURLPrefix + response.name,
+            value: response.bytes)
+    }
+
+    /// How AutoGen's runtimes prefix a message's full name to make an Any's type URL.
+    private static let typeURLPrefix = "type.googleapis.com/"
+    private static let saveStateRequestName = String(cString: agents__save_state_request__descriptor.name)
+    private static let saveStateResponseName = String(cString: agents__save_state_response__descriptor.name)
+    private static let loadStateRequestName = String(cString: agents__load_state_request__descriptor.name)
+    private static let loadStateResponseName = String(cString: agents__load_state_response__descriptor.name)
+
+    /// A `SaveStateResponse` with no state and `error`.
+    private static func encodeSaveStateResponse(error: String) -> [UInt8] {
+        withPackArena { arena in
+            var response = Agents__SaveStateResponse()
+            agents__save_state_response__init(&response)
+            response.error = arena.cString(error)
+            return packed(&response, agents__save_state_response__get_packed_size, agents__save_state_response__pack)
+        }
+    }
+
+    /// A `LoadStateResponse` with `error`.
+    private static func encodeLoadStateResponse(error: String) -> [UInt8] {
+        withPackArena { arena in
+            var response = Agents__LoadStateResponse()
+            agents__load_state_response__init(&response)
+            response.error = arena.cString(error)
+            return packed(&response, agents__load_state_response__get_packed_size, agents__load_state_response__pack)
+        }
+    }
+
+    // MARK: Subscription
+
+    /// An `Agents__Subscription` for `subscription`; it and what it points to live in `arena`.
+    private static func message(
+        _ subscription: Subscription, in arena: inout PackArena
+    ) -> UnsafeMutablePointer<Agents__Subscription> {
+        var message = Agents__Subscription()
+        agents__subscription__init(&message)
+        message.id = arena.cString(subscription.id)
+        switch subscription.kind {
+        case .topicType(let topicType):
+            var match = Agents__TypeSubscription()
+            agents__type_subscription__init(&match)
+            match.topic_type = arena.cString(topicType)
+            match.agent_type = arena.cString(subscription.agentType)
+            message.subscription_case = AGENTS__SUBSCRIPTION__SUBSCRIPTION_TYPE_SUBSCRIPTION
+            message.typesubscription = arena.place(match)
+        case .topicTypePrefix(let prefix):
+            var match = Agents__TypePrefixSubscription()
+            agents__type_prefix_subscription__init(&match)
+            match.topic_type_prefix = arena.cString(prefix)
+            match.agent_type = arena.cString(subscription.agentType)
+            message.subscription_case = AGENTS__SUBSCRIPTION__SUBSCRIPTION_TYPE_PREFIX_SUBSCRIPTION
+            message.typeprefixsubscription = arena.place(match)
+        }
+        return arena.place(message)
+    }
+
+    /// The ``Subscription`` an unpacked `Agents__Subscription` describes.
+    /// - Throws: ``SubscriptionError`` (`.invalid`) if it has neither a type nor a type-prefix
+    ///   subscription.
+    private static func subscription(_ message: Agents__Subscription) throws(SubscriptionError) -> Subscription {
+        let id = string(message.id)
+        switch message.subscription_case {
+        case AGENTS__SUBSCRIPTION__SUBSCRIPTION_TYPE_SUBSCRIPTION:
+            let match = message.typesubscription?.pointee
+            return Subscription(
+                id: id, agentType: string(match?.agent_type), kind: .topicType(string(match?.topic_type)))
+        case AGENTS__SUBSCRIPTION__SUBSCRIPTION_TYPE_PREFIX_SUBSCRIPTION:
+            let match = message.typeprefixsubscription?.pointee
+            return Subscription(
+                id: id, agentType: string(match?.agent_type),
+                kind: .topicTypePrefix(string(match?.topic_type_prefix)))
+        default:
+            throw SubscriptionError(
+                .invalid, "subscription '\(id)' is empty: it has neither a type nor a type-prefix subscription")
+        }
+    }
+
+    private static func subscriptionError(_ malformed: MalformedMessage) -> SubscriptionError {
+        SubscriptionError(.invalid, "malformed subscription: \(malformed)")
+    }
+
+    // MARK: protobuf-c
+
+    /// `message` packed by the generated `…__get_packed_size` and `…__pack` of its type.
+    private static func packed<Message>(
+        _ message: UnsafePointer<Message>,
+        _ packedSize: (UnsafePointer<Message>?) -> Int,
+        _ pack: (UnsafePointer<Message>?, UnsafeMutablePointer<UInt8>?) -> Int
+    ) -> [UInt8] {
+        let count = packedSize(message)
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            initialized = count == 0 ? 0 : pack(message, buffer.baseAddress)
+            precondition(initialized == count, "protobuf-c packed \(initialized) bytes of the \(count) it announced")
+        }
+    }
+
+    /// Unpacks `bytes` with the generated `…__unpack` of a message type, hands the message to
+    /// `read`, and frees it with `…__free_unpacked` — so `read` must copy out what it keeps
+    /// (every C string and pointer in the message dies with it).
+    /// - Throws: `malformed(…)` if protobuf-c cannot unpack `bytes`; whatever `read` throws.
+    private static func unpacked<Message, Result, Failure: Error>(
+        _ bytes: UnsafeRawBufferPointer,
+        _ descriptor: ProtobufCMessageDescriptor,
+        _ unpack: (UnsafeMutablePointer<ProtobufCAllocator>?, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Message>?,
+        _ freeUnpacked: (UnsafeMutablePointer<Message>?, UnsafeMutablePointer<ProtobufCAllocator>?) -> Void,
+        malformed: (MalformedMessage) -> Failure,
+        _ read: (Message) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        // protobuf-c wants a pointer even for no bytes; an empty buffer may have none.
+        var placeholder: UInt8 = 0
+        let message = withUnsafePointer(to: &placeholder) { placeholder in
+            unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? placeholder)
+        }
+        guard let message else {
+            throw malformed(MalformedMessage(messageName: String(cString: descriptor.name), byteCount: bytes.count))
+        }
+        defer { freeUnpacked(message, nil) }
+        return try read(message.pointee)
+    }
+
+    /// ``unpacked(_:_:_:_:malformed:_:)`` for a reader that cannot fail.
+    private static func unpacked<Message, Result>(
+        _ bytes: UnsafeRawBufferPointer,
+        _ descriptor: ProtobufCMessageDescriptor,
+        _ unpack: (UnsafeMutablePointer<ProtobufCAllocator>?, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Message>?,
+        _ freeUnpacked: (UnsafeMutablePointer<Message>?, UnsafeMutablePointer<ProtobufCAllocator>?) -> Void,
+        _ read: (Message) -> Result
+    ) throws(MalformedMessage) -> Result {
+        try unpacked(bytes, descriptor, unpack, freeUnpacked, malformed: { $0 }) {
+            (message) throws(MalformedMessage) -> Result in read(message)
+        }
+    }
+
+    /// A Swift copy of a C string field (empty for NULL); invalid UTF-8 is repaired.
+    private static func string(_ field: UnsafePointer<CChar>?) -> String {
+        field.map { String(cString: $0) } ?? ""
+    }
+
+    /// Runs `body` with a ``PackArena`` and frees the arena once `body` — and the pack call in
+    /// it — has returned.
+    private static func withPackArena<Result>(_ body: (inout PackArena) -> Result) -> Result {
+        var arena = PackArena()
+        defer { arena.deallocateAll() }
+        return body(&arena)
+    }
+}
+
+/// The memory a message being packed points to — C copies of its strings, its nested messages
+/// and arrays — which protobuf-c reads during the pack call and which must stay put until then.
+/// Not copyable: its one owner frees it, once. It holds C structs, pointers and bytes only, so it
+/// frees their memory without deinitialising them.
+private struct PackArena: ~Copyable {
+    private var allocations: [UnsafeMutableRawPointer] = []
+
+    /// A NUL-terminated copy of `text` (C reads it up to its first NUL).
+    mutating func cString(_ text: String) -> UnsafeMutablePointer<CChar> {
+        let bytes = text.utf8CString
+        let copy = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count)
+        _ = UnsafeMutableBufferPointer(start: copy, count: bytes.count).initialize(from: bytes)
+        allocations.append(UnsafeMutableRawPointer(copy))
+        return copy
+    }
+
+    /// A copy of `value` in memory of its own.
+    mutating func place<Value>(_ value: Value) -> UnsafeMutablePointer<Value> {
+        let copy = UnsafeMutablePointer<Value>.allocate(capacity: 1)
+        copy.initialize(to: value)
+        allocations.append(UnsafeMutableRawPointer(copy))
+        return copy
+    }
+
+    /// A copy of `values` in contiguous memory of its own (room for one at least).
+    mutating func place<Value>(_ values: [Value]) -> UnsafeMutablePointer<Value> {
+        let copy = UnsafeMutablePointer<Value>.allocate(capacity: max(values.count, 1))
+        _ = UnsafeMutableBufferPointer(start: copy, count: values.count).initialize(from: values)
+        allocations.append(UnsafeMutableRawPointer(copy))
+        return copy
+    }
+
+    /// Frees everything placed.
+    mutating func deallocateAll() {
+        for allocation in allocations { allocation.deallocate() }
+        allocations.removeAll()
+    }
+}
