@@ -70,7 +70,7 @@ let package = Package(
         // protobuf-c code.
         .target(
             name: "AgentCore",
-            dependencies: ["CAgentWire", .product(name: "HeapModule", package: "swift-collections")]
+            dependencies: ["AgentWire", "CAgentWire", .product(name: "HeapModule", package: "swift-collections")]
         ),
 
         // The agents.AgentRpc server.

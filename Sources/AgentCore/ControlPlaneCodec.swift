@@ -1,3 +1,4 @@
+import AgentWire
 import CAgentWire
 
 /// The control-plane messages of `agents.AgentRpc`, encoded and decoded by the protobuf-c code
@@ -13,8 +14,10 @@ import CAgentWire
 /// the opposite. The data channel's messages are not here: the host forwards those without
 /// decoding them (`AgentWire`'s `Envelope`).
 ///
-/// protobuf-c hands strings over as C strings: a string field holding a NUL byte decodes up to
-/// that byte, and a Swift string holding one is encoded up to it.
+/// protobuf-c hands strings over as C strings, which end at a NUL byte: so a message whose text
+/// fields hold one is refused as malformed (checked against the generated descriptors before
+/// unpacking) instead of being read cut short, and a Swift string holding one is encoded up to
+/// it.
 ///
 /// ```swift
 /// let request = ControlPlaneCodec.encodeAddSubscriptionRequest(
@@ -28,13 +31,18 @@ public enum ControlPlaneCodec {
         public var messageName: String
         /// How many bytes were offered.
         public var byteCount: Int
+        /// What is wrong, when it is known more precisely than "not a valid message".
+        public var detail: String?
 
-        public init(messageName: String, byteCount: Int) {
+        public init(messageName: String, byteCount: Int, detail: String? = nil) {
             self.messageName = messageName
             self.byteCount = byteCount
+            self.detail = detail
         }
 
-        public var description: String { "the \(byteCount) bytes are not a valid \(messageName)" }
+        public var description: String {
+            "the \(byteCount) bytes are not a valid \(messageName)" + (detail.map { ": \($0)" } ?? "")
+        }
     }
 
     // MARK: RegisterAgent
@@ -372,16 +380,48 @@ public enum ControlPlaneCodec {
         malformed: (MalformedMessage) -> Failure,
         _ read: (Message) throws(Failure) -> Result
     ) throws(Failure) -> Result {
+        let name = String(cString: descriptor.name)
+        if let field = withUnsafePointer(to: descriptor, { textFieldHoldingNUL(bytes, in: nil, of: $0, path: name) }) {
+            throw malformed(MalformedMessage(
+                messageName: name, byteCount: bytes.count, detail: "the text field \(field) holds a NUL byte"))
+        }
         // protobuf-c wants a pointer even for no bytes; an empty buffer may have none.
         var placeholder: UInt8 = 0
         let message = withUnsafePointer(to: &placeholder) { placeholder in
             unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? placeholder)
         }
         guard let message else {
-            throw malformed(MalformedMessage(messageName: String(cString: descriptor.name), byteCount: bytes.count))
+            throw malformed(MalformedMessage(messageName: name, byteCount: bytes.count))
         }
         defer { freeUnpacked(message, nil) }
         return try read(message.pointee)
+    }
+
+    /// The first string field of `descriptor`'s message, at any depth, whose bytes in `range`
+    /// of `bytes` hold a NUL (as `message.field.subfield`), or nil. Fields are looked up in the
+    /// generated descriptors, not written here; bytes that do not parse are left to the unpack.
+    private static func textFieldHoldingNUL(
+        _ bytes: UnsafeRawBufferPointer, in range: Range<Int>?, of descriptor: UnsafePointer<ProtobufCMessageDescriptor>,
+        path: String
+    ) -> String? {
+        var reader = ProtoReader(bytes, range: range)
+        while let field = try? reader.next() {
+            guard case .bytes(let value) = field.value,
+                  let info = protobuf_c_message_descriptor_get_field(descriptor, UInt32(field.number))
+            else { continue }
+            let fieldPath = "\(path).\(String(cString: info.pointee.name))"
+            switch info.pointee.type {
+            case PROTOBUF_C_TYPE_STRING:
+                if bytes[value].contains(0) { return fieldPath }
+            case PROTOBUF_C_TYPE_MESSAGE:
+                guard let nested = info.pointee.descriptor?.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
+                else { continue }
+                if let found = textFieldHoldingNUL(bytes, in: value, of: nested, path: fieldPath) { return found }
+            default:
+                continue
+            }
+        }
+        return nil
     }
 
     /// ``unpacked(_:_:_:_:malformed:_:)`` for a reader that cannot fail.

@@ -231,11 +231,27 @@ struct ControlPlaneCodecTests {
         }
     }
 
-    @Test("a string holding a NUL byte decodes up to it, as protobuf-c's C strings end there")
+    @Test("a text field holding a NUL byte is refused, naming the field, instead of being read cut short")
     func nulInString() throws {
         var request = ProtoWriter()
         request.bytesField(1, Array("alpha\0beta".utf8))
-        #expect(try decode(request.bytes, ControlPlaneCodec.decodeRegisterAgentTypeRequest) == "alpha")
+        let refused = #expect(throws: ControlPlaneCodec.MalformedMessage.self) {
+            try decode(request.bytes, ControlPlaneCodec.decodeRegisterAgentTypeRequest)
+        }
+        #expect(refused?.description.contains("agents.RegisterAgentTypeRequest.type holds a NUL byte") == true)
+        // Nested: the agent type inside a subscription inside the request.
+        var nested = ProtoWriter()
+        nested.messageField(1) { subscription in
+            subscription.stringField(1, "s1")
+            subscription.messageField(2) { $0.stringField(1, "topic"); $0.bytesField(2, Array("a\0b".utf8)) }
+        }
+        #expect(throws: SubscriptionError.self) {
+            try decode(nested.bytes, ControlPlaneCodec.decodeAddSubscriptionRequest)
+        }
+        // Without the NUL, the same request decodes.
+        var fine = ProtoWriter()
+        fine.bytesField(1, Array("greeter".utf8))
+        #expect(try decode(fine.bytes, ControlPlaneCodec.decodeRegisterAgentTypeRequest) == "greeter")
     }
 
     // MARK: The other side
