@@ -14,6 +14,8 @@ final class HandlerCall: Sendable {
     /// Answered. Read and written only inside the agent's critical section, which orders it
     /// with the agent's state (an atomic only because the agent's lock is not this object's).
     let completed = Atomic<Bool>(false)
+    /// Left pending, so it has a deadline to cancel when answered.
+    let timed = Atomic<Bool>(false)
     private let handleBits: UInt
 
     init(handle: OpaquePointer, agent: AgentInstance, plugin: LoadedPlugin, isRPC: Bool, requestID: String,

@@ -58,6 +58,7 @@ final class HandlerInvoker: Sendable {
         let status = withExtendedLifetime(message) { handler(instance.pointer, &view) }
         if status == AGENTD_PENDING {
             let deadline = ContinuousClock.now + handlerTimeout
+            call.timed.store(true, ordering: .sequentiallyConsistent)
             deadlines.withLock { $0.schedule(call.key, at: deadline) }
             // Answered meanwhile (from another thread): nothing to time.
             if calls.resolve(call.handle) == nil { deadlines.withLock { _ = $0.cancel(call.key) } }
@@ -114,15 +115,13 @@ final class HandlerInvoker: Sendable {
 
     // MARK: Answers (any thread)
 
-    /// The call `handle` names, removed: it is being answered (nil: answered already, or not a
-    /// live call of this runtime).
-    func take(_ handle: OpaquePointer?) -> HandlerCall? {
-        guard let call = calls.remove(handle) else { return nil }
+    /// A call taken out of its table (it is being answered) no longer needs its deadline.
+    func didTake(_ call: HandlerCall) {
+        guard call.timed.load(ordering: .sequentiallyConsistent) else { return }
         deadlines.withLock { _ = $0.cancel(call.key) }
-        return call
     }
 
-    /// `reply` on a call taken with ``take(_:)``: answers the RPC (an event's payload is
+    /// `reply` on a call taken out of its table: answers the RPC (an event's payload is
     /// ignored), and the agent goes on.
     func reply(_ call: HandlerCall, messageType: agentd_str, contentType: agentd_str, payload: agentd_bytes) {
         if call.isRPC {
@@ -132,7 +131,7 @@ final class HandlerInvoker: Sendable {
         finish(call)
     }
 
-    /// `fail` on a call taken with ``take(_:)``: answers the RPC with an error (an event's
+    /// `fail` on a call taken out of its table: answers the RPC with an error (an event's
     /// failure is logged), and the agent goes on.
     func fail(_ call: HandlerCall, status: agentd_status, message: String) {
         let text = message.isEmpty ? "The handler for '\(call.messageType)' of agent \(call.agent.id) failed with \(StatusText.name(status))." : message

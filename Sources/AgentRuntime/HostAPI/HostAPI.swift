@@ -40,8 +40,9 @@ private func pluginReference(_ handle: OpaquePointer?) -> PluginReference? {
 
 /// The call `handle` names, taken out of its table (it is being answered).
 private func takeCall(_ handle: OpaquePointer?) -> HandlerCall? {
-    guard let call = HandleSpaces.space(of: handle)?.calls.resolve(handle) else { return nil }
-    return call.agent.context.invoker.take(handle)
+    guard let call = HandleSpaces.space(of: handle)?.calls.remove(handle) else { return nil }
+    call.agent.context.invoker.didTake(call)
+    return call
 }
 
 /// ABI 1.0's `from` = NULL names no runtime: the process's only runtime serves it (its
