@@ -291,6 +291,12 @@ public final class HostConnection: Sendable {
         }
         await channel.shutdown()
         await reconnecting?.value
+        // The receiver's closures reach the runtime's parts, some of which hold this
+        // connection: let go of them, and of the last stream, so that the cycle ends here.
+        state.withLock { state in
+            state.receiver = nil
+            state.stream = nil
+        }
     }
 
     // MARK: The stream's events
