@@ -233,8 +233,11 @@ let package = Package(
             path: "Benchmarks/LoadGen"
         ),
 
-        // What several test targets share (waiting on a condition with a deadline).
-        .target(name: "AgentTestSupport", path: "Tests/AgentTestSupport"),
+        // What several test targets share: waiting on a condition with a deadline, log capture,
+        // test certificates.
+        .target(
+            name: "AgentTestSupport", dependencies: [.product(name: "Logging", package: "swift-log")],
+            path: "Tests/AgentTestSupport"),
 
         .testTarget(name: "GRPCTransportTests", dependencies: ["GRPCTransport", "AgentTestSupport"]),
         .testTarget(name: "AgentWireTests", dependencies: ["AgentWire"]),
@@ -246,7 +249,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig"]),
-        .testTarget(name: "AgentSDKTests", dependencies: ["AgentSDK", "AgentPluginABI"]),
+        .testTarget(name: "AgentSDKTests", dependencies: ["AgentSDK", "AgentPluginABI", "AgentTestSupport"]),
         .testTarget(
             name: "AgentRuntimeTests",
             dependencies: ["AgentRuntime", "AgentHost", "AgentWire", "GRPCTransport", "AgentConfig", "AgentTestSupport"]),

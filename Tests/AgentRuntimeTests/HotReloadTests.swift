@@ -1,5 +1,6 @@
 import AgentCore
 import AgentRuntime
+import AgentTestSupport
 import Foundation
 import Synchronization
 import Testing
