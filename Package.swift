@@ -216,6 +216,15 @@ let package = Package(
             path: "Benchmarks/RuntimeBench"
         ),
 
+        // What the Swift SDK adds to each message a plugin handles, against a C handler answering
+        // inline (prints a table). Uses AgentSDK's SPI `HandlerStart` to compare its two ways of
+        // starting a handler's task.
+        .executableTarget(
+            name: "sdk-bench",
+            dependencies: ["AgentSDK", "AgentPluginABI"],
+            path: "Benchmarks/SDKBench"
+        ),
+
         // Benchmarks/compare, our side: the counting agents (a C plugin) and the load generator
         // (a WorkerClient that publishes and calls).
         .target(
