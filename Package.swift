@@ -261,7 +261,9 @@ let package = Package(
         .testTarget(name: "AgentSDKTests", dependencies: ["AgentSDK", "AgentPluginABI", "AgentTestSupport"]),
         .testTarget(
             name: "AgentRuntimeTests",
-            dependencies: ["AgentRuntime", "AgentHost", "AgentWire", "GRPCTransport", "AgentConfig", "AgentTestSupport"]),
+            dependencies: [
+                "AgentRuntime", "AgentHost", "AgentWire", "CAgentWire", "GRPCTransport", "AgentConfig", "AgentTestSupport",
+            ]),
 
         // Fuzz targets (Fuzz/README.md): libFuzzer entry points, built with -sanitize=fuzzer,address
         // and run by scripts/fuzz; in a plain build each gets a main that replays input files.
