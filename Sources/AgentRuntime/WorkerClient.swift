@@ -62,13 +62,15 @@ public final class WorkerClient: Sendable {
         let clientID = UUID().uuidString.lowercased()
         self.clientID = clientID
         agentType = "agentd-client-\(clientID.prefix(8))"
-        let box = Mutex<WorkerClient?>(nil)
+        // The connection reaches this client weakly: it lives as long as the client, so a
+        // strong reference back would keep both (and the channel) alive forever.
+        let box = Mutex(WeakClient())
         connection = HostConnection(
             address: address, clientID: clientID, maxMessageBytes: 64 * 1024 * 1024, logger: logger,
             credentials: credentials, authToken: authToken,
-            onMessage: { message in box.withLock { $0 }?.receive(message) },
-            onDisconnect: { status in box.withLock { $0 }?.closed(status) })
-        box.withLock { $0 = self }
+            onMessage: { message in box.withLock { $0.client }?.receive(message) },
+            onDisconnect: { status in box.withLock { $0.client }?.closed(status) })
+        box.withLock { $0.client = self }
         try connection.open()
     }
 
@@ -246,6 +248,10 @@ public final class WorkerClient: Sendable {
         }
         for continuation in events { continuation.finish() }
     }
+}
+
+private struct WeakClient {
+    weak var client: WorkerClient?
 }
 
 /// One RPC's answer, which may come before or after someone waits for it.
