@@ -31,7 +31,7 @@ struct RuntimeHarness {
                 atPath: "\(buildDirectory)/lib\(plugin.product).so", toPath: "\(directory)/\(plugin.file)")
         }
         for (name, bytes) in extraFiles {
-            FileManager.default.createFile(atPath: "\(directory)/\(name)", contents: Data(bytes))
+            try Data(bytes).write(to: URL(fileURLWithPath: "\(directory)/\(name)"))
         }
         let log = LogCapture()
         let runtime = try AgentRuntime(
