@@ -44,7 +44,7 @@ struct AuthorizationTests {
     @Test("a unary call without a token is UNAUTHENTICATED, logged with peer and client id", arguments: unaryMethods)
     func unaryWithoutToken(method: String) async throws {
         let log = LogCapture()
-        try await withHost(authTokens: Self.tokens, logger: log.logger) { harness in
+        try await withHost(authTokens: Self.tokens, logger: log.logger()) { harness in
             let error = await #expect(throws: TransportError.self) {
                 _ = try await harness.channel().unary(
                     method: "/agents.AgentRpc/\(method)", request: MessageBuffer([UInt8]()),
@@ -60,7 +60,7 @@ struct AuthorizationTests {
     @Test("a stream without a token ends at once with UNAUTHENTICATED, logged", arguments: streamMethods)
     func streamWithoutToken(method: String) async throws {
         let log = LogCapture()
-        try await withHost(authTokens: Self.tokens, logger: log.logger) { harness in
+        try await withHost(authTokens: Self.tokens, logger: log.logger()) { harness in
             let recorder = DataStreamRecorder()
             _ = try harness.channel().makeStreamingCall(
                 method: "/agents.AgentRpc/\(method)", metadata: ["client-id": "intruder-2"], waitForReady: true,
@@ -75,7 +75,7 @@ struct AuthorizationTests {
     @Test("a wrong token is refused on unary calls and streams, and never logged", arguments: wrongAuthorizations)
     func wrongToken(_ why: String, authorization: String) async throws {
         let log = LogCapture()
-        try await withHost(authTokens: Self.tokens, logger: log.logger) { harness in
+        try await withHost(authTokens: Self.tokens, logger: log.logger()) { harness in
             let metadata: Metadata = ["client-id": "intruder-3", "authorization": authorization]
             let error = await #expect(throws: TransportError.self) {
                 _ = try await harness.channel().unary(
@@ -99,7 +99,7 @@ struct AuthorizationTests {
     @Test("workers with either token register, subscribe, publish and relay RPCs")
     func rightTokens() async throws {
         let log = LogCapture()
-        try await withHost(authTokens: Self.tokens, logger: log.logger) { harness in
+        try await withHost(authTokens: Self.tokens, logger: log.logger()) { harness in
             let publisher = try await harness.worker("publisher", authToken: Self.tokens[0])
             let receiver = try await harness.worker("receiver", authToken: Self.tokens[1])
             try await receiver.register("listener")
@@ -154,7 +154,7 @@ struct AuthorizationTests {
             authTokens: Self.tokens,
             clientCredentials: .tls(
                 rootCertificates: pki.ca, certificateChain: pki.client.certificate, privateKey: pki.client.privateKey),
-            logger: log.logger
+            logger: log.logger()
         ) { harness in
             let listening = try #require(await log.first { $0.message == "host listening" })
             #expect(listening.metadata["host.transport"] == "mutual TLS")
@@ -176,7 +176,7 @@ struct AuthorizationTests {
     @Test("a plaintext host says so when it starts")
     func plaintextIsVisible() async throws {
         let log = LogCapture()
-        try await withHost(logger: log.logger) { _ in
+        try await withHost(logger: log.logger()) { _ in
             let listening = try #require(await log.first { $0.message == "host listening" })
             #expect(listening.metadata["host.transport"] == "plaintext")
             #expect(listening.metadata["host.auth"] == "none")

@@ -30,7 +30,7 @@ struct ReconnectTests {
                     hostAddress: "127.0.0.1:\(host.port)", rpcTimeout: .seconds(10), workers: 2,
                     pluginDirectory: directory, watchPlugins: false, publishBufferLimit: publishBufferLimit,
                     reconnectInitialBackoff: .milliseconds(20), reconnectMaxBackoff: .milliseconds(200)),
-                logger: log.logger)
+                logger: log.logger())
             try await runtime.start()
             return (Setup(runtime: runtime, log: log, directory: directory, port: host.port), host)
         }

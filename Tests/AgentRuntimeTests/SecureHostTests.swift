@@ -39,7 +39,7 @@ struct SecureHostTests {
             pluginDirectory: directory, watchPlugins: false)
         configure(&configuration)
         let log = LogCapture()
-        let runtime = try AgentRuntime(configuration: configuration, logger: log.logger)
+        let runtime = try AgentRuntime(configuration: configuration, logger: log.logger())
         do {
             try await runtime.start()
             try await body(runtime, log)

@@ -1,11 +1,11 @@
 import Logging
 
-/// Every line a ``Logger`` made by ``logger`` logs, at every level, for tests that assert what
+/// Every line a ``Logger`` made by ``logger()`` logs, at every level, for tests that assert what
 /// the code under test logged (and what it did not), or that wait for a line with a deadline.
 ///
 /// ```swift
 /// let log = LogCapture()
-/// let runtime = try AgentRuntime(configuration: configuration, logger: log.logger)
+/// let runtime = try AgentRuntime(configuration: configuration, logger: log.logger())
 /// let mark = log.count
 /// // … drop a plugin into the folder …
 /// let loaded = await log.wait(since: mark) { $0.message == "plugin loaded" }
@@ -27,13 +27,13 @@ public final class LogCapture: Sendable {
     private let records = AsyncCondition<[Record]>([])
     private let label: String
 
-    /// - Parameter label: the label of the loggers ``logger`` makes.
+    /// - Parameter label: the label of the loggers ``logger()`` makes.
     public init(label: String = "test") {
         self.label = label
     }
 
     /// A logger at level `trace` whose every line this capture records.
-    public var logger: Logger {
+    public func logger() -> Logger {
         var logger = Logger(label: label) { [records] _ in RecordingHandler(records: records) }
         logger.logLevel = .trace
         return logger

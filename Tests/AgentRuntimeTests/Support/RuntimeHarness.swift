@@ -42,7 +42,7 @@ struct RuntimeHarness {
                 shutdownGracePeriod: shutdownGracePeriod,
                 maxRetiredSwiftImages: maxRetiredSwiftImages, mailboxLimit: mailboxLimit,
                 handlerTimeout: handlerTimeout, pluginSettings: settings),
-            logger: log.logger)
+            logger: log.logger())
         try await runtime.start()
         let client = try WorkerClient(address: runtime.hostAddress!)
         return RuntimeHarness(runtime: runtime, client: client, log: log, pluginDirectory: directory)
