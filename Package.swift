@@ -220,6 +220,15 @@ let package = Package(
             path: "Benchmarks/RuntimeBench"
         ),
 
+        // What the Swift SDK adds to each message a plugin handles, against a C handler answering
+        // inline (prints a table). Uses AgentSDK's SPI `HandlerStart` to compare its two ways of
+        // starting a handler's task.
+        .executableTarget(
+            name: "sdk-bench",
+            dependencies: ["AgentSDK", "AgentPluginABI"],
+            path: "Benchmarks/SDKBench"
+        ),
+
         // Benchmarks/compare, our side: the counting agents (a C plugin) and the load generator
         // (a WorkerClient that publishes and calls).
         .target(
@@ -237,8 +246,11 @@ let package = Package(
             path: "Benchmarks/LoadGen"
         ),
 
-        // What several test targets share (waiting on a condition with a deadline).
-        .target(name: "AgentTestSupport", path: "Tests/AgentTestSupport"),
+        // What several test targets share: waiting on a condition with a deadline, log capture,
+        // test certificates.
+        .target(
+            name: "AgentTestSupport", dependencies: [.product(name: "Logging", package: "swift-log")],
+            path: "Tests/AgentTestSupport"),
 
         .testTarget(name: "GRPCTransportTests", dependencies: ["GRPCTransport", "AgentTestSupport"]),
         .testTarget(name: "AgentWireTests", dependencies: ["AgentWire"]),
@@ -250,10 +262,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig"]),
-        .testTarget(name: "AgentSDKTests", dependencies: ["AgentSDK", "AgentPluginABI"]),
+        .testTarget(name: "AgentSDKTests", dependencies: ["AgentSDK", "AgentPluginABI", "AgentTestSupport"]),
         .testTarget(
             name: "AgentRuntimeTests",
-            dependencies: ["AgentRuntime", "AgentHost", "AgentWire", "GRPCTransport", "AgentConfig", "AgentTestSupport"]),
+            dependencies: [
+                "AgentRuntime", "AgentHost", "AgentWire", "CAgentWire", "GRPCTransport", "AgentConfig", "AgentTestSupport",
+            ]),
 
         // Fuzz targets (Fuzz/README.md): libFuzzer entry points, built with -sanitize=fuzzer,address
         // and run by scripts/fuzz; in a plain build each gets a main that replays input files.

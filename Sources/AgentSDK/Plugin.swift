@@ -35,8 +35,9 @@ public struct Plugin {
     public var version: String
     /// The agent types the plugin offers.
     public var agents: [any Agent.Type]
-    /// How handlers' tasks start (``HandlerStart/immediate`` unless a benchmark says otherwise).
-    var handlerStart = HandlerStart.immediate
+    /// How handlers' tasks start (``HandlerStart/immediate`` unless a benchmark says otherwise;
+    /// SPI for Benchmarks/SDKBench, which compares the two).
+    @_spi(Benchmarks) public var handlerStart = HandlerStart.immediate
 
     /// - Parameters:
     ///   - name: The plugin's name; its settings section is `[plugin.NAME]`.

@@ -23,7 +23,7 @@ struct AuthorizationTests {
     ]
 
     /// The refusal's log line: a warning naming the peer and the client id.
-    static func expectRefusalLogged(_ log: LogRecorder, clientID: String, method: String) async throws {
+    static func expectRefusalLogged(_ log: LogCapture, clientID: String, method: String) async throws {
         let line = try #require(await log.first {
             $0.message == "call without a valid authorization token refused" && $0.metadata["client.id"] == clientID
                 && $0.metadata["grpc.method"] == "/agents.AgentRpc/\(method)"
@@ -33,8 +33,8 @@ struct AuthorizationTests {
     }
 
     /// No log line shows a token, right or wrong.
-    static func expectNoTokenLogged(_ log: LogRecorder, also others: [String] = []) {
-        for record in log.records.value {
+    static func expectNoTokenLogged(_ log: LogCapture, also others: [String] = []) {
+        for record in log.all {
             for secret in tokens + others where secret.count >= 8 {
                 #expect(!record.fullText.contains(secret), "a log line shows a token: \(record.message)")
             }
@@ -43,8 +43,8 @@ struct AuthorizationTests {
 
     @Test("a unary call without a token is UNAUTHENTICATED, logged with peer and client id", arguments: unaryMethods)
     func unaryWithoutToken(method: String) async throws {
-        let log = LogRecorder()
-        try await withHost(authTokens: Self.tokens, logger: log.logger) { harness in
+        let log = LogCapture()
+        try await withHost(authTokens: Self.tokens, logger: log.logger()) { harness in
             let error = await #expect(throws: TransportError.self) {
                 _ = try await harness.channel().unary(
                     method: "/agents.AgentRpc/\(method)", request: MessageBuffer([UInt8]()),
@@ -52,15 +52,15 @@ struct AuthorizationTests {
             }
             #expect(error?.status == Self.refusal)
             try await Self.expectRefusalLogged(log, clientID: "intruder-1", method: method)
-            #expect(log.records.value.first { $0.metadata["client.id"] == "intruder-1" }?.metadata["authorization"] == "missing")
+            #expect(log.all.first { $0.metadata["client.id"] == "intruder-1" }?.metadata["authorization"] == "missing")
         }
         Self.expectNoTokenLogged(log)
     }
 
     @Test("a stream without a token ends at once with UNAUTHENTICATED, logged", arguments: streamMethods)
     func streamWithoutToken(method: String) async throws {
-        let log = LogRecorder()
-        try await withHost(authTokens: Self.tokens, logger: log.logger) { harness in
+        let log = LogCapture()
+        try await withHost(authTokens: Self.tokens, logger: log.logger()) { harness in
             let recorder = DataStreamRecorder()
             _ = try harness.channel().makeStreamingCall(
                 method: "/agents.AgentRpc/\(method)", metadata: ["client-id": "intruder-2"], waitForReady: true,
@@ -74,8 +74,8 @@ struct AuthorizationTests {
 
     @Test("a wrong token is refused on unary calls and streams, and never logged", arguments: wrongAuthorizations)
     func wrongToken(_ why: String, authorization: String) async throws {
-        let log = LogRecorder()
-        try await withHost(authTokens: Self.tokens, logger: log.logger) { harness in
+        let log = LogCapture()
+        try await withHost(authTokens: Self.tokens, logger: log.logger()) { harness in
             let metadata: Metadata = ["client-id": "intruder-3", "authorization": authorization]
             let error = await #expect(throws: TransportError.self) {
                 _ = try await harness.channel().unary(
@@ -89,7 +89,7 @@ struct AuthorizationTests {
             #expect(await recorder.log.wait { $0.status != nil }?.status == Self.refusal)
             try await Self.expectRefusalLogged(log, clientID: "intruder-3", method: "GetSubscriptions")
             try await Self.expectRefusalLogged(log, clientID: "intruder-3", method: "OpenChannel")
-            #expect(log.records.value.filter { $0.metadata["client.id"] == "intruder-3" }.allSatisfy {
+            #expect(log.all.filter { $0.metadata["client.id"] == "intruder-3" }.allSatisfy {
                 $0.metadata["authorization"] == "invalid"
             })
         }
@@ -98,8 +98,8 @@ struct AuthorizationTests {
 
     @Test("workers with either token register, subscribe, publish and relay RPCs")
     func rightTokens() async throws {
-        let log = LogRecorder()
-        try await withHost(authTokens: Self.tokens, logger: log.logger) { harness in
+        let log = LogCapture()
+        try await withHost(authTokens: Self.tokens, logger: log.logger()) { harness in
             let publisher = try await harness.worker("publisher", authToken: Self.tokens[0])
             let receiver = try await harness.worker("receiver", authToken: Self.tokens[1])
             try await receiver.register("listener")
@@ -116,7 +116,7 @@ struct AuthorizationTests {
             try await receiver.unsubscribe(id: "news")
             #expect(try await publisher.subscriptions().isEmpty)
         }
-        #expect(!log.records.value.contains { $0.message == "call without a valid authorization token refused" })
+        #expect(!log.all.contains { $0.message == "call without a valid authorization token refused" })
         Self.expectNoTokenLogged(log)
     }
 
@@ -146,7 +146,7 @@ struct AuthorizationTests {
     @Test("a host with mutual TLS and tokens serves a worker with a certificate and a token, and refuses one without the token; it logs how it listens")
     func mutualTLSAndToken() async throws {
         let pki = try TestCertificates.shared()
-        let log = LogRecorder()
+        let log = LogCapture()
         try await withHost(
             credentials: .tls(
                 certificateChain: pki.server.certificate, privateKey: pki.server.privateKey,
@@ -154,12 +154,12 @@ struct AuthorizationTests {
             authTokens: Self.tokens,
             clientCredentials: .tls(
                 rootCertificates: pki.ca, certificateChain: pki.client.certificate, privateKey: pki.client.privateKey),
-            logger: log.logger
+            logger: log.logger()
         ) { harness in
             let listening = try #require(await log.first { $0.message == "host listening" })
             #expect(listening.metadata["host.transport"] == "mutual TLS")
             #expect(listening.metadata["host.auth"] == "bearer token")
-            #expect(!log.records.value.contains { $0.message.hasPrefix("host listening with plaintext") })
+            #expect(!log.all.contains { $0.message.hasPrefix("host listening with plaintext") })
 
             let worker = try await harness.worker("secure", authToken: Self.tokens[0])
             try await worker.register("secure-agent")
@@ -175,8 +175,8 @@ struct AuthorizationTests {
 
     @Test("a plaintext host says so when it starts")
     func plaintextIsVisible() async throws {
-        let log = LogRecorder()
-        try await withHost(logger: log.logger) { _ in
+        let log = LogCapture()
+        try await withHost(logger: log.logger()) { _ in
             let listening = try #require(await log.first { $0.message == "host listening" })
             #expect(listening.metadata["host.transport"] == "plaintext")
             #expect(listening.metadata["host.auth"] == "none")

@@ -18,7 +18,10 @@ struct GracefulShutdownTests {
         _ = try await harness.call("versioned/c", "Get", "{}")  // all three are in by now
         let started = ContinuousClock.now
         await harness.runtime.shutdown()
-        #expect(ContinuousClock.now - started < .seconds(3))
+        // Without waiting for the handler that never finishes (its deadline is the harness's
+        // 60 s): about the grace period; the bound leaves room for AddressSanitizer on a loaded
+        // machine (4 s seen there).
+        #expect(ContinuousClock.now - started < .seconds(10))
         let finished = String(decoding: try await slow.value.payload, as: UTF8.self)
         #expect(finished.contains(#""version": 1"#))
         for task in [never, behind] {

@@ -1,5 +1,6 @@
 import AgentCore
 import AgentRuntime
+import AgentTestSupport
 import Foundation
 import Synchronization
 import Testing
@@ -15,7 +16,7 @@ func dropIn(_ product: String, as name: String, in directory: String) throws {
 
 func dropIn(bytes: [UInt8], as name: String, in directory: String) throws {
     let temporary = "\(directory)/.\(name).tmp"
-    FileManager.default.createFile(atPath: temporary, contents: Data(bytes))
+    try Data(bytes).write(to: URL(fileURLWithPath: temporary))
     guard rename(temporary, "\(directory)/\(name)") == 0 else { throw POSIXError(.EIO) }
 }
 

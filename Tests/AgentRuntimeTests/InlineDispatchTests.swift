@@ -1,5 +1,6 @@
 import AgentCore
 import AgentRuntime
+import AgentTestSupport
 import Foundation
 import Synchronization
 import Testing
@@ -13,23 +14,14 @@ struct InlineDispatchTests {
     /// Waits (10 s at most) until `count` Block handlers have announced that they block (each
     /// publishes `Blocking` to topic blocker-started before it waits).
     private func waitForBlocking(_ events: AsyncStream<WorkerClient.Event>, _ count: Int) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                var seen = 0
-                for await event in events where event.messageType == "Blocking" {
-                    seen += 1
-                    if seen == count { return true }
-                }
-                return false
+        await withDeadline(.seconds(10)) {
+            var seen = 0
+            for await event in events where event.messageType == "Blocking" {
+                seen += 1
+                if seen == count { return true }
             }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(10))
-                return false
-            }
-            let result = await group.next() ?? false
-            group.cancelAll()
-            return result
-        }
+            return false
+        } ?? false
     }
 
     @Test("handlers blocking their threads do not stop the others: three agents blocked, others answered, then all released")
@@ -70,13 +62,12 @@ struct InlineDispatchTests {
                 }
                 _ = try await harness.call("echo/x", "Echo", #"{"text": "round \#(round)"}"#)
             }
-            let deadline = ContinuousClock.now + .seconds(10)
+            // The counts can only be read back, through RPCs.
             var counts: [String] = []
-            while ContinuousClock.now < deadline {
+            _ = try await poll {
                 counts = []
                 for key in 0..<4 { counts.append(try await harness.call("counter/k\(key)", "Get", "{}")) }
-                if counts.allSatisfy({ $0.hasPrefix("{\"count\": 500,") }) { break }
-                try await Task.sleep(for: .milliseconds(10))
+                return counts.allSatisfy { $0.hasPrefix("{\"count\": 500,") }
             }
             #expect(counts == (0..<4).map { "{\"count\": 500, \"key\": \"k\($0)\"}" })
         }

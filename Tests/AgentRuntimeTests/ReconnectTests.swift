@@ -1,6 +1,7 @@
 import AgentCore
 import AgentHost
 import AgentRuntime
+import AgentTestSupport
 import Foundation
 import Logging
 import Testing
@@ -56,30 +57,40 @@ struct ReconnectTests {
         _ = try await client.send(Array(#"{"count": 150, "interval_ms": 4, "topic": "count", "source": "r1"}"#.utf8),
                                   messageType: "Emit", to: AgentID(type: "versioned", key: "e"))
         await client.close()
+        let hostGone = ContinuousClock.now
         await firstHost.shutdown(gracePeriod: .zero)
         let lost = await setup.log.wait(since: mark) { $0.message == "the channel to the host closed" }
         #expect(lost != nil)
+        // How long events could still go into the dying connection: from the shutdown to the
+        // runtime's noticing (at most; it was logged before this wait returned).
+        let unnoticed = ContinuousClock.now - hostGone
         // The host is back on the same address.
         let secondHost = try AgentHost(configuration: .init(listen: "127.0.0.1:\(setup.port)"), logger: Logger(label: "test.host2"))
         let back = await setup.log.wait(since: mark, timeout: .seconds(20)) { $0.message == "reconnected to the host" }
         #expect(back != nil)
         let again = try setup.client()
-        // Wait for the emitter to finish (its publishes went out or into the buffer).
+        // Wait for the emitter to finish (its publishes went out or into the buffer): the
+        // plugin reports its progress only when asked.
         var stats: [String: Any] = [:]
-        for _ in 0..<400 {
+        let done = try await poll {
             stats = try Self.json(try await again.send(Array("{}".utf8), messageType: "EmitStats", to: AgentID(type: "versioned", key: "e")))
-            if stats["done"] as? Bool == true { break }
-            try await Task.sleep(for: .milliseconds(10))  // polling the plugin's own progress report
+            return stats["done"] as? Bool == true
         }
-        #expect(stats["done"] as? Bool == true)
+        #expect(done, "the emitter did not finish within 10 s: \(stats)")
         #expect(stats["refused"] as? Int == 0, "nothing refused: the buffer had room")
         // Every event published while the host was down arrived after the reconnection. (The
-        // protocol has no acknowledgements: events written into the connection in the few
-        // milliseconds between the host going away and the runtime noticing cannot be known to
-        // be delivered — at one event per 4 ms, a handful at most. None is ever duplicated.)
+        // protocol has no acknowledgements: an event published shortly before the runtime
+        // noticed the host was gone cannot be known to be delivered — written into the dying
+        // connection, or still on its way runtime → host → runtime (the counter is the
+        // emitter's neighbour) when the host went, or waiting in the transport's send queue,
+        // which a broken stream discards. At one event per 4 ms: those of the window until
+        // the runtime noticed, plus up to 50 ms in flight (8 events were lost under
+        // AddressSanitizer on a loaded 2-CPU machine). None is ever duplicated.)
         let count = try Self.json(try await again.send(Array("{}".utf8), messageType: "Get", to: AgentID(type: "counter", key: "r1")))
         let counted = count["count"] as? Int ?? -1
-        #expect(counted <= 150 && counted >= 145, "counted \(counted) of 150")
+        let mayBeLost = Int((unnoticed + .milliseconds(50)) / .milliseconds(4)) + 1
+        #expect(counted <= 150 && counted >= 150 - mayBeLost,
+                "counted \(counted) of 150; the runtime noticed the host was gone after \(unnoticed), so at most \(mayBeLost) may be lost")
         await again.close()
         await setup.stop()
         await secondHost.shutdown()

@@ -147,16 +147,20 @@ final class IncomingMessage: @unchecked Sendable {
 
 /// AutoGen carries a protobuf RPC payload as a packed `google.protobuf.Any` (as events carry
 /// it in `proto_data`); plugins see the message's own bytes, its `value` field. Anything else
-/// passes unchanged (and so does a protobuf payload that is not an Any).
+/// passes unchanged, and so does a protobuf payload that is not an Any: one is taken for an Any
+/// only if its fields are `type_url = 1` and `value = 2`, both length-delimited, and the type
+/// URL contains a `/`, as the Any's definition requires (`{int32 n = 1}` or
+/// `{string name = 1; string text = 2}` sent unwrapped reach the plugin as they are).
 func unwrappingAny(_ payload: agentd_bytes, _ contentType: agentd_str) -> agentd_bytes {
     guard equals(contentType, "application/x-protobuf"), let data = payload.data, payload.length > 0 else { return payload }
-    var reader = ProtoReader(UnsafeRawBufferPointer(start: data, count: payload.length))
+    let bytes = UnsafeRawBufferPointer(start: data, count: payload.length)
+    var reader = ProtoReader(bytes)
     var value: Range<Int>?
-    var sawTypeURL = false
+    var typeURL: Range<Int>?
     do {
         while let field = try reader.next() {
             switch field.number {
-            case 1: sawTypeURL = true
+            case 1: typeURL = try field.bytesRange()
             case 2: value = try field.bytesRange()
             default: return payload
             }
@@ -164,7 +168,7 @@ func unwrappingAny(_ payload: agentd_bytes, _ contentType: agentd_str) -> agentd
     } catch {
         return payload
     }
-    guard sawTypeURL else { return payload }
+    guard let typeURL, bytes[typeURL].contains(UInt8(ascii: "/")) else { return payload }
     guard let value else { return agentd_bytes(data: data, length: 0) }
     return agentd_bytes(data: data + value.lowerBound, length: value.count)
 }

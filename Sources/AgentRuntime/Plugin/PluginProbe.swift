@@ -43,13 +43,17 @@ public struct PluginProbe: Sendable {
             return .refused("the plugin probe \(executable) could not run: \(error.localizedDescription)")
         }
         let pid = process.processIdentifier
-        let deadline = DispatchTime.now() + .milliseconds(Int(timeout.components.seconds * 1000))
+        let (seconds, attoseconds) = timeout.components
+        let deadline = DispatchTime.now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))
         let finished = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in finished.signal() }
         if !process.isRunning { finished.signal() }
+        // waitUntilExit() also releases what Foundation's Process keeps until it is called (its
+        // run-loop source holds the Process: without it, every probe leaks its Process, pipe and
+        // arguments). Once the termination handler has run it returns at once.
+        defer { process.waitUntilExit() }
         if finished.wait(timeout: deadline) == .timedOut {
             kill(pid, SIGKILL)
-            process.waitUntilExit()
             return .refused("loading it did not finish within \(timeout) (in a probe process, which was killed)")
         }
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

@@ -78,8 +78,8 @@ final class AgentTypeBinding: Sendable {
     }
 }
 
-/// How a handler's task starts.
-enum HandlerStart: Sendable {
+/// How a handler's task starts. (SPI for Benchmarks/SDKBench, which compares the two.)
+@_spi(Benchmarks) public enum HandlerStart: Sendable {
     /// `Task.immediate`: the handler runs on the runtime's thread until its first suspension,
     /// so a handler that never waits costs no thread hop (the default).
     case immediate

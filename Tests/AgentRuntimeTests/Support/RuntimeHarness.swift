@@ -1,96 +1,7 @@
 import AgentCore
 import AgentRuntime
+import AgentTestSupport
 import Foundation
-import Logging
-import Synchronization
-
-/// Log records a test can wait for.
-final class LogCapture: Sendable {
-    struct Record: Sendable {
-        var level: Logger.Level
-        var message: String
-        var metadata: [String: String]
-    }
-    private struct State: ~Copyable {
-        var records: [Record] = []
-        var waiters: [(id: Int, predicate: @Sendable (Record) -> Bool, continuation: CheckedContinuation<Record?, Never>)] = []
-        var nextID = 0
-    }
-    private let state = Mutex(State())
-
-    var all: [Record] { state.withLock { $0.records } }
-
-    func append(_ record: Record) {
-        let ready = state.withLock { state -> [CheckedContinuation<Record?, Never>] in
-            state.records.append(record)
-            let matching = state.waiters.filter { $0.predicate(record) }
-            state.waiters.removeAll { $0.predicate(record) }
-            return matching.map(\.continuation)
-        }
-        for continuation in ready { continuation.resume(returning: record) }
-    }
-
-    /// Waits for a record matching `predicate` logged from now on (or already logged after
-    /// `since` records), up to `timeout`.
-    func wait(since: Int? = nil, timeout: Duration = .seconds(10),
-              for predicate: @escaping @Sendable (Record) -> Bool) async -> Record? {
-        await withCheckedContinuation { continuation in
-            let found: Record?? = state.withLock { state in
-                if let since, let hit = state.records.dropFirst(since).first(where: predicate) { return .some(hit) }
-                state.nextID += 1
-                state.waiters.append((state.nextID, predicate, continuation))
-                return nil
-            }
-            if let found {
-                continuation.resume(returning: found)
-                return
-            }
-            let id = state.withLock { $0.nextID }
-            // A timer per wait, ended as soon as the wait is over (no task outlives it).
-            Task { [weak self] in
-                let deadline = ContinuousClock.now + timeout
-                while ContinuousClock.now < deadline {
-                    guard let self, self.state.withLock({ state in state.waiters.contains { $0.id == id } }) else { return }
-                    try? await Task.sleep(for: .milliseconds(20))
-                }
-                let expired = self?.state.withLock { state -> CheckedContinuation<Record?, Never>? in
-                    guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-                    return state.waiters.remove(at: index).continuation
-                }
-                expired?.resume(returning: nil)
-            }
-        }
-    }
-
-    var count: Int { state.withLock { $0.records.count } }
-
-    func logger() -> Logger {
-        var logger = Logger(label: "test") { _ in CaptureHandler(capture: self) }
-        logger.logLevel = .debug
-        return logger
-    }
-
-    /// The records matching `predicate` (start-up logs are complete once `start()` returned).
-    func records(where predicate: (Record) -> Bool) -> [Record] { all.filter(predicate) }
-}
-
-struct CaptureHandler: LogHandler {
-    let capture: LogCapture
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .debug
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-             file: String, function: String, line: UInt) {
-        var merged: [String: String] = [:]
-        for (key, value) in self.metadata.merging(metadata ?? [:], uniquingKeysWith: { $1 }) {
-            merged[key] = "\(value)"
-        }
-        capture.append(.init(level: level, message: "\(message)", metadata: merged))
-    }
-}
 
 /// A runtime with an embedded host on 127.0.0.1:0, serving copies of plugins the package
 /// built, and a client connected to its host.
@@ -120,7 +31,7 @@ struct RuntimeHarness {
                 atPath: "\(buildDirectory)/lib\(plugin.product).so", toPath: "\(directory)/\(plugin.file)")
         }
         for (name, bytes) in extraFiles {
-            FileManager.default.createFile(atPath: "\(directory)/\(name)", contents: Data(bytes))
+            try Data(bytes).write(to: URL(fileURLWithPath: "\(directory)/\(name)"))
         }
         let log = LogCapture()
         let runtime = try AgentRuntime(

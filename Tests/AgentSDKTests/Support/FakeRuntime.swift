@@ -1,5 +1,6 @@
 import AgentPluginABI
 import AgentSDK
+import AgentTestSupport
 import Dispatch
 import Foundation
 import Synchronization
@@ -372,19 +373,12 @@ final class FakeCall: Sendable {
     /// The first answer, waiting for it at most `timeout`.
     func answer(within timeout: Duration = .seconds(10)) async throws -> Answer {
         let stream = self.stream
-        return try await withThrowingTaskGroup(of: Answer?.self) { group in
-            group.addTask {
-                for await answer in stream { return answer }
-                return nil
-            }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let answer = try await group.next() ?? nil else { throw TimedOut(timeout: timeout) }
-            return answer
+        let answer = await withDeadline(timeout) {
+            for await answer in stream { return answer }
+            return nil
         }
+        guard let answer else { throw TimedOut(timeout: timeout) }
+        return answer
     }
 }
 
