@@ -406,8 +406,9 @@ public enum ControlPlaneCodec {
     ) -> String? {
         var reader = ProtoReader(bytes, range: range)
         while let field = try? reader.next() {
-            guard case .bytes(let value) = field.value,
-                  let info = protobuf_c_message_descriptor_get_field(descriptor, UInt32(field.number))
+            // A field number past 32 bits names no field of the message (protobuf-c refuses it).
+            guard case .bytes(let value) = field.value, let number = UInt32(exactly: field.number),
+                  let info = protobuf_c_message_descriptor_get_field(descriptor, number)
             else { continue }
             let fieldPath = "\(path).\(String(cString: info.pointee.name))"
             switch info.pointee.type {

@@ -248,6 +248,13 @@ struct ControlPlaneCodecTests {
         #expect(throws: SubscriptionError.self) {
             try decode(nested.bytes, ControlPlaneCodec.decodeAddSubscriptionRequest)
         }
+        // A length-delimited field whose number does not fit 32 bits names no field: it is
+        // left to protobuf-c, which refuses it (found by EnvelopeFuzz; it used to trap).
+        var huge = ProtoWriter()
+        huge.bytesField(1 << 40, Array("x".utf8))
+        #expect(throws: ControlPlaneCodec.MalformedMessage.self) {
+            try decode(huge.bytes, ControlPlaneCodec.decodeRegisterAgentTypeRequest)
+        }
         // Without the NUL, the same request decodes.
         var fine = ProtoWriter()
         fine.bytesField(1, Array("greeter".utf8))
