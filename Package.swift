@@ -62,22 +62,25 @@ let package = Package(
             linkerSettings: [.linkedLibrary("protobuf-c")]
         ),
 
-        // Reading and writing the protocol's wire format: the routing view of an envelope.
-        .target(name: "AgentWire"),
+        // The protobuf wire format read and written by hand, field by field (not a second codec of
+        // the messages: that is CAgentWire's generated code): the host's routing view of an
+        // envelope, which forwards a message without decoding it, and the runtime's hot-path
+        // encoder of what it sends.
+        .target(name: "ProtoWire"),
 
         // AgentID, TopicID, Subscription and the subscription index, DeadlineQueue; the
         // control-plane messages (registration calls, ControlMessage) through CAgentWire's
         // protobuf-c code.
         .target(
             name: "AgentCore",
-            dependencies: ["AgentWire", "CAgentWire", .product(name: "HeapModule", package: "swift-collections")]
+            dependencies: ["ProtoWire", "CAgentWire", .product(name: "HeapModule", package: "swift-collections")]
         ),
 
         // The agents.AgentRpc server.
         .target(
             name: "AgentHost",
             dependencies: [
-                "AgentCore", "AgentWire", "GRPCTransport",
+                "AgentCore", "ProtoWire", "GRPCTransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
@@ -96,7 +99,7 @@ let package = Package(
         .target(
             name: "AgentRuntime",
             dependencies: [
-                "AgentPluginABI", "CAgentWire", "CRuntimeSupport", "AgentWire", "AgentCore", "AgentHost",
+                "AgentPluginABI", "CAgentWire", "CRuntimeSupport", "ProtoWire", "AgentCore", "AgentHost",
                 "AgentConfig", "GRPCTransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -253,12 +256,12 @@ let package = Package(
             path: "Tests/AgentTestSupport"),
 
         .testTarget(name: "GRPCTransportTests", dependencies: ["GRPCTransport", "AgentTestSupport"]),
-        .testTarget(name: "AgentWireTests", dependencies: ["AgentWire"]),
-        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "AgentWire"]),
+        .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire"]),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "ProtoWire"]),
         .testTarget(
             name: "AgentHostTests",
             dependencies: [
-                "AgentHost", "AgentWire", "GRPCTransport", "AgentTestSupport",
+                "AgentHost", "ProtoWire", "GRPCTransport", "AgentTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig"]),
@@ -266,7 +269,7 @@ let package = Package(
         .testTarget(
             name: "AgentRuntimeTests",
             dependencies: [
-                "AgentRuntime", "AgentHost", "AgentWire", "CAgentWire", "GRPCTransport", "AgentConfig", "AgentTestSupport",
+                "AgentRuntime", "AgentHost", "ProtoWire", "CAgentWire", "GRPCTransport", "AgentConfig", "AgentTestSupport",
             ]),
 
         // Fuzz targets (Fuzz/README.md): libFuzzer entry points, built with -sanitize=fuzzer,address
@@ -274,7 +277,7 @@ let package = Package(
         .target(name: "FuzzSupport", path: "Fuzz/FuzzSupport"),
         .executableTarget(name: "IniFuzz", dependencies: ["AgentConfig", "FuzzSupport"], path: "Fuzz/IniFuzz"),
         .executableTarget(
-            name: "EnvelopeFuzz", dependencies: ["AgentWire", "AgentCore", "CAgentWire", "FuzzSupport"],
+            name: "EnvelopeFuzz", dependencies: ["ProtoWire", "AgentCore", "CAgentWire", "FuzzSupport"],
             path: "Fuzz/EnvelopeFuzz"),
     ],
     swiftLanguageModes: [.v6]

@@ -1,4 +1,4 @@
-import AgentWire
+import ProtoWire
 import CAgentWire
 import FuzzSupport
 #if canImport(Glibc)

@@ -1,4 +1,4 @@
-import AgentWire
+import ProtoWire
 import FuzzSupport
 
 /// The fuzz target for what a peer's bytes meet on the data and control channels: one input

@@ -1,4 +1,4 @@
-import AgentWire
+import ProtoWire
 import CAgentWire
 
 /// The control-plane messages of `agents.AgentRpc`, encoded and decoded by the protobuf-c code
@@ -12,7 +12,7 @@ import CAgentWire
 ///
 /// The host decodes the requests and encodes the responses; the runtime's `HostConnection` does
 /// the opposite. The data channel's messages are not here: the host forwards those without
-/// decoding them (`AgentWire`'s `Envelope`).
+/// decoding them (`ProtoWire`'s `Envelope`).
 ///
 /// protobuf-c hands strings over as C strings, which end at a NUL byte: so a message whose text
 /// fields hold one is refused as malformed (checked against the generated descriptors before

@@ -1,5 +1,5 @@
 import AgentCore
-import AgentWire
+import ProtoWire
 import GRPCTransport
 import Logging
 

@@ -1,9 +1,9 @@
 import AgentCore
-import AgentWire
+import ProtoWire
 import Testing
 
 // Each control-plane message is checked against the other codec: what ControlPlaneCodec
-// (protobuf-c) encodes must equal, byte for byte, what AgentWire's hand-written ProtoWriter
+// (protobuf-c) encodes must equal, byte for byte, what ProtoWire's hand-written ProtoWriter
 // writes from the field numbers of Protos/agent_worker.proto, and what ProtoWriter writes must
 // decode to the same values. A field encoded under the wrong number or in the wrong message
 // fails both ways. (Both write fields in field-number order, as protobuf encoders do.)

@@ -1,5 +1,5 @@
 import AgentTestSupport
-import AgentWire
+import ProtoWire
 import Foundation
 import GRPCTransport
 import Testing

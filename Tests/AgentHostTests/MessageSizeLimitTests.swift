@@ -95,9 +95,9 @@ struct MessageSizeLimitTests {
             try await receiver.register("alpha")
             try await receiver.subscribe(id: "s", topicType: "news", agentType: "alpha")
             try publisher.publish(topicType: "news", source: "k", id: "huge", json: Self.jsonString(bytes: 2 * 1024 * 1024))
-            try? publisher.publish(topicType: "news", source: "k", id: "small")
+            _ = try? publisher.publish(topicType: "news", source: "k", id: "small")
             // A request the host answers at once tells whether the stream is still up.
-            try? publisher.request(id: "after-huge", target: AgentRef("nobody-agent", "k"))
+            _ = try? publisher.request(id: "after-huge", target: AgentRef("nobody-agent", "k"))
             let log = try await publisher.waitFor("an answer to a later request, or the end of the stream") {
                 $0.status != nil || $0.responses.contains { $0.requestID == "after-huge" }
             }

@@ -1,4 +1,4 @@
-import AgentWire
+import ProtoWire
 import Foundation
 import Testing
 

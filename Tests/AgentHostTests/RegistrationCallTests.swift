@@ -1,4 +1,4 @@
-import AgentWire
+import ProtoWire
 import GRPCTransport
 import Testing
 

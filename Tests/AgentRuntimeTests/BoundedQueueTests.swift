@@ -2,7 +2,7 @@ import AgentCore
 import AgentHost
 import AgentRuntime
 import AgentTestSupport
-import AgentWire
+import ProtoWire
 import Foundation
 import GRPCTransport
 import Logging

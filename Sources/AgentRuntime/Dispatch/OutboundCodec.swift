@@ -1,5 +1,5 @@
 import AgentPluginABI
-import AgentWire
+import ProtoWire
 import Foundation
 import Synchronization
 

@@ -1,4 +1,4 @@
-import AgentWire
+import ProtoWire
 
 // The protocol messages a test worker writes and reads, built and taken apart with
 // `ProtoWriter`/`ProtoReader` from the field numbers of Protos/agent_worker.proto and

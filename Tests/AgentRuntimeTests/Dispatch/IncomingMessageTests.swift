@@ -1,4 +1,4 @@
-import AgentWire
+import ProtoWire
 import Testing
 
 @_spi(Benchmarks) @testable import AgentRuntime

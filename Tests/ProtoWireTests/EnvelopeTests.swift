@@ -1,4 +1,4 @@
-import AgentWire
+import ProtoWire
 import Testing
 
 @Suite("Envelope: the routing view of agents.Message")
