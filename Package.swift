@@ -86,6 +86,12 @@ let package = Package(
             ]
         ),
 
+        // SQLite's C API from Debian's libsqlite3-dev; the module map names the library.
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+
+        // Agents' durable state: the store interface and its embedded SQLite implementation.
+        .target(name: "AgentState", dependencies: ["AgentCore", "CSQLite"]),
+
         // The plugin ABI: include/agent_plugin.h, the one header plugin authors read.
         .target(name: "AgentPluginABI"),
 
@@ -257,6 +263,7 @@ let package = Package(
 
         .testTarget(name: "GRPCTransportTests", dependencies: ["GRPCTransport", "AgentTestSupport"]),
         .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire"]),
+        .testTarget(name: "AgentStateTests", dependencies: ["AgentState", "AgentCore", "CSQLite"]),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "ProtoWire"]),
         .testTarget(
             name: "AgentHostTests",
