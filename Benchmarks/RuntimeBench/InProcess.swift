@@ -12,7 +12,7 @@ import Glibc
 // (bench-events, KEY), a 100-byte JSON `BenchMsg`, encoded as `WorkerClient.publish` encodes
 // it (the host forwards a publish unchanged) — are encoded beforehand, then handed to
 // `AgentRuntime.deliverFromHost`, which is what the connection does with a message it reads:
-// `RuntimeCore.receive` (protobuf-c decode, routing by subscription, the agent's mailbox, the
+// `LocalRouter.receive` (protobuf-c decode, routing by subscription, the agent's mailbox, the
 // hand-off to a worker thread), then the handler of agent bench-sink/KEY in libBenchAgents.so,
 // which counts the event and stamps its arrival (CLOCK_MONOTONIC). Timed: first delivery →
 // the last event's receipt, read back with a `GetStats` RPC once every event has been fed.
