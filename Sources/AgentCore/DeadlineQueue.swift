@@ -32,9 +32,6 @@ public struct DeadlineQueue<Key: Hashable & Sendable>: Sendable {
     public var count: Int { live.count }
     public var isEmpty: Bool { live.isEmpty }
 
-    /// The deadline of `key`, if it has one.
-    public func deadline(of key: Key) -> ContinuousClock.Instant? { live[key] }
-
     /// Sets (or moves) the deadline of `key`.
     public mutating func schedule(_ key: Key, at deadline: ContinuousClock.Instant) {
         live[key] = deadline

@@ -94,8 +94,6 @@ public final class HostConnection: Sendable {
     }
 
     private struct State: ~Copyable {
-        /// Set by ``open(_:)``; kept for the streams of later reconnections.
-        var receiver: Receiver?
         var stream: ClientCall?
         /// The stream is open and registrations are in place.
         var connected = false
@@ -148,11 +146,12 @@ public final class HostConnection: Sendable {
     }
 
     /// Opens the data channel. Messages from the host flow to `receiver` from now on, and
-    /// to it again after each reconnection.
+    /// to it again after each reconnection (each stream's handler holds it, and hands it on
+    /// to the reconnection: the connection itself keeps none, so no cycle outlives the
+    /// stream through the receiver's closures).
     public func open(_ receiver: Receiver) throws {
         let call = try openStream(receiver)
         state.withLock { state in
-            state.receiver = receiver
             state.stream = call
             state.connected = true
         }
@@ -219,7 +218,6 @@ public final class HostConnection: Sendable {
     /// down (within the buffer's bound).
     public func send(_ message: MessageBuffer, kind: MessageKind) -> SendResult {
         enum Refusal { case none, full(Int), down(Int) }
-        let (reconnection, outboundLimit) = (self.reconnection, self.outboundLimit)
         let (result, refusal): (SendResult, Refusal) = state.withLock { state in
             switch kind {
             case .live:
@@ -291,12 +289,8 @@ public final class HostConnection: Sendable {
         }
         await channel.shutdown()
         await reconnecting?.value
-        // The receiver's closures reach the runtime's parts, some of which hold this
-        // connection: let go of them, and of the last stream, so that the cycle ends here.
-        state.withLock { state in
-            state.receiver = nil
-            state.stream = nil
-        }
+        // The last stream's call is over: let it go.
+        state.withLock { $0.stream = nil }
     }
 
     // MARK: The stream's events

@@ -43,7 +43,8 @@ final class AgentInstance: Schedulable {
 
         /// Whether the plugin instance belongs to a version other than the current one.
         var needsMigration: Bool {
-            instanceType != nil && !(instanceType?.isSameVersion(as: currentType) ?? false)
+            guard let instanceType else { return false }
+            return !instanceType.isSameVersion(as: currentType)
         }
     }
 

@@ -106,8 +106,6 @@ final class OutboundRequests: Sendable {
         for request in all { fail(request, status: AGENTD_UNAVAILABLE, reason: reason) }
     }
 
-    var count: Int { state.withLock { $0.pending.count } }
-
     private func take(_ id: String) -> Request? {
         state.withLock { state in
             state.deadlines.cancel(id)

@@ -82,7 +82,8 @@ enum HandleSpaces {
 
     /// The space that issued `handle`, while it is live.
     static func space(of handle: OpaquePointer?) -> HandleSpace? {
-        let number = HandleTable<AgentInstance>.space(of: handle)
+        // The space's number is the handle's top 16 bits (see ``HandleTable``); 0 is none.
+        let number = UInt16(truncatingIfNeeded: UInt(bitPattern: Int(bitPattern: handle)) >> 48)
         guard number != 0 else { return nil }
         return directory.withLock { $0.spaces[number]?.space }
     }

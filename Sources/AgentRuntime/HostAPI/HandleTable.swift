@@ -67,18 +67,11 @@ final class HandleTable<Object: AnyObject & Sendable>: Sendable {
     /// Every live object.
     var all: [Object] { entries.withLock { Array($0.objects.values) } }
 
-    var count: Int { entries.withLock { $0.objects.count } }
 
     private func serial(of handle: OpaquePointer?) -> UInt64? {
         guard let handle else { return nil }
         let raw = UInt64(UInt(bitPattern: Int(bitPattern: handle)))
         guard raw & ~Self.serialMask == prefix else { return nil }
         return raw & Self.serialMask
-    }
-
-    /// The number of the space that issued `handle` (0 for none).
-    static func space(of handle: OpaquePointer?) -> UInt16 {
-        guard let handle else { return 0 }
-        return UInt16(truncatingIfNeeded: UInt64(UInt(bitPattern: Int(bitPattern: handle))) >> 48)
     }
 }
