@@ -97,7 +97,7 @@ extern "C" {
 #endif
 
 #define AGENTD_ABI_MAJOR 1
-#define AGENTD_ABI_MINOR 1
+#define AGENTD_ABI_MINOR 2
 
 /** The symbol every plugin exports (see agentd_plugin_entry_fn). */
 #define AGENTD_PLUGIN_ENTRY_SYMBOL "agentd_plugin_entry"
@@ -362,6 +362,19 @@ typedef struct agentd_host_api {
     agentd_status (*plugin_send)(agentd_plugin_ref *plugin, agentd_str target_type, agentd_str target_key,
                                  agentd_str message_type, agentd_str content_type, agentd_bytes payload,
                                  agentd_response_fn on_response, void *context);
+
+    /* ---- ABI 1.2: present when host->size covers them (check before use) ---- */
+
+    /** Says that the message being handled by `agent` changed the agent's state, so the
+     *  runtime checkpoints it (snapshot() into the state store) once the handler is done and
+     *  before the RPC's answer goes out. Call it from the handler, or before reply()/fail() of
+     *  a pending call. Only for types with snapshot(); others get AGENTD_OK and nothing happens.
+     *
+     *  Until a plugin's agent type has called it once, the runtime cannot tell which messages
+     *  change the state: it takes a snapshot after every message and writes it when its bytes
+     *  differ from the last one stored. After the first call it trusts the plugin: a message
+     *  during which state_changed() was not called is not checkpointed. */
+    agentd_status (*state_changed)(agentd_agent_ref *agent);
 } agentd_host_api;
 
 /**

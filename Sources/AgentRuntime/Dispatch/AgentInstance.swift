@@ -54,6 +54,8 @@ final class AgentInstance: Schedulable {
     private let typeText: CString
     private let keyText: CString
     private let state: Mutex<State>
+    /// The plugin said (`state_changed`) that the message being handled changed the state.
+    private let changed = Atomic<Bool>(false)
 
     init(handle: OpaquePointer, id: AgentID, type: PluginAgentType, context: DispatchContext) {
         handleBits = UInt(bitPattern: Int(bitPattern: handle))
@@ -71,6 +73,13 @@ final class AgentInstance: Schedulable {
 
     /// The version serving this agent now.
     var type: PluginAgentType? { state.withLock { $0.currentType } }
+
+    /// `state_changed` from the plugin (any thread).
+    func stateDidChange() {
+        changed.store(true, ordering: .relaxed)
+        let running = state.withLock { $0.instanceType ?? $0.currentType }
+        running?.declaration.reportsStateChanges.store(true, ordering: .relaxed)
+    }
 
     // MARK: Mailbox (any thread)
 

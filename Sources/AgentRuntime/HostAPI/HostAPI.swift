@@ -23,6 +23,7 @@ enum HostAPI {
         api.setting = hostSetting
         api.plugin_publish = hostPluginPublish
         api.plugin_send = hostPluginSend
+        api.state_changed = hostStateChanged
         table.initialize(to: api)
         return table
     }()
@@ -160,4 +161,10 @@ private let hostPluginSend: @convention(c) (
         sender: nil, plugin: plugin, targetType: targetType.string, targetKey: targetKey.string,
         messageType: messageType.string, contentType: contentType.string, payload: payload.buffer,
         callback: callback, context: context)
+}
+
+private let hostStateChanged: @convention(c) (OpaquePointer?) -> agentd_status = { handle in
+    guard let agent = agent(handle) else { return AGENTD_MISUSE }
+    agent.stateDidChange()
+    return AGENTD_OK
 }

@@ -1,5 +1,6 @@
 import AgentCore
 import AgentPluginABI
+import Synchronization
 
 /// An agent type as a plugin's descriptor declares it: its name, subscriptions and handler
 /// table keyed by message type.
@@ -14,6 +15,9 @@ final class AgentTypeDeclaration: @unchecked Sendable {
     /// The `*` handler, for message types without their own.
     let fallback: agentd_handler_fn?
     let descriptor: UnsafePointer<agentd_agent_type>
+    /// An agent of this type has called `state_changed`: from then on only the messages that
+    /// call it are checkpointed.
+    let reportsStateChanges = Atomic<Bool>(false)
 
     init(name: String, subscriptions: [Subscription.Kind], handlers: [String: agentd_handler_fn],
          fallback: agentd_handler_fn?, descriptor: UnsafePointer<agentd_agent_type>) {
