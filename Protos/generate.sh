@@ -3,10 +3,11 @@
 #
 #   Protos/generate.sh            (from any directory)
 #
-# Inputs:  Protos/agent_worker.proto, Protos/cloudevent.proto, and google/protobuf/any.proto and
-#          google/protobuf/timestamp.proto from the system's protobuf include directory
-#          (Debian package libprotobuf-dev), which they import. protobuf-c ships no C code for
-#          those two, so we generate it here as well.
+# Inputs:  Protos/agent_worker.proto, Protos/cloudevent.proto, Protos/agentd_control.proto (agentd's
+#          own control-channel messages, which import agent_worker.proto), and
+#          google/protobuf/any.proto and google/protobuf/timestamp.proto from the system's protobuf
+#          include directory (Debian package libprotobuf-dev), which they import. protobuf-c ships
+#          no C code for those two, so we generate it here as well.
 # Outputs: Sources/CAgentWire/*.pb-c.c and Sources/CAgentWire/google/protobuf/*.pb-c.c,
 #          Sources/CAgentWire/include/*.pb-c.h and Sources/CAgentWire/include/google/protobuf/*.pb-c.h.
 #          The generated code includes its headers as "agent_worker.pb-c.h",
@@ -61,6 +62,7 @@ trap 'rm -rf "$scratch"' EXIT
     --proto_path="$protobuf_include" \
     --c_out="$scratch" \
     agent_worker.proto \
+    agentd_control.proto \
     cloudevent.proto \
     google/protobuf/any.proto \
     google/protobuf/timestamp.proto
