@@ -7,8 +7,11 @@ import CAgentWire
 ///
 /// - the requests and responses of the four unary calls — `RegisterAgent`, `AddSubscription`,
 ///   `RemoveSubscription`, `GetSubscriptions` — and the `Subscription` they carry;
-/// - the `ControlMessage` of `OpenControlChannel`: the fields the host routes by, and its answer
-///   to a state request it cannot deliver.
+/// - the `ControlMessage` of `OpenControlChannel`: the fields the host routes by, its answer to
+///   a state request it cannot deliver, and the whole message with the state protocol's
+///   requests and responses it carries (``StateMessage``: AutoGen's save and load, agentd's
+///   delete from `Protos/agentd_control.proto`), which the runtime and `agentd state` read and
+///   write.
 ///
 /// The host decodes the requests and encodes the responses; the runtime's `HostConnection` does
 /// the opposite. The data channel's messages are not here: the host forwards those without
@@ -225,19 +228,9 @@ public enum ControlPlaneCodec {
     public static func encodeControlMessage(
         rpcID: String, destination: String, respondTo: String = "", typeURL: String, value: [UInt8]
     ) -> [UInt8] {
-        withPackArena { arena in
-            var any = Google__Protobuf__Any()
-            google__protobuf__any__init(&any)
-            any.type_url = arena.cString(typeURL)
-            any.value = ProtobufCBinaryData(len: value.count, data: value.isEmpty ? nil : arena.place(value))
-            var message = Agents__ControlMessage()
-            agents__control_message__init(&message)
-            message.rpc_id = arena.cString(rpcID)
-            message.destination = arena.cString(destination)
-            message.respond_to = arena.cString(respondTo)
-            message.rpcmessage = arena.place(any)
-            return packed(&message, agents__control_message__get_packed_size, agents__control_message__pack)
-        }
+        encodeControlMessage(ControlMessage(
+            rpcID: rpcID, destination: destination, respondTo: respondTo,
+            rpcMessage: AnyMessage(typeURL: typeURL, value: value)))
     }
 
     /// The routing fields of a `ControlMessage`.
@@ -256,21 +249,266 @@ public enum ControlPlaneCodec {
     }
 
     /// The answer to a state request that cannot be delivered: a `ControlMessage` to
-    /// `destination` with the request's `rpc_id`, carrying a `SaveStateResponse` (for a
-    /// `SaveStateRequest`) or a `LoadStateResponse` (for a `LoadStateRequest`) whose `error` is
-    /// `error`. Nil for any other message: responses are not answered.
+    /// `destination` with the request's `rpc_id`, carrying the response that matches the
+    /// request — a `SaveStateResponse` for a `SaveStateRequest`, a `LoadStateResponse` for a
+    /// `LoadStateRequest`, a `DeleteStateResponse` for agentd's `DeleteStateRequest` — whose
+    /// `error` is `error`. Nil for any other message: responses are not answered.
     public static func errorResponse(
         to request: ControlMessageHeader, error: String, destination: String
     ) -> [UInt8]? {
-        let response: (name: String, bytes: [UInt8])
-        switch request.typeURL.split(separator: "/").last.map(String.init) {
-        case saveStateRequestName: response = (saveStateResponseName, encodeSaveStateResponse(error: error))
-        case loadStateRequestName: response = (loadStateResponseName, encodeLoadStateResponse(error: error))
-        default: return nil
+        guard let response = StateMessage.Kind(typeURL: request.typeURL)?.errorResponse(error) else { return nil }
+        return encodeControlMessage(ControlMessage(
+            rpcID: request.rpcID, destination: destination, rpcMessage: encodeStateMessage(response)))
+    }
+
+    /// A whole `ControlMessage`: the fields the host routes by and the message its
+    /// `rpcMessage` Any carries.
+    public struct ControlMessage: Sendable, Hashable {
+        /// Correlates a response with its request.
+        public var rpcID: String
+        /// Where the message goes: `agentid=<type>/<key>` or `clientid=<client id>`.
+        public var destination: String
+        /// Where a request's response should go; empty on a response (AutoGen's convention:
+        /// a message without it is a response).
+        public var respondTo: String
+        /// The `rpcMessage` Any; nil when the message carries none.
+        public var rpcMessage: AnyMessage?
+
+        public init(rpcID: String, destination: String, respondTo: String = "", rpcMessage: AnyMessage?) {
+            self.rpcID = rpcID
+            self.destination = destination
+            self.respondTo = respondTo
+            self.rpcMessage = rpcMessage
         }
-        return encodeControlMessage(
-            rpcID: request.rpcID, destination: destination, typeURL: typeURLPrefix + response.name,
-            value: response.bytes)
+
+        /// Its routing fields.
+        public var header: ControlMessageHeader {
+            ControlMessageHeader(
+                rpcID: rpcID, destination: destination, respondTo: respondTo, typeURL: rpcMessage?.typeURL ?? "")
+        }
+    }
+
+    /// A `google.protobuf.Any`: a packed message and the type URL that names its type.
+    public struct AnyMessage: Sendable, Hashable {
+        /// Such as `type.googleapis.com/agents.SaveStateRequest`.
+        public var typeURL: String
+        /// The packed message.
+        public var value: [UInt8]
+
+        public init(typeURL: String, value: [UInt8]) {
+            self.typeURL = typeURL
+            self.value = value
+        }
+
+        /// The message's full protobuf name: what the type URL says after its last `/`
+        /// (the whole URL when it has none).
+        public var messageName: Substring {
+            typeURL.lastIndex(of: "/").map { typeURL[typeURL.index(after: $0)...] } ?? typeURL[...]
+        }
+    }
+
+    /// `message` packed; a nil `rpcMessage` leaves the Any out.
+    public static func encodeControlMessage(_ message: ControlMessage) -> [UInt8] {
+        withPackArena { arena in
+            var packed = Agents__ControlMessage()
+            agents__control_message__init(&packed)
+            packed.rpc_id = arena.cString(message.rpcID)
+            packed.destination = arena.cString(message.destination)
+            packed.respond_to = arena.cString(message.respondTo)
+            if let rpcMessage = message.rpcMessage {
+                var any = Google__Protobuf__Any()
+                google__protobuf__any__init(&any)
+                any.type_url = arena.cString(rpcMessage.typeURL)
+                any.value = ProtobufCBinaryData(
+                    len: rpcMessage.value.count, data: rpcMessage.value.isEmpty ? nil : arena.place(rpcMessage.value))
+                packed.rpcmessage = arena.place(any)
+            }
+            return Self.packed(&packed, agents__control_message__get_packed_size, agents__control_message__pack)
+        }
+    }
+
+    /// A whole `ControlMessage`, its Any's value copied out.
+    /// - Throws: ``MalformedMessage`` if `bytes` are not a `ControlMessage`.
+    public static func decodeControlMessage(_ bytes: UnsafeRawBufferPointer) throws(MalformedMessage) -> ControlMessage {
+        try unpacked(
+            bytes, agents__control_message__descriptor, agents__control_message__unpack,
+            agents__control_message__free_unpacked
+        ) { message in
+            ControlMessage(
+                rpcID: string(message.rpc_id), destination: string(message.destination),
+                respondTo: string(message.respond_to),
+                rpcMessage: message.rpcmessage.map { any in
+                    AnyMessage(typeURL: string(any.pointee.type_url), value: Self.bytes(any.pointee.value))
+                })
+        }
+    }
+
+    // MARK: State messages
+
+    /// The state protocol's messages, as they travel in a `ControlMessage`'s `rpcMessage`:
+    /// AutoGen's `SaveStateRequest`, `SaveStateResponse`, `LoadStateRequest` and
+    /// `LoadStateResponse` (`Protos/agent_worker.proto`, package `agents`), and agentd's own
+    /// `DeleteStateRequest` and `DeleteStateResponse` (`Protos/agentd_control.proto`, package
+    /// `agentd`).
+    ///
+    /// An `error` is empty on success: AutoGen declares the field `optional` and treats empty
+    /// as absent. An `agent` is nil when the request names none (its `agentId` is missing).
+    public enum StateMessage: Sendable, Hashable {
+        case saveStateRequest(agent: AgentID?)
+        case saveStateResponse(state: String, error: String)
+        case loadStateRequest(agent: AgentID?, state: String)
+        case loadStateResponse(error: String)
+        case deleteStateRequest(agent: AgentID?)
+        case deleteStateResponse(error: String)
+
+        /// Which of the six messages a type URL names, before (or without) decoding it.
+        public enum Kind: Sendable, Hashable, CaseIterable {
+            case saveStateRequest, saveStateResponse, loadStateRequest, loadStateResponse
+            case deleteStateRequest, deleteStateResponse
+
+            /// The kind whose full name `typeURL` ends with (after its last `/`), or nil.
+            public init?(typeURL: String) {
+                let name = AnyMessage(typeURL: typeURL, value: []).messageName
+                guard let kind = Kind.allCases.first(where: { $0.messageName == name }) else { return nil }
+                self = kind
+            }
+
+            /// The full protobuf name, such as `agents.SaveStateRequest`, from the generated
+            /// descriptors.
+            public var messageName: String {
+                switch self {
+                case .saveStateRequest: saveStateRequestName
+                case .saveStateResponse: saveStateResponseName
+                case .loadStateRequest: loadStateRequestName
+                case .loadStateResponse: loadStateResponseName
+                case .deleteStateRequest: deleteStateRequestName
+                case .deleteStateResponse: deleteStateResponseName
+                }
+            }
+
+            /// The type URL AutoGen's runtimes put in an Any: `type.googleapis.com/<name>`.
+            public var typeURL: String { typeURLPrefix + messageName }
+
+            public var isRequest: Bool {
+                switch self {
+                case .saveStateRequest, .loadStateRequest, .deleteStateRequest: true
+                case .saveStateResponse, .loadStateResponse, .deleteStateResponse: false
+                }
+            }
+
+            /// The response answering a request of this kind with `error`; nil for a response.
+            public func errorResponse(_ error: String) -> StateMessage? {
+                switch self {
+                case .saveStateRequest: .saveStateResponse(state: "", error: error)
+                case .loadStateRequest: .loadStateResponse(error: error)
+                case .deleteStateRequest: .deleteStateResponse(error: error)
+                case .saveStateResponse, .loadStateResponse, .deleteStateResponse: nil
+                }
+            }
+        }
+
+        public var kind: Kind {
+            switch self {
+            case .saveStateRequest: .saveStateRequest
+            case .saveStateResponse: .saveStateResponse
+            case .loadStateRequest: .loadStateRequest
+            case .loadStateResponse: .loadStateResponse
+            case .deleteStateRequest: .deleteStateRequest
+            case .deleteStateResponse: .deleteStateResponse
+            }
+        }
+    }
+
+    /// `message` packed in an Any with AutoGen's type URL for it
+    /// (`type.googleapis.com/agents.SaveStateRequest` and so on).
+    public static func encodeStateMessage(_ message: StateMessage) -> AnyMessage {
+        let value = withPackArena { arena -> [UInt8] in
+            switch message {
+            case .saveStateRequest(let agent):
+                var request = Agents__SaveStateRequest()
+                agents__save_state_request__init(&request)
+                request.agentid = agent.map { agentID($0, in: &arena) }
+                return packed(&request, agents__save_state_request__get_packed_size, agents__save_state_request__pack)
+            case .saveStateResponse(let state, let error):
+                var response = Agents__SaveStateResponse()
+                agents__save_state_response__init(&response)
+                response.state = arena.cString(state)
+                response.error = arena.cString(error)
+                return packed(&response, agents__save_state_response__get_packed_size, agents__save_state_response__pack)
+            case .loadStateRequest(let agent, let state):
+                var request = Agents__LoadStateRequest()
+                agents__load_state_request__init(&request)
+                request.agentid = agent.map { agentID($0, in: &arena) }
+                request.state = arena.cString(state)
+                return packed(&request, agents__load_state_request__get_packed_size, agents__load_state_request__pack)
+            case .loadStateResponse(let error):
+                var response = Agents__LoadStateResponse()
+                agents__load_state_response__init(&response)
+                response.error = arena.cString(error)
+                return packed(&response, agents__load_state_response__get_packed_size, agents__load_state_response__pack)
+            case .deleteStateRequest(let agent):
+                var request = Agentd__DeleteStateRequest()
+                agentd__delete_state_request__init(&request)
+                request.agentid = agent.map { agentID($0, in: &arena) }
+                return packed(&request, agentd__delete_state_request__get_packed_size, agentd__delete_state_request__pack)
+            case .deleteStateResponse(let error):
+                var response = Agentd__DeleteStateResponse()
+                agentd__delete_state_response__init(&response)
+                response.error = arena.cString(error)
+                return packed(
+                    &response, agentd__delete_state_response__get_packed_size, agentd__delete_state_response__pack)
+            }
+        }
+        return AnyMessage(typeURL: message.kind.typeURL, value: value)
+    }
+
+    /// The state message `any` carries; nil if its type URL names none of the six (whatever
+    /// prefix precedes the name: only the name after the last `/` counts).
+    /// - Throws: ``MalformedMessage`` if its value is not a valid message of the type named.
+    public static func decodeStateMessage(_ any: AnyMessage) throws(MalformedMessage) -> StateMessage? {
+        guard let kind = StateMessage.Kind(typeURL: any.typeURL) else { return nil }
+        // (withUnsafeBytes rethrows untyped: the outcome comes out as a Result.)
+        return try any.value.withUnsafeBytes { bytes in
+            Result { () throws(MalformedMessage) -> StateMessage in try decodeStateMessage(kind, bytes) }
+        }.get()
+    }
+
+    /// The `kind` message in `bytes`.
+    private static func decodeStateMessage(
+        _ kind: StateMessage.Kind, _ bytes: UnsafeRawBufferPointer
+    ) throws(MalformedMessage) -> StateMessage {
+        switch kind {
+        case .saveStateRequest:
+            try unpacked(
+                bytes, agents__save_state_request__descriptor, agents__save_state_request__unpack,
+                agents__save_state_request__free_unpacked
+            ) { .saveStateRequest(agent: agentID($0.agentid)) }
+        case .saveStateResponse:
+            try unpacked(
+                bytes, agents__save_state_response__descriptor, agents__save_state_response__unpack,
+                agents__save_state_response__free_unpacked
+            ) { .saveStateResponse(state: string($0.state), error: string($0.error)) }
+        case .loadStateRequest:
+            try unpacked(
+                bytes, agents__load_state_request__descriptor, agents__load_state_request__unpack,
+                agents__load_state_request__free_unpacked
+            ) { .loadStateRequest(agent: agentID($0.agentid), state: string($0.state)) }
+        case .loadStateResponse:
+            try unpacked(
+                bytes, agents__load_state_response__descriptor, agents__load_state_response__unpack,
+                agents__load_state_response__free_unpacked
+            ) { .loadStateResponse(error: string($0.error)) }
+        case .deleteStateRequest:
+            try unpacked(
+                bytes, agentd__delete_state_request__descriptor, agentd__delete_state_request__unpack,
+                agentd__delete_state_request__free_unpacked
+            ) { .deleteStateRequest(agent: agentID($0.agentid)) }
+        case .deleteStateResponse:
+            try unpacked(
+                bytes, agentd__delete_state_response__descriptor, agentd__delete_state_response__unpack,
+                agentd__delete_state_response__free_unpacked
+            ) { .deleteStateResponse(error: string($0.error)) }
+        }
     }
 
     /// How AutoGen's runtimes prefix a message's full name to make an Any's type URL.
@@ -279,25 +517,21 @@ public enum ControlPlaneCodec {
     private static let saveStateResponseName = String(cString: agents__save_state_response__descriptor.name)
     private static let loadStateRequestName = String(cString: agents__load_state_request__descriptor.name)
     private static let loadStateResponseName = String(cString: agents__load_state_response__descriptor.name)
+    private static let deleteStateRequestName = String(cString: agentd__delete_state_request__descriptor.name)
+    private static let deleteStateResponseName = String(cString: agentd__delete_state_response__descriptor.name)
 
-    /// A `SaveStateResponse` with no state and `error`.
-    private static func encodeSaveStateResponse(error: String) -> [UInt8] {
-        withPackArena { arena in
-            var response = Agents__SaveStateResponse()
-            agents__save_state_response__init(&response)
-            response.error = arena.cString(error)
-            return packed(&response, agents__save_state_response__get_packed_size, agents__save_state_response__pack)
-        }
+    /// An `Agents__AgentId` for `agent`; it and its strings live in `arena`.
+    private static func agentID(_ agent: AgentID, in arena: inout PackArena) -> UnsafeMutablePointer<Agents__AgentId> {
+        var message = Agents__AgentId()
+        agents__agent_id__init(&message)
+        message.type = arena.cString(agent.type)
+        message.key = arena.cString(agent.key)
+        return arena.place(message)
     }
 
-    /// A `LoadStateResponse` with `error`.
-    private static func encodeLoadStateResponse(error: String) -> [UInt8] {
-        withPackArena { arena in
-            var response = Agents__LoadStateResponse()
-            agents__load_state_response__init(&response)
-            response.error = arena.cString(error)
-            return packed(&response, agents__load_state_response__get_packed_size, agents__load_state_response__pack)
-        }
+    /// The ``AgentID`` an unpacked `agentId` field names; nil when the field is absent.
+    private static func agentID(_ message: UnsafeMutablePointer<Agents__AgentId>?) -> AgentID? {
+        message.map { AgentID(type: string($0.pointee.type), key: string($0.pointee.key)) }
     }
 
     // MARK: Subscription
@@ -441,6 +675,12 @@ public enum ControlPlaneCodec {
     /// A Swift copy of a C string field (empty for NULL); invalid UTF-8 is repaired.
     private static func string(_ field: UnsafePointer<CChar>?) -> String {
         field.map { String(cString: $0) } ?? ""
+    }
+
+    /// A Swift copy of a bytes field.
+    private static func bytes(_ field: ProtobufCBinaryData) -> [UInt8] {
+        guard let data = field.data, field.len > 0 else { return [] }
+        return Array(UnsafeBufferPointer(start: data, count: field.len))
     }
 
     /// Runs `body` with a ``PackArena`` and frees the arena once `body` — and the pack call in

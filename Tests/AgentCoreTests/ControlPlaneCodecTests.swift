@@ -208,6 +208,135 @@ struct ControlPlaneCodecTests {
         #expect(ControlPlaneCodec.errorResponse(to: message, error: "x", destination: "clientid=asker") == nil)
     }
 
+    @Test("an undeliverable DeleteStateRequest (agentd's) is answered with a DeleteStateResponse{error = 1}")
+    func deleteStateErrorResponse() throws {
+        let request = ControlPlaneCodec.ControlMessageHeader(
+            rpcID: "delete-x", destination: "agentid=nobody/k", respondTo: "clientid=asker",
+            typeURL: "type.googleapis.com/agentd.DeleteStateRequest")
+        let answer = try #require(
+            ControlPlaneCodec.errorResponse(to: request, error: "no control channel", destination: "clientid=asker"))
+        let message = try WireFields(answer)
+        #expect(message.string(1) == "delete-x")
+        let any = try WireFields(try #require(message.bytes(4)))
+        #expect(any.string(1) == "type.googleapis.com/agentd.DeleteStateResponse")
+        #expect(try WireFields(try #require(any.bytes(2))).string(1) == "no control channel")
+    }
+
+    // MARK: ControlMessage, whole
+
+    @Test("a whole ControlMessage round-trips, its Any included, and matches the hand-written encoding")
+    func wholeControlMessage() throws {
+        let message = ControlPlaneCodec.ControlMessage(
+            rpcID: "r-1", destination: "agentid=echo/k", respondTo: "clientid=c",
+            rpcMessage: .init(typeURL: "type.googleapis.com/agents.SaveStateRequest", value: [0x0a, 0x00]))
+        var expected = ProtoWriter()
+        expected.stringField(1, "r-1")
+        expected.stringField(2, "agentid=echo/k")
+        expected.stringField(3, "clientid=c")
+        expected.messageField(4) { any in
+            any.stringField(1, "type.googleapis.com/agents.SaveStateRequest")
+            any.bytesField(2, [0x0a, 0x00])
+        }
+        #expect(ControlPlaneCodec.encodeControlMessage(message) == expected.bytes)
+        #expect(try decode(expected.bytes, ControlPlaneCodec.decodeControlMessage) == message)
+        #expect(message.header == ControlPlaneCodec.ControlMessageHeader(
+            rpcID: "r-1", destination: "agentid=echo/k", respondTo: "clientid=c",
+            typeURL: "type.googleapis.com/agents.SaveStateRequest"))
+    }
+
+    @Test("a ControlMessage without an Any decodes with a nil rpcMessage and encodes without field 4")
+    func wholeControlMessageWithoutAny() throws {
+        let message = ControlPlaneCodec.ControlMessage(rpcID: "probe", destination: "clientid=me", rpcMessage: nil)
+        let bytes = ControlPlaneCodec.encodeControlMessage(message)
+        #expect(try WireFields(bytes).numbers == [1, 2])
+        #expect(try decode(bytes, ControlPlaneCodec.decodeControlMessage) == message)
+        // An Any that is present but empty stays present.
+        var withEmptyAny = ProtoWriter()
+        withEmptyAny.stringField(1, "r")
+        withEmptyAny.messageField(4) { _ in }
+        #expect(try decode(withEmptyAny.bytes, ControlPlaneCodec.decodeControlMessage).rpcMessage
+            == .init(typeURL: "", value: []))
+    }
+
+    // MARK: State messages
+
+    /// Each state message, and its fields written by hand from the field numbers of
+    /// Protos/agent_worker.proto and Protos/agentd_control.proto.
+    static let stateMessages: [(ControlPlaneCodec.StateMessage, String, @Sendable (inout ProtoWriter) -> Void)] = [
+        (.saveStateRequest(agent: AgentID(type: "echo", key: "k/with/slash")), "agents.SaveStateRequest",
+         { $0.messageField(1) { $0.stringField(1, "echo"); $0.stringField(2, "k/with/slash") } }),
+        (.saveStateRequest(agent: nil), "agents.SaveStateRequest", { _ in }),
+        (.saveStateResponse(state: #"{"count": 3, "name": "Ада ✓"}"#, error: ""), "agents.SaveStateResponse",
+         { $0.stringField(1, #"{"count": 3, "name": "Ада ✓"}"#) }),
+        (.saveStateResponse(state: "", error: "no such agent"), "agents.SaveStateResponse",
+         { $0.stringField(2, "no such agent") }),
+        (.loadStateRequest(agent: AgentID(type: "counter", key: ""), state: "[1, 2]"), "agents.LoadStateRequest",
+         { $0.messageField(1) { $0.stringField(1, "counter") }; $0.stringField(2, "[1, 2]") }),
+        (.loadStateResponse(error: ""), "agents.LoadStateResponse", { _ in }),
+        (.loadStateResponse(error: "refused"), "agents.LoadStateResponse", { $0.stringField(1, "refused") }),
+        (.deleteStateRequest(agent: AgentID(type: "echo", key: "k")), "agentd.DeleteStateRequest",
+         { $0.messageField(1) { $0.stringField(1, "echo"); $0.stringField(2, "k") } }),
+        (.deleteStateResponse(error: ""), "agentd.DeleteStateResponse", { _ in }),
+        (.deleteStateResponse(error: "gone"), "agentd.DeleteStateResponse", { $0.stringField(1, "gone") }),
+    ]
+
+    @Test("each state message encodes to AutoGen's type URL and the hand-written fields, and decodes back",
+          arguments: stateMessages.indices)
+    func stateMessage(index: Int) throws {
+        let (message, name, write) = Self.stateMessages[index]
+        var expected = ProtoWriter()
+        write(&expected)
+        let any = ControlPlaneCodec.encodeStateMessage(message)
+        #expect(any.typeURL == "type.googleapis.com/\(name)")
+        #expect(any.messageName == name[...])
+        #expect(any.value == expected.bytes)
+        #expect(try ControlPlaneCodec.decodeStateMessage(any) == message)
+        #expect(message.kind.typeURL == any.typeURL)
+    }
+
+    @Test("a state message is recognised by the name after the type URL's last '/', whatever the prefix")
+    func stateMessageTypeURLPrefix() throws {
+        let value = ControlPlaneCodec.encodeStateMessage(.loadStateResponse(error: "x")).value
+        for typeURL in ["agents.LoadStateResponse", "example.com/x/agents.LoadStateResponse", "/agents.LoadStateResponse"] {
+            #expect(try ControlPlaneCodec.decodeStateMessage(.init(typeURL: typeURL, value: value)) == .loadStateResponse(error: "x"))
+        }
+        for typeURL in ["", "type.googleapis.com/agents.Message", "type.googleapis.com/agents.LoadStateResponseX",
+                        "type.googleapis.com/LoadStateResponse"] {
+            #expect(try ControlPlaneCodec.decodeStateMessage(.init(typeURL: typeURL, value: value)) == nil)
+        }
+    }
+
+    @Test("only requests have an error response, of the matching kind")
+    func stateMessageErrorResponses() {
+        typealias Kind = ControlPlaneCodec.StateMessage.Kind
+        #expect(Kind.saveStateRequest.errorResponse("e") == .saveStateResponse(state: "", error: "e"))
+        #expect(Kind.loadStateRequest.errorResponse("e") == .loadStateResponse(error: "e"))
+        #expect(Kind.deleteStateRequest.errorResponse("e") == .deleteStateResponse(error: "e"))
+        for kind in Kind.allCases where !kind.isRequest { #expect(kind.errorResponse("e") == nil) }
+        #expect(Kind.allCases.filter(\.isRequest).count == 3)
+    }
+
+    @Test("a malformed state message is a MalformedMessage naming its type; a NUL in its state is refused")
+    func malformedStateMessage() {
+        let truncated = #expect(throws: ControlPlaneCodec.MalformedMessage.self) {
+            try ControlPlaneCodec.decodeStateMessage(
+                .init(typeURL: "type.googleapis.com/agents.SaveStateRequest", value: [0x0a, 0x05, 0x0a]))
+        }
+        #expect(truncated?.messageName == "agents.SaveStateRequest")
+        var withNUL = ProtoWriter()
+        withNUL.bytesField(2, Array("{\"a\": 1}\0tail".utf8))
+        let nul = #expect(throws: ControlPlaneCodec.MalformedMessage.self) {
+            try ControlPlaneCodec.decodeStateMessage(
+                .init(typeURL: "type.googleapis.com/agents.LoadStateRequest", value: withNUL.bytes))
+        }
+        #expect(nul?.description.contains("agents.LoadStateRequest.state holds a NUL byte") == true)
+        let delete = #expect(throws: ControlPlaneCodec.MalformedMessage.self) {
+            try ControlPlaneCodec.decodeStateMessage(
+                .init(typeURL: "type.googleapis.com/agentd.DeleteStateRequest", value: [0x08, 0x01]))
+        }
+        #expect(delete?.messageName == "agentd.DeleteStateRequest")
+    }
+
     // MARK: Malformed input and C strings
 
     @Test("bytes protobuf-c cannot unpack are a MalformedMessage naming the message type and size")
