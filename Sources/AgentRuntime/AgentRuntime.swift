@@ -26,6 +26,8 @@ public final class AgentRuntime: Sendable {
         var context: DispatchContext
         var router: LocalRouter
         var reloader: Reloader
+        /// Serves the state protocol's requests (`OpenControlChannel`).
+        var control: HostControlChannel
         /// Serves the reloader's requests.
         var reloading: Task<Void, Never>
         var sweeper: Task<Void, Never>?
@@ -44,11 +46,19 @@ public final class AgentRuntime: Sendable {
     let handles: HandleSpace
     let loader: PluginLoader
     let retirement: PluginRetirement
+    /// What answers the control channel's state requests, when given at init (tests); nil:
+    /// the one `start()` makes.
+    let stateControl: (any AgentStateControl)?
     private let state = Mutex(State())
 
-    public init(configuration: Configuration, logger: Logger) throws {
+    public convenience init(configuration: Configuration, logger: Logger) throws {
+        try self.init(configuration: configuration, logger: logger, stateControl: nil)
+    }
+
+    init(configuration: Configuration, logger: Logger, stateControl: (any AgentStateControl)?) throws {
         self.configuration = configuration
         self.logger = logger
+        self.stateControl = stateControl
         workers = WorkerPool(threads: configuration.workers)
         handles = HandleSpace()
         loader = try PluginLoader(references: handles.plugins, logger: logger)
@@ -111,9 +121,18 @@ public final class AgentRuntime: Sendable {
                 pluginSettings: configuration.pluginSettings, maxRetiredSwiftImages: configuration.maxRetiredSwiftImages),
             loader: loader, router: router, registrations: registrations, context: context, logger: logger)
         let reloading = Task { await reloader.run() }
+        // The one place the state protocol's AgentStateControl is chosen.
+        let stateRequests = StateRequestServer(
+            agents: stateControl ?? StateNotKept(), servesAgentType: { router.servedTypes.contains($0) },
+            timeout: configuration.handlerTimeout, logger: logger)
+        let control = HostControlChannel(
+            connection: connection, requests: stateRequests,
+            backoff: .init(initialBackoff: configuration.reconnectInitialBackoff, maxBackoff: configuration.reconnectMaxBackoff),
+            logger: logger)
         state.withLock {
             $0.running = Running(
-                connection: connection, context: context, router: router, reloader: reloader, reloading: reloading)
+                connection: connection, context: context, router: router, reloader: reloader, control: control,
+                reloading: reloading)
         }
         try connection.open(.init(
             onMessage: { router.receive($0) },
@@ -122,6 +141,7 @@ public final class AgentRuntime: Sendable {
                 requests.failAll(reason: "The connection to the host was lost (\(status)).")
             },
             restore: { try await reloader.restoreRegistrations() }))
+        control.open()
         logger.info("runtime connected", metadata: [
             "host.address": "\(address)", "client.id": "\(configuration.clientID)",
             "host.embedded": "\(configuration.hostAddress == nil)",
@@ -131,6 +151,7 @@ public final class AgentRuntime: Sendable {
             throw RuntimeError("the plugin directory \(configuration.pluginDirectory) does not exist")
         }
         await reloader.rescan()
+        await control.waitUntilAttached(timeout: .seconds(5))
         if configuration.watchPlugins { reloader.watch() }
         let sweeper = Task.detached {
             while !Task.isCancelled {
@@ -182,6 +203,7 @@ public final class AgentRuntime: Sendable {
         if let running {
             // 1. Intake stops: new requests are answered with an error, new events dropped.
             running.router.closeIntake()
+            running.control.closeIntake()
             logger.info("runtime shutting down: intake closed, letting handlers finish", metadata: [
                 "grace": "\(configuration.shutdownGracePeriod)",
             ])
@@ -198,6 +220,7 @@ public final class AgentRuntime: Sendable {
                 ])
             }
             running.sweeper?.cancel()
+            running.control.close()
             // 4. The connection (the answers above go out first; it also cancels registration
             // calls a reconnection may be waiting in, which the reloader would otherwise wait for).
             await running.connection.close()

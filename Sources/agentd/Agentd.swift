@@ -5,6 +5,8 @@ struct Agentd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agentd",
         abstract: "An AutoGen-compatible agent host and plugin runtime.",
-        subcommands: [HostCommand.self, RunCommand.self, SendCommand.self, PublishCommand.self, PluginCommand.self]
+        subcommands: [
+            HostCommand.self, RunCommand.self, SendCommand.self, PublishCommand.self, StateCommand.self, PluginCommand.self,
+        ]
     )
 }

@@ -5,16 +5,10 @@ import Foundation
 import GRPCTransport
 import Logging
 
-/// Options shared by the commands that poke a running system.
-struct ClientOptions: ParsableArguments {
+/// How the commands that poke a running system reach its host: the address, TLS and a token.
+struct HostOptions: ParsableArguments {
     @Option(help: "The host to join (HOST:PORT).")
     var host: String = "127.0.0.1:50051"
-
-    @Option(help: "The message type (AutoGen's data type: the bare class name for JSON).")
-    var type: String
-
-    @Option(help: "The payload, as JSON text.")
-    var json: String
 
     @Option(help: "An authorization token for a host that requires one (sent as 'authorization: Bearer TOKEN'). Other users can see it in the process list: prefer --token-file.")
     var token: String?
@@ -36,27 +30,32 @@ struct ClientOptions: ParsableArguments {
         if (tlsCertificate == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
     }
 
-    func connect() throws -> WorkerClient {
+    /// Plaintext, or TLS as the --tls-* options say.
+    func credentials() throws -> ChannelCredentials {
+        guard tlsCA != nil || tlsCertificate != nil else { return .insecure }
+        return .tls(
+            rootCertificates: try tlsCA.map { try Self.read($0, option: "--tls-ca") },
+            certificateChain: try tlsCertificate.map { try Self.read($0, option: "--tls-cert") },
+            privateKey: try tlsKey.map { try Self.read($0, option: "--tls-key") })
+    }
+
+    /// --token, or the token in --token-file.
+    func authToken() throws -> String? {
+        guard let tokenFile else { return token }
+        let lines = try Self.read(tokenFile, option: "--token-file").split(whereSeparator: \.isNewline)
+        guard let first = lines.lazy.map({ $0.trimmingCharacters(in: .whitespaces) })
+            .first(where: { !$0.isEmpty && !$0.hasPrefix("#") })
+        else {
+            throw ValidationError("--token-file \(tokenFile) holds no token")
+        }
+        return first
+    }
+
+    /// A logger for the client's own messages: warnings and worse, to stderr.
+    static var clientLogger: Logger {
         var logger = Logger(label: "agentd.client")
         logger.logLevel = .warning
-        var credentials = ChannelCredentials.insecure
-        if tlsCA != nil || tlsCertificate != nil {
-            credentials = .tls(
-                rootCertificates: try tlsCA.map { try Self.read($0, option: "--tls-ca") },
-                certificateChain: try tlsCertificate.map { try Self.read($0, option: "--tls-cert") },
-                privateKey: try tlsKey.map { try Self.read($0, option: "--tls-key") })
-        }
-        var authToken = token
-        if let tokenFile {
-            let lines = try Self.read(tokenFile, option: "--token-file").split(whereSeparator: \.isNewline)
-            guard let first = lines.lazy.map({ $0.trimmingCharacters(in: .whitespaces) })
-                .first(where: { !$0.isEmpty && !$0.hasPrefix("#") })
-            else {
-                throw ValidationError("--token-file \(tokenFile) holds no token")
-            }
-            authToken = first
-        }
-        return try WorkerClient(address: host, credentials: credentials, authToken: authToken, logger: logger)
+        return logger
     }
 
     /// The text of a file an option names.
@@ -66,6 +65,23 @@ struct ClientOptions: ParsableArguments {
         } catch {
             throw ValidationError("cannot read \(option) \(path): \((error as NSError).localizedDescription)")
         }
+    }
+}
+
+/// Options shared by `agentd send` and `agentd publish`.
+struct ClientOptions: ParsableArguments {
+    @OptionGroup var connection: HostOptions
+
+    @Option(help: "The message type (AutoGen's data type: the bare class name for JSON).")
+    var type: String
+
+    @Option(help: "The payload, as JSON text.")
+    var json: String
+
+    func connect() throws -> WorkerClient {
+        try WorkerClient(
+            address: connection.host, credentials: try connection.credentials(), authToken: try connection.authToken(),
+            logger: HostOptions.clientLogger)
     }
 }
 

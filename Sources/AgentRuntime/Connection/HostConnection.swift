@@ -164,6 +164,20 @@ public final class HostConnection: Sendable {
             handler: StreamEvents(connection: self, receiver: receiver))
     }
 
+    /// Opens an `OpenControlChannel` stream on this connection's channel, with the same
+    /// `client-id` and token as the data channel (the host routes `clientid=<id>` control
+    /// messages by that id); `handler` receives its messages and its end. The caller owns the
+    /// stream: the connection neither keeps nor reopens it (``HostControlChannel`` does, for
+    /// the runtime), but ``close(drainTimeout:)`` ends it with the channel.
+    /// - Parameter waitForReady: wait for the host to be reachable instead of failing with
+    ///   `UNAVAILABLE` at once.
+    /// - Throws: ``TransportError`` once the connection is closed.
+    public func openControlStream(handler: any ClientCallHandler, waitForReady: Bool) throws -> ClientCall {
+        try channel.makeStreamingCall(
+            method: "/agents.AgentRpc/OpenControlChannel", metadata: metadata, waitForReady: waitForReady,
+            handler: handler)
+    }
+
     /// Whether the stream is up (false while reconnecting).
     public var isConnected: Bool { state.withLock { $0.connected } }
 
