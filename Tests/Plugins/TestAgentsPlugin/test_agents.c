@@ -43,6 +43,11 @@
 //                Subscribed to topic type `block-fanout`: an event `Block` there blocks the same way.
 //   blocker-b    the same as blocker (its own type, the same gate and count, the same
 //                subscription): an event to block-fanout blocks one agent of each type.
+//   memo         keeps its state as the bytes it was given, verbatim (a fresh instance: `null`).
+//                RPC `Recall` -> `Memo`, application/json, the state as its payload; RPC
+//                `Remember` (any payload) -> the payload becomes the state, reply `Remembered` {}.
+//                snapshot writes the state, restore takes any bytes: what the state protocol
+//                loads is what it saves (a JSON state goes as JSON text).
 // nanosleep and pthreads under -std=c11.
 #define _POSIX_C_SOURCE 200809L
 
@@ -381,6 +386,72 @@ static agentd_status counter_restore(void *instance, agentd_bytes state) {
     return AGENTD_OK;
 }
 
+// --- memo ---------------------------------------------------------------------------------------
+
+typedef struct memo_instance {
+    uint8_t *state;
+    size_t length;
+} memo_instance;
+
+static bool memo_set(memo_instance *self, const uint8_t *data, size_t length) {
+    uint8_t *copy = malloc(length ? length : 1);
+    if (!copy) return false;
+    if (length) memcpy(copy, data, length);
+    free(self->state);
+    self->state = copy;
+    self->length = length;
+    return true;
+}
+
+static agentd_status memo_create(agentd_plugin_ref *plugin, const agentd_agent_type *type, agentd_agent_ref *agent,
+                                 agentd_str key, void **instance) {
+    (void)plugin;
+    (void)type;
+    (void)agent;
+    (void)key;
+    memo_instance *self = calloc(1, sizeof *self);
+    if (!self || !memo_set(self, (const uint8_t *)"null", 4)) {
+        free(self);
+        return AGENTD_FAILED;
+    }
+    *instance = self;
+    return AGENTD_OK;
+}
+
+static void memo_destroy(void *instance) {
+    memo_instance *self = instance;
+    free(self->state);
+    free(self);
+}
+
+static agentd_status memo_snapshot(void *instance, agentd_write_fn write, void *sink) {
+    const memo_instance *self = instance;
+    agentd_bytes bytes = {self->state, self->length};
+    write(sink, bytes);
+    return AGENTD_OK;
+}
+
+static agentd_status memo_restore(void *instance, agentd_bytes state) {
+    return memo_set(instance, state.data, state.length) ? AGENTD_OK : AGENTD_FAILED;
+}
+
+static agentd_status on_recall(void *instance, const agentd_message *m) {
+    const memo_instance *self = instance;
+    if (!m->is_rpc) return AGENTD_OK;
+    agentd_bytes payload = {self->state, self->length};
+    return m->host->reply(m->call, agentd_cstr("Memo"), agentd_cstr("application/json"), payload);
+}
+
+static agentd_status on_remember(void *instance, const agentd_message *m) {
+    if (!memo_set(instance, m->payload.data, m->payload.length)) {
+        return fail_with(m, AGENTD_FAILED, "memo: out of memory");
+    }
+    if (!m->is_rpc) return AGENTD_OK;
+    static const uint8_t empty[] = "{}";
+    agentd_bytes payload = {empty, 2};
+    return m->host->reply(m->call, agentd_cstr("Remembered"), agentd_cstr("application/json"), payload);
+}
+
 // --- relay --------------------------------------------------------------------------------------
 
 typedef struct relay_job {
@@ -646,6 +717,7 @@ static const agentd_subscription blocker_subscriptions[] = {
 static const agentd_handler blocker_handlers[] = {HANDLER("Block", on_block), HANDLER("Open", on_open),
                                                   HANDLER("Close", on_close), HANDLER("Blocked", on_blocked)};
 
+static const agentd_handler memo_handlers[] = {HANDLER("Recall", on_recall), HANDLER("Remember", on_remember)};
 static const agentd_subscription counter_subscriptions[] = {
     {sizeof(agentd_subscription), AGENTD_SUBSCRIBE_TOPIC_TYPE, "count"},
     {sizeof(agentd_subscription), AGENTD_SUBSCRIBE_TOPIC_PREFIX, "count-prefix:"},
@@ -733,6 +805,17 @@ static const agentd_agent_type test_types[] = {
         .subscription_count = COUNT(blocker_subscriptions),
         .handlers = blocker_handlers,
         .handler_count = COUNT(blocker_handlers),
+    },
+    {
+        .size = sizeof(agentd_agent_type),
+        .name = "memo",
+        .description = "Keeps its state verbatim: Recall answers Memo with it, Remember {…} replaces it",
+        .handlers = memo_handlers,
+        .handler_count = COUNT(memo_handlers),
+        .create = memo_create,
+        .destroy = memo_destroy,
+        .snapshot = memo_snapshot,
+        .restore = memo_restore,
     },
 };
 
