@@ -124,7 +124,7 @@ public final class AgentRuntime: Sendable {
         // The one place the state protocol's AgentStateControl is chosen.
         let stateRequests = StateRequestServer(
             agents: stateControl ?? StateNotKept(), servesAgentType: { router.servedTypes.contains($0) },
-            timeout: configuration.handlerTimeout, logger: logger)
+            timeout: configuration.handlerTimeout, maxMessageBytes: configuration.maxMessageBytes, logger: logger)
         let control = HostControlChannel(
             connection: connection, requests: stateRequests,
             backoff: .init(initialBackoff: configuration.reconnectInitialBackoff, maxBackoff: configuration.reconnectMaxBackoff),

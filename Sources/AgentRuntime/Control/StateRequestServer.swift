@@ -17,6 +17,9 @@ import Synchronization
 /// - the ``AgentStateControl`` call fails: its error;
 /// - it has not returned within the timeout (the runtime's handler timeout): "… timed out
 ///   after …";
+/// - the answer would be over the message size limit (a host refuses it, and AutoGen's ends
+///   the sender's stream): an error giving both sizes instead;
+/// - ``maxPending`` requests are being served already: an error saying to try again;
 /// - the runtime shuts down first: an error saying so.
 ///
 /// A saved state goes back as ``StateText/text(for:)`` makes it: the snapshot itself when it is
@@ -41,6 +44,9 @@ final class StateRequestServer: Sendable {
     private let agents: any AgentStateControl
     private let servesAgentType: @Sendable (String) -> Bool
     private let timeout: Duration
+    private let maxMessageBytes: Int
+    /// How many requests may be served at once; past it, requests are refused with an error.
+    let maxPending: Int
     private let logger: Logger
     private let state = Mutex(State())
 
@@ -48,11 +54,16 @@ final class StateRequestServer: Sendable {
     ///   - agents: what saves, loads and deletes the agents' state.
     ///   - servesAgentType: whether the runtime serves an agent type now.
     ///   - timeout: how long one request may take (the runtime's handler timeout).
+    ///   - maxMessageBytes: the largest answer that may be sent (the runtime's message size
+    ///     limit).
+    ///   - maxPending: how many requests may be served at once.
     init(agents: any AgentStateControl, servesAgentType: @escaping @Sendable (String) -> Bool, timeout: Duration,
-         logger: Logger) {
+         maxMessageBytes: Int, maxPending: Int = 1_000, logger: Logger) {
         self.agents = agents
         self.servesAgentType = servesAgentType
         self.timeout = timeout
+        self.maxMessageBytes = maxMessageBytes
+        self.maxPending = maxPending
         self.logger = logger
     }
 
@@ -113,14 +124,26 @@ final class StateRequestServer: Sendable {
             finish(answer, error: "agent type '\(agent.type)' is not served by this runtime (\(operation.verb) the state of \(agent))")
             return
         }
-        let id: UInt64? = state.withLock { state in
-            guard state.intakeOpen else { return nil }
+        enum Admission { case admitted(UInt64), shuttingDown, full }
+        let admission: Admission = state.withLock { state in
+            guard state.intakeOpen else { return .shuttingDown }
+            guard state.pending.count < maxPending else { return .full }
             state.nextID += 1
             state.pending[state.nextID] = Pending(answer: answer)
-            return state.nextID
+            return .admitted(state.nextID)
         }
-        guard let id else {
+        let id: UInt64
+        switch admission {
+        case .admitted(let admitted):
+            id = admitted
+        case .shuttingDown:
             finish(answer, error: "the runtime is shutting down (\(operation.verb) the state of \(agent))")
+            return
+        case .full:
+            logger.warning("state request refused: too many in progress", metadata: [
+                "agent.id": "\(agent)", "control.rpc_id": "\(message.rpcID)", "pending.limit": "\(maxPending)",
+            ])
+            finish(answer, error: "\(maxPending) state requests are in progress on this runtime already; try again once they are answered (\(operation.verb) the state of \(agent))")
             return
         }
         let task = Task { await self.run(operation, answer: answer, id: id) }
@@ -222,14 +245,26 @@ final class StateRequestServer: Sendable {
     }
 
     private func send(_ response: ControlPlaneCodec.StateMessage, with answer: Answer) {
-        let bytes = ControlPlaneCodec.encodeControlMessage(.init(
-            rpcID: answer.rpcID, destination: answer.destination,
-            rpcMessage: ControlPlaneCodec.encodeStateMessage(response)))
+        var bytes = encode(response, answer)
+        if bytes.count > maxMessageBytes, let refusal = answer.kind.errorResponse(
+            "the answer is \(bytes.count) bytes, over the message size limit of \(maxMessageBytes) bytes (a state that large cannot travel over the control channel)") {
+            logger.warning("state answer over the message size limit replaced by an error", metadata: [
+                "control.rpc_id": "\(answer.rpcID)", "message.bytes": "\(bytes.count)", "limit": "\(maxMessageBytes)",
+            ])
+            bytes = encode(refusal, answer)
+        }
         guard answer.send(bytes) else { return }
         logger.debug("state request answered", metadata: [
             "control.rpc_id": "\(answer.rpcID)", "control.destination": "\(answer.destination)",
             "control.type": "\(response.kind.messageName)", "error": "\(response.errorText)",
         ])
+    }
+
+    /// `response` in a `ControlMessage` answering `answer`'s request.
+    private func encode(_ response: ControlPlaneCodec.StateMessage, _ answer: Answer) -> [UInt8] {
+        ControlPlaneCodec.encodeControlMessage(.init(
+            rpcID: answer.rpcID, destination: answer.destination,
+            rpcMessage: ControlPlaneCodec.encodeStateMessage(response)))
     }
 
     /// `60 s`, `1.5 s`, `250 ms`.

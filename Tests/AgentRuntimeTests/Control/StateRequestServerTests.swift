@@ -10,9 +10,11 @@ struct StateRequestServerTests {
 
     /// A server over `agents` serving the agent types `counter` and `echo`.
     static func server(_ agents: any AgentStateControl = MemoryStateControl(), timeout: Duration = .seconds(10),
+                       maxMessageBytes: Int = 4 * 1024 * 1024, maxPending: Int = 1_000,
                        log: LogCapture = LogCapture()) -> StateRequestServer {
         StateRequestServer(
-            agents: agents, servesAgentType: { ["counter", "echo"].contains($0) }, timeout: timeout, logger: log.logger())
+            agents: agents, servesAgentType: { ["counter", "echo"].contains($0) }, timeout: timeout,
+            maxMessageBytes: maxMessageBytes, maxPending: maxPending, logger: log.logger())
     }
 
     /// The answers a server sent, decoded, in order.
@@ -161,6 +163,36 @@ struct StateRequestServerTests {
         #expect(!replies.received.value.contains { $0.rpcID == "stuck" })
         #expect(server.pendingCount == 1)
         server.abandonPending(reason: "test over")
+    }
+
+    @Test("past maxPending requests in progress, more are refused with an error saying to try again")
+    func bounded() async throws {
+        let server = Self.server(timeout: .seconds(60), maxPending: 2)
+        let replies = Replies()
+        for rpcID in ["held-1", "held-2"] {
+            server.serve(Self.request(rpcID, .saveStateRequest(agent: AgentID(type: "counter", key: "stuck"))), reply: replies.reply)
+        }
+        #expect(await poll { server.pendingCount == 2 })
+        server.serve(Self.request("third", .saveStateRequest(agent: Self.counter)), reply: replies.reply)
+        #expect(try await replies.answer(to: "third") == .saveStateResponse(
+            state: "", error: "2 state requests are in progress on this runtime already; try again once they are answered (saving the state of counter/a)"))
+        #expect(!replies.received.value.contains { $0.rpcID.hasPrefix("held") })
+        server.abandonPending(reason: "test over")
+    }
+
+    @Test("an answer over the message size limit is replaced by an error giving both sizes")
+    func oversizedAnswer() async throws {
+        let big = Array(("\"" + String(repeating: "x", count: 2_000) + "\"").utf8)
+        let server = Self.server(MemoryStateControl([Self.counter: big]), maxMessageBytes: 1_000)
+        let replies = Replies()
+        server.serve(Self.request("s", .saveStateRequest(agent: Self.counter)), reply: replies.reply)
+        guard case .saveStateResponse(let state, let error) = try await replies.answer(to: "s") else {
+            Issue.record("not a SaveStateResponse")
+            return
+        }
+        #expect(state.isEmpty)
+        #expect(error.hasPrefix("the answer is "))
+        #expect(error.contains(" bytes, over the message size limit of 1000 bytes"))
     }
 
     @Test("at shutdown, requests still being served are answered with an error, and new ones refused")
