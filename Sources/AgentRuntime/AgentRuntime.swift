@@ -1,6 +1,7 @@
 import AgentCore
 import AgentHost
 import AgentPluginABI
+import AgentState
 import Foundation
 import GRPCTransport
 import Logging
@@ -29,6 +30,7 @@ public final class AgentRuntime: Sendable {
         /// Serves the reloader's requests.
         var reloading: Task<Void, Never>
         var sweeper: Task<Void, Never>?
+        var residencySweeper: Task<Void, Never>?
     }
 
     private struct State: ~Copyable {
@@ -86,6 +88,7 @@ public final class AgentRuntime: Sendable {
     /// and the reason; the others serve.
     /// - Throws: if the embedded host cannot listen or the plugin directory cannot be read.
     public func start() async throws {
+        let states = try openStateStore()
         let (address, authToken) = try startEmbeddedHostIfNeeded()
         let connection = HostConnection(
             address: address, clientID: configuration.clientID, maxMessageBytes: configuration.maxMessageBytes,
@@ -101,9 +104,11 @@ public final class AgentRuntime: Sendable {
             handlerTimeout: configuration.handlerTimeout, logger: logger)
         let context = DispatchContext(
             workers: workers, invoker: invoker, outbox: outbox, requests: requests, retirement: retirement,
-            logger: logger)
+            states: states, logger: logger)
         let router = LocalRouter(
-            context: context, handles: handles.agents, mailboxLimit: configuration.mailboxLimit, logger: logger)
+            context: context, handles: handles.agents, mailboxLimit: configuration.mailboxLimit,
+            residency: .init(idle: configuration.idleAgentTimeout, maxResident: configuration.maxResidentAgents),
+            logger: logger)
         let registrations = HostRegistrations(connection: connection, clientID: configuration.clientID, logger: logger)
         let reloader = Reloader(
             settings: .init(
@@ -140,8 +145,36 @@ public final class AgentRuntime: Sendable {
                 invoker.expire(now: now)
             }
         }
-        state.withLock { $0.running?.sweeper = sweeper }
+        let interval = router.residency.tickInterval
+        let residencySweeper = Task.detached {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                router.sweep()
+            }
+        }
+        state.withLock {
+            $0.running?.sweeper = sweeper
+            $0.running?.residencySweeper = residencySweeper
+        }
     }
+
+    /// The agents' state store, when one is configured.
+    private func openStateStore() throws -> AgentStates? {
+        guard let path = configuration.stateStorePath else { return nil }
+        do {
+            let store = try SQLiteStateStore(path: path, durability: configuration.stateDurability)
+            logger.info("state store open", metadata: [
+                "state.path": "\(path)", "state.sync": "\(configuration.stateDurability.rawValue)",
+                "agents.idle": "\(configuration.idleAgentTimeout)", "agents.max_resident": "\(configuration.maxResidentAgents)",
+            ])
+            return AgentStates(store: store, name: path, logger: logger)
+        } catch {
+            throw RuntimeError("\(error) ([state] path; [state] store = none runs without one)")
+        }
+    }
+
+    /// AutoGen's state requests for this runtime's agents (the control channel's).
+    var stateControl: (any AgentStateControl)? { state.withLock { $0.running?.router } }
 
     /// Starts the embedded host when no host address is configured; returns the address to
     /// connect to and the token to present.
@@ -198,6 +231,9 @@ public final class AgentRuntime: Sendable {
                 ])
             }
             running.sweeper?.cancel()
+            running.residencySweeper?.cancel()
+            // Checkpoints still being written are committed and their answers sent.
+            running.context.states?.stop()
             // 4. The connection (the answers above go out first; it also cancels registration
             // calls a reconnection may be waiting in, which the reloader would otherwise wait for).
             await running.connection.close()

@@ -11,6 +11,8 @@ final class HandlerCall: Sendable {
     /// RPCs: the request id to answer (as the host gave it).
     let requestID: String
     let messageType: String
+    /// The RPC's answer waits for the agent's checkpoint (its type keeps state in a store).
+    let holdsAnswer: Bool
     /// Answered. Read and written only inside the agent's critical section, which orders it
     /// with the agent's state (an atomic only because the agent's lock is not this object's).
     let completed = Atomic<Bool>(false)
@@ -19,13 +21,14 @@ final class HandlerCall: Sendable {
     private let handleBits: UInt
 
     init(handle: OpaquePointer, agent: AgentInstance, plugin: LoadedPlugin, isRPC: Bool, requestID: String,
-         messageType: String) {
+         messageType: String, holdsAnswer: Bool) {
         handleBits = UInt(bitPattern: Int(bitPattern: handle))
         self.agent = agent
         self.plugin = plugin
         self.isRPC = isRPC
         self.requestID = requestID
         self.messageType = messageType
+        self.holdsAnswer = holdsAnswer
     }
 
     /// The `agentd_call *` the handler receives.

@@ -249,6 +249,17 @@ final class Reloader: Sendable {
             refuse(error, keeping: old)
             return
         }
+        // A new version must take over its live agents' state: tried on every resident agent
+        // (snapshot of the old instance, restored into a trial instance of the new one).
+        let refusals = await router.trialRestore(new.agentTypes)
+        if let (agent, reason) = refusals.first {
+            loader.unload(new)
+            refuse(PluginLoadError(
+                code: .stateRefused, path: path,
+                reason: "plugin \(new.name) \(new.version) cannot take over the state of live agent \(agent): \(reason)\(refusals.count > 1 ? " (and of \(refusals.count - 1) more)" : "")"),
+                keeping: old)
+            return
+        }
         let accepted = await registrations.register(new.agentTypes, plugin: new)
         let withdrawn = oldNames.subtracting(accepted.map(\.name))
         // The swap: from here new messages go to the new version; agents move over between
