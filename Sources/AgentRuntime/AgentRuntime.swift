@@ -173,6 +173,35 @@ public final class AgentRuntime: Sendable {
         }
     }
 
+    /// What the runtime's agents and their state store did so far.
+    public struct AgentStatistics: Sendable, Hashable {
+        /// Agents in memory now (each with its mailbox; a plugin instance once activated).
+        public var resident: Int
+        /// Plugin instances created (and restored from the store where one was stored).
+        public var activations: Int
+        /// Agents retired: idle, or least recently used past `maxResidentAgents`.
+        public var deactivations: Int
+        /// Commits of the state store, and checkpoints written in them (group commit: several
+        /// per commit under load); checkpoints that failed.
+        public var commits: Int
+        public var checkpoints: Int
+        public var checkpointFailures: Int
+    }
+
+    /// What the runtime's agents and their state store did so far (zero before ``start()``).
+    public var agentStatistics: AgentStatistics {
+        guard let running = state.withLock({ $0.running }) else {
+            return AgentStatistics(resident: 0, activations: 0, deactivations: 0, commits: 0, checkpoints: 0, checkpointFailures: 0)
+        }
+        let states = running.context.states
+        let (commits, checkpoints) = states?.writer.counts ?? (0, 0)
+        return AgentStatistics(
+            resident: running.router.residentCount,
+            activations: states?.activations.load(ordering: .relaxed) ?? 0,
+            deactivations: running.router.retiredCount,
+            commits: commits, checkpoints: checkpoints, checkpointFailures: states?.failureCount ?? 0)
+    }
+
     /// AutoGen's state requests for this runtime's agents (the control channel's).
     var stateControl: (any AgentStateControl)? { state.withLock { $0.running?.router } }
 

@@ -629,7 +629,7 @@ final class AgentInstance: Schedulable {
             if submitted { return }
         }
         discardInstance()
-        if router.remove(self) { context.states?.deactivations.add(1, ordering: .relaxed) }
+        _ = router.remove(self)
     }
 
     /// Marks the agent retired if nothing waits for it (the router's lock is held). The

@@ -47,6 +47,10 @@ final class LocalRouter: Sendable {
     private let tick = Atomic<Int>(1)
     /// A retirement pass for `maxResident` is under way.
     private let evicting = Atomic<Bool>(false)
+    private let retired = Atomic<Int>(0)
+
+    /// Agents retired so far.
+    var retiredCount: Int { retired.load(ordering: .relaxed) }
     private let intakeOpen = Atomic<Bool>(true)
     private let overloadRefusals = Atomic<Int>(0)
     private let refusedAtShutdown = Atomic<Int>(0)
@@ -188,7 +192,10 @@ final class LocalRouter: Sendable {
             routing.agents[agent.id] = nil
             return true
         }
-        if removed { _ = handles.remove(agent.handle) }
+        if removed {
+            _ = handles.remove(agent.handle)
+            retired.add(1, ordering: .relaxed)
+        }
         return removed
     }
 

@@ -176,7 +176,9 @@ final class Reloader: Sendable {
         var metadata: Logger.Metadata = [
             "plugin.path": "\(error.path)", "reason": "\(error.reason)", "code": "\(error.code)",
         ]
-        if let data = FileManager.default.contents(atPath: error.path) {
+        // A refusal for live state depends on the agents, not on the file: tried again at the
+        // next rescan.
+        if error.code != .stateRefused, let data = FileManager.default.contents(atPath: error.path) {
             let hash = ContentHash.of(data)
             metadata["plugin.hash"] = "\(hash)"
             state.withLock { $0.refused[error.path] = hash }

@@ -13,7 +13,6 @@ final class AgentStates: Sendable {
     let logger: Logger
     private let failures = Atomic<Int>(0)
     let activations = Atomic<Int>(0)
-    let deactivations = Atomic<Int>(0)
 
     init(store: any StateStore, name: String, logger: Logger) {
         self.store = store
