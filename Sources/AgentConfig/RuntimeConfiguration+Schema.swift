@@ -217,7 +217,9 @@ extension RuntimeConfiguration {
         for entry in section.entries {
             switch entry.key {
             case "idle_seconds":
-                state.idle = try Self.value(of: entry, SettingValue.seconds)
+                // 0: agents are never retired for idleness (max_resident still holds).
+                state.idle = entry.value.allSatisfy({ $0 == "0" || $0 == "." }) && entry.value.contains("0")
+                    ? .zero : try Self.value(of: entry, SettingValue.seconds)
             case "max_resident":
                 state.maxResident = try Self.value(of: entry) { text throws(SettingValueError) in
                     try SettingValue.integer(text, in: StateSettings.maxResidentRange, what: "agent instances")
