@@ -48,7 +48,7 @@ struct AgentStateTests {
         let first = try await RuntimeHarness.start(plugins: Self.counter, stateStorePath: path)
         try await add(5, to: "k", first, expecting: 5)
         let statistics = first.runtime.agentStatistics
-        #expect(statistics.checkpoints >= 5, "every event changed the state: \(statistics)")
+        #expect((1...5).contains(statistics.checkpoints), "events queued together share a checkpoint: \(statistics)")
         await first.stop()
         let second = try await RuntimeHarness.start(plugins: Self.counter, stateStorePath: path)
         #expect(try await count(second, "counter/k") == 5)

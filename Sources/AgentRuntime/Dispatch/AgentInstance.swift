@@ -52,6 +52,9 @@ final class AgentInstance: Schedulable {
         case retired
     }
 
+    /// The most events whose checkpoint may wait for the next message's.
+    static let eventsPerCheckpoint = 64
+
     /// Work run on the agent's worker between two messages (state requests, retirement,
     /// trial restores of a new plugin version).
     typealias Job = @Sendable (AgentInstance) -> Void
@@ -90,6 +93,9 @@ final class AgentInstance: Schedulable {
         var held: [HeldAnswer] = []
         /// The router's tick at the last delivery (for idle and least-recently-used retirement).
         var lastActive = 0
+        /// Events handled since the last checkpoint (their checkpoint waits while more
+        /// messages are queued).
+        var uncheckpointed = 0
         /// A failure to activate was logged at error level already.
         var reportedFailure = false
 
@@ -302,7 +308,19 @@ final class AgentInstance: Schedulable {
                 }
                 if waiting { return }
             }
-            if let type, keepsState(type), checkpoint(state.withLock { $0.instanceType }) { return }
+            if let type, keepsState(type) {
+                // An event's checkpoint may wait while more messages are queued (at most
+                // `eventsPerCheckpoint`): no answer depends on it, and the agent's last message
+                // before it goes idle is always checkpointed.
+                let (deferred, instanceType): (Bool, PluginAgentType?) = state.withLock { state in
+                    if state.held.isEmpty && !state.mailbox.isEmpty && state.uncheckpointed < Self.eventsPerCheckpoint {
+                        state.uncheckpointed += 1
+                        return (true, state.instanceType)
+                    }
+                    return (false, state.instanceType)
+                }
+                if !deferred, checkpoint(instanceType) { return }
+            }
         default:
             break
         }
@@ -432,7 +450,10 @@ final class AgentInstance: Schedulable {
     private func checkpoint(_ type: PluginAgentType?, force: Bool = false,
                             then: (@Sendable (Result<Void, StateControlError>) -> Void)? = nil) -> Bool {
         let (held, instance, revision, lastStored) = state.withLock { state in
-            defer { state.held = [] }
+            defer {
+                state.held = []
+                state.uncheckpointed = 0
+            }
             return (state.held, state.instance, state.revision, state.lastStored)
         }
         let dirty = changed.exchange(false, ordering: .relaxed)
