@@ -234,7 +234,7 @@ final class AgentInstance: Schedulable {
         let resume: Bool = state.withLock { state in
             call.completed.store(true, ordering: .relaxed)
             guard case .waiting(let key) = state.phase, key == call.key else { return false }
-            if call.holdsAnswer { state.checkpointDue = true }
+            if call.checkpoints { state.checkpointDue = true }
             if !state.hasWork {
                 state.phase = .idle
                 return false

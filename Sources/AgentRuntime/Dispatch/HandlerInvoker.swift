@@ -35,10 +35,10 @@ final class HandlerInvoker: Sendable {
         let requestID = isRPC ? message.messageID.string : ""
         let plugin = type.plugin
         plugin.activityDidStart()
-        let holds = isRPC && agent.keepsState(type)
+        let checkpoints = agent.keepsState(type)
         let call = calls.insert {
             HandlerCall(handle: $0, agent: agent, plugin: plugin, isRPC: isRPC, requestID: requestID,
-                        messageType: messageType, holdsAnswer: holds)
+                        messageType: messageType, checkpoints: checkpoints)
         }
         var view = agentd_message()
         view.size = UInt32(MemoryLayout<agentd_message>.size)
