@@ -106,7 +106,7 @@ let package = Package(
             name: "AgentRuntime",
             dependencies: [
                 "AgentPluginABI", "CAgentWire", "CRuntimeSupport", "ProtoWire", "AgentCore", "AgentHost",
-                "AgentConfig", "GRPCTransport",
+                "AgentConfig", "AgentState", "GRPCTransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]

@@ -10,6 +10,8 @@ extension RuntimeConfiguration {
             "tls_certificate", "tls_key", "tls_client_ca", "auth_tokens", "auth_tokens_file",
         ]),
         ("plugins", ["directory"]),
+        ("state", ["store", "path", "sync"]),
+        ("agents", ["idle_seconds", "max_resident"]),
         ("log", ["level"]),
     ]
 
@@ -29,6 +31,8 @@ extension RuntimeConfiguration {
             case "host": try applyHost(section)
             case "plugins": try applyPlugins(section, documentPath: document.path)
             case "log": try applyLog(section)
+            case "state": try applyState(section, documentPath: document.path)
+            case "agents": try applyAgents(section)
             default:
                 guard section.name.hasPrefix(Self.pluginSectionPrefix) else {
                     throw unknownSection(section)
@@ -176,6 +180,50 @@ extension RuntimeConfiguration {
                     throw .invalidValue(entry, "is empty; give the folder that holds the agent plugins (lib*.so)")
                 }
                 pluginDirectory = Self.resolve(entry.value, relativeToFolderOf: documentPath)
+            default:
+                throw Self.unknownKey(entry)
+            }
+        }
+    }
+
+    private mutating func applyState(_ section: IniSection, documentPath: String) throws(ConfigurationError) {
+        for entry in section.entries {
+            switch entry.key {
+            case "store":
+                guard let store = StateSettings.Store(rawValue: entry.value.lowercased()) else {
+                    throw .invalidValue(entry, "\(quoted(entry.value)) is not a state store; use sqlite or none")
+                }
+                state.store = store
+            case "path":
+                guard !entry.value.isEmpty else {
+                    throw .invalidValue(entry, "is empty; give the SQLite file agents' state is kept in (default \(StateSettings.defaultPath))")
+                }
+                guard !entry.value.hasSuffix("/") else {
+                    throw .invalidValue(entry, "\(quoted(entry.value)) names a folder; give a file, such as \(entry.value)agents.db")
+                }
+                state.path = Self.resolve(entry.value, relativeToFolderOf: documentPath)
+            case "sync":
+                guard let sync = StateSettings.Sync(rawValue: entry.value.lowercased()) else {
+                    throw .invalidValue(entry, "\(quoted(entry.value)) is not a sync mode; use normal (a checkpoint survives the runtime being killed) or full (a power loss too)")
+                }
+                state.sync = sync
+            default:
+                throw Self.unknownKey(entry)
+            }
+        }
+    }
+
+    private mutating func applyAgents(_ section: IniSection) throws(ConfigurationError) {
+        for entry in section.entries {
+            switch entry.key {
+            case "idle_seconds":
+                // 0: agents are never retired for idleness (max_resident still holds).
+                state.idle = entry.value.allSatisfy({ $0 == "0" || $0 == "." }) && entry.value.contains("0")
+                    ? .zero : try Self.value(of: entry, SettingValue.seconds)
+            case "max_resident":
+                state.maxResident = try Self.value(of: entry) { text throws(SettingValueError) in
+                    try SettingValue.integer(text, in: StateSettings.maxResidentRange, what: "agent instances")
+                }
             default:
                 throw Self.unknownKey(entry)
             }

@@ -114,6 +114,9 @@ public struct RuntimeConfiguration: Sendable, Hashable {
     /// `[host]`: the embedded host's settings, and `agentd host --config`'s.
     public var host: HostSettings
 
+    /// `[state]` and `[agents]`: the state store and when idle agents are retired.
+    public var state: StateSettings
+
     /// `[plugins] directory`: the folder the runtime loads agent plugins from, already resolved
     /// against the INI file's folder when it was written relative; `nil` if not set (see
     /// ``requiredPluginDirectory()``).
@@ -143,6 +146,7 @@ public struct RuntimeConfiguration: Sendable, Hashable {
         mailboxLimit: Int = RuntimeConfiguration.defaultMailboxLimit,
         handlerTimeout: Duration = RuntimeConfiguration.defaultHandlerTimeout,
         host: HostSettings = HostSettings(),
+        state: StateSettings = StateSettings(),
         pluginDirectory: String? = nil,
         logLevel: String = RuntimeConfiguration.defaultLogLevel,
         pluginSettings: [String: [String: String]] = [:],
@@ -161,6 +165,7 @@ public struct RuntimeConfiguration: Sendable, Hashable {
         self.mailboxLimit = mailboxLimit
         self.handlerTimeout = handlerTimeout
         self.host = host
+        self.state = state
         self.pluginDirectory = pluginDirectory
         self.logLevel = logLevel
         self.pluginSettings = pluginSettings

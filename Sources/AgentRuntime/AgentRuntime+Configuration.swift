@@ -1,5 +1,6 @@
 import AgentConfig
 import AgentHost
+import AgentState
 import Foundation
 import GRPCTransport
 
@@ -47,6 +48,14 @@ extension AgentRuntime {
         /// The token sent as `authorization: Bearer <token>` on every call to the host. Nil
         /// with an embedded host that requires tokens: the first of its tokens.
         public var authToken: String?
+        /// The SQLite file agents' state is kept in (nil: no store — state lives in plugin
+        /// memory only), and how durable its commits are.
+        public var stateStorePath: String?
+        public var stateDurability: SQLiteStateStore.Durability
+        /// Retire an agent idle this long (zero: never for idleness).
+        public var idleAgentTimeout: Duration
+        /// At most this many resident agents (least recently used retired first).
+        public var maxResidentAgents: Int
 
         public init(
             hostAddress: String? = nil,
@@ -67,7 +76,11 @@ extension AgentRuntime {
             pluginSettings: [String: [String: String]] = [:],
             maxMessageBytes: Int = 4 * 1024 * 1024,
             hostCredentials: ChannelCredentials = .insecure,
-            authToken: String? = nil
+            authToken: String? = nil,
+            stateStorePath: String? = nil,
+            stateDurability: SQLiteStateStore.Durability = .normal,
+            idleAgentTimeout: Duration = StateSettings.defaultIdle,
+            maxResidentAgents: Int = StateSettings.defaultMaxResident
         ) {
             self.hostAddress = hostAddress
             self.embeddedHost = embeddedHost
@@ -88,6 +101,10 @@ extension AgentRuntime {
             self.maxMessageBytes = maxMessageBytes
             self.hostCredentials = hostCredentials
             self.authToken = authToken
+            self.stateStorePath = stateStorePath
+            self.stateDurability = stateDurability
+            self.idleAgentTimeout = idleAgentTimeout
+            self.maxResidentAgents = maxResidentAgents
         }
     }
 }
@@ -110,7 +127,10 @@ extension AgentRuntime.Configuration {
             publishBufferLimit: file.publishBuffer, mailboxLimit: file.mailboxLimit,
             handlerTimeout: file.handlerTimeout, pluginSettings: file.pluginSettings,
             maxMessageBytes: file.host.maxMessageBytes, hostCredentials: file.hostCredentials,
-            authToken: file.authToken)
+            authToken: file.authToken,
+            stateStorePath: file.state.store == .sqlite ? file.state.resolvedPath(configurationPath: file.path) : nil,
+            stateDurability: file.state.sync == .full ? .full : .normal,
+            idleAgentTimeout: file.state.idle, maxResidentAgents: file.state.maxResident)
     }
 }
 

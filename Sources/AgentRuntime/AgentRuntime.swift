@@ -1,6 +1,7 @@
 import AgentCore
 import AgentHost
 import AgentPluginABI
+import AgentState
 import Foundation
 import GRPCTransport
 import Logging
@@ -31,6 +32,7 @@ public final class AgentRuntime: Sendable {
         /// Serves the reloader's requests.
         var reloading: Task<Void, Never>
         var sweeper: Task<Void, Never>?
+        var residencySweeper: Task<Void, Never>?
     }
 
     private struct State: ~Copyable {
@@ -46,19 +48,19 @@ public final class AgentRuntime: Sendable {
     let handles: HandleSpace
     let loader: PluginLoader
     let retirement: PluginRetirement
-    /// What answers the control channel's state requests, when given at init (tests); nil:
-    /// the one `start()` makes.
-    let stateControl: (any AgentStateControl)?
+    /// What answers the control channel's state requests instead of the runtime's agents,
+    /// when given at init (the control channel's tests); nil: the agents (``stateControl``).
+    let stateRequestsOverride: (any AgentStateControl)?
     private let state = Mutex(State())
 
     public convenience init(configuration: Configuration, logger: Logger) throws {
-        try self.init(configuration: configuration, logger: logger, stateControl: nil)
+        try self.init(configuration: configuration, logger: logger, stateRequestsAnsweredBy: nil)
     }
 
-    init(configuration: Configuration, logger: Logger, stateControl: (any AgentStateControl)?) throws {
+    init(configuration: Configuration, logger: Logger, stateRequestsAnsweredBy override: (any AgentStateControl)?) throws {
         self.configuration = configuration
         self.logger = logger
-        self.stateControl = stateControl
+        stateRequestsOverride = override
         workers = WorkerPool(threads: configuration.workers)
         handles = HandleSpace()
         loader = try PluginLoader(references: handles.plugins, logger: logger)
@@ -96,6 +98,7 @@ public final class AgentRuntime: Sendable {
     /// and the reason; the others serve.
     /// - Throws: if the embedded host cannot listen or the plugin directory cannot be read.
     public func start() async throws {
+        let states = try openStateStore()
         let (address, authToken) = try startEmbeddedHostIfNeeded()
         let connection = HostConnection(
             address: address, clientID: configuration.clientID, maxMessageBytes: configuration.maxMessageBytes,
@@ -111,9 +114,11 @@ public final class AgentRuntime: Sendable {
             handlerTimeout: configuration.handlerTimeout, logger: logger)
         let context = DispatchContext(
             workers: workers, invoker: invoker, outbox: outbox, requests: requests, retirement: retirement,
-            logger: logger)
+            states: states, logger: logger)
         let router = LocalRouter(
-            context: context, handles: handles.agents, mailboxLimit: configuration.mailboxLimit, logger: logger)
+            context: context, handles: handles.agents, mailboxLimit: configuration.mailboxLimit,
+            residency: .init(idle: configuration.idleAgentTimeout, maxResident: configuration.maxResidentAgents),
+            logger: logger)
         let registrations = HostRegistrations(connection: connection, clientID: configuration.clientID, logger: logger)
         let reloader = Reloader(
             settings: .init(
@@ -121,9 +126,9 @@ public final class AgentRuntime: Sendable {
                 pluginSettings: configuration.pluginSettings, maxRetiredSwiftImages: configuration.maxRetiredSwiftImages),
             loader: loader, router: router, registrations: registrations, context: context, logger: logger)
         let reloading = Task { await reloader.run() }
-        // The one place the state protocol's AgentStateControl is chosen.
+        // The one place the state protocol's AgentStateControl is chosen: the agents themselves.
         let stateRequests = StateRequestServer(
-            agents: stateControl ?? StateNotKept(), servesAgentType: { router.servedTypes.contains($0) },
+            agents: stateRequestsOverride ?? router, servesAgentType: { router.servedTypes.contains($0) },
             timeout: configuration.handlerTimeout, maxMessageBytes: configuration.maxMessageBytes, logger: logger)
         let control = HostControlChannel(
             connection: connection, requests: stateRequests,
@@ -161,8 +166,65 @@ public final class AgentRuntime: Sendable {
                 invoker.expire(now: now)
             }
         }
-        state.withLock { $0.running?.sweeper = sweeper }
+        let interval = router.residency.tickInterval
+        let residencySweeper = Task.detached {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                router.sweep()
+            }
+        }
+        state.withLock {
+            $0.running?.sweeper = sweeper
+            $0.running?.residencySweeper = residencySweeper
+        }
     }
+
+    /// The agents' state store, when one is configured.
+    private func openStateStore() throws -> AgentStates? {
+        guard let path = configuration.stateStorePath else { return nil }
+        do {
+            let store = try SQLiteStateStore(path: path, durability: configuration.stateDurability)
+            logger.info("state store open", metadata: [
+                "state.path": "\(path)", "state.sync": "\(configuration.stateDurability.rawValue)",
+                "agents.idle": "\(configuration.idleAgentTimeout)", "agents.max_resident": "\(configuration.maxResidentAgents)",
+            ])
+            return AgentStates(store: store, name: path, logger: logger)
+        } catch {
+            throw RuntimeError("\(error) ([state] path; [state] store = none runs without one)")
+        }
+    }
+
+    /// What the runtime's agents and their state store did so far.
+    public struct AgentStatistics: Sendable, Hashable {
+        /// Agents in memory now (each with its mailbox; a plugin instance once activated).
+        public var resident: Int
+        /// Plugin instances created (and restored from the store where one was stored).
+        public var activations: Int
+        /// Agents retired: idle, or least recently used past `maxResidentAgents`.
+        public var deactivations: Int
+        /// Commits of the state store, and checkpoints written in them (group commit: several
+        /// per commit under load); checkpoints that failed.
+        public var commits: Int
+        public var checkpoints: Int
+        public var checkpointFailures: Int
+    }
+
+    /// What the runtime's agents and their state store did so far (zero before ``start()``).
+    public var agentStatistics: AgentStatistics {
+        guard let running = state.withLock({ $0.running }) else {
+            return AgentStatistics(resident: 0, activations: 0, deactivations: 0, commits: 0, checkpoints: 0, checkpointFailures: 0)
+        }
+        let states = running.context.states
+        let (commits, checkpoints) = states?.writer.counts ?? (0, 0)
+        return AgentStatistics(
+            resident: running.router.residentCount,
+            activations: states?.activations.load(ordering: .relaxed) ?? 0,
+            deactivations: running.router.retiredCount,
+            commits: commits, checkpoints: checkpoints, checkpointFailures: states?.failureCount ?? 0)
+    }
+
+    /// AutoGen's state requests for this runtime's agents (the control channel's).
+    var stateControl: (any AgentStateControl)? { state.withLock { $0.running?.router } }
 
     /// Starts the embedded host when no host address is configured; returns the address to
     /// connect to and the token to present.
@@ -220,6 +282,9 @@ public final class AgentRuntime: Sendable {
                 ])
             }
             running.sweeper?.cancel()
+            running.residencySweeper?.cancel()
+            // Checkpoints still being written are committed and their answers sent.
+            running.context.states?.stop()
             running.control.close()
             // 4. The connection (the answers above go out first; it also cancels registration
             // calls a reconnection may be waiting in, which the reloader would otherwise wait for).

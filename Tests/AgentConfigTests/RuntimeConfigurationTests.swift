@@ -18,6 +18,28 @@ struct RuntimeConfigurationTests {
         #expect(configuration.logLevel == "info")
         #expect(configuration.pluginSettings.isEmpty)
         #expect(configuration == RuntimeConfiguration(path: "agentd.ini"))
+        #expect(configuration.state == StateSettings(store: .sqlite, path: nil, sync: .normal, idle: .seconds(300), maxResident: 100_000))
+        #expect(configuration.state.resolvedPath(configurationPath: "/etc/agentd/agentd.ini") == "/etc/agentd/state/agents.db")
+    }
+
+    @Test("[state] and [agents]: the store, its file relative to the INI's folder, sync, idle time and resident bound")
+    func stateSettings() throws {
+        let text = """
+            [state]
+            store = SQLite
+            path = data/agents.db
+            sync = full
+
+            [agents]
+            idle_seconds = 0.5
+            max_resident = 2000
+            """
+        let configuration = try RuntimeConfiguration.parse(text: text, path: "/etc/agentd/agentd.ini")
+        #expect(configuration.state == StateSettings(
+            store: .sqlite, path: "/etc/agentd/data/agents.db", sync: .full, idle: .milliseconds(500), maxResident: 2000))
+        let none = try RuntimeConfiguration.parse(text: "[state]\nstore = none\n[agents]\nidle_seconds = 0", path: "a.ini")
+        #expect(none.state.store == .none)
+        #expect(none.state.idle == .zero)
     }
 
     @Test("every key of every section is read")
@@ -197,6 +219,18 @@ struct RuntimeConfigurationTests {
             text: "[host]\nmax_message_bytes = 2048 MiB", code: .invalidValue, line: 2, section: "host", key: "max_message_bytes",
             description: "agentd.ini:2: [host] max_message_bytes: \"2048 MiB\" is too large; the most is 2147483647 bytes (2 GiB - 1, gRPC's limit)"),
         BadSetting(
+            text: "[state]\nstore = redis", code: .invalidValue, line: 2, section: "state", key: "store",
+            description: "agentd.ini:2: [state] store: \"redis\" is not a state store; use sqlite or none"),
+        BadSetting(
+            text: "[state]\nsync = always", code: .invalidValue, line: 2, section: "state", key: "sync",
+            description: "agentd.ini:2: [state] sync: \"always\" is not a sync mode; use normal (a checkpoint survives the runtime being killed) or full (a power loss too)"),
+        BadSetting(
+            text: "[state]\npath = data/", code: .invalidValue, line: 2, section: "state", key: "path",
+            description: "agentd.ini:2: [state] path: \"data/\" names a folder; give a file, such as data/agents.db"),
+        BadSetting(
+            text: "[agents]\nmax_resident = 0", code: .invalidValue, line: 2, section: "agents", key: "max_resident",
+            description: "agentd.ini:2: [agents] max_resident: \"0\" is out of range: the number of agent instances must be from 1 to 100000000"),
+        BadSetting(
             text: "[log]\nlevel = verbose", code: .invalidValue, line: 2, section: "log", key: "level",
             description: "agentd.ini:2: [log] level: \"verbose\" is not a log level; use one of trace, debug, info, notice, warning, error, critical"),
         BadSetting(
@@ -207,10 +241,10 @@ struct RuntimeConfigurationTests {
             description: "agentd.ini:2: [plugins] directory: is empty; give the folder that holds the agent plugins (lib*.so)"),
         BadSetting(
             text: "[runtime]\nworkers = 2\n\n[runtme]", code: .unknownSection, line: 4, section: "runtme", key: nil,
-            description: "agentd.ini:4: unknown section [runtme] (did you mean [runtime]?); the sections are [runtime], [host], [plugins], [log] and [plugin.NAME]"),
+            description: "agentd.ini:4: unknown section [runtme] (did you mean [runtime]?); the sections are [runtime], [host], [plugins], [state], [agents], [log] and [plugin.NAME]"),
         BadSetting(
             text: "[plugins.greeter]", code: .unknownSection, line: 1, section: "plugins.greeter", key: nil,
-            description: "agentd.ini:1: unknown section [plugins.greeter] (did you mean [plugin.greeter]?); the sections are [runtime], [host], [plugins], [log] and [plugin.NAME]"),
+            description: "agentd.ini:1: unknown section [plugins.greeter] (did you mean [plugin.greeter]?); the sections are [runtime], [host], [plugins], [state], [agents], [log] and [plugin.NAME]"),
         BadSetting(
             text: "[plugin.]\nk = v", code: .invalidSectionName, line: 1, section: "plugin.", key: nil,
             description: "agentd.ini:1: [plugin.] has no plugin name; write [plugin.NAME]"),

@@ -8,7 +8,9 @@ import Testing
 
 /// The state protocol end to end: a ``StateClient`` (what `agentd state` uses) sends its
 /// requests to a real host, which routes them over the control channel to a real runtime
-/// serving the test plugins, whose ``AgentStateControl`` answers.
+/// serving the test plugins. Most tests have the runtime answer with an in-memory
+/// ``AgentStateControl`` (``MemoryStateControl``: the control channel's behaviour, apart from
+/// the agents'); `agentsAnswer` has the runtime's own agents answer.
 @Suite("The state protocol through a host: save, load and delete reach the runtime and come back")
 struct StateProtocolTests {
     /// A host on port 0 and a runtime joined to it, answering state requests with `agents`.
@@ -34,7 +36,7 @@ struct StateProtocolTests {
                     hostAddress: "127.0.0.1:\(host.port)", workers: 2, pluginDirectory: directory, watchPlugins: false,
                     handlerTimeout: handlerTimeout, reconnectInitialBackoff: .milliseconds(20),
                     reconnectMaxBackoff: .milliseconds(200)),
-                logger: log.logger(), stateControl: agents)
+                logger: log.logger(), stateRequestsAnsweredBy: agents)
             try await runtime.start()
             return Setup(host: host, runtime: runtime, log: log, directory: directory)
         }
@@ -78,7 +80,7 @@ struct StateProtocolTests {
     @Test("load then save gives back the state (JSON as it was, binary as a data URL); delete forgets it")
     func roundTrip() async throws {
         try await Self.withSetup { setup in
-            #expect(setup.runtime.stateControl != nil)
+            #expect(setup.runtime.stateRequestsOverride != nil)
             let client = try setup.client()
             try await client.loadState(#"{"count": 3, "name": "Ада ✓"}"#, into: Self.counter)
             #expect(try await client.saveState(of: Self.counter) == #"{"count": 3, "name": "Ада ✓"}"#)
@@ -180,19 +182,39 @@ struct StateProtocolTests {
         }
     }
 
-    @Test("without an AgentStateControl of its own the runtime answers every request: state is not kept")
-    func placeholder() async throws {
+    @Test("the runtime's own agents answer: a loaded state is the one the agent runs with, and delete starts it afresh")
+    func agentsAnswer() async throws {
         try await Self.withSetup(agents: nil) { setup in
             let client = try setup.client()
-            for request: ControlPlaneCodec.StateMessage in [
-                .saveStateRequest(agent: Self.counter), .loadStateRequest(agent: Self.counter, state: "{}"),
-                .deleteStateRequest(agent: Self.counter),
-            ] {
-                let failure = await Self.failure { () throws(StateClient.Failure) in
-                    _ = try await client.send(request, to: Self.counter)
-                }
-                #expect(failure?.message == "state is not kept by this runtime (request for counter/a)")
+            let worker = try WorkerClient(address: setup.address)
+            let memo = AgentID(type: "memo", key: "k")
+            // A fresh memo agent's state is `null`.
+            #expect(try await client.saveState(of: memo) == "null")
+            let document = #"{"notes": ["a", "b"], "name": "Ада ✓"}"#
+            try await client.loadState(document, into: memo)
+            #expect(try await client.saveState(of: memo) == document)
+            let recalled = try await worker.send(Array("{}".utf8), messageType: "Recall", to: memo)
+            #expect(recalled.messageType == "Memo")
+            #expect(String(decoding: recalled.payload, as: UTF8.self) == document)
+            // What the agent changes by itself is what the next save gives.
+            _ = try await worker.send(Array("[7]".utf8), messageType: "Remember", to: memo)
+            #expect(try await client.saveState(of: memo) == "[7]")
+            try await client.deleteState(of: memo)
+            #expect(try await client.saveState(of: memo) == "null")
+            // A binary state travels as a data URL: the counter's (version 1, count 5).
+            let counterState = "data:application/octet-stream;base64,AQUAAAAAAAAA"
+            try await client.loadState(counterState, into: Self.counter)
+            #expect(try await client.saveState(of: Self.counter) == counterState)
+            let count = try await worker.send(Array("{}".utf8), messageType: "Get", to: Self.counter)
+            let counted = try JSONSerialization.jsonObject(with: Data(count.payload)) as? [String: Any]
+            #expect(counted?["count"] as? Int == 5, "\(String(decoding: count.payload, as: UTF8.self))")
+            // A type without snapshot/restore says so.
+            let stateless = await Self.failure { () throws(StateClient.Failure) in
+                _ = try await client.saveState(of: AgentID(type: "publisher", key: "p"))
             }
+            #expect(stateless?.code == .answeredWithError)
+            #expect(stateless?.message.contains("keeps no state") == true, "\(String(describing: stateless))")
+            await worker.close()
             await client.close()
         }
     }

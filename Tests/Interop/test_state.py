@@ -11,12 +11,9 @@ Plugins: the example ``echo`` (binary state: a version byte and a count, saved a
 and the test plugin's ``memo`` (its state is the bytes it was given, ``null`` when fresh; RPC
 ``Recall`` answers with it), from Tests/Plugins/TestAgentsPlugin.
 
-The tests marked ``needs_state_kept`` check what a user relies on — save gives back what load
-put in, and the agent really runs with it — which needs the runtime's AgentStateControl over
-its state store (issue 12). Until that is wired in, the runtime answers every state request
-"state is not kept by this runtime", which these tests recognise and report as the expected
-failure (``xfail(raises=StateNotKeptYet, strict=True)``: any other failure fails, and once the
-state is kept they pass and the strict xfail reports it, so the marker must then go).
+The runtime answers from its agents and their state store (issue 12; the default ``[state]``: a
+SQLite file next to the test's INI file): what load puts in is what save gives back, and what
+the agent runs with; delete starts the agent afresh.
 """
 
 from __future__ import annotations
@@ -49,20 +46,6 @@ from runtime_support import (
 TEST_AGENTS = "libTestAgentsPlugin.so"
 # How long an answer that should come at once may take.
 FAST = 5.0
-# What the runtime answers while it keeps no state (StateNotKept, the placeholder).
-NOT_KEPT = "state is not kept by this runtime"
-
-
-class StateNotKeptYet(AssertionError):
-    """The runtime answered with the placeholder's error: its AgentStateControl is not wired in."""
-
-
-needs_state_kept = pytest.mark.xfail(
-    raises=StateNotKeptYet,
-    strict=True,
-    reason="needs the runtime's AgentStateControl (issue 12): until then every request is answered "
-    f"'{NOT_KEPT}'",
-)
 
 
 @pytest.fixture(params=(AUTOGEN_HOST, OUR_HOST))
@@ -102,10 +85,7 @@ def state(*args: str, timeout: float = FAST) -> CliResult:
 
 
 def succeeded(result: CliResult) -> CliResult:
-    """``result`` if it exited 0; StateNotKeptYet if the runtime answered with the placeholder's
-    error; an assertion error otherwise."""
-    if result.returncode != 0 and NOT_KEPT in result.stderr:
-        raise StateNotKeptYet(str(result))
+    """``result``, which must have exited 0."""
     assert result.returncode == 0, str(result)
     return result
 
@@ -129,20 +109,21 @@ async def recall(address: str, key: str) -> bytes:
         return answer.text
 
 
-# --- Works with any AgentStateControl -------------------------------------------------------------
+# --- Routing, and what is refused before or without an agent ------------------------------------
 
 
 def test_requests_are_answered_through_the_host(start_runtime: RuntimeLauncher) -> None:
-    """save, load and delete for a served agent each come back through the host with an answer
-    (success, or the runtime's error), fast: the CLI's channel and the runtime's both work."""
+    """save, load and delete for a served agent each come back through the host, fast: the CLI's
+    channel and the runtime's both work; so does the runtime's error answer (an agent type
+    without snapshot/restore)."""
     setup = start_runtime([ECHO, TEST_AGENTS])
     for args in (["save"], ["load", "--json", '{"a": 1}'], ["delete"]):
-        result = state(args[0], "--host", setup.address, "--agent", "memo/routed", *args[1:])
-        assert result.returncode in (0, 1), str(result)
-        if result.returncode == 1:
-            assert "the host or the agent's runtime answered with an error: " in result.stderr, str(result)
-            assert "no control channel serves" not in result.stderr, str(result)
+        result = succeeded(state(args[0], "--host", setup.address, "--agent", "memo/routed", *args[1:]))
         assert result.seconds < FAST, str(result)
+    result = state("save", "--host", setup.address, "--agent", "publisher/p")
+    assert result.returncode == 1, str(result)
+    assert "the host or the agent's runtime answered with an error: " in result.stderr, str(result)
+    assert "keeps no state" in result.stderr, str(result)
 
 
 def test_unserved_agent_type(start_runtime: RuntimeLauncher) -> None:
@@ -182,10 +163,9 @@ def test_unreachable_host(start_runtime: RuntimeLauncher) -> None:
     assert "the host at 127.0.0.1:1 is unreachable" in result.stderr, str(result)
 
 
-# --- Needs the runtime to keep state ------------------------------------------------------------------
+# --- The agents' state ----------------------------------------------------------------------------------
 
 
-@needs_state_kept
 def test_load_then_save_returns_the_json(start_runtime: RuntimeLauncher, tmp_path: Path) -> None:
     """A JSON state loaded into memo/k is what save prints, byte for byte, and what the agent
     runs with (an AutoGen worker's Recall gets it); save's output loads back with --file."""
@@ -204,7 +184,6 @@ def test_load_then_save_returns_the_json(start_runtime: RuntimeLauncher, tmp_pat
     assert json.loads(copied.stdout) == json.loads(document), str(copied)
 
 
-@needs_state_kept
 def test_binary_state_travels_as_a_data_url(start_runtime: RuntimeLauncher, tmp_path: Path) -> None:
     """echo's state is not JSON: save prints a data URL, and a data URL loaded from a file is
     the state the agent goes on counting from."""
@@ -224,7 +203,6 @@ def test_binary_state_travels_as_a_data_url(start_runtime: RuntimeLauncher, tmp_
     assert succeeded(state("save", "--host", setup.address, "--agent", "echo/k")).stdout == echo_state(6) + "\n"
 
 
-@needs_state_kept
 def test_delete_forgets_the_agent(start_runtime: RuntimeLauncher) -> None:
     """After delete, the agent starts afresh: memo/k saves as `null` again and recalls `null`."""
     setup = start_runtime([TEST_AGENTS])
@@ -236,14 +214,11 @@ def test_delete_forgets_the_agent(start_runtime: RuntimeLauncher) -> None:
     assert run(recall(setup.address, "k")) == b"null"
 
 
-@needs_state_kept
 def test_a_plugins_refusal_reaches_the_cli(start_runtime: RuntimeLauncher) -> None:
     """echo's restore refuses a state that is not its 9 bytes: load exits 1 with an error
     answer, and the agent still answers afterwards."""
     setup = start_runtime([ECHO])
     result = state("load", "--host", setup.address, "--agent", "echo/k", "--json", '{"count": 3}')
-    if NOT_KEPT in result.stderr:
-        raise StateNotKeptYet(str(result))
     assert result.returncode == 1, str(result)
     assert "the host or the agent's runtime answered with an error: " in result.stderr, str(result)
 

@@ -1,5 +1,6 @@
 import AgentCore
 import AgentPluginABI
+import AgentState
 import DequeModule
 import Synchronization
 
@@ -11,8 +12,25 @@ struct PluginInstance: @unchecked Sendable {
     var pointer: UnsafeMutableRawPointer?
 }
 
-/// One agent (agent type + key) served by this runtime: its mailbox, its plugin instance, and
-/// the state that keeps its handlers one at a time.
+/// An RPC's answer held back until the agent's checkpoint is committed (so that an answered
+/// RPC's effect survives a crash).
+struct HeldAnswer: Sendable {
+    enum Content: Sendable {
+        case reply(messageType: String, contentType: String, payload: [UInt8])
+        case error(String)
+    }
+    var requestID: String
+    var content: Content
+}
+
+/// One agent (agent type + key) served by this runtime: its mailbox, its plugin instance, its
+/// stored state's revision, and the state that keeps its handlers one at a time.
+///
+/// Its life: created (resident, no plugin instance) on its first message; activated — the
+/// plugin instance created, and restored from the state store where the type keeps state — on
+/// the first message it handles; checkpointed after each message that changed its state
+/// (answers held until the write is committed); retired when idle or least recently used
+/// (final checkpoint, `destroy`, out of the router's table).
 ///
 /// An agent outlives plugin versions: on a reload it moves to the new version of its type
 /// between two messages (with its state, where the plugin offers snapshot/restore), and the
@@ -24,14 +42,35 @@ final class AgentInstance: Schedulable {
         case idle
         /// In the worker pool's queue.
         case scheduled
-        /// A worker is in one of its handlers.
+        /// A worker is in one of its handlers or jobs.
         case running
         /// A handler returned PENDING; the next message waits for that call's answer.
         case waiting(UInt)
+        /// A checkpoint is being written; the next message waits for its commit.
+        case saving
+        /// Out of the router's table: deliveries are refused (the router makes a new agent).
+        case retired
+    }
+
+    /// The most events whose checkpoint may wait for the next message's.
+    static let eventsPerCheckpoint = 64
+
+    /// Work run on the agent's worker between two messages (state requests, retirement,
+    /// trial restores of a new plugin version).
+    typealias Job = @Sendable (AgentInstance) -> Void
+
+    /// What a delivery did.
+    enum Delivery {
+        case accepted
+        /// The mailbox is full.
+        case full
+        /// The agent was retired: look it up again.
+        case retired
     }
 
     private struct State: ~Copyable {
         var mailbox = Deque<IncomingMessage>()
+        var jobs = Deque<Job>()
         var phase = Phase.idle
         /// The version of the agent type serving this agent now (nil: the type was removed).
         var currentType: PluginAgentType?
@@ -40,12 +79,33 @@ final class AgentInstance: Schedulable {
         var instance = PluginInstance()
         /// Snapshot bytes from the previous version, restored into the next instance created.
         var carriedState: [UInt8]?
+        /// The revision of the stored state the instance holds (0: nothing stored).
+        var revision: UInt64 = 0
+        /// The bytes last written (or read) for this revision: a snapshot equal to them is
+        /// not written again.
+        var lastStored: [UInt8]?
+        /// A pending call was answered: checkpoint before the next message.
+        var checkpointDue = false
+        /// The instance's state is not what is stored (a checkpoint failed): destroy it
+        /// before the next message, which activates from the store again.
+        var discard = false
+        /// Answers of the message being handled, held for its checkpoint.
+        var held: [HeldAnswer] = []
+        /// The router's tick at the last delivery (for idle and least-recently-used retirement).
+        var lastActive = 0
+        /// Events handled since the last checkpoint (their checkpoint waits while more
+        /// messages are queued).
+        var uncheckpointed = 0
+        /// A failure to activate was logged at error level already.
+        var reportedFailure = false
 
         /// Whether the plugin instance belongs to a version other than the current one.
         var needsMigration: Bool {
             guard let instanceType else { return false }
             return !instanceType.isSameVersion(as: currentType)
         }
+
+        var hasWork: Bool { !mailbox.isEmpty || !jobs.isEmpty || needsMigration || discard || checkpointDue }
     }
 
     let id: AgentID
@@ -57,13 +117,13 @@ final class AgentInstance: Schedulable {
     /// The plugin said (`state_changed`) that the message being handled changed the state.
     private let changed = Atomic<Bool>(false)
 
-    init(handle: OpaquePointer, id: AgentID, type: PluginAgentType, context: DispatchContext) {
+    init(handle: OpaquePointer, id: AgentID, type: PluginAgentType, context: DispatchContext, tick: Int) {
         handleBits = UInt(bitPattern: Int(bitPattern: handle))
         self.id = id
         self.context = context
         typeText = CString(id.type)
         keyText = CString(id.key)
-        state = Mutex(State(currentType: type))
+        state = Mutex(State(currentType: type, lastActive: tick))
     }
 
     /// The `agentd_agent_ref *` the plugin receives.
@@ -74,6 +134,9 @@ final class AgentInstance: Schedulable {
     /// The version serving this agent now.
     var type: PluginAgentType? { state.withLock { $0.currentType } }
 
+    /// Whether answers of `type`'s handlers wait for a checkpoint.
+    func keepsState(_ type: PluginAgentType) -> Bool { context.states != nil && type.offersState }
+
     /// `state_changed` from the plugin (any thread).
     func stateDidChange() {
         changed.store(true, ordering: .relaxed)
@@ -83,12 +146,28 @@ final class AgentInstance: Schedulable {
 
     // MARK: Mailbox (any thread)
 
-    /// Queues a message; schedules the agent if it was idle. Returns false — and queues
-    /// nothing — when `limit` messages wait already (the agent is slower than its traffic).
-    func deliver(_ message: IncomingMessage, limit: Int) -> Bool {
-        let (accepted, schedule): (Bool, Bool) = state.withLock { state in
-            guard state.mailbox.count < limit else { return (false, false) }
+    /// Queues a message; schedules the agent if it was idle. Refuses — queuing nothing — when
+    /// `limit` messages wait already, or when the agent was retired.
+    func deliver(_ message: IncomingMessage, limit: Int, tick: Int) -> Delivery {
+        let (delivery, schedule): (Delivery, Bool) = state.withLock { state in
+            if case .retired = state.phase { return (.retired, false) }
+            guard state.mailbox.count < limit else { return (.full, false) }
             state.mailbox.append(message)
+            state.lastActive = tick
+            guard case .idle = state.phase else { return (.accepted, false) }
+            state.phase = .scheduled
+            return (.accepted, true)
+        }
+        if schedule { context.workers.schedule(self) }
+        return delivery
+    }
+
+    /// Queues a job to run between two messages (before the queued messages); false if the
+    /// agent was retired.
+    func enqueue(_ job: @escaping Job) -> Bool {
+        let (accepted, schedule): (Bool, Bool) = state.withLock { state in
+            if case .retired = state.phase { return (false, false) }
+            state.jobs.append(job)
             guard case .idle = state.phase else { return (true, false) }
             state.phase = .scheduled
             return (true, true)
@@ -97,11 +176,35 @@ final class AgentInstance: Schedulable {
         return accepted
     }
 
+    /// Queues `job` if the agent is idle (nothing runs, waits or is queued) and was last
+    /// active before `tick`; true if queued.
+    func enqueueIfIdle(since tick: Int, _ job: @escaping Job) -> Bool {
+        let queued: Bool = state.withLock { state in
+            guard case .idle = state.phase, state.mailbox.isEmpty, state.jobs.isEmpty,
+                  state.lastActive < tick else { return false }
+            state.jobs.append(job)
+            state.phase = .scheduled
+            return true
+        }
+        if queued { context.workers.schedule(self) }
+        return queued
+    }
+
+    /// The router's tick at the last delivery, if the agent is idle now (nil: busy).
+    var idleSince: Int? {
+        state.withLock { state in
+            guard case .idle = state.phase, state.mailbox.isEmpty, state.jobs.isEmpty else { return nil }
+            return state.lastActive
+        }
+    }
+
     /// Nothing runs, waits or is queued for this agent.
     var isIdle: Bool {
         state.withLock { state in
-            if case .idle = state.phase { return state.mailbox.isEmpty }
-            return false
+            switch state.phase {
+            case .idle, .retired: return state.mailbox.isEmpty && state.jobs.isEmpty
+            default: return false
+            }
         }
     }
 
@@ -125,12 +228,14 @@ final class AgentInstance: Schedulable {
         if schedule { context.workers.schedule(self) }
     }
 
-    /// A pending call was answered (from any thread): the agent takes its next message.
+    /// A pending call was answered (from any thread): the agent checkpoints (where it keeps
+    /// state) and takes its next message.
     func callDidComplete(_ call: HandlerCall) {
         let resume: Bool = state.withLock { state in
             call.completed.store(true, ordering: .relaxed)
             guard case .waiting(let key) = state.phase, key == call.key else { return false }
-            if state.mailbox.isEmpty && !state.needsMigration {
+            if call.checkpoints { state.checkpointDue = true }
+            if !state.hasWork {
                 state.phase = .idle
                 return false
             }
@@ -140,23 +245,41 @@ final class AgentInstance: Schedulable {
         if resume { context.workers.schedule(self) }
     }
 
+    /// Holds an answer of the message being handled until its checkpoint is committed.
+    func hold(_ answer: HeldAnswer) {
+        state.withLock { $0.held.append(answer) }
+    }
+
     // MARK: Running (the worker thread that took the agent from the run queue)
 
-    /// Handles the next message: migrates to a new version first if one is serving, then
-    /// hands the message to the handler its type has for it.
+    /// Runs the next job or handles the next message: first drops an instance whose state was
+    /// not saved, writes a checkpoint a pending call left due, and migrates to a new version
+    /// if one is serving.
     func runNext() {
         // The version is read in the same critical section that finds the instance on it: a
         // retarget landing between a migration check and the read would hand the message to a
         // new version while the old version's instance (and its state) is still in place.
         enum Step {
+            case discard
+            case checkpoint(PluginAgentType?)
             case migrate
+            case job(Job)
             case handle(IncomingMessage, PluginAgentType?)
             case idle
         }
-        var next: (IncomingMessage, PluginAgentType?)?
-        while next == nil {
+        var unit: Step?
+        while unit == nil {
             let step: Step = state.withLock { state in
+                if state.discard { return .discard }
+                if state.checkpointDue {
+                    state.checkpointDue = false
+                    return .checkpoint(state.instanceType)
+                }
                 if state.needsMigration { return .migrate }
+                if let job = state.jobs.popFirst() {
+                    state.phase = .running
+                    return .job(job)
+                }
                 guard let message = state.mailbox.popFirst() else {
                     state.phase = .idle
                     return .idle
@@ -165,19 +288,48 @@ final class AgentInstance: Schedulable {
                 return .handle(message, state.currentType)
             }
             switch step {
+            case .discard: discardInstance()
+            case .checkpoint(let type):
+                if checkpoint(type) { return }
             case .migrate: migrate()
             case .idle: return
-            case .handle(let message, let type): next = (message, type)
+            case .job, .handle: unit = step
             }
         }
-        guard let (message, type) = next else { return }
-        let pending = handle(message, on: type)
-        let reschedule: Bool = state.withLock { state in
-            if let pending, !pending.completed.load(ordering: .relaxed) {
-                state.phase = .waiting(pending.key)
-                return false
+        switch unit {
+        case .job(let job):
+            job(self)
+        case .handle(let message, let type):
+            if let pending = handle(message, on: type) {
+                let waiting: Bool = state.withLock { state in
+                    guard !pending.completed.load(ordering: .relaxed) else { return false }
+                    state.phase = .waiting(pending.key)
+                    return true
+                }
+                if waiting { return }
             }
-            let more = !state.mailbox.isEmpty || state.needsMigration
+            if let type, keepsState(type) {
+                // An event's checkpoint may wait while more messages are queued (at most
+                // `eventsPerCheckpoint`): no answer depends on it, and the agent's last message
+                // before it goes idle is always checkpointed.
+                let (deferred, instanceType): (Bool, PluginAgentType?) = state.withLock { state in
+                    if state.held.isEmpty && !state.mailbox.isEmpty && state.uncheckpointed < Self.eventsPerCheckpoint {
+                        state.uncheckpointed += 1
+                        return (true, state.instanceType)
+                    }
+                    return (false, state.instanceType)
+                }
+                if !deferred, checkpoint(instanceType) { return }
+            }
+        default:
+            break
+        }
+        let reschedule: Bool = state.withLock { state in
+            switch state.phase {
+            case .saving, .retired, .waiting: return false
+            default: break
+            }
+            let more = state.hasWork
             state.phase = more ? .scheduled : .idle
             return more
         }
@@ -197,49 +349,321 @@ final class AgentInstance: Schedulable {
         }
         switch pluginInstance(for: type) {
         case .failure(let failure):
-            invoker.refuse(message, agent: self, type: type, creationFailure: failure.reason)
+            let first = state.withLock { state in
+                defer { state.reportedFailure = true }
+                return !state.reportedFailure
+            }
+            invoker.refuse(message, agent: self, type: type, creationFailure: failure.message, firstTime: first)
             return nil
         case .success(let instance):
+            state.withLock { $0.reportedFailure = false }
             return invoker.invoke(handler, instance: instance, message: message, agent: self, type: type)
         }
     }
 
-    private struct CreationFailure: Error { var reason: String }
-
-    /// The plugin instance for `type`, created (and restored) on first use.
-    private func pluginInstance(for type: PluginAgentType) -> Result<PluginInstance, CreationFailure> {
+    /// The plugin instance for `type`, created — and restored: from the previous version's
+    /// snapshot after a reload, else from the state store — on first use.
+    private func pluginInstance(for type: PluginAgentType) -> Result<PluginInstance, StateControlError> {
         let (existing, made, carried) = state.withLock { ($0.instanceType, $0.instance, $0.carriedState) }
         if type.isSameVersion(as: existing) { return .success(made) }
-        var created: UnsafeMutableRawPointer?
-        if let create = type.descriptor.pointee.create {
-            let status = create(type.plugin.reference, type.descriptor, handle, keyView, &created)
-            guard status == AGENTD_OK else {
-                return .failure(CreationFailure(reason: "creating agent \(id) failed with \(StatusText.name(status))"))
+        var stored: StoredState?
+        if carried == nil, keepsState(type), let states = context.states {
+            do throws(StateStoreError) {
+                stored = try states.store.get(id)
+            } catch {
+                return .failure(StateControlError("Agent \(id) cannot start: its stored state cannot be read (\(error)). Nothing was changed; the message was not handled."))
+            }
+        }
+        let created: UnsafeMutableRawPointer?
+        switch create(on: type) {
+        case .failure(let failure): return .failure(failure)
+        case .success(let pointer): created = pointer
+        }
+        if let bytes = carried ?? stored?.bytes, let restore = type.descriptor.pointee.restore {
+            let status = bytes.withUnsafeBufferPointer { restore(created, agentd_bytes(data: $0.baseAddress, length: $0.count)) }
+            if status != AGENTD_OK {
+                if let destroy = type.descriptor.pointee.destroy { destroy(created) }
+                let source = carried != nil
+                    ? "the state its previous version's snapshot wrote (\(bytes.count) bytes)"
+                    : "its stored state (revision \(stored?.revision ?? 0), \(bytes.count) bytes in \(context.states?.name ?? "the store"))"
+                return .failure(StateControlError(
+                    "Agent \(id) cannot start: plugin \(type.plugin.name) \(type.plugin.version) refused \(source) with \(StatusText.name(status)). The state is kept: load new state (agentd state load) or delete it (agentd state delete)."))
+            }
+            if carried != nil {
+                context.logger.debug("agent state carried to the new version", metadata: [
+                    "agent.id": "\(id)", "plugin.version": "\(type.plugin.version)", "state.bytes": "\(bytes.count)",
+                ])
             }
         }
         type.plugin.instanceDidStart()
-        if let carried, let restore = type.descriptor.pointee.restore {
-            let status = carried.withUnsafeBufferPointer {
-                restore(created, agentd_bytes(data: $0.baseAddress, length: $0.count))
-            }
-            if status != AGENTD_OK {
-                context.logger.warning("restoring the agent's state failed; it starts afresh", metadata: [
-                    "agent.id": "\(id)", "plugin": "\(type.plugin.name)", "status": "\(StatusText.name(status))",
-                ])
-            } else {
-                context.logger.debug("agent state carried to the new version", metadata: [
-                    "agent.id": "\(id)", "plugin.version": "\(type.plugin.version)", "state.bytes": "\(carried.count)",
-                ])
-            }
-        }
+        context.states?.activations.add(1, ordering: .relaxed)
         let instance = PluginInstance(pointer: created)
         state.withLock { state in
             state.instanceType = type
             state.instance = instance
+            if let stored {
+                state.revision = stored.revision
+                state.lastStored = stored.bytes
+            } else if carried == nil {
+                state.revision = 0
+                state.lastStored = nil
+            }
             state.carriedState = nil
         }
         return .success(instance)
     }
+
+    /// Calls the type's `create` for this agent.
+    private func create(on type: PluginAgentType) -> Result<UnsafeMutableRawPointer?, StateControlError> {
+        var created: UnsafeMutableRawPointer?
+        if let create = type.descriptor.pointee.create {
+            let status = create(type.plugin.reference, type.descriptor, handle, keyView, &created)
+            guard status == AGENTD_OK else {
+                return .failure(StateControlError("creating agent \(id) failed with \(StatusText.name(status))"))
+            }
+        }
+        return .success(created)
+    }
+
+    /// The instance's snapshot (owner thread, between messages).
+    private func snapshot(_ type: PluginAgentType, _ instance: PluginInstance) -> Result<[UInt8], StateControlError> {
+        guard let take = type.descriptor.pointee.snapshot else {
+            return .failure(StateControlError("agent type '\(id.type)' keeps no state: plugin \(type.plugin.name) offers no snapshot"))
+        }
+        var bytes: [UInt8] = []
+        let status = withUnsafeMutablePointer(to: &bytes) { sink in
+            take(instance.pointer, snapshotWriter, UnsafeMutableRawPointer(sink))
+        }
+        guard status == AGENTD_OK else {
+            return .failure(StateControlError("the snapshot of agent \(id) by plugin \(type.plugin.name) failed with \(StatusText.name(status))"))
+        }
+        return .success(bytes)
+    }
+
+    // MARK: Checkpoints
+
+    /// Writes the instance's state to the store if the message just handled changed it, and
+    /// releases the held answers once the write is committed (at once when nothing is
+    /// written). True if a write was submitted: the agent is `saving` until its commit.
+    /// - Parameter then: called after the commit (or at once when nothing is written).
+    @discardableResult
+    private func checkpoint(_ type: PluginAgentType?, force: Bool = false,
+                            then: (@Sendable (Result<Void, StateControlError>) -> Void)? = nil) -> Bool {
+        let (held, instance, revision, lastStored) = state.withLock { state in
+            defer {
+                state.held = []
+                state.uncheckpointed = 0
+            }
+            return (state.held, state.instance, state.revision, state.lastStored)
+        }
+        let dirty = changed.exchange(false, ordering: .relaxed)
+        guard let type, let states = context.states, type.offersState else {
+            release(held)
+            then?(.success(()))
+            return false
+        }
+        if !force && !dirty && type.declaration.reportsStateChanges.load(ordering: .relaxed) {
+            release(held)
+            then?(.success(()))
+            return false
+        }
+        let bytes: [UInt8]
+        switch snapshot(type, instance) {
+        case .failure(let failure):
+            state.withLock { $0.discard = true }
+            context.logger.error("checkpoint failed: the agent's snapshot failed; it restarts from the stored state", metadata: [
+                "agent.id": "\(id)", "plugin": "\(type.plugin.name)", "reason": "\(failure.message)",
+            ])
+            release(held, failure: "The state of agent \(id) could not be saved (\(failure.message)); the message's effect was not kept.")
+            then?(.failure(failure))
+            return false
+        case .success(let taken):
+            bytes = taken
+        }
+        if !force && bytes == lastStored {
+            release(held)
+            then?(.success(()))
+            return false
+        }
+        state.withLock { $0.phase = .saving }
+        states.writer.submit(StateWrite(agent: id, bytes: bytes, expectedRevision: revision)) { [self] result in
+            checkpointDidFinish(result, bytes: bytes, held: held, then: then)
+        }
+        return true
+    }
+
+    /// A checkpoint's commit is done (the writer thread): the held answers go out — as
+    /// errors if the write failed, and then the instance is dropped so that the next message
+    /// starts from what is stored.
+    private func checkpointDidFinish(_ result: Result<UInt64, StateStoreError>, bytes: [UInt8], held: [HeldAnswer],
+                                     then: (@Sendable (Result<Void, StateControlError>) -> Void)?) {
+        let failure: StateControlError?
+        switch result {
+        case .success(let revision):
+            state.withLock { state in
+                state.revision = revision
+                state.lastStored = bytes
+            }
+            failure = nil
+        case .failure(let error):
+            state.withLock { $0.discard = true }
+            context.states?.checkpointFailed(id, error)
+            let reason = error.code == .conflict
+                ? "another writer changed its stored state (revision \(error.foundRevision ?? 0) found)"
+                : error.description
+            failure = StateControlError("The state of agent \(id) could not be saved: \(reason); the message's effect was not kept.")
+        }
+        release(held, failure: failure?.message)
+        let schedule: Bool = state.withLock { state in
+            guard case .saving = state.phase else { return false }
+            state.phase = state.hasWork ? .scheduled : .idle
+            return state.hasWork
+        }
+        then?(failure.map { .failure($0) } ?? .success(()))
+        if schedule { context.workers.schedule(self) }
+    }
+
+    /// Sends held answers (as errors saying `failure` when given).
+    private func release(_ held: [HeldAnswer], failure: String? = nil) {
+        for answer in held {
+            switch (answer.content, failure) {
+            case (_, let failure?), (.error(let failure), nil):
+                context.outbox.answer(requestID: answer.requestID, error: failure)
+            case (.reply(let messageType, let contentType, let payload), nil):
+                payload.withUnsafeBytes {
+                    context.outbox.answer(requestID: answer.requestID, messageType: messageType, contentType: contentType, payload: $0)
+                }
+            }
+        }
+    }
+
+    // MARK: Jobs (owner thread)
+
+    /// The agent's state now: its instance's snapshot (activating it first).
+    func currentState() -> Result<[UInt8], StateControlError> {
+        guard let type = state.withLock({ $0.currentType }) else {
+            return .failure(StateControlError("agent type '\(id.type)' is no longer served by this runtime"))
+        }
+        guard type.descriptor.pointee.snapshot != nil else {
+            return .failure(StateControlError("agent type '\(id.type)' keeps no state: plugin \(type.plugin.name) offers no snapshot"))
+        }
+        switch pluginInstance(for: type) {
+        case .failure(let failure): return .failure(failure)
+        case .success(let instance): return snapshot(type, instance)
+        }
+    }
+
+    /// Replaces the agent's state with `bytes`: a new instance restored from them, then
+    /// checkpointed. `done` is called once the state is stored (or has failed).
+    func replaceState(_ bytes: [UInt8], done: @escaping @Sendable (Result<Void, StateControlError>) -> Void) {
+        guard let type = state.withLock({ $0.currentType }) else {
+            return done(.failure(StateControlError("agent type '\(id.type)' is no longer served by this runtime")))
+        }
+        guard let restore = type.descriptor.pointee.restore, type.descriptor.pointee.snapshot != nil else {
+            return done(.failure(StateControlError("agent type '\(id.type)' keeps no state: plugin \(type.plugin.name) offers no snapshot/restore")))
+        }
+        var revision: UInt64 = 0
+        if let states = context.states {
+            do throws(StateStoreError) {
+                revision = try states.store.get(id)?.revision ?? 0
+            } catch {
+                return done(.failure(StateControlError("the state of agent \(id) was not replaced: \(error)")))
+            }
+        }
+        let created: UnsafeMutableRawPointer?
+        switch create(on: type) {
+        case .failure(let failure): return done(.failure(failure))
+        case .success(let pointer): created = pointer
+        }
+        let status = bytes.withUnsafeBufferPointer { restore(created, agentd_bytes(data: $0.baseAddress, length: $0.count)) }
+        guard status == AGENTD_OK else {
+            if let destroy = type.descriptor.pointee.destroy { destroy(created) }
+            return done(.failure(StateControlError("plugin \(type.plugin.name) \(type.plugin.version) refused the state for agent \(id) with \(StatusText.name(status)); nothing was changed")))
+        }
+        discardInstance()
+        type.plugin.instanceDidStart()
+        state.withLock { state in
+            state.instanceType = type
+            state.instance = PluginInstance(pointer: created)
+            state.revision = revision
+            state.lastStored = nil
+            state.reportedFailure = false
+        }
+        checkpoint(type, force: true, then: done)
+    }
+
+    /// Forgets the agent's state: the instance is destroyed without a checkpoint and the
+    /// stored state deleted.
+    func forgetState() -> Result<Void, StateControlError> {
+        discardInstance()
+        state.withLock { state in
+            state.carriedState = nil
+            state.revision = 0
+            state.lastStored = nil
+            state.reportedFailure = false
+        }
+        guard let states = context.states else { return .success(()) }
+        do throws(StateStoreError) {
+            _ = try states.store.delete(id, ifRevision: nil)
+            return .success(())
+        } catch {
+            return .failure(StateControlError("the stored state of agent \(id) was not deleted: \(error)"))
+        }
+    }
+
+    /// Whether a new version of the type would take over this agent's state: the live
+    /// instance's snapshot restored into a trial instance of `candidate` (then destroyed).
+    /// Nil when it would, or when there is nothing to carry over; else why not.
+    func trialRestore(into candidate: PluginAgentType) -> String? {
+        let (old, instance) = state.withLock { ($0.instanceType, $0.instance) }
+        guard let old, old.descriptor.pointee.snapshot != nil, let restore = candidate.descriptor.pointee.restore else {
+            return nil
+        }
+        let bytes: [UInt8]
+        switch snapshot(old, instance) {
+        case .failure(let failure): return failure.message
+        case .success(let taken): bytes = taken
+        }
+        let trial: UnsafeMutableRawPointer?
+        switch create(on: candidate) {
+        case .failure(let failure): return failure.message
+        case .success(let pointer): trial = pointer
+        }
+        let status = bytes.withUnsafeBufferPointer { restore(trial, agentd_bytes(data: $0.baseAddress, length: $0.count)) }
+        if let destroy = candidate.descriptor.pointee.destroy { destroy(trial) }
+        guard status == AGENTD_OK else {
+            return "its restore refused the live state (\(bytes.count) bytes) with \(StatusText.name(status))"
+        }
+        return nil
+    }
+
+    /// Retires the agent (a job the router queues when it is idle): a final checkpoint, then
+    /// `destroy`, then out of the router's table — unless a message came meanwhile.
+    func retire(from router: LocalRouter) {
+        let (type, busy) = state.withLock { ($0.instanceType, !$0.mailbox.isEmpty) }
+        if busy { return }
+        if let type, keepsState(type) {
+            let submitted = checkpoint(type) { [weak router] result in
+                guard let router, case .success = result else { return }
+                _ = self.enqueue { $0.retire(from: router) }
+            }
+            if submitted { return }
+        }
+        discardInstance()
+        _ = router.remove(self)
+    }
+
+    /// Marks the agent retired if nothing waits for it (the router's lock is held). The
+    /// worker running the retirement job is the agent's only runner.
+    func markRetiredIfUnused() -> Bool {
+        state.withLock { state in
+            guard state.mailbox.isEmpty, state.jobs.isEmpty, state.instanceType == nil else { return false }
+            state.phase = .retired
+            return true
+        }
+    }
+
+    // MARK: Versions
 
     /// Moves the plugin instance off a version that no longer serves this agent: snapshot
     /// (if the new version can restore), destroy. The next message creates the new instance.
@@ -253,34 +677,35 @@ final class AgentInstance: Schedulable {
             return (state.instanceType, state.currentType, state.instance)
         }
         guard let old else { return }
-        var snapshot: [UInt8]?
-        if let target, target.descriptor.pointee.restore != nil, let take = old.descriptor.pointee.snapshot {
-            var bytes: [UInt8] = []
-            let status = withUnsafeMutablePointer(to: &bytes) { sink in
-                take(made.pointer, snapshotWriter, UnsafeMutableRawPointer(sink))
-            }
-            if status == AGENTD_OK {
-                snapshot = bytes
-            } else {
-                context.logger.warning("snapshot failed; the agent starts afresh on the new version", metadata: [
-                    "agent.id": "\(id)", "plugin": "\(old.plugin.name)", "status": "\(StatusText.name(status))",
+        var carried: [UInt8]?
+        if let target, target.descriptor.pointee.restore != nil, old.descriptor.pointee.snapshot != nil {
+            switch snapshot(old, made) {
+            case .success(let bytes): carried = bytes
+            case .failure(let failure):
+                context.logger.error("snapshot failed while moving the agent to the new version; it starts from the stored state, or afresh without a store", metadata: [
+                    "agent.id": "\(id)", "plugin": "\(old.plugin.name)", "reason": "\(failure.message)",
                 ])
             }
         }
         if let destroy = old.descriptor.pointee.destroy { destroy(made.pointer) }
-        state.withLock { $0.carriedState = snapshot }
+        state.withLock { $0.carriedState = carried }
         context.retirement.instanceDidEnd(old.plugin)
     }
 
-    /// Destroys the plugin instance (shutdown).
-    func destroyInstance() {
+    /// Destroys the plugin instance without a checkpoint (shutdown, a failed checkpoint, a
+    /// state replaced or deleted, retirement after its final checkpoint).
+    func discardInstance() {
         let (type, made) = state.withLock { state -> (PluginAgentType?, PluginInstance) in
             defer {
                 state.instanceType = nil
                 state.instance = PluginInstance()
+                state.discard = false
+                state.held = []
+                state.lastStored = nil
             }
             return (state.instanceType, state.instance)
         }
+        changed.store(false, ordering: .relaxed)
         guard let type else { return }
         if let destroy = type.descriptor.pointee.destroy { destroy(made.pointer) }
         context.retirement.instanceDidEnd(type.plugin)

@@ -3,22 +3,25 @@ import Logging
 /// The parts of one runtime that an agent, a handler call or a plugin reference reaches
 /// (each holds this, so a host API call made with its handle finds its own runtime's parts):
 /// the threads that run handlers, the handler invoker, the way out to the host, the RPCs
-/// plugins sent, and the retirement of replaced plugin versions.
+/// plugins sent, the retirement of replaced plugin versions, and the state store.
 final class DispatchContext: Sendable {
     let workers: WorkerPool
     let invoker: HandlerInvoker
     let outbox: Outbox
     let requests: OutboundRequests
     let retirement: PluginRetirement
+    /// The state store and its writer (nil: `[state] store = none`).
+    let states: AgentStates?
     let logger: Logger
 
     init(workers: WorkerPool, invoker: HandlerInvoker, outbox: Outbox, requests: OutboundRequests,
-         retirement: PluginRetirement, logger: Logger) {
+         retirement: PluginRetirement, states: AgentStates?, logger: Logger) {
         self.workers = workers
         self.invoker = invoker
         self.outbox = outbox
         self.requests = requests
         self.retirement = retirement
+        self.states = states
         self.logger = logger
     }
 }

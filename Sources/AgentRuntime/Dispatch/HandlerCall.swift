@@ -11,6 +11,10 @@ final class HandlerCall: Sendable {
     /// RPCs: the request id to answer (as the host gave it).
     let requestID: String
     let messageType: String
+    /// The agent is checkpointed once the call is answered (its type keeps state in a store).
+    let checkpoints: Bool
+    /// The RPC's answer waits for that checkpoint.
+    var holdsAnswer: Bool { checkpoints && isRPC }
     /// Answered. Read and written only inside the agent's critical section, which orders it
     /// with the agent's state (an atomic only because the agent's lock is not this object's).
     let completed = Atomic<Bool>(false)
@@ -19,13 +23,14 @@ final class HandlerCall: Sendable {
     private let handleBits: UInt
 
     init(handle: OpaquePointer, agent: AgentInstance, plugin: LoadedPlugin, isRPC: Bool, requestID: String,
-         messageType: String) {
+         messageType: String, checkpoints: Bool) {
         handleBits = UInt(bitPattern: Int(bitPattern: handle))
         self.agent = agent
         self.plugin = plugin
         self.isRPC = isRPC
         self.requestID = requestID
         self.messageType = messageType
+        self.checkpoints = checkpoints
     }
 
     /// The `agentd_call *` the handler receives.

@@ -35,9 +35,10 @@ final class HandlerInvoker: Sendable {
         let requestID = isRPC ? message.messageID.string : ""
         let plugin = type.plugin
         plugin.activityDidStart()
+        let checkpoints = agent.keepsState(type)
         let call = calls.insert {
             HandlerCall(handle: $0, agent: agent, plugin: plugin, isRPC: isRPC, requestID: requestID,
-                        messageType: messageType)
+                        messageType: messageType, checkpoints: checkpoints)
         }
         var view = agentd_message()
         view.size = UInt32(MemoryLayout<agentd_message>.size)
@@ -69,10 +70,9 @@ final class HandlerInvoker: Sendable {
         defer { retirement.activityDidEnd(plugin) }
         if isRPC {
             if status == AGENTD_OK {
-                outbox.answer(requestID: requestID, messageType: "", contentType: "application/json",
-                              payload: UnsafeRawBufferPointer(start: nil, count: 0))
+                answer(call, .reply(messageType: "", contentType: "application/json", payload: []))
             } else {
-                outbox.answer(requestID: requestID, error: "The handler for '\(messageType)' of agent \(agent.id) failed with \(StatusText.name(status)).")
+                answer(call, .error("The handler for '\(messageType)' of agent \(agent.id) failed with \(StatusText.name(status))."))
             }
         } else if status != AGENTD_OK {
             logger.warning("event handler failed", metadata: [
@@ -93,12 +93,30 @@ final class HandlerInvoker: Sendable {
         }
     }
 
-    /// Answers a message whose agent could not be created.
-    func refuse(_ message: IncomingMessage, agent: AgentInstance, type: PluginAgentType, creationFailure: String) {
+    /// Answers a message whose agent could not be created (or restored): logged at error
+    /// level the first time in a row, then at debug level.
+    func refuse(_ message: IncomingMessage, agent: AgentInstance, type: PluginAgentType, creationFailure: String,
+                firstTime: Bool) {
         if message.kind == .request { outbox.answer(requestID: message.messageID.string, error: creationFailure) }
-        logger.error("agent could not be created", metadata: [
+        logger.log(level: firstTime ? .error : .debug, "agent could not be created", metadata: [
             "agent.id": "\(agent.id)", "plugin": "\(type.plugin.name)", "error": "\(creationFailure)",
         ])
+    }
+
+    /// Sends an RPC's answer, or holds it for the agent's checkpoint.
+    private func answer(_ call: HandlerCall, _ content: HeldAnswer.Content) {
+        if call.holdsAnswer {
+            call.agent.hold(HeldAnswer(requestID: call.requestID, content: content))
+            return
+        }
+        switch content {
+        case .error(let text):
+            outbox.answer(requestID: call.requestID, error: text)
+        case .reply(let messageType, let contentType, let payload):
+            payload.withUnsafeBytes {
+                outbox.answer(requestID: call.requestID, messageType: messageType, contentType: contentType, payload: $0)
+            }
+        }
     }
 
     /// Answers a message whose agent type is gone (its plugin was removed).
@@ -125,8 +143,13 @@ final class HandlerInvoker: Sendable {
     /// ignored), and the agent goes on.
     func reply(_ call: HandlerCall, messageType: agentd_str, contentType: agentd_str, payload: agentd_bytes) {
         if call.isRPC {
-            outbox.answer(requestID: call.requestID, messageType: messageType.string,
-                          contentType: contentType.string, payload: payload.buffer)
+            if call.holdsAnswer {
+                answer(call, .reply(messageType: messageType.string, contentType: contentType.string,
+                                    payload: Array(payload.buffer)))
+            } else {
+                outbox.answer(requestID: call.requestID, messageType: messageType.string,
+                              contentType: contentType.string, payload: payload.buffer)
+            }
         }
         finish(call)
     }
@@ -136,7 +159,7 @@ final class HandlerInvoker: Sendable {
     func fail(_ call: HandlerCall, status: agentd_status, message: String) {
         let text = message.isEmpty ? "The handler for '\(call.messageType)' of agent \(call.agent.id) failed with \(StatusText.name(status))." : message
         if call.isRPC {
-            outbox.answer(requestID: call.requestID, error: text)
+            answer(call, .error(text))
         } else {
             logger.warning("event handler failed", metadata: [
                 "agent.id": "\(call.agent.id)", "message.type": "\(call.messageType)", "error": "\(text)",

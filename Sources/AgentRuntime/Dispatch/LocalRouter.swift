@@ -8,7 +8,8 @@ import Synchronization
 /// error answer when the type is not served here), a response to the request waiting for it.
 ///
 /// It keeps the agent types this runtime serves (the versions the ``Reloader`` put in place)
-/// and the agents created so far, each created on its first message.
+/// and the resident agents, each created on its first message and retired when idle for
+/// `idle` or when more than `maxResident` are resident (least recently used first).
 final class LocalRouter: Sendable {
     private struct Routing: ~Copyable {
         /// Agent types this runtime serves.
@@ -20,20 +21,46 @@ final class LocalRouter: Sendable {
         var withdrawn: Set<String> = []
     }
 
+    /// When agents are retired.
+    struct Residency: Sendable {
+        /// Retire an agent that received nothing for this long (zero: never for idleness).
+        var idle: Duration
+        /// At most this many resident agents; past it the least recently used are retired.
+        var maxResident: Int
+        static let unbounded = Residency(idle: .zero, maxResident: .max)
+
+        /// How often the router's clock ticks (agents' last activity is kept in ticks).
+        var tickInterval: Duration {
+            guard idle > .zero else { return .seconds(1) }
+            return max(.milliseconds(10), min(.seconds(1), idle / 4))
+        }
+    }
+
     private let context: DispatchContext
     private let handles: HandleTable<AgentInstance>
     /// Messages that may wait for one agent.
     let mailboxLimit: Int
+    let residency: Residency
     private let logger: Logger
     private let routing = Mutex(Routing())
+    /// The router's clock: advanced every ``Residency/tickInterval`` by ``sweep()``.
+    private let tick = Atomic<Int>(1)
+    /// A retirement pass for `maxResident` is under way.
+    private let evicting = Atomic<Bool>(false)
+    private let retired = Atomic<Int>(0)
+
+    /// Agents retired so far.
+    var retiredCount: Int { retired.load(ordering: .relaxed) }
     private let intakeOpen = Atomic<Bool>(true)
     private let overloadRefusals = Atomic<Int>(0)
     private let refusedAtShutdown = Atomic<Int>(0)
 
-    init(context: DispatchContext, handles: HandleTable<AgentInstance>, mailboxLimit: Int, logger: Logger) {
+    init(context: DispatchContext, handles: HandleTable<AgentInstance>, mailboxLimit: Int,
+         residency: Residency = .unbounded, logger: Logger) {
         self.context = context
         self.handles = handles
         self.mailboxLimit = mailboxLimit
+        self.residency = residency
         self.logger = logger
     }
 
@@ -69,8 +96,11 @@ final class LocalRouter: Sendable {
     /// The names of the agent types served, sorted.
     var servedTypes: [String] { routing.withLock { $0.types.keys.sorted() } }
 
-    /// Every agent created so far.
+    /// Every resident agent.
     var agents: [AgentInstance] { routing.withLock { Array($0.agents.values) } }
+
+    /// How many agents are resident.
+    var residentCount: Int { routing.withLock { $0.agents.count } }
 
     // MARK: Intake (the thread that read the message)
 
@@ -105,8 +135,7 @@ final class LocalRouter: Sendable {
         for type in targets {
             // An agent does not receive its own publish.
             if type.name == senderType && key == senderKey { continue }
-            let agent = agent(type: type, key: key)
-            if !agent.deliver(message, limit: mailboxLimit) { refuseOverloaded(message, agent) }
+            deliver(message, type: type, key: key)
         }
     }
 
@@ -120,19 +149,84 @@ final class LocalRouter: Sendable {
                 : "Agent type '\(typeName)' is not served by this runtime (request to \(target)).")
             return
         }
-        let agent = agent(type: type, key: message.targetKey.string)
-        if !agent.deliver(message, limit: mailboxLimit) { refuseOverloaded(message, agent) }
+        deliver(message, type: type, key: message.targetKey.string)
+    }
+
+    /// Queues `message` for agent (type, key), created if not resident.
+    private func deliver(_ message: IncomingMessage, type: PluginAgentType, key: String) {
+        let now = tick.load(ordering: .relaxed)
+        while true {
+            let agent = agent(type: type, key: key)
+            switch agent.deliver(message, limit: mailboxLimit, tick: now) {
+            case .accepted: return
+            case .full: return refuseOverloaded(message, agent)
+            case .retired: continue  // retired meanwhile: its successor activates from the store
+            }
+        }
     }
 
     /// The agent (type, key), created on its first message.
-    private func agent(type: PluginAgentType, key: String) -> AgentInstance {
+    func agent(type: PluginAgentType, key: String) -> AgentInstance {
         let id = AgentID(type: type.name, key: key)
-        let (context, handles) = (self.context, self.handles)
-        return routing.withLock { routing in
-            if let existing = routing.agents[id] { return existing }
-            let created = handles.insert { AgentInstance(handle: $0, id: id, type: type, context: context) }
+        let (context, handles, now) = (self.context, self.handles, tick.load(ordering: .relaxed))
+        let (agent, resident) = routing.withLock { routing in
+            if let existing = routing.agents[id] { return (existing, 0) }
+            let created = handles.insert { AgentInstance(handle: $0, id: id, type: type, context: context, tick: now) }
             routing.agents[id] = created
-            return created
+            return (created, routing.agents.count)
+        }
+        if resident > residency.maxResident { evictLeastRecentlyUsed() }
+        return agent
+    }
+
+    /// The served version of agent type `name`, or why there is none.
+    func servedType(_ name: String) -> PluginAgentType? {
+        routing.withLock { $0.types[name] }
+    }
+
+    /// Takes a retired agent out of the table if nothing came for it meanwhile (its job runs
+    /// on its worker). True if it is out.
+    func remove(_ agent: AgentInstance) -> Bool {
+        let removed: Bool = routing.withLock { routing in
+            guard routing.agents[agent.id] === agent, agent.markRetiredIfUnused() else { return false }
+            routing.agents[agent.id] = nil
+            return true
+        }
+        if removed {
+            _ = handles.remove(agent.handle)
+            retired.add(1, ordering: .relaxed)
+        }
+        return removed
+    }
+
+    // MARK: Residency
+
+    /// Advances the clock and retires the agents idle for ``Residency/idle`` (called every
+    /// ``Residency/tickInterval``).
+    func sweep() {
+        let now = tick.add(1, ordering: .relaxed).newValue
+        guard residency.idle > .zero else { return }
+        let ticks = Int((residency.idle / residency.tickInterval).rounded(.up))
+        let since = now - ticks
+        for agent in agents { _ = agent.enqueueIfIdle(since: since) { [weak self] in if let self { $0.retire(from: self) } } }
+    }
+
+    /// Retires the least recently used idle agents until a tenth below ``Residency/maxResident``
+    /// (in the background: the intake goes on meanwhile).
+    private func evictLeastRecentlyUsed() {
+        guard !evicting.exchange(true, ordering: .acquiring) else { return }
+        Task.detached { [self] in
+            defer { evicting.store(false, ordering: .releasing) }
+            let all = agents
+            let target = residency.maxResident - residency.maxResident / 10
+            guard all.count > target else { return }
+            var candidates = all.compactMap { agent in agent.idleSince.map { (agent, $0) } }
+            candidates.sort { $0.1 < $1.1 }
+            let now = tick.load(ordering: .relaxed) + 1
+            var queued = 0
+            for (agent, _) in candidates where queued < all.count - target {
+                if agent.enqueueIfIdle(since: now, { [weak self] in if let self { $0.retire(from: self) } }) { queued += 1 }
+            }
         }
     }
 
@@ -195,7 +289,7 @@ final class LocalRouter: Sendable {
             return Array(routing.agents.values)
         }
         for agent in all {
-            agent.destroyInstance()
+            agent.discardInstance()
             _ = handles.remove(agent.handle)
         }
     }

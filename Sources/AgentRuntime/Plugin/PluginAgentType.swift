@@ -18,6 +18,8 @@ final class AgentTypeDeclaration: @unchecked Sendable {
     /// An agent of this type has called `state_changed`: from then on only the messages that
     /// call it are checkpointed.
     let reportsStateChanges = Atomic<Bool>(false)
+    /// The type offers both snapshot and restore.
+    let offersState: Bool
 
     init(name: String, subscriptions: [Subscription.Kind], handlers: [String: agentd_handler_fn],
          fallback: agentd_handler_fn?, descriptor: UnsafePointer<agentd_agent_type>) {
@@ -26,6 +28,7 @@ final class AgentTypeDeclaration: @unchecked Sendable {
         self.handlers = handlers
         self.fallback = fallback
         self.descriptor = descriptor
+        offersState = descriptor.pointee.snapshot != nil && descriptor.pointee.restore != nil
     }
 }
 
@@ -51,6 +54,9 @@ public struct PluginAgentType: Sendable {
     func handler(for messageType: String) -> agentd_handler_fn? {
         declaration.handlers[messageType] ?? declaration.fallback
     }
+
+    /// Whether its agents have state to keep: the type offers both snapshot and restore.
+    var offersState: Bool { declaration.offersState }
 
     /// Whether `other` is this very version of the type.
     func isSameVersion(as other: PluginAgentType?) -> Bool {

@@ -15,6 +15,8 @@ public struct PluginLoadError: Error, Sendable, CustomStringConvertible {
         public static let invalidDescriptor = Code("invalid descriptor")
         /// An agent type is already served by another loaded plugin.
         public static let duplicateAgentType = Code("duplicate agent type")
+        /// A new version's `restore` refuses the state of a live agent (hot reload).
+        public static let stateRefused = Code("state refused")
         public var description: String { value }
     }
 

@@ -176,7 +176,9 @@ final class Reloader: Sendable {
         var metadata: Logger.Metadata = [
             "plugin.path": "\(error.path)", "reason": "\(error.reason)", "code": "\(error.code)",
         ]
-        if let data = FileManager.default.contents(atPath: error.path) {
+        // A refusal for live state depends on the agents, not on the file: tried again at the
+        // next rescan.
+        if error.code != .stateRefused, let data = FileManager.default.contents(atPath: error.path) {
             let hash = ContentHash.of(data)
             metadata["plugin.hash"] = "\(hash)"
             state.withLock { $0.refused[error.path] = hash }
@@ -247,6 +249,17 @@ final class Reloader: Sendable {
             new = try load(path, taken: Set(router.servedTypes).subtracting(oldNames))
         } catch {
             refuse(error, keeping: old)
+            return
+        }
+        // A new version must take over its live agents' state: tried on every resident agent
+        // (snapshot of the old instance, restored into a trial instance of the new one).
+        let refusals = await router.trialRestore(new.agentTypes)
+        if let (agent, reason) = refusals.first {
+            loader.unload(new)
+            refuse(PluginLoadError(
+                code: .stateRefused, path: path,
+                reason: "plugin \(new.name) \(new.version) cannot take over the state of live agent \(agent): \(reason)\(refusals.count > 1 ? " (and of \(refusals.count - 1) more)" : "")"),
+                keeping: old)
             return
         }
         let accepted = await registrations.register(new.agentTypes, plugin: new)

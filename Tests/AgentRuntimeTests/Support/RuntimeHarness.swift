@@ -22,11 +22,13 @@ struct RuntimeHarness {
         plugins: [(file: String, product: String)], settings: [String: [String: String]] = [:],
         rpcTimeout: Duration = .seconds(10), extraFiles: [(String, [UInt8])] = [],
         maxRetiredSwiftImages: Int = 16, mailboxLimit: Int = 10_000, handlerTimeout: Duration = .seconds(60),
-        probe: Bool = false, shutdownGracePeriod: Duration = .seconds(5)
+        probe: Bool = false, shutdownGracePeriod: Duration = .seconds(5),
+        stateStorePath: String? = nil, idleAgentTimeout: Duration = .seconds(300), maxResidentAgents: Int = 100_000,
+        pluginDirectory existing: String? = nil
     ) async throws -> RuntimeHarness {
-        let directory = NSTemporaryDirectory() + "agentd-runtime-test-\(UUID().uuidString)"
+        let directory = existing ?? NSTemporaryDirectory() + "agentd-runtime-test-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        for plugin in plugins {
+        for plugin in plugins where !FileManager.default.fileExists(atPath: "\(directory)/\(plugin.file)") {
             try FileManager.default.copyItem(
                 atPath: "\(buildDirectory)/lib\(plugin.product).so", toPath: "\(directory)/\(plugin.file)")
         }
@@ -41,17 +43,18 @@ struct RuntimeHarness {
                 probe: probe ? PluginProbe(executable: "\(buildDirectory)/agentd") : nil,
                 shutdownGracePeriod: shutdownGracePeriod,
                 maxRetiredSwiftImages: maxRetiredSwiftImages, mailboxLimit: mailboxLimit,
-                handlerTimeout: handlerTimeout, pluginSettings: settings),
+                handlerTimeout: handlerTimeout, pluginSettings: settings, stateStorePath: stateStorePath,
+                idleAgentTimeout: idleAgentTimeout, maxResidentAgents: maxResidentAgents),
             logger: log.logger())
         try await runtime.start()
         let client = try WorkerClient(address: runtime.hostAddress!)
         return RuntimeHarness(runtime: runtime, client: client, log: log, pluginDirectory: directory)
     }
 
-    func stop() async {
+    func stop(keepingPlugins: Bool = false) async {
         await client.close()
         await runtime.shutdown()
-        try? FileManager.default.removeItem(atPath: pluginDirectory)
+        if !keepingPlugins { try? FileManager.default.removeItem(atPath: pluginDirectory) }
     }
 
     /// Sends a JSON RPC and returns the answer's text.
@@ -66,12 +69,14 @@ func withRuntime(
     plugins: [(file: String, product: String)], settings: [String: [String: String]] = [:],
     rpcTimeout: Duration = .seconds(10), extraFiles: [(String, [UInt8])] = [], maxRetiredSwiftImages: Int = 16,
     mailboxLimit: Int = 10_000, handlerTimeout: Duration = .seconds(60), probe: Bool = false,
+    stateStorePath: String? = nil, idleAgentTimeout: Duration = .seconds(300), maxResidentAgents: Int = 100_000,
     _ body: (RuntimeHarness) async throws -> Void
 ) async throws {
     let harness = try await RuntimeHarness.start(
         plugins: plugins, settings: settings, rpcTimeout: rpcTimeout, extraFiles: extraFiles,
         maxRetiredSwiftImages: maxRetiredSwiftImages, mailboxLimit: mailboxLimit, handlerTimeout: handlerTimeout,
-        probe: probe)
+        probe: probe, stateStorePath: stateStorePath, idleAgentTimeout: idleAgentTimeout,
+        maxResidentAgents: maxResidentAgents)
     do {
         try await body(harness)
     } catch {

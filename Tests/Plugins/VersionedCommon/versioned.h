@@ -11,7 +11,10 @@
 //                              N `Tick` events to (T, S) as this agent, one every I ms
 //   RPC `Never`                returns AGENTD_PENDING and never answers
 //   RPC `EmitStats`            {"ok": publishes accepted, "refused": refused, "done": bool}
+//   RPC `Set`                  {"count": N} sets the counter, replies like `Get`
 // The counter moves to the next version through snapshot/restore (8 bytes, little-endian).
+// Version 2's restore refuses a negative counter (AGENTD_INVALID_ARGUMENT), so that a reload
+// can meet a live state the new version does not accept.
 // Version 2 also serves agent type `versioned-extra` (RPC `Get` -> {"version": 2, ...}), so
 // that a reload adds a type; going back to version 1 withdraws it.
 #include <agent_plugin.h>
@@ -66,6 +69,9 @@ static agentd_status restore(void *instance, agentd_bytes bytes) {
     if (bytes.length != 8) return AGENTD_INVALID_ARGUMENT;
     unsigned long long value = 0;
     for (int i = 0; i < 8; i++) value |= (unsigned long long)bytes.data[i] << (8 * i);
+#if VERSIONED_PLUGIN_VERSION == 2
+    if ((long long)value < 0) return AGENTD_INVALID_ARGUMENT;
+#endif
     state->count = (long long)value;
     return AGENTD_OK;
 }
@@ -86,6 +92,19 @@ static agentd_status on_event(void *instance, const agentd_message *m) {
 }
 
 static agentd_status on_get(void *instance, const agentd_message *m) { return answer(instance, m->call); }
+
+static agentd_status on_set(void *instance, const agentd_message *m) {
+    versioned_instance *state = instance;
+    if (!m->is_rpc) return AGENTD_OK;
+    char text[64];
+    size_t n = m->payload.length < sizeof text - 1 ? m->payload.length : sizeof text - 1;
+    memcpy(text, m->payload.data, n);
+    text[n] = 0;
+    const char *colon = strchr(text, ':');
+    if (!colon) return m->host->fail(m->call, AGENTD_INVALID_ARGUMENT, agentd_cstr("versioned: Set wants {\"count\": N}"));
+    state->count = strtoll(colon + 1, NULL, 10);
+    return answer(instance, m->call);
+}
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -263,6 +282,7 @@ static void unload(void) {
 
 static const agentd_handler handlers[] = {
     {sizeof(agentd_handler), "Get", on_get},
+    {sizeof(agentd_handler), "Set", on_set},
     {sizeof(agentd_handler), "Slow", on_slow},
     {sizeof(agentd_handler), "Emit", on_emit},
     {sizeof(agentd_handler), "EmitStats", on_emit_stats},
@@ -284,7 +304,7 @@ static const agentd_agent_type types[] = {
         .subscriptions = subscriptions,
         .subscription_count = 1,
         .handlers = handlers,
-        .handler_count = 6,
+        .handler_count = sizeof handlers / sizeof handlers[0],
         .create = create,
         .destroy = destroy,
         .snapshot = snapshot,

@@ -1,0 +1,39 @@
+import AgentCore
+import AgentState
+import Logging
+import Synchronization
+
+/// Agents' state between activations: the store, the writer that checkpoints into it in
+/// group commits, and counts of what happened (for logs and benchmarks).
+final class AgentStates: Sendable {
+    let store: any StateStore
+    let writer: CheckpointWriter
+    /// The store as an operator names it (its file).
+    let name: String
+    let logger: Logger
+    private let failures = Atomic<Int>(0)
+    let activations = Atomic<Int>(0)
+
+    init(store: any StateStore, name: String, logger: Logger) {
+        self.store = store
+        self.name = name
+        self.logger = logger
+        writer = CheckpointWriter(store: store)
+    }
+
+    /// A checkpoint that could not be written: counted, and logged (the first, then every
+    /// 100th) with the store's reason.
+    func checkpointFailed(_ agent: AgentID, _ error: StateStoreError) {
+        let count = failures.wrappingAdd(1, ordering: .relaxed).newValue
+        if count == 1 || count % 100 == 0 {
+            logger.error("checkpoint failed: the agent's state was not saved; its answer is an error and it restarts from the stored state", metadata: [
+                "agent.id": "\(agent)", "store": "\(name)", "reason": "\(error.message)", "code": "\(error.code)",
+                "failures": "\(count)",
+            ])
+        }
+    }
+
+    var failureCount: Int { failures.load(ordering: .relaxed) }
+
+    func stop() { writer.stop() }
+}

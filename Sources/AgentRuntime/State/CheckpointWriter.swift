@@ -1,0 +1,105 @@
+import AgentCore
+import AgentState
+import GRPCTransport
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writes agents' checkpoints to the state store on one thread, in group commits: everything
+/// submitted while a commit runs goes into the next one (one durable flush for all of them),
+/// so many agents checkpointing at once cost about one commit, not one each.
+///
+/// Each write's completion runs on the writer thread, in submission order, once its commit is
+/// done (or has failed): it is where held RPC answers are released.
+final class CheckpointWriter: @unchecked Sendable {
+    // @unchecked Sendable: `queue` and `stopping` are touched only with `mutex` held; the
+    // pthread mutex and condition are allocated once, never moved, freed in deinit.
+    struct Job: Sendable {
+        var write: StateWrite
+        var done: @Sendable (Result<UInt64, StateStoreError>) -> Void
+    }
+
+    let store: any StateStore
+    /// The most writes one commit takes (bounds a commit's latency under a burst).
+    let batchLimit: Int
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var queue: [Job] = []
+    private var stopping = false
+    private var thread: NativeThread?
+    private let commits = Atomic<Int>(0)
+    private let written = Atomic<Int>(0)
+
+    init(store: any StateStore, batchLimit: Int = 1024) {
+        self.store = store
+        self.batchLimit = batchLimit
+        mutex.initialize(to: pthread_mutex_t())
+        condition.initialize(to: pthread_cond_t())
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+        thread = NativeThread.start(name: "agentd-state") { [self] in run() }
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
+    /// Commits so far, and writes in them (for logs and benchmarks).
+    var counts: (commits: Int, writes: Int) { (commits.load(ordering: .relaxed), written.load(ordering: .relaxed)) }
+
+    /// Queues a write; `done` runs once it is committed or has failed. After ``stop()`` the
+    /// write fails at once.
+    func submit(_ write: StateWrite, done: @escaping @Sendable (Result<UInt64, StateStoreError>) -> Void) {
+        pthread_mutex_lock(mutex)
+        guard !stopping else {
+            pthread_mutex_unlock(mutex)
+            done(.failure(StateStoreError(.failed, store: "\(store)", "the runtime is shutting down")))
+            return
+        }
+        queue.append(Job(write: write, done: done))
+        pthread_cond_signal(condition)
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// Writes what is queued, then ends the thread.
+    func stop() {
+        pthread_mutex_lock(mutex)
+        stopping = true
+        pthread_cond_signal(condition)
+        pthread_mutex_unlock(mutex)
+        thread?.join()
+        thread = nil
+    }
+
+    private func run() {
+        while true {
+            pthread_mutex_lock(mutex)
+            while queue.isEmpty && !stopping { pthread_cond_wait(condition, mutex) }
+            if queue.isEmpty {
+                pthread_mutex_unlock(mutex)
+                return
+            }
+            let count = min(queue.count, batchLimit)
+            let batch = Array(queue.prefix(count))
+            queue.removeFirst(count)
+            pthread_mutex_unlock(mutex)
+            commit(batch)
+        }
+    }
+
+    private func commit(_ batch: [Job]) {
+        let results: [Result<UInt64, StateStoreError>]
+        do throws(StateStoreError) {
+            results = try store.put(batch.map(\.write))
+            commits.add(1, ordering: .relaxed)
+            written.add(batch.count, ordering: .relaxed)
+        } catch {
+            results = Array(repeating: .failure(error), count: batch.count)
+        }
+        for (job, result) in zip(batch, results) { job.done(result) }
+    }
+}
