@@ -324,7 +324,7 @@ struct IncomingMessageTests {
                 contentType: "application/json", payload: $0)
         }
         let message = try #require(Self.decode(bytes))
-        bytes.withUnsafeMutableBytes { $0.initializeMemory(as: UInt8.self, repeating: 0x55) }
+        _ = bytes.withUnsafeMutableBytes { $0.initializeMemory(as: UInt8.self, repeating: 0x55) }
         bytes = []
         #expect(message.messageID.string == "m-16")
         #expect(message.messageType.string == "Greeting")
