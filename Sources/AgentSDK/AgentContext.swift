@@ -114,6 +114,13 @@ public struct AgentContext: Sendable {
         logger.log(level, message)
     }
 
+    /// `state_changed` for this agent (see ``MessageContext/stateChanged()``): a no-op on
+    /// runtimes older than ABI 1.2; a refusal (the agent was destroyed meanwhile) is logged.
+    func stateChanged() {
+        guard let status = host.stateChanged(agent: agent), status != AGENTD_OK else { return }
+        logger.warning("the runtime refused state_changed for \(agentID): \(AgentError.Code(status))")
+    }
+
     /// Sends the request and waits for the runtime's completion (which comes on a runtime
     /// thread; decoding happens back in the caller's task).
     private func request<M: AgentMessage>(_ message: M, to target: AgentID) async throws -> RPCResponse {

@@ -53,4 +53,35 @@ public struct MessageContext: Sendable {
     public func log(_ message: String, level: AgentLogger.Level = .info) {
         agentContext.log(message, level: level)
     }
+
+    /// Says that this message changed the agent's state, so that the runtime checkpoints it:
+    /// once the handler has returned, and before an RPC's answer goes out, it takes the
+    /// agent's ``StatefulAgent/snapshot()`` and writes it to its state store.
+    ///
+    /// Call it from the handler of a ``StatefulAgent`` whenever the message changed what
+    /// `snapshot()` returns; calling it more than once for one message is the same as once.
+    ///
+    /// ```swift
+    /// registry.onRPC(Add.self) { counter, add, context in
+    ///     counter.count += add.amount
+    ///     context.stateChanged()
+    ///     return Count(count: counter.count)
+    /// }
+    /// registry.onRPC(Get.self) { counter, _, _ in
+    ///     Count(count: counter.count)  // reads only: no checkpoint
+    /// }
+    /// ```
+    ///
+    /// Once an agent type has called it, the runtime trusts it: a message during which it was
+    /// not called is not checkpointed, so a handler that changes the state must call it every
+    /// time. A type that never calls it is snapshotted after every message, and the snapshot
+    /// is written when it differs from the last one stored.
+    ///
+    /// Call it before the handler returns (the SDK answers the message after that), not from
+    /// work the handler leaves running: the runtime counts the call towards the message being
+    /// handled when it arrives. On a runtime older than plugin ABI 1.2 it does nothing; for
+    /// an agent type that is not a ``StatefulAgent`` it does nothing either.
+    public func stateChanged() {
+        agentContext.stateChanged()
+    }
 }

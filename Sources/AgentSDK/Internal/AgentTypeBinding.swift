@@ -96,7 +96,11 @@ struct StateHooks: Sendable {
     static func make<S: StatefulAgent>(_ type: S.Type) -> StateHooks {
         StateHooks(
             snapshot: { agent in
-                try JSONEncoder().encode(unsafeDowncast(agent, to: S.self).snapshot())
+                // Sorted keys: a dictionary's order changes from one encoding to the next, and
+                // the runtime compares a snapshot's bytes with the stored ones to skip writes.
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                return try encoder.encode(unsafeDowncast(agent, to: S.self).snapshot())
             },
             restore: { agent, data in
                 // Lenient on purpose: a new version may have dropped properties.

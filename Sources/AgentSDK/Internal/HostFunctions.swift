@@ -15,9 +15,15 @@ final class HostFunctions: @unchecked Sendable {
     /// A copy of the runtime's table, checked to hold every function of ABI 1.0 (the later
     /// fields are zero where the runtime's table is shorter).
     private let table: agentd_host_api
+    /// `state_changed` (ABI 1.2), when the runtime's table covers it; nil on older runtimes.
+    private let stateChangedFunction: agentd_host_api.StateChanged?
 
-    /// The size of ABI 1.0's table: what this SDK needs (it calls nothing added later).
+    /// The size of ABI 1.0's table: what this SDK needs. Functions added later are called only
+    /// where the runtime's table covers them (``stateChanged(agent:)``).
     static let abi10Size = MemoryLayout<agentd_host_api>.offset(of: \.plugin_publish)!
+    /// The size a table needs to hold `state_changed` (ABI 1.2).
+    static let abi12Size =
+        MemoryLayout<agentd_host_api>.offset(of: \.state_changed)! + MemoryLayout<agentd_host_api.StateChanged?>.size
     /// The plugin as the runtime knows it (for log and setting).
     let plugin: OpaquePointer?
     /// The plugin's name, for messages.
@@ -37,6 +43,7 @@ final class HostFunctions: @unchecked Sendable {
               table.log != nil, table.setting != nil
         else { return nil }
         self.table = table
+        stateChangedFunction = size >= Self.abi12Size ? table.state_changed : nil
         self.plugin = plugin
         self.pluginName = pluginName
     }
@@ -109,10 +116,25 @@ final class HostFunctions: @unchecked Sendable {
         message.withView { table.log!(plugin, agent, cLevel, $0) }
     }
 
+    /// Tells the runtime that the message `agent` is handling changed its state (ABI 1.2's
+    /// `state_changed`). Nil when the runtime predates it (its table is too short): nothing is
+    /// called, and the runtime keeps checkpointing after every message whose snapshot differs.
+    func stateChanged(agent: AgentReference) -> agentd_status? {
+        stateChangedFunction.map { $0(agent.pointer) }
+    }
+
+    /// Whether the runtime offers `state_changed` (ABI 1.2).
+    var offersStateChanged: Bool { stateChangedFunction != nil }
+
     /// A key of the plugin's `[plugin.NAME]` section, or nil when absent.
     func setting(_ key: String) -> String? {
         var value = agentd_str()
         let status = key.withView { table.setting!(plugin, $0, &value) }
         return status == AGENTD_OK ? String(value) : nil
     }
+}
+
+extension agentd_host_api {
+    /// The type of the `state_changed` field (an optional C function pointer).
+    typealias StateChanged = @convention(c) (OpaquePointer?) -> agentd_status
 }

@@ -10,6 +10,15 @@ import Testing
 /// a host API table whose functions (C function pointers) record what the plugin publishes,
 /// answers and logs, serve settings, and answer `send`s from another thread.
 ///
+/// It keeps agents' state as the runtime does with a state store: ``LoadedPlugin/activate(_:)``
+/// creates an agent and restores it from the store, ``FakeAgent/handle(_:json:rpc:topic:sender:contentType:)``
+/// checkpoints after the message (snapshot into the store; for an RPC, before the answer is
+/// returned), following `state_changed` the way the runtime does (see ``FakeAgent``), and
+/// ``FakeAgent/retire()`` takes a final checkpoint and destroys the instance.
+///
+/// The host table it offers is the current one, or ABI 1.0's or 1.1's (``HostTable``): the
+/// functions past the size it claims are traps that record the misuse instead of acting.
+///
 /// The C functions cannot capture, so they find their runtime through the pointers the plugin
 /// hands back: the plugin reference, an agent reference (a ``FakeAgent``) or a call token (a
 /// ``FakeCall``).
@@ -48,10 +57,52 @@ final class FakeRuntime: @unchecked Sendable {
         case answer(messageType: String, json: String)
     }
 
+    /// Which host API table the runtime offers: how much of `agentd_host_api` its `size` covers.
+    enum HostTable: Sendable {
+        /// ABI 1.0: up to `setting`.
+        case abi10
+        /// ABI 1.1: up to `plugin_send`.
+        case abi11
+        /// This header's table (ABI 1.2: `state_changed`).
+        case current
+
+        var size: Int {
+            switch self {
+            case .abi10: MemoryLayout<agentd_host_api>.offset(of: \.plugin_publish)!
+            case .abi11: MemoryLayout<agentd_host_api>.offset(of: \.state_changed)!
+            case .current: MemoryLayout<agentd_host_api>.size
+            }
+        }
+
+        var minor: UInt16 {
+            switch self {
+            case .abi10: 0
+            case .abi11: 1
+            case .current: UInt16(AGENTD_ABI_MINOR)
+            }
+        }
+    }
+
+    /// One write into the fake state store.
+    struct Checkpoint: Sendable, Equatable {
+        var agent: AgentID
+        var state: String
+    }
+
     private struct Recorded {
         var publications: [Publication] = []
         var logs: [LogLine] = []
         var requests: [Request] = []
+        /// The state store: each agent's last checkpoint.
+        var store: [AgentID: String] = [:]
+        var checkpoints: [Checkpoint] = []
+        /// Snapshots taken for checkpoints, written or not.
+        var snapshotsTaken = 0
+        /// Agent types that called `state_changed`: from then on only the messages that call
+        /// it are checkpointed.
+        var typesReportingChanges: Set<String> = []
+        /// Host functions the plugin called beyond the table's `size`.
+        var misuses: [String] = []
     }
 
     let api: UnsafeMutablePointer<agentd_host_api>
@@ -64,16 +115,17 @@ final class FakeRuntime: @unchecked Sendable {
     ///   - settings: The plugin's `[plugin.NAME]` section.
     ///   - abiMajor: What the host table claims.
     ///   - respond: How `send`s are answered (on another thread).
-    init(settings: [String: String] = [:], abiMajor: UInt16 = UInt16(AGENTD_ABI_MAJOR),
+    ///   - hostTable: Which ABI minor's table to offer.
+    init(settings: [String: String] = [:], abiMajor: UInt16 = UInt16(AGENTD_ABI_MAJOR), hostTable: HostTable = .current,
          respond: @escaping @Sendable (Request) -> Response = { _ in .error(AGENTD_NOT_FOUND.rawValue, "no such agent") })
     {
         self.settings = settings.mapValues { strdup($0)! }
         self.respond = respond
         api = .allocate(capacity: 1)
         var table = agentd_host_api()
-        table.size = UInt32(MemoryLayout<agentd_host_api>.size)
+        table.size = UInt32(hostTable.size)
         table.abi_major = abiMajor
-        table.abi_minor = UInt16(AGENTD_ABI_MINOR)
+        table.abi_minor = hostTable.minor
         table.publish = { from, topicType, topicSource, messageType, contentType, payload in
             guard let agent = FakeAgent.from(from) else { return AGENTD_MISUSE }
             agent.runtime.recorded.withLock {
@@ -119,7 +171,33 @@ final class FakeRuntime: @unchecked Sendable {
             value.pointee = agentd_str(data: text, length: strlen(text))
             return AGENTD_OK
         }
+        table.plugin_publish = { plugin, _, _, _, _, _ in
+            guard let plugin else { return AGENTD_MISUSE }
+            let runtime = Unmanaged<FakeRuntime>.fromOpaque(UnsafeRawPointer(plugin)).takeUnretainedValue()
+            return runtime.beyondTable("plugin_publish", at: \.plugin_publish) ?? AGENTD_UNAVAILABLE
+        }
+        table.plugin_send = { plugin, _, _, _, _, _, _, _ in
+            guard let plugin else { return AGENTD_MISUSE }
+            let runtime = Unmanaged<FakeRuntime>.fromOpaque(UnsafeRawPointer(plugin)).takeUnretainedValue()
+            return runtime.beyondTable("plugin_send", at: \.plugin_send) ?? AGENTD_UNAVAILABLE
+        }
+        table.state_changed = { reference in
+            guard let agent = FakeAgent.from(reference) else { return AGENTD_MISUSE }
+            if let refused = agent.runtime.beyondTable("state_changed", at: \.state_changed) { return refused }
+            agent.stateDidChange()
+            agent.runtime.recorded.withLock { _ = $0.typesReportingChanges.insert(agent.id.type) }
+            return AGENTD_OK
+        }
         api.initialize(to: table)
+    }
+
+    /// Records a call of a function the table's `size` does not cover (the plugin read past
+    /// what the runtime offers); AGENTD_MISUSE then, nil when the call is allowed.
+    private func beyondTable(_ name: String, at field: PartialKeyPath<agentd_host_api>) -> agentd_status? {
+        let offset = MemoryLayout<agentd_host_api>.offset(of: field)!
+        guard offset >= Int(api.pointee.size) else { return nil }
+        recorded.withLock { $0.misuses.append("\(name) called, but the host table's size (\(api.pointee.size)) ends at or before it (offset \(offset))") }
+        return AGENTD_MISUSE
     }
 
     deinit {
@@ -133,6 +211,34 @@ final class FakeRuntime: @unchecked Sendable {
     var publications: [Publication] { recorded.withLock { $0.publications } }
     var logs: [LogLine] { recorded.withLock { $0.logs } }
     var requests: [Request] { recorded.withLock { $0.requests } }
+    /// Host functions called beyond the table's size (a correct plugin: none).
+    var misuses: [String] { recorded.withLock { $0.misuses } }
+
+    /// The agent's last checkpoint in the state store, or nil.
+    func storedState(_ agent: AgentID) -> String? { recorded.withLock { $0.store[agent] } }
+
+    /// Every write into the state store, in order.
+    var checkpoints: [Checkpoint] { recorded.withLock { $0.checkpoints } }
+
+    /// How many snapshots checkpoints took (including those equal to the stored state).
+    var snapshotsTaken: Int { recorded.withLock { $0.snapshotsTaken } }
+
+    /// Puts a state into the store, as `agentd state load` would for an agent not resident.
+    func store(_ state: String, for agent: AgentID) { recorded.withLock { $0.store[agent] = state } }
+
+    /// Whether an agent of `type` has called `state_changed` (the runtime then checkpoints
+    /// only the messages that call it).
+    func reportsStateChanges(_ type: String) -> Bool { recorded.withLock { $0.typesReportingChanges.contains(type) } }
+
+    /// Writes `state` as `agent`'s checkpoint unless it equals the stored one.
+    fileprivate func write(_ state: String, for agent: AgentID) {
+        recorded.withLock { recorded in
+            recorded.snapshotsTaken += 1
+            guard recorded.store[agent] != state else { return }
+            recorded.store[agent] = state
+            recorded.checkpoints.append(Checkpoint(agent: agent, state: state))
+        }
+    }
 
     /// Calls the plugin's `export` as the entry would.
     func load(_ plugin: Plugin) -> LoadedPlugin? {
@@ -215,19 +321,46 @@ struct LoadedPlugin: @unchecked Sendable {
         agent.instance = instance
         return agent
     }
+
+    /// Activates an agent as the runtime does on its first message with a state store:
+    /// `create`, then `restore` from the stored state when there is one.
+    /// - Throws: ``CreateFailed``, or ``RestoreRefused`` (the instance is destroyed then).
+    func activate(_ id: AgentID) throws -> FakeAgent {
+        let agent = try create(id)
+        guard let stored = runtime.storedState(id), agent.type.pointee.restore != nil else { return agent }
+        let status = agent.restore(stored)
+        guard status == AGENTD_OK else {
+            agent.destroy()
+            throw RestoreRefused(status: status.rawValue)
+        }
+        return agent
+    }
 }
 
 struct CreateFailed: Error, Equatable {
     var status: agentd_status.RawValue
 }
 
+struct RestoreRefused: Error, Equatable {
+    var status: agentd_status.RawValue
+}
+
 /// One agent as the fake runtime knows it: its `agentd_agent_ref *` and the plugin's instance.
+///
+/// Where its type offers snapshot and restore, ``handle(_:json:rpc:topic:sender:contentType:)``
+/// checkpoints after each message as the runtime does: until an agent of the type has called
+/// `state_changed`, the snapshot is taken after every message and written when it differs
+/// from the stored one; after that, only the messages during which `state_changed` was called
+/// are checkpointed.
 final class FakeAgent: @unchecked Sendable {
-    // @unchecked: `instance` is set once, right after create, before any other use.
+    // @unchecked: `instance` is set once, right after create, before any other use (and
+    // cleared by destroy, after the last); `changed` is atomic.
     let runtime: FakeRuntime
     let id: AgentID
     let type: UnsafePointer<agentd_agent_type>
     var instance: UnsafeMutableRawPointer?
+    /// `state_changed` was called since the last checkpoint.
+    private let changed = Atomic<Bool>(false)
 
     init(runtime: FakeRuntime, id: AgentID, type: UnsafePointer<agentd_agent_type>) {
         self.runtime = runtime
@@ -289,22 +422,55 @@ final class FakeAgent: @unchecked Sendable {
     }
 
     /// Delivers a message and waits for its answer (a handler that answered inline, or one
-    /// that returned AGENTD_PENDING and answered later).
+    /// that returned AGENTD_PENDING and answered later), then checkpoints as the runtime does
+    /// before it lets an RPC's answer go out.
     func handle(
         _ messageType: String, json: String, rpc: Bool, topic: TopicID? = nil, sender: AgentID? = nil,
         contentType: String = "application/json"
     ) async throws -> FakeCall.Answer {
         let (status, call) = deliver(messageType, json: json, rpc: rpc, topic: topic, sender: sender,
                                      contentType: contentType)
+        let answer: FakeCall.Answer
         switch status {
         case AGENTD_PENDING:
-            return try await call.answer()
+            answer = try await call.answer()
         case AGENTD_OK:
-            guard let answer = call.answers.first else { throw NotAnswered(status: status.rawValue) }
-            return answer
+            guard let first = call.answers.first else { throw NotAnswered(status: status.rawValue) }
+            answer = first
         default:
-            return call.answers.first ?? .returned(status: status.rawValue)
+            answer = call.answers.first ?? .returned(status: status.rawValue)
         }
+        guard checkpoint() else {
+            // The runtime answers a held RPC with an error and drops the instance.
+            destroy()
+            return rpc ? .fail(status: AGENTD_FAILED.rawValue, message: "The state of agent \(id) could not be saved.") : answer
+        }
+        return answer
+    }
+
+    /// `state_changed` from the plugin.
+    fileprivate func stateDidChange() {
+        changed.store(true, ordering: .relaxed)
+    }
+
+    /// The runtime's checkpoint after a message: nothing for a type without snapshot/restore,
+    /// nor for a message that did not call `state_changed` once the type has called it; else
+    /// the snapshot, written when it differs from the stored state. False if the snapshot failed.
+    @discardableResult
+    func checkpoint() -> Bool {
+        let dirty = changed.exchange(false, ordering: .relaxed)
+        guard type.pointee.snapshot != nil, type.pointee.restore != nil else { return true }
+        if !dirty && runtime.reportsStateChanges(id.type) { return true }
+        let (status, state) = snapshot()
+        guard status == AGENTD_OK else { return false }
+        runtime.write(state, for: id)
+        return true
+    }
+
+    /// Retires the agent as the runtime does when it is idle: a final checkpoint, then destroy.
+    func retire() {
+        checkpoint()
+        destroy()
     }
 
     func snapshot() -> (status: agentd_status, bytes: String) {

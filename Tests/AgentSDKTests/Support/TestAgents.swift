@@ -159,3 +159,73 @@ final class Unbuildable: Agent {
         registry.on(Echo.self) { _, _, _ in }
     }
 }
+
+/// Counts one more of `item`.
+struct Tally: AgentMessage {
+    var item: String
+}
+
+struct GetTallies: AgentMessage {}
+
+struct Tallies: AgentMessage {
+    var counts: [String: Int]
+}
+
+/// State kept per item in a dictionary; says which messages change it.
+final class Tallier: StatefulAgent {
+    struct State: Codable {
+        var counts: [String: Int]
+    }
+
+    static let type = "tallier"
+    static let subscriptions: [Subscription] = [.topicType("tallies")]
+    var counts: [String: Int] = [:]
+    /// Makes the next snapshot throw.
+    var failNextSnapshot = false
+
+    init(context: AgentContext) {}
+
+    func snapshot() throws -> State {
+        if failNextSnapshot {
+            failNextSnapshot = false
+            throw Broken()
+        }
+        return State(counts: counts)
+    }
+
+    func restore(_ state: State) { counts = state.counts }
+
+    static func handlers(_ registry: inout HandlerRegistry<Tallier>) {
+        registry.onRPC(Tally.self) { tallier, tally, context in
+            tallier.counts[tally.item, default: 0] += 1
+            context.stateChanged()
+            return Tallies(counts: tallier.counts)
+        }
+        registry.on(Tally.self) { tallier, tally, context in
+            tallier.counts[tally.item, default: 0] += 1
+            context.stateChanged()
+        }
+        registry.onRPC(GetTallies.self) { tallier, _, _ in Tallies(counts: tallier.counts) }
+        // Changes the state, says so, and the snapshot of that change fails.
+        registry.onRPC(Refuse.self) { tallier, _, context -> Tallies in
+            tallier.counts["refused", default: 0] += 1
+            tallier.failNextSnapshot = true
+            context.stateChanged()
+            return Tallies(counts: tallier.counts)
+        }
+    }
+}
+
+/// Calls `stateChanged()` though it keeps no state.
+final class Forgetful: Agent {
+    static let type = "forgetful"
+
+    init(context: AgentContext) {}
+
+    static func handlers(_ registry: inout HandlerRegistry<Forgetful>) {
+        registry.onRPC(Echo.self) { _, echo, context in
+            context.stateChanged()
+            return echo
+        }
+    }
+}
