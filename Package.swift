@@ -21,6 +21,9 @@ let package = Package(
         .library(name: "EchoAgent", type: .dynamic, targets: ["EchoAgent"]),
         .library(name: "GreeterAgent", type: .dynamic, targets: ["GreeterAgent"]),
         .library(name: "ProtoAgent", type: .dynamic, targets: ["ProtoAgent"]),
+        // Example agents that keep their state (C and Swift).
+        .library(name: "CounterAgent", type: .dynamic, targets: ["CounterAgent"]),
+        .library(name: "TallyAgent", type: .dynamic, targets: ["TallyAgent"]),
         // ABI test plugins for the runtime's tests (Tests/Plugins).
         .library(name: "BadMajorPlugin", type: .dynamic, targets: ["BadMajorPlugin"]),
         .library(name: "NoEntryPlugin", type: .dynamic, targets: ["NoEntryPlugin"]),
@@ -124,6 +127,10 @@ let package = Package(
             name: "ProtoAgent", dependencies: ["AgentPluginABI"], path: "Plugins/ProtoAgent",
             publicHeadersPath: ".",
             linkerSettings: [.linkedLibrary("protobuf-c")] + plainCLibrary),
+        .target(
+            name: "CounterAgent", dependencies: ["AgentPluginABI"], path: "Plugins/CounterAgent",
+            publicHeadersPath: ".", linkerSettings: plainCLibrary),
+        .target(name: "TallyAgent", dependencies: ["AgentSDK"], path: "Plugins/TallyAgent"),
 
         // ABI test plugins for the runtime's tests: shared libraries the runtime's tests load.
         .target(

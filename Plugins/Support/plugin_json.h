@@ -3,7 +3,8 @@
 // Not part of the plugin ABI (that is agent_plugin.h alone): a helper the C plugins in this
 // repository share, so that each reads its JSON payloads the same way. Include it in one .c
 // file of a plugin; everything here is `static`, so each plugin .so keeps its own copy and
-// plugins stay self-contained.
+// plugins stay self-contained (the finders are `static inline`, so a plugin that uses only one of
+// them compiles without unused-function warnings).
 #ifndef AGENTD_PLUGIN_JSON_H
 #define AGENTD_PLUGIN_JSON_H
 
@@ -15,7 +16,8 @@
 
 // --- A small JSON scanner ---------------------------------------------------------------------
 //
-// Validates a whole JSON document and extracts one top-level string member of an object.
+// Validates a whole JSON document and extracts one top-level member of an object: a string
+// (json_find_string_member) or an integer (json_find_integer_member).
 // Strict RFC 8259: no trailing commas, no comments, no leading zeros, UTF-8 validated,
 // control characters must be escaped, unpaired surrogate escapes are refused (they have no UTF-8
 // form). Nesting is limited so that a hostile payload cannot exhaust the stack.
@@ -297,8 +299,8 @@ typedef enum json_member_result {
 // Validates `json` as a whole and finds the top-level object member `name` (the last one if it
 // is repeated). On MEMBER_FOUND `value` holds the decoded, NUL-terminated string (free it with
 // buffer_free); on MEMBER_MALFORMED `s->error` and `s->error_offset` say why.
-static json_member_result json_find_string_member(json_scanner *s, agentd_bytes json, const char *name,
-                                                  json_buffer *value) {
+static inline json_member_result json_find_string_member(json_scanner *s, agentd_bytes json, const char *name,
+                                                         json_buffer *value) {
     static const uint8_t empty[1];
     memset(value, 0, sizeof *value);
     s->start = s->p = json.data ? json.data : empty;
@@ -432,6 +434,123 @@ static void json_append_string(json_buffer *out, const char *text, size_t length
         p += run;
     }
     buffer_append(out, "\"", 1);
+}
+
+// --- Integers ---------------------------------------------------------------------------------
+
+typedef enum json_integer_result {
+    INTEGER_FOUND,        // `*value` holds the member's value
+    INTEGER_MISSING,
+    INTEGER_NOT_INTEGER,  // the member is not a number, has a fraction or exponent, or is outside int64
+    INTEGER_MALFORMED,    // the document is not valid JSON, or not an object (see scanner.error)
+    INTEGER_NO_MEMORY,
+} json_integer_result;
+
+// The integer a number token [start, end) spells, if it has no fraction or exponent and fits
+// in int64 (the token is valid JSON already).
+static inline bool json_token_integer(const uint8_t *start, const uint8_t *end, int64_t *value) {
+    bool negative = start < end && *start == '-';
+    const uint8_t *p = negative ? start + 1 : start;
+    uint64_t limit = negative ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    uint64_t magnitude = 0;
+    if (p >= end) return false;
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9') return false;  // '.', 'e', 'E': not an integer
+        uint64_t digit = (uint64_t)(*p - '0');
+        if (magnitude > (limit - digit) / 10) return false;
+        magnitude = magnitude * 10 + digit;
+    }
+    *value = negative ? (int64_t)(0 - magnitude) : (int64_t)magnitude;
+    return true;
+}
+
+// Validates `json` as a whole and finds the top-level object member `name` (the last one if it
+// is repeated): an integer written without fraction or exponent, within int64 ("3", "-12"; not
+// "3.0", "1e3" or "\"3\""). `*members`, when not NULL, receives how many members the object
+// has (so that a caller can refuse unknown ones). On INTEGER_MALFORMED `s->error` and
+// `s->error_offset` say why.
+static inline json_integer_result json_find_integer_member(json_scanner *s, agentd_bytes json, const char *name,
+                                                           int64_t *value, size_t *members) {
+    static const uint8_t empty[1];
+    s->start = s->p = json.data ? json.data : empty;
+    s->end = s->p + json.length;
+    s->error = NULL;
+    s->error_offset = 0;
+    if (members) *members = 0;
+
+    json_skip_space(s);
+    if (s->p >= s->end) {
+        json_error(s, "empty payload");
+        return INTEGER_MALFORMED;
+    }
+    if (*s->p != '{') {
+        json_kind kind;
+        if (json_value(s, 0, &kind)) {
+            json_skip_space(s);
+            if (s->p != s->end) json_error(s, "trailing characters after the JSON value");
+            else json_error(s, "the top-level value is not an object");
+        }
+        return INTEGER_MALFORMED;
+    }
+
+    json_integer_result result = INTEGER_MISSING;
+    json_buffer key = {0};
+    s->p++;
+    json_skip_space(s);
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+    } else {
+        for (;;) {
+            json_skip_space(s);
+            if (s->p >= s->end || *s->p != '"') {
+                json_error(s, "expected a member name");
+                goto malformed;
+            }
+            key.length = 0;
+            if (!json_string(s, &key)) goto malformed;
+            if (key.out_of_memory) goto no_memory;
+            json_skip_space(s);
+            if (s->p >= s->end || *s->p != ':') {
+                json_error(s, "expected ':'");
+                goto malformed;
+            }
+            s->p++;
+            json_skip_space(s);
+            if (members) (*members)++;
+            bool wanted = key.length == strlen(name) && memcmp(key.data, name, key.length) == 0;
+            const uint8_t *token = s->p;
+            json_kind kind;
+            if (!json_value(s, 1, &kind)) goto malformed;
+            if (wanted) {
+                bool number = *token == '-' || (*token >= '0' && *token <= '9');
+                result = number && json_token_integer(token, s->p, value) ? INTEGER_FOUND : INTEGER_NOT_INTEGER;
+            }
+            json_skip_space(s);
+            if (s->p < s->end && *s->p == ',') {
+                s->p++;
+                continue;
+            }
+            if (s->p < s->end && *s->p == '}') {
+                s->p++;
+                break;
+            }
+            json_error(s, "expected ',' or '}'");
+            goto malformed;
+        }
+    }
+    buffer_free(&key);
+    json_skip_space(s);
+    if (s->p != s->end) {
+        json_error(s, "trailing characters after the JSON value");
+        return INTEGER_MALFORMED;
+    }
+    return result;
+malformed:
+    buffer_free(&key);
+    return INTEGER_MALFORMED;
+no_memory:
+    buffer_free(&key);
+    return INTEGER_NO_MEMORY;
 }
 
 #endif

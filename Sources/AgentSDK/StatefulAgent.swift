@@ -78,7 +78,10 @@ public protocol StatefulAgent: Agent {
     /// activated, or from the previous version on a hot reload — right after ``Agent/init(context:)``
     /// and before any handler.
     ///
-    /// Throwing refuses the state: the agent does not start and its messages are answered with
-    /// an error (a hot reload whose new version refuses a live agent's state is refused).
+    /// Throwing refuses the state (an ``AgentError``'s code is the status the runtime sees;
+    /// any other error is ``AgentError/Code/failed``, a `State` that does not decode
+    /// ``AgentError/Code/invalidArgument``): the agent does not start and its messages are
+    /// answered with an error. A hot reload whose new version refuses a live agent's state is
+    /// refused.
     func restore(_ state: State) throws
 }

@@ -7,16 +7,8 @@ import Testing
 /// its exported `agentd_plugin_entry`.
 @Suite("libGreeterAgent.so through its C entry")
 struct GreeterPluginTests {
-    /// The build folder holding the test binary and the plugin products.
-    static var library: String {
-        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-            .appendingPathComponent("libGreeterAgent.so").path
-    }
-
     static func entry() throws -> agentd_plugin_entry_fn {
-        let handle = try #require(dlopen(library, RTLD_NOW | RTLD_LOCAL), "dlopen \(library): \(String(cString: dlerror()))")
-        let symbol = try #require(dlsym(handle, AGENTD_PLUGIN_ENTRY_SYMBOL), "no \(AGENTD_PLUGIN_ENTRY_SYMBOL)")
-        return unsafeBitCast(symbol, to: agentd_plugin_entry_fn.self)
+        try ExamplePlugin.entry("libGreeterAgent.so")
     }
 
     @Test("greeter-plugin 1.0.0 offers the agent type greeter, subscribed to greetings")

@@ -76,6 +76,9 @@ final class AgentInstance: @unchecked Sendable {
             live.context.logger.error(
                 "restoring \(live.context.agentID) failed: its snapshot does not decode: \(MessageCoding.describe(error))")
             return AGENTD_INVALID_ARGUMENT
+        } catch let error as AgentError {
+            live.context.logger.error("restoring \(live.context.agentID) failed: \(error.message)")
+            return error.code.cStatus
         } catch {
             live.context.logger.error("restoring \(live.context.agentID) failed: \(error)")
             return AGENTD_FAILED

@@ -435,7 +435,10 @@ final class FakeAgent: @unchecked Sendable {
         case AGENTD_PENDING:
             answer = try await call.answer()
         case AGENTD_OK:
-            guard let first = call.answers.first else { throw NotAnswered(status: status.rawValue) }
+            // An event handler that returns OK is done; an RPC's must have answered.
+            guard let first = call.answers.first ?? (rpc ? nil : .returned(status: status.rawValue)) else {
+                throw NotAnswered(status: status.rawValue)
+            }
             answer = first
         default:
             answer = call.answers.first ?? .returned(status: status.rawValue)
