@@ -128,14 +128,15 @@ class RuntimeSetup:
     ini: Path
 
 
-def write_ini(path: Path, *, plugin_dir: str = "plugins", extra: str = "") -> None:
+def write_ini(path: Path, *, plugin_dir: str = "plugins", extra: str = "", log_level: str = "info") -> None:
     """The runtime's INI file: an embedded host on a free port (ignored with --host), the
-    plugin folder (relative to the file), info logging, and ``extra`` verbatim at the end."""
+    plugin folder (relative to the file), logging at ``log_level``, and ``extra`` verbatim at
+    the end."""
     path.write_text(
         "# agentd run configuration written by the interop suite\n"
         "[host]\nlisten = 127.0.0.1:0\n\n"
         f"[plugins]\ndirectory = {plugin_dir}\n\n"
-        "[log]\nlevel = info\n\n"
+        f"[log]\nlevel = {log_level}\n\n"
         f"{extra}\n",
         encoding="utf-8",
     )
@@ -157,11 +158,13 @@ class RuntimeLauncher:
         ini_extra: str = "",
         extra_files: Optional[Dict[str, bytes]] = None,
         host_in_ini: bool = False,
+        log_level: str = "info",
     ) -> RuntimeSetup:
         """Start a runtime serving ``plugins`` (file names in the build folder), with
         ``ini_extra`` appended to its INI file and ``extra_files`` (name -> bytes) put into its
-        plugin folder as well. With AutoGen's host, the runtime is given the host's address with
-        ``--host``, or with ``[runtime] host`` in the INI file if ``host_in_ini``."""
+        plugin folder as well, logging at ``log_level``. With AutoGen's host, the runtime is
+        given the host's address with ``--host``, or with ``[runtime] host`` in the INI file if
+        ``host_in_ini``."""
         agentd = agentd_path()
         if not (agentd.is_file() and os.access(agentd, os.X_OK)):
             pytest.fail(f"agentd binary not found at {agentd}: build it (swift build) or set AGENTD", pytrace=False)
@@ -185,7 +188,7 @@ class RuntimeLauncher:
                 ini_extra = f"[runtime]\nhost = {host.address}\n\n{ini_extra}"
             else:
                 argv += ["--host", host.address]
-        write_ini(ini, extra=ini_extra)
+        write_ini(ini, extra=ini_extra, log_level=log_level)
         runtime = RuntimeProcess(argv, cwd=directory, embedded=self.kind == OUR_HOST)
         setup = RuntimeSetup(self.kind, "", runtime, host, directory, plugin_dir, ini)
         self.started.append(setup)
@@ -253,6 +256,90 @@ def launcher_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
     problems = launcher.stop_all()
     if problems:
         pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+# --- The runtime's log -------------------------------------------------------------------------------
+
+# How long a wait for a log line takes at most, unless the caller says otherwise.
+LOG_DEADLINE = 5.0
+
+# swift-log's stream handler: "TIMESTAMP LEVEL LABEL: key=value key=value [Source] message".
+LOG_LINE = re.compile(r"^\S+ (?P<level>\w+) [^:]+: (?P<meta>.*?) ?\[(?P<source>\w+)\] (?P<message>.*)$")
+LOG_META = re.compile(r"([\w.]+)=(.*?)(?= [\w.]+=|$)")
+
+
+@dataclass
+class LogEntry:
+    text: str
+    level: str
+    message: str
+    meta: Dict[str, str]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class RuntimeLog:
+    """The runtime's stderr as parsed lines, read as it grows.
+
+    ``pread`` leaves the file offset alone: the runtime's stderr shares it (RuntimeProcess.stderr()
+    seeks to 0 to read, and a line written at that moment would overwrite the file's start)."""
+
+    def __init__(self, runtime: RuntimeProcess) -> None:
+        self._runtime = runtime
+        self._fd = runtime._stderr.fileno()  # noqa: SLF001
+        self._offset = 0
+        self._partial = b""
+        self.entries: List[LogEntry] = []
+        self.lines: List[str] = []
+
+    def poll(self) -> List[LogEntry]:
+        while True:
+            chunk = os.pread(self._fd, 1 << 16, self._offset)
+            if not chunk:
+                break
+            self._offset += len(chunk)
+            self._partial += chunk
+        *complete, self._partial = self._partial.split(b"\n")
+        for raw in complete:
+            text = raw.decode("utf-8", "replace")
+            self.lines.append(text)
+            match = LOG_LINE.match(text)
+            if match:
+                meta = dict(LOG_META.findall(match.group("meta")))
+                self.entries.append(LogEntry(text, match.group("level"), match.group("message"), meta))
+        return self.entries
+
+    def find(self, message: str, **meta: str) -> List[LogEntry]:
+        """Lines with this message whose metadata has these values (``plugin_version`` stands
+        for ``plugin.version``)."""
+        wanted = {k.replace("_", "."): v for k, v in meta.items()}
+        return [
+            e for e in self.poll()
+            if e.message == message and all(e.meta.get(k) == v for k, v in wanted.items())
+        ]
+
+    def tail(self, count: int = 40) -> str:
+        self.poll()
+        return "\n".join(self.lines[-count:])
+
+    async def wait_for(self, message: str, count: int = 1, deadline: float = LOG_DEADLINE, **meta: str) -> List[LogEntry]:
+        """Waits until ``count`` lines match (see ``find``); returns them all."""
+        end = time.monotonic() + deadline
+        while True:
+            found = self.find(message, **meta)
+            if len(found) >= count:
+                return found
+            if self._runtime.proc.poll() is not None:
+                raise AssertionError(
+                    f"agentd run exited (status {self._runtime.proc.returncode}) while waiting for "
+                    f"{count} '{message}' line(s) {meta}\nlog:\n{self.tail()}"
+                )
+            if time.monotonic() > end:
+                raise AssertionError(
+                    f"{len(found)} of {count} '{message}' line(s) {meta} within {deadline}s\nlog:\n{self.tail()}"
+                )
+            await asyncio.sleep(0.01)
 
 
 # --- Protobuf: Plugins/ProtoAgent/proto/sample.proto -----------------------------------------------

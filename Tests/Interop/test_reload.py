@@ -36,7 +36,7 @@ import pytest
 from autogen_core import AgentId, TopicId, TypeSubscription, try_get_known_serializers_for_type
 
 from interop_support import DEADLINE, Delivery, InteropNote, NoteCollector, run, take, worker
-from runtime_support import ECHO, OUR_HOST, RuntimeLauncher, RuntimeProcess, RuntimeSetup, launcher_fixture, plugin_build_dir
+from runtime_support import ECHO, OUR_HOST, RuntimeLauncher, RuntimeLog, RuntimeSetup, launcher_fixture, plugin_build_dir
 
 # How long the runtime may take to act on a change of its plugin folder (the README: "within
 # about a second"; inotify, then a 150 ms quiet period, then load and register).
@@ -153,87 +153,6 @@ async def refused_call(caller: Any, message: Any, target: AgentId, deadline: flo
     except Exception as e:  # noqa: BLE001 - AutoGen raises a bare Exception(error text)
         return str(e), time.monotonic() - start
     raise AssertionError(f"{message!r} to {target} was answered ({answer!r}); expected an error")
-
-
-# --- The runtime's log -------------------------------------------------------------------------------
-
-# swift-log's stream handler: "TIMESTAMP LEVEL LABEL: key=value key=value [Source] message".
-LOG_LINE = re.compile(r"^\S+ (?P<level>\w+) [^:]+: (?P<meta>.*?) ?\[(?P<source>\w+)\] (?P<message>.*)$")
-LOG_META = re.compile(r"([\w.]+)=(.*?)(?= [\w.]+=|$)")
-
-
-@dataclass
-class LogEntry:
-    text: str
-    level: str
-    message: str
-    meta: Dict[str, str]
-
-    def __str__(self) -> str:
-        return self.text
-
-
-class RuntimeLog:
-    """The runtime's stderr as parsed lines, read as it grows.
-
-    ``pread`` leaves the file offset alone: the runtime's stderr shares it (RuntimeProcess.stderr()
-    seeks to 0 to read, and a line written at that moment would overwrite the file's start)."""
-
-    def __init__(self, runtime: RuntimeProcess) -> None:
-        self._runtime = runtime
-        self._fd = runtime._stderr.fileno()  # noqa: SLF001
-        self._offset = 0
-        self._partial = b""
-        self.entries: List[LogEntry] = []
-        self.lines: List[str] = []
-
-    def poll(self) -> List[LogEntry]:
-        while True:
-            chunk = os.pread(self._fd, 1 << 16, self._offset)
-            if not chunk:
-                break
-            self._offset += len(chunk)
-            self._partial += chunk
-        *complete, self._partial = self._partial.split(b"\n")
-        for raw in complete:
-            text = raw.decode("utf-8", "replace")
-            self.lines.append(text)
-            match = LOG_LINE.match(text)
-            if match:
-                meta = dict(LOG_META.findall(match.group("meta")))
-                self.entries.append(LogEntry(text, match.group("level"), match.group("message"), meta))
-        return self.entries
-
-    def find(self, message: str, **meta: str) -> List[LogEntry]:
-        """Lines with this message whose metadata has these values (``plugin_version`` stands
-        for ``plugin.version``)."""
-        wanted = {k.replace("_", "."): v for k, v in meta.items()}
-        return [
-            e for e in self.poll()
-            if e.message == message and all(e.meta.get(k) == v for k, v in wanted.items())
-        ]
-
-    def tail(self, count: int = 40) -> str:
-        self.poll()
-        return "\n".join(self.lines[-count:])
-
-    async def wait_for(self, message: str, count: int = 1, deadline: float = RELOAD_DEADLINE, **meta: str) -> List[LogEntry]:
-        """Waits until ``count`` lines match (see ``find``); returns them all."""
-        end = time.monotonic() + deadline
-        while True:
-            found = self.find(message, **meta)
-            if len(found) >= count:
-                return found
-            if self._runtime.proc.poll() is not None:
-                raise AssertionError(
-                    f"agentd run exited (status {self._runtime.proc.returncode}) while waiting for "
-                    f"{count} '{message}' line(s) {meta}\nlog:\n{self.tail()}"
-                )
-            if time.monotonic() > end:
-                raise AssertionError(
-                    f"{len(found)} of {count} '{message}' line(s) {meta} within {deadline}s\nlog:\n{self.tail()}"
-                )
-            await asyncio.sleep(0.01)
 
 
 def start_versioned(start_runtime: RuntimeLauncher, content: bytes, plugins: Sequence[str] = ()) -> Tuple[RuntimeSetup, RuntimeLog]:
