@@ -47,7 +47,11 @@
 /// - **A failed checkpoint is no silent loss.** If ``snapshot()`` throws or the store cannot
 ///   write, the caller gets an error instead of the answer, and the instance is dropped: the
 ///   next message starts from the state last stored.
-/// - **Events are checkpointed the same way**, with nobody waiting for the commit.
+/// - **An event's change is stored too**, with nobody waiting for the commit. While more
+///   messages wait for the same agent, an event's checkpoint may be left to theirs (up to 64
+///   events share one): the agent's last message before it goes idle, and every RPC, are
+///   checkpointed, but a change made by an event can be lost if the runtime is killed while
+///   that agent still has messages queued.
 ///
 /// Say which messages change the state with ``MessageContext/stateChanged()``. A type that
 /// never calls it is snapshotted after every message, and the snapshot is written when it

@@ -14,7 +14,9 @@ import Testing
 /// creates an agent and restores it from the store, ``FakeAgent/handle(_:json:rpc:topic:sender:contentType:)``
 /// checkpoints after the message (snapshot into the store; for an RPC, before the answer is
 /// returned), following `state_changed` the way the runtime does (see ``FakeAgent``), and
-/// ``FakeAgent/retire()`` takes a final checkpoint and destroys the instance.
+/// ``FakeAgent/retire()`` takes a final checkpoint and destroys the instance. (It has no
+/// mailbox, so it never leaves an event's checkpoint to the next message's as the runtime
+/// does while messages are queued.)
 ///
 /// The host table it offers is the current one, or ABI 1.0's or 1.1's (``HostTable``): the
 /// functions past the size it claims are traps that record the misuse instead of acting.
