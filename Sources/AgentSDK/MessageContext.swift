@@ -56,7 +56,8 @@ public struct MessageContext: Sendable {
 
     /// Says that this message changed the agent's state, so that the runtime checkpoints it:
     /// once the handler has returned, and before an RPC's answer goes out, it takes the
-    /// agent's ``StatefulAgent/snapshot()`` and writes it to its state store.
+    /// agent's ``StatefulAgent/snapshot()`` and writes it to its state store. (An event's
+    /// write may be shared with the messages queued behind it: see ``StatefulAgent``.)
     ///
     /// Call it from the handler of a ``StatefulAgent`` whenever the message changed what
     /// `snapshot()` returns; calling it more than once for one message is the same as once.

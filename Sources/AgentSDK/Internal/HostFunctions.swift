@@ -123,9 +123,6 @@ final class HostFunctions: @unchecked Sendable {
         stateChangedFunction.map { $0(agent.pointer) }
     }
 
-    /// Whether the runtime offers `state_changed` (ABI 1.2).
-    var offersStateChanged: Bool { stateChangedFunction != nil }
-
     /// A key of the plugin's `[plugin.NAME]` section, or nil when absent.
     func setting(_ key: String) -> String? {
         var value = agentd_str()
