@@ -21,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import random
 import signal
 import sqlite3
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
@@ -31,6 +33,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import pytest
 from autogen_core import AgentId, TopicId, try_get_known_serializers_for_type
 
+from conftest import agentd_path
 from interop_support import DEADLINE, run, worker
 from runtime_support import OUR_HOST, RuntimeLauncher, RuntimeLog, RuntimeSetup, launcher_fixture
 
@@ -70,6 +73,15 @@ def stored_state(database: Path, agent_type: str, key: str) -> Optional[Any]:
     finally:
         db.close()
     return None if row is None else json.loads(bytes(row[0]).decode("utf-8"))
+
+
+def state_save(address: str, agent: str) -> str:
+    """What ``agentd state save`` prints for ``agent`` (TYPE/KEY): the agent's state, asked of
+    the runtime over AutoGen's control channel. Fails the test if the command fails."""
+    argv = [str(agentd_path()), "state", "save", "--host", address, "--agent", agent, "--timeout", str(FAST)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=FAST + 10, env={**os.environ, "LC_ALL": "C.UTF-8"})
+    assert done.returncode == 0, f"$ {' '.join(argv)}\nexit {done.returncode}\nstdout: {done.stdout!r}\nstderr: {done.stderr!r}"
+    return done.stdout.rstrip("\n")
 
 
 async def call(caller: Any, message: Any, target: AgentId, deadline: float = FAST) -> Any:
@@ -196,7 +208,8 @@ def test_counter_keeps_every_answered_add_across_kill_9(start_runtime: RuntimeLa
     100 are answered the runtime gets SIGKILL. Restarted on the same state file, each agent's
     count is at least the sum of the Adds answered to its key and at most the sum of all sent —
     exactly the answered ones plus some of the unanswered (the store holds whole checkpoints).
-    The store's row for each key is the readable JSON {"count": N} and equals what Get says."""
+    The store's row for each key is the readable JSON {"count": N}, equal to what Get says and to
+    what `agentd state save` prints."""
     database = tmp_path / "state" / "agents.db"
     keys = ["a", "b", "c", "d"]
     burst = Burst()
@@ -251,6 +264,7 @@ def test_counter_keeps_every_answered_add_across_kill_9(start_runtime: RuntimeLa
         possible = {answered + sum(s) for n in range(len(unanswered) + 1) for s in itertools.combinations(unanswered, n)}
         assert count in possible, f"{key}: {count} is not the answered sum {answered} plus some of {unanswered}"
         assert stored_after_kill[key] == {"count": count}, f"{key}: the store held {stored_after_kill[key]!r}"
+        assert state_save(second.address, f"counter/{key}") == json.dumps({"count": count})
     stop_gracefully(second)
 
 
@@ -322,7 +336,8 @@ def add_tally_serializers(runtime: Any) -> None:
 
 def test_tally_keeps_its_totals_across_a_restart(start_runtime: RuntimeLauncher, tmp_path: Path) -> None:
     """TallyAdds as RPCs and as events on ``tally-items`` to two keys; SIGTERM (exit 0); a new
-    runtime on the same state file answers TallyGet with the same totals, per key."""
+    runtime on the same state file answers TallyGet with the same totals, per key, and
+    `agentd state save` prints the stored JSON, keys sorted."""
     database = tmp_path / "state" / "agents.db"
     first = start_runtime([TALLY], ini_extra=state_ini(database))
     expected = {
@@ -352,6 +367,7 @@ def test_tally_keeps_its_totals_across_a_restart(start_runtime: RuntimeLauncher,
                 assert await call(caller, TallyGet(), AgentId("tally", key)) == totals
 
     run(read_back())
+    assert state_save(second.address, "tally/shop") == '{"totals":{"apples":5,"pears":2}}'
     assert stored_state(database, "tally", "shop") == {"totals": {"apples": 5, "pears": 2}}
 
 
