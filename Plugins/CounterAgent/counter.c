@@ -46,16 +46,11 @@ typedef struct counter {
     int64_t count;
 } counter;
 
-// Whether the runtime's host table has state_changed (ABI 1.2): a plugin may call only the
-// functions the runtime's `size` covers.
-static bool host_offers_state_changed(const agentd_host_api *host) {
-    return host->size >= offsetof(agentd_host_api, state_changed) + sizeof host->state_changed &&
-           host->state_changed != NULL;
-}
-
-// Tells the runtime that the message being handled changed the agent's state.
+// Tells the runtime that the message being handled changed the agent's state (ABI 1.2: a
+// plugin may call only the functions the runtime's table covers; an older runtime snapshots
+// after every message instead).
 static void state_changed(const agentd_message *m) {
-    if (host_offers_state_changed(m->host)) m->host->state_changed(m->agent);
+    if (AGENTD_HOST_HAS(m->host, state_changed) && m->host->state_changed) m->host->state_changed(m->agent);
 }
 
 static void log_line(agentd_agent_ref *agent, agentd_log_level level, const char *text) {

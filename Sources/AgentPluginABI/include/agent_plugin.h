@@ -257,12 +257,22 @@ typedef struct agentd_agent_type {
      */
     agentd_status (*create)(agentd_plugin_ref *plugin, const struct agentd_agent_type *type,
                             agentd_agent_ref *agent, agentd_str key, void **instance);
-    /** Destroys an instance (at unload or when the runtime retires it). Optional. */
+    /** Destroys an instance: at unload, or when the runtime retires an idle or least recently
+     *  used agent (after its final checkpoint, when the type has snapshot/restore). Optional. */
     void (*destroy)(void *instance);
-    /** Optional: writes the instance's state, so that a new version of the plugin can take
-     *  it over (hot reload). Called between messages, never during a handler. */
+    /** Optional (with restore): writes the instance's state. Called between messages, never
+     *  during a handler. The runtime keeps what it writes in its state store (a checkpoint,
+     *  after each message that changed the state; see state_changed), and hands it to the
+     *  next version of the plugin at a hot reload. Write JSON where you can: the state
+     *  commands (`agentd state save`) then show it as it is. */
     agentd_status (*snapshot)(void *instance, agentd_write_fn write, void *sink);
-    /** Optional: restores state a snapshot wrote (called right after create()). */
+    /** Optional (with snapshot): takes over state a snapshot wrote — called right after
+     *  create() when the agent is activated with a stored state (after a restart or a
+     *  retirement), when a new version takes over a live agent, and for `agentd state load`.
+     *  Refuse a state you cannot read with AGENTD_INVALID_ARGUMENT (log why): the stored state
+     *  is then left untouched and the agent's messages are answered with an error until an
+     *  operator loads a state it accepts or deletes it; a new plugin version whose restore
+     *  refuses a live agent's state is not put in service. */
     agentd_status (*restore)(void *instance, agentd_bytes state);
     /** Anything the plugin wants to find again from `type` in create(); the runtime never
      *  reads it. May be NULL. */
@@ -366,14 +376,19 @@ typedef struct agentd_host_api {
     /* ---- ABI 1.2: present when host->size covers them (check before use) ---- */
 
     /** Says that the message being handled by `agent` changed the agent's state, so the
-     *  runtime checkpoints it (snapshot() into the state store) once the handler is done and
-     *  before the RPC's answer goes out. Call it from the handler, or before reply()/fail() of
-     *  a pending call. Only for types with snapshot(); others get AGENTD_OK and nothing happens.
+     *  runtime checkpoints it (snapshot() into the state store) once the handler is done: an
+     *  RPC's answer goes out only after that checkpoint is committed; an event's checkpoint may
+     *  be shared with the messages queued behind it (at most 64; the agent's last message
+     *  before it goes idle is always checkpointed). Call it from the handler, or before
+     *  reply()/fail() of a pending call. Only types with both snapshot() and restore() keep
+     *  state; for others it returns AGENTD_OK and does nothing.
      *
-     *  Until a plugin's agent type has called it once, the runtime cannot tell which messages
-     *  change the state: it takes a snapshot after every message and writes it when its bytes
-     *  differ from the last one stored. After the first call it trusts the plugin: a message
-     *  during which state_changed() was not called is not checkpointed. */
+     *  Until an agent type has called it once, the runtime cannot tell which messages change
+     *  the state: it takes a snapshot after every message and writes it when its bytes differ
+     *  from the last one stored. After the first call it trusts the type: a message during
+     *  which state_changed() was not called is not checkpointed, so call it every time.
+     *  Check AGENTD_HOST_HAS(host, state_changed) first (older runtimes lack it, and then
+     *  simply snapshot after every message). */
     agentd_status (*state_changed)(agentd_agent_ref *agent);
 } agentd_host_api;
 
@@ -384,6 +399,11 @@ typedef struct agentd_host_api {
  */
 typedef const agentd_plugin *(*agentd_plugin_entry_fn)(const agentd_host_api *host,
                                                          agentd_plugin_ref *self);
+
+/** Whether the runtime's host API table has `field` (a function added in a later minor),
+ *  e.g. `if (AGENTD_HOST_HAS(host, state_changed)) host->state_changed(m->agent);` */
+#define AGENTD_HOST_HAS(host, field) \
+    ((host)->size >= offsetof(agentd_host_api, field) + sizeof((host)->field))
 
 /** Convenience: an agentd_str from a NUL-terminated string. */
 static inline agentd_str agentd_cstr(const char *text) {

@@ -105,7 +105,9 @@ final class AgentInstance: Schedulable {
             return !instanceType.isSameVersion(as: currentType)
         }
 
-        var hasWork: Bool { !mailbox.isEmpty || !jobs.isEmpty || needsMigration || discard || checkpointDue }
+        var hasWork: Bool {
+            !mailbox.isEmpty || !jobs.isEmpty || needsMigration || discard || checkpointDue || uncheckpointed > 0
+        }
     }
 
     let id: AgentID
@@ -275,6 +277,11 @@ final class AgentInstance: Schedulable {
                     state.checkpointDue = false
                     return .checkpoint(state.instanceType)
                 }
+                // Events whose checkpoint waited are written before the instance moves on or
+                // the agent goes idle.
+                if state.uncheckpointed > 0 && (state.needsMigration || state.mailbox.isEmpty) {
+                    return .checkpoint(state.instanceType)
+                }
                 if state.needsMigration { return .migrate }
                 if let job = state.jobs.popFirst() {
                     state.phase = .running
@@ -397,6 +404,10 @@ final class AgentInstance: Schedulable {
         }
         type.plugin.instanceDidStart()
         context.states?.activations.add(1, ordering: .relaxed)
+        context.logger.debug("agent activated", metadata: [
+            "agent.id": "\(id)", "plugin.version": "\(type.plugin.version)",
+            "state": "\(carried != nil ? "carried from the previous version" : stored.map { "revision \($0.revision)" } ?? "none stored")",
+        ])
         let instance = PluginInstance(pointer: created)
         state.withLock { state in
             state.instanceType = type
@@ -446,9 +457,11 @@ final class AgentInstance: Schedulable {
     /// releases the held answers once the write is committed (at once when nothing is
     /// written). True if a write was submitted: the agent is `saving` until its commit.
     /// - Parameter then: called after the commit (or at once when nothing is written).
+    /// - Parameter afterWrite: called after the commit of a write, and only if there was one.
     @discardableResult
     private func checkpoint(_ type: PluginAgentType?, force: Bool = false,
-                            then: (@Sendable (Result<Void, StateControlError>) -> Void)? = nil) -> Bool {
+                            then: (@Sendable (Result<Void, StateControlError>) -> Void)? = nil,
+                            afterWrite: (@Sendable (Result<Void, StateControlError>) -> Void)? = nil) -> Bool {
         let (held, instance, revision, lastStored) = state.withLock { state in
             defer {
                 state.held = []
@@ -487,7 +500,10 @@ final class AgentInstance: Schedulable {
         }
         state.withLock { $0.phase = .saving }
         states.writer.submit(StateWrite(agent: id, bytes: bytes, expectedRevision: revision)) { [self] result in
-            checkpointDidFinish(result, bytes: bytes, held: held, then: then)
+            checkpointDidFinish(result, bytes: bytes, held: held) { outcome in
+                then?(outcome)
+                afterWrite?(outcome)
+            }
         }
         return true
     }
@@ -496,7 +512,7 @@ final class AgentInstance: Schedulable {
     /// errors if the write failed, and then the instance is dropped so that the next message
     /// starts from what is stored.
     private func checkpointDidFinish(_ result: Result<UInt64, StateStoreError>, bytes: [UInt8], held: [HeldAnswer],
-                                     then: (@Sendable (Result<Void, StateControlError>) -> Void)?) {
+                                     then: @Sendable (Result<Void, StateControlError>) -> Void) {
         let failure: StateControlError?
         switch result {
         case .success(let revision):
@@ -519,7 +535,7 @@ final class AgentInstance: Schedulable {
             state.phase = state.hasWork ? .scheduled : .idle
             return state.hasWork
         }
-        then?(failure.map { .failure($0) } ?? .success(()))
+        then(failure.map { .failure($0) } ?? .success(()))
         if schedule { context.workers.schedule(self) }
     }
 
@@ -639,18 +655,21 @@ final class AgentInstance: Schedulable {
 
     /// Retires the agent (a job the router queues when it is idle): a final checkpoint, then
     /// `destroy`, then out of the router's table — unless a message came meanwhile.
-    func retire(from router: LocalRouter) {
+    func retire(from router: LocalRouter, reason: String) {
         let (type, busy) = state.withLock { ($0.instanceType, !$0.mailbox.isEmpty) }
         if busy { return }
         if let type, keepsState(type) {
-            let submitted = checkpoint(type) { [weak router] result in
+            // A final checkpoint to write: the retirement is tried again once it is committed.
+            let submitted = checkpoint(type, afterWrite: { [weak router] result in
                 guard let router, case .success = result else { return }
-                _ = self.enqueue { $0.retire(from: router) }
-            }
+                _ = self.enqueue { $0.retire(from: router, reason: reason) }
+            })
             if submitted { return }
         }
         discardInstance()
-        _ = router.remove(self)
+        if router.remove(self) {
+            context.logger.debug("agent retired", metadata: ["agent.id": "\(id)", "reason": "\(reason)"])
+        }
     }
 
     /// Marks the agent retired if nothing waits for it (the router's lock is held). The

@@ -205,10 +205,17 @@ final class LocalRouter: Sendable {
     /// ``Residency/tickInterval``).
     func sweep() {
         let now = tick.add(1, ordering: .relaxed).newValue
-        guard residency.idle > .zero else { return }
+        guard residency.idle > .zero else {
+            // A pass may have left some (busy then): the bound is checked at every tick too.
+            if residentCount > residency.maxResident { evictLeastRecentlyUsed() }
+            return
+        }
         let ticks = Int((residency.idle / residency.tickInterval).rounded(.up))
         let since = now - ticks
-        for agent in agents { _ = agent.enqueueIfIdle(since: since) { [weak self] in if let self { $0.retire(from: self) } } }
+        if residentCount > residency.maxResident { evictLeastRecentlyUsed() }
+        for agent in agents {
+            _ = agent.enqueueIfIdle(since: since) { [weak self] in if let self { $0.retire(from: self, reason: "idle") } }
+        }
     }
 
     /// Retires the least recently used idle agents until a tenth below ``Residency/maxResident``
@@ -225,7 +232,9 @@ final class LocalRouter: Sendable {
             let now = tick.load(ordering: .relaxed) + 1
             var queued = 0
             for (agent, _) in candidates where queued < all.count - target {
-                if agent.enqueueIfIdle(since: now, { [weak self] in if let self { $0.retire(from: self) } }) { queued += 1 }
+                if agent.enqueueIfIdle(since: now, { [weak self] in if let self { $0.retire(from: self, reason: "max_resident") } }) {
+                    queued += 1
+                }
             }
         }
     }

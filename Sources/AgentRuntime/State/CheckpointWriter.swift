@@ -14,7 +14,8 @@ import Glibc
 /// done (or has failed): it is where held RPC answers are released.
 final class CheckpointWriter: @unchecked Sendable {
     // @unchecked Sendable: `queue` and `stopping` are touched only with `mutex` held; the
-    // pthread mutex and condition are allocated once, never moved, freed in deinit.
+    // pthread mutex and condition are allocated once, never moved, freed in deinit; `thread`
+    // is set in init and cleared by `stop()`, which the runtime calls once, from one task.
     struct Job: Sendable {
         var write: StateWrite
         var done: @Sendable (Result<UInt64, StateStoreError>) -> Void
