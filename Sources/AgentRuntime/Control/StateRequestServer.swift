@@ -234,7 +234,7 @@ final class StateRequestServer: Sendable {
                 logger.warning("state request timed out", metadata: [
                     "agent.id": "\(agent)", "control.rpc_id": "\(answer.rpcID)", "timeout": "\(timeout)",
                 ])
-                finish(answer, error: "\(operation.verb) the state of \(agent) timed out after \(Self.text(timeout)) (the runtime's handler timeout)")
+                finish(answer, error: "\(operation.verb) the state of \(agent) timed out after \(Self.text(timeout)) (the runtime's handler timeout); the request is withdrawn (one that had already begun may still complete)")
             }
             group.cancelAll()
         }

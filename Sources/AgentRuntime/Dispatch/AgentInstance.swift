@@ -56,8 +56,12 @@ final class AgentInstance: Schedulable {
     static let eventsPerCheckpoint = 64
 
     /// Work run on the agent's worker between two messages (state requests, retirement,
-    /// trial restores of a new plugin version).
-    typealias Job = @Sendable (AgentInstance) -> Void
+    /// trial restores of a new plugin version); `abandon` instead when the runtime stops
+    /// before it ran, so that whoever waits for it is answered.
+    struct Job: Sendable {
+        var run: @Sendable (AgentInstance) -> Void
+        var abandon: @Sendable () -> Void
+    }
 
     /// What a delivery did.
     enum Delivery {
@@ -98,6 +102,10 @@ final class AgentInstance: Schedulable {
         var uncheckpointed = 0
         /// A failure to activate was logged at error level already.
         var reportedFailure = false
+        /// Counts the units (a job or a message) taken to run: the worker running one changes
+        /// the phase afterwards only if no other run began meanwhile (a job's checkpoint may be
+        /// committed, and the agent taken by another worker, before the job returns).
+        var runSerial = 0
 
         /// Whether the plugin instance belongs to a version other than the current one.
         var needsMigration: Bool {
@@ -166,7 +174,8 @@ final class AgentInstance: Schedulable {
 
     /// Queues a job to run between two messages (before the queued messages); false if the
     /// agent was retired.
-    func enqueue(_ job: @escaping Job) -> Bool {
+    func enqueue(_ run: @escaping @Sendable (AgentInstance) -> Void, abandon: @escaping @Sendable () -> Void = {}) -> Bool {
+        let job = Job(run: run, abandon: abandon)
         let (accepted, schedule): (Bool, Bool) = state.withLock { state in
             if case .retired = state.phase { return (false, false) }
             state.jobs.append(job)
@@ -180,7 +189,8 @@ final class AgentInstance: Schedulable {
 
     /// Queues `job` if the agent is idle (nothing runs, waits or is queued) and was last
     /// active before `tick`; true if queued.
-    func enqueueIfIdle(since tick: Int, _ job: @escaping Job) -> Bool {
+    func enqueueIfIdle(since tick: Int, _ run: @escaping @Sendable (AgentInstance) -> Void) -> Bool {
+        let job = Job(run: run, abandon: {})
         let queued: Bool = state.withLock { state in
             guard case .idle = state.phase, state.mailbox.isEmpty, state.jobs.isEmpty,
                   state.lastActive < tick else { return false }
@@ -208,6 +218,15 @@ final class AgentInstance: Schedulable {
             default: return false
             }
         }
+    }
+
+    /// Abandons the queued jobs (the runtime has stopped): each one's waiter is answered.
+    func abandonJobs() {
+        let jobs = state.withLock { state in
+            defer { state.jobs.removeAll() }
+            return Array(state.jobs)
+        }
+        for job in jobs { job.abandon() }
     }
 
     /// Removes and returns the queued messages (shutdown).
@@ -285,6 +304,7 @@ final class AgentInstance: Schedulable {
                 if state.needsMigration { return .migrate }
                 if let job = state.jobs.popFirst() {
                     state.phase = .running
+                    state.runSerial &+= 1
                     return .job(job)
                 }
                 guard let message = state.mailbox.popFirst() else {
@@ -292,6 +312,7 @@ final class AgentInstance: Schedulable {
                     return .idle
                 }
                 state.phase = .running
+                state.runSerial &+= 1
                 return .handle(message, state.currentType)
             }
             switch step {
@@ -303,9 +324,10 @@ final class AgentInstance: Schedulable {
             case .job, .handle: unit = step
             }
         }
+        let serial = state.withLock { $0.runSerial }
         switch unit {
         case .job(let job):
-            job(self)
+            job.run(self)
         case .handle(let message, let type):
             if let pending = handle(message, on: type) {
                 let waiting: Bool = state.withLock { state in
@@ -332,10 +354,9 @@ final class AgentInstance: Schedulable {
             break
         }
         let reschedule: Bool = state.withLock { state in
-            switch state.phase {
-            case .saving, .retired, .waiting: return false
-            default: break
-            }
+            // Only the phase this run set: a checkpoint the job wrote may have been committed,
+            // and the agent taken by another worker, meanwhile.
+            guard case .running = state.phase, state.runSerial == serial else { return false }
             let more = state.hasWork
             state.phase = more ? .scheduled : .idle
             return more
@@ -601,6 +622,7 @@ final class AgentInstance: Schedulable {
         state.withLock { state in
             state.instanceType = type
             state.instance = PluginInstance(pointer: created)
+            state.carriedState = nil
             state.revision = revision
             state.lastStored = nil
             state.reportedFailure = false

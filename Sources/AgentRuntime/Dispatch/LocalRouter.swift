@@ -298,6 +298,7 @@ final class LocalRouter: Sendable {
             return Array(routing.agents.values)
         }
         for agent in all {
+            agent.abandonJobs()
             agent.discardInstance()
             _ = handles.remove(agent.handle)
         }

@@ -1,4 +1,5 @@
 import AgentCore
+import Synchronization
 
 /// AutoGen's state requests, served by the agent they name: each runs as a job on the agent's
 /// worker between two of its messages (never during a handler), activating it if it is not
@@ -24,11 +25,29 @@ extension LocalRouter: AgentStateControl {
         guard let type = servedType(id.type) else {
             return .failure(StateControlError("agent type '\(id.type)' is not served by this runtime (\(id))"))
         }
-        return await withCheckedContinuation { continuation in
-            while true {
-                let agent = agent(type: type, key: id.key)
-                if agent.enqueue({ body($0, { continuation.resume(returning: $0) }) }) { return }
+        // A request withdrawn (its caller was answered that it timed out) is not applied if
+        // its job has not begun by then.
+        let withdrawn = Atomic<Bool>(false)
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let finish: @Sendable (Result<Value, StateControlError>) -> Void = { continuation.resume(returning: $0) }
+                let abandon: @Sendable () -> Void = {
+                    finish(.failure(StateControlError("the runtime stopped before the request for \(id) ran")))
+                }
+                while true {
+                    let agent = agent(type: type, key: id.key)
+                    let queued = agent.enqueue({ agent in
+                        if withdrawn.load(ordering: .acquiring) {
+                            finish(.failure(StateControlError("the request for \(id) was withdrawn before it ran")))
+                        } else {
+                            body(agent, finish)
+                        }
+                    }, abandon: abandon)
+                    if queued { return }
+                }
             }
+        } onCancel: {
+            withdrawn.store(true, ordering: .releasing)
         }
     }
 
@@ -42,9 +61,9 @@ extension LocalRouter: AgentStateControl {
             for (agent, candidate) in affected where candidate.descriptor.pointee.restore != nil {
                 group.addTask {
                     await withCheckedContinuation { continuation in
-                        let queued = agent.enqueue { agent in
+                        let queued = agent.enqueue({ agent in
                             continuation.resume(returning: agent.trialRestore(into: candidate).map { (agent.id, $0) })
-                        }
+                        }, abandon: { continuation.resume(returning: nil) })
                         if !queued { continuation.resume(returning: nil) }
                     }
                 }

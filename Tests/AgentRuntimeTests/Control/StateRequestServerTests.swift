@@ -146,7 +146,7 @@ struct StateRequestServerTests {
         let started = ContinuousClock.now
         server.serve(Self.request("stuck", .saveStateRequest(agent: AgentID(type: "counter", key: "stuck"))), reply: replies.reply)
         #expect(try await replies.answer(to: "stuck") == .saveStateResponse(
-            state: "", error: "saving the state of counter/stuck timed out after 300 ms (the runtime's handler timeout)"))
+            state: "", error: "saving the state of counter/stuck timed out after 300 ms (the runtime's handler timeout); the request is withdrawn (one that had already begun may still complete)"))
         #expect(ContinuousClock.now - started >= .milliseconds(300))
         #expect(await poll { server.pendingCount == 0 })
     }
