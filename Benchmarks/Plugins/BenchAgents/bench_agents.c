@@ -10,10 +10,24 @@
 //   RPC `GetStats` {}          replies `BenchStats` {"count": N, "first_ns": F, "last_ns": L}
 // (The RPC goes through the agent's mailbox behind the events that arrived before it.)
 //
+//   bench-state                subscribed to topic type `bench-state-events`: the same counter,
+//                              keeping its state (snapshot/restore, ABI 1.2's state_changed),
+//                              for runtime-bench's state section. Each event, and each RPC
+//                              `Echo` (answered with its own payload), counts one and calls
+//                              state_changed; `GetStats` changes nothing. Its snapshot is the
+//                              three counters (24 bytes) followed by `[plugin.bench-agents]
+//                              state_bytes` bytes of padding (default 0), restored exactly.
+//   RPC `Totals` {}            (bench-state) replies {"handled": N, "created": C, "restored": R,
+//                              "destroyed": D}: events and Echo RPCs handled, instances created,
+//                              restored and destroyed, by every bench-state agent of the process
+//                              (for pacing a load, and counting resident agents).
+//
 // AutoGen's side of the comparison implements the same agents in Python (Benchmarks/compare).
 #include <agent_plugin.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 typedef struct bench_counter {
@@ -64,6 +78,143 @@ static agentd_status on_stats(void *instance, const agentd_message *m) {
     return g_host->reply(m->call, agentd_cstr("BenchStats"), agentd_cstr("application/json"), payload);
 }
 
+// MARK: bench-state: the counter, keeping its state
+
+/* The snapshot's fixed part: count, first_ns, last_ns (little-endian on every machine we run). */
+#define STATE_HEADER_BYTES 24
+
+typedef struct bench_state {
+    bench_counter counter;
+    size_t padding;  /* bytes of padding the snapshot carries after the header */
+} bench_state;
+
+/* Process-wide counts of every bench-state agent (atomics: agents run on several threads). */
+static long long g_state_handled;
+static long long g_state_created;
+static long long g_state_restored;
+static long long g_state_destroyed;
+/* [plugin.bench-agents] state_bytes, read once (-1: not read yet). */
+static long long g_state_padding = -1;
+static const uint8_t g_padding_bytes[4096];
+
+static size_t state_padding(agentd_plugin_ref *plugin) {
+    long long padding = __atomic_load_n(&g_state_padding, __ATOMIC_RELAXED);
+    if (padding >= 0) return (size_t)padding;
+    padding = 0;
+    agentd_str value;
+    if (g_host->setting(plugin, agentd_cstr("state_bytes"), &value) == AGENTD_OK && value.length < 16) {
+        char text[16];
+        memcpy(text, value.data, value.length);
+        text[value.length] = 0;
+        padding = strtoll(text, NULL, 10);
+        if (padding < 0) padding = 0;
+    }
+    __atomic_store_n(&g_state_padding, padding, __ATOMIC_RELAXED);
+    return (size_t)padding;
+}
+
+static agentd_status state_create(agentd_plugin_ref *plugin, const agentd_agent_type *type, agentd_agent_ref *agent,
+                                  agentd_str key, void **instance) {
+    (void)type;
+    (void)agent;
+    (void)key;
+    bench_state *state = calloc(1, sizeof *state);
+    if (!state) return AGENTD_FAILED;
+    state->padding = state_padding(plugin);
+    *instance = state;
+    __atomic_fetch_add(&g_state_created, 1, __ATOMIC_RELAXED);
+    return AGENTD_OK;
+}
+
+static void state_destroy(void *instance) {
+    free(instance);
+    __atomic_fetch_add(&g_state_destroyed, 1, __ATOMIC_RELAXED);
+}
+
+static void count_one(bench_counter *counter) {
+    long long now = now_ns();
+    if (counter->count == 0) counter->first_ns = now;
+    counter->last_ns = now;
+    counter->count++;
+}
+
+/* state_changed is ABI 1.2: a runtime whose table is shorter keeps no state anyway. */
+static agentd_status report_change(const agentd_message *m) {
+    if (m->host->size < offsetof(agentd_host_api, state_changed) + sizeof m->host->state_changed) return AGENTD_OK;
+    return m->host->state_changed(m->agent);
+}
+
+static agentd_status state_on_event(void *instance, const agentd_message *m) {
+    if (m->is_rpc) return m->host->fail(m->call, AGENTD_UNKNOWN_MESSAGE_TYPE, agentd_cstr("bench: events only"));
+    bench_state *state = instance;
+    count_one(&state->counter);
+    __atomic_fetch_add(&g_state_handled, 1, __ATOMIC_RELAXED);
+    return report_change(m);
+}
+
+static agentd_status state_on_echo(void *instance, const agentd_message *m) {
+    if (!m->is_rpc) return AGENTD_OK;
+    bench_state *state = instance;
+    count_one(&state->counter);
+    __atomic_fetch_add(&g_state_handled, 1, __ATOMIC_RELAXED);
+    report_change(m);
+    return m->host->reply(m->call, m->message_type, m->content_type, m->payload);
+}
+
+static agentd_status state_on_stats(void *instance, const agentd_message *m) {
+    return on_stats(&((bench_state *)instance)->counter, m);
+}
+
+static agentd_status state_on_totals(void *instance, const agentd_message *m) {
+    (void)instance;
+    if (!m->is_rpc) return AGENTD_OK;
+    char json[200];
+    int n = snprintf(json, sizeof json, "{\"handled\": %lld, \"created\": %lld, \"restored\": %lld, \"destroyed\": %lld}",
+                     __atomic_load_n(&g_state_handled, __ATOMIC_RELAXED), __atomic_load_n(&g_state_created, __ATOMIC_RELAXED),
+                     __atomic_load_n(&g_state_restored, __ATOMIC_RELAXED),
+                     __atomic_load_n(&g_state_destroyed, __ATOMIC_RELAXED));
+    agentd_bytes payload = {(const uint8_t *)json, (size_t)n};
+    return g_host->reply(m->call, agentd_cstr("BenchTotals"), agentd_cstr("application/json"), payload);
+}
+
+static agentd_status state_snapshot(void *instance, agentd_write_fn write, void *sink) {
+    bench_state *state = instance;
+    uint8_t header[STATE_HEADER_BYTES];
+    memcpy(header, &state->counter.count, 8);
+    memcpy(header + 8, &state->counter.first_ns, 8);
+    memcpy(header + 16, &state->counter.last_ns, 8);
+    write(sink, (agentd_bytes){header, sizeof header});
+    for (size_t left = state->padding; left > 0;) {
+        size_t chunk = left < sizeof g_padding_bytes ? left : sizeof g_padding_bytes;
+        write(sink, (agentd_bytes){g_padding_bytes, chunk});
+        left -= chunk;
+    }
+    return AGENTD_OK;
+}
+
+static agentd_status state_restore(void *instance, agentd_bytes bytes) {
+    bench_state *state = instance;
+    if (bytes.length < STATE_HEADER_BYTES) return AGENTD_INVALID_ARGUMENT;
+    memcpy(&state->counter.count, bytes.data, 8);
+    memcpy(&state->counter.first_ns, bytes.data + 8, 8);
+    memcpy(&state->counter.last_ns, bytes.data + 16, 8);
+    __atomic_fetch_add(&g_state_restored, 1, __ATOMIC_RELAXED);
+    return AGENTD_OK;
+}
+
+static const agentd_handler state_handlers[] = {
+    {sizeof(agentd_handler), "GetStats", state_on_stats},
+    {sizeof(agentd_handler), "Echo", state_on_echo},
+    {sizeof(agentd_handler), "Totals", state_on_totals},
+    {sizeof(agentd_handler), "*", state_on_event},
+};
+
+static const agentd_subscription state_subscriptions[] = {
+    {sizeof(agentd_subscription), AGENTD_SUBSCRIBE_TOPIC_TYPE, "bench-state-events"},
+};
+
+// MARK: The descriptor
+
 static const agentd_handler handlers[] = {
     {sizeof(agentd_handler), "GetStats", on_stats},
     {sizeof(agentd_handler), "*", on_event},
@@ -95,6 +246,13 @@ static const agentd_agent_type types[] = {
     BENCH_TYPE("bench-fan-7", fan_subscriptions),
     BENCH_TYPE("bench-fan-8", fan_subscriptions),
     BENCH_TYPE("bench-fan-9", fan_subscriptions),
+    {
+        .size = sizeof(agentd_agent_type), .name = "bench-state",
+        .description = "counts events and Echo RPCs, keeping its state (bench)",
+        .subscriptions = state_subscriptions, .subscription_count = 1, .handlers = state_handlers,
+        .handler_count = sizeof state_handlers / sizeof state_handlers[0], .create = state_create, .destroy = state_destroy,
+        .snapshot = state_snapshot, .restore = state_restore,
+    },
 };
 
 static const agentd_plugin plugin = {

@@ -9,6 +9,9 @@
 //       the start of its answer callback. Then replies `CallStats`
 //       {"count": N, "failed": F, "samples_ns": [S1, S2, ...]} (F: answers that were errors).
 //       The handler returns AGENTD_PENDING; the last answer callback replies.
+//       Optional members (runtime-bench's state section): "message_type": M sends M instead
+//       of Echo (same payload); "key_count": C > 0 sends call i to key "K-(i mod C)" instead of
+//       K, so that C agents are each addressed in turn.
 #include <agent_plugin.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,8 @@ typedef struct caller_run {
     agentd_agent_ref *agent;
     char to_type[128];
     char to_key[128];
+    char message_type[128];
+    long long key_count;
     long long total;
     long long done;
     long long failed;
@@ -76,9 +81,15 @@ static void on_answer(void *context, const agentd_response *response);
 
 static void send_next(caller_run *run) {
     agentd_bytes payload = {(const uint8_t *)k_ping, sizeof k_ping - 1};
+    char key[160];
+    agentd_str to_key = agentd_cstr(run->to_key);
+    if (run->key_count > 0) {
+        int n = snprintf(key, sizeof key, "%s-%lld", run->to_key, run->done % run->key_count);
+        to_key = (agentd_str){key, (size_t)n};
+    }
     run->sent_ns = now_ns();
-    agentd_status status = g_host->send(run->agent, agentd_cstr(run->to_type), agentd_cstr(run->to_key),
-                                        agentd_cstr("Echo"), agentd_cstr("application/json"), payload, on_answer, run);
+    agentd_status status = g_host->send(run->agent, agentd_cstr(run->to_type), to_key,
+                                        agentd_cstr(run->message_type), agentd_cstr("application/json"), payload, on_answer, run);
     if (status != AGENTD_OK) {
         g_host->fail(run->call, status, agentd_cstr("bench-caller: send() refused"));
         free(run->samples);
@@ -116,6 +127,12 @@ static agentd_status on_run_calls(void *instance, const agentd_message *m) {
         return g_host->fail(m->call, AGENTD_INVALID_ARGUMENT,
                             agentd_cstr("bench-caller: RunCalls needs {\"count\": N > 0, \"to_type\": T, \"to_key\": K}"));
     }
+    if (!json_string(json, "message_type", run->message_type, sizeof run->message_type)) {
+        snprintf(run->message_type, sizeof run->message_type, "Echo");
+    }
+    const char *keys_at = strstr(json, "\"key_count\"");
+    const char *keys_colon = keys_at ? strchr(keys_at, ':') : NULL;
+    run->key_count = keys_colon ? strtoll(keys_colon + 1, NULL, 10) : 0;
     run->samples = malloc((size_t)count * sizeof *run->samples);
     if (!run->samples) {
         free(run);

@@ -1,0 +1,446 @@
+import AgentCore
+@_spi(Benchmarks) import AgentRuntime
+import AgentState
+import Foundation
+import GRPCTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: Agents that keep their state: the store's cost (section 4)
+//
+// Agent type bench-state (libBenchAgents.so) is a counter with snapshot/restore that calls
+// `state_changed` for every event and every `Echo` RPC, so that with a state store each of them
+// is checkpointed (the RPC's answer held until the write's group commit). The same plugin runs
+// in runtimes that differ only in their store: none ("off"), SQLite with `sync = normal`, SQLite
+// with `sync = full`. All three are alive at once and the measurements alternate between them
+// in blocks (the machine is noisy: a burst of noise hits every mode alike), the order rotating
+// from one round to the next.
+//
+//   rpc         agent bench-caller/run (libBenchCaller.so, in the same runtime) sends sequential
+//               Echo RPCs to bench-state/rpc, each timed from send() to its answer callback:
+//               caller → embedded host → runtime → agent (checkpoint) → host → caller, over
+//               loopback gRPC both ways.
+//   events      encoded CloudEvents to topic (bench-state-events, KEY) handed to
+//               `deliverFromHost` (the path a message read from the host takes; no network),
+//               to one agent and to --state-agents agents; first delivery → the plugin's last
+//               receipt (CLOCK_MONOTONIC, read back with GetStats, which changes nothing).
+//   activation  the first message to an agent whose state is stored (after a restart of the
+//               runtime on the same file: create + restore from the store) against the second
+//               (resident); also to a new agent (nothing stored), and without a store.
+//   store       SQLiteStateStore alone (the runtime's store, its public API): one put of one
+//               write, of a batch, a get — the floor under the runtime's checkpoint.
+//
+// Commits and writes are counted through SQLite's commit hook (SQLiteCommits.swift).
+
+enum StoreMode: String, CaseIterable {
+    case off, normal, full
+
+    var durability: SQLiteStateStore.Durability? {
+        switch self {
+        case .off: nil
+        case .normal: .normal
+        case .full: .full
+        }
+    }
+}
+
+/// A runtime with an embedded host serving libBenchAgents.so and libBenchCaller.so, with or
+/// without a state store.
+final class StateRuntime {
+    let runtime: AgentRuntime
+    let client: WorkerClient
+    let mode: StoreMode
+    let pluginDirectory: String
+    let storePath: String?
+    /// The store's connection, counted (nil without a store).
+    let commits: CommitCounter?
+
+    init(mode: StoreMode, storePath: String?, maxResident: Int = 100_000, mailboxLimit: Int = 10_000,
+         stateBytes: Int = 0, log: LogStore = LogStore()) async throws {
+        self.mode = mode
+        pluginDirectory = NSTemporaryDirectory() + "runtime-bench-state-\(UUID().uuidString.prefix(8).lowercased())"
+        try FileManager.default.createDirectory(atPath: pluginDirectory, withIntermediateDirectories: true)
+        for product in ["BenchAgents", "BenchCaller"] {
+            try FileManager.default.copyItem(atPath: Products.library(product), toPath: "\(pluginDirectory)/lib\(product).so")
+        }
+        self.storePath = mode == .off ? nil : storePath
+        SQLiteCommits.install()
+        runtime = try AgentRuntime(
+            configuration: .init(
+                embeddedHost: .init(listen: "127.0.0.1:0"), rpcTimeout: .seconds(60), pluginDirectory: pluginDirectory,
+                watchPlugins: false, mailboxLimit: mailboxLimit,
+                pluginSettings: ["bench-agents": ["state_bytes": "\(stateBytes)"]],
+                stateStorePath: self.storePath, stateDurability: mode.durability ?? .normal,
+                maxResidentAgents: maxResident),
+            logger: log.logger())
+        try await runtime.start()
+        guard let address = runtime.hostAddress else { fail("the runtime has no host address") }
+        client = try WorkerClient(address: address)
+        commits = self.storePath.flatMap { SQLiteCommits.counter(for: $0) }
+        if self.storePath != nil && commits == nil { note("no commit hook on \(self.storePath!): commits are not counted") }
+    }
+
+    func stop() async {
+        await client.close()
+        await runtime.shutdown()
+        try? FileManager.default.removeItem(atPath: pluginDirectory)
+    }
+
+    /// RPCs sent by agent bench-caller/run, one after the other: `count` calls of
+    /// `messageType` to bench-state/`key` (or, with `keyCount`, to keys `key`-0 … in turn).
+    /// - Returns: the samples (ns, sorted) and how many answers were errors.
+    func callerRun(count: Int, key: String, keyCount: Int = 0, messageType: String = "Echo") async throws -> (samples: [UInt64], failed: Int) {
+        let request = #"{"count": \#(count), "to_type": "bench-state", "to_key": "\#(key)", "key_count": \#(keyCount), "message_type": "\#(messageType)"}"#
+        let response = try await client.send(
+            Array(request.utf8), messageType: "RunCalls", to: AgentID(type: "bench-caller", key: "run"), timeout: .seconds(300))
+        guard response.messageType == "CallStats",
+              let object = try JSONSerialization.jsonObject(with: Data(response.payload)) as? [String: Any],
+              let samples = object["samples_ns"] as? [NSNumber], let failed = (object["failed"] as? NSNumber)?.intValue,
+              samples.count == count
+        else { fail("unexpected RunCalls answer: \(response.messageType) \(String(decoding: response.payload.prefix(200), as: UTF8.self))") }
+        return (samples.map { $0.uint64Value }.sorted(), failed)
+    }
+
+    /// bench-state/`key`'s count and the CLOCK_MONOTONIC times of its first and last event.
+    func stats(_ key: String) async throws -> (count: Int, first: UInt64, last: UInt64) {
+        let answer = try await client.send(emptyJSON, messageType: "GetStats", to: AgentID(type: "bench-state", key: key))
+        guard let count = jsonInteger(answer.payload, "count"), let first = jsonInteger(answer.payload, "first_ns"),
+              let last = jsonInteger(answer.payload, "last_ns")
+        else { throw RuntimeError("unexpected GetStats answer: \(String(decoding: answer.payload, as: UTF8.self))") }
+        return (count, UInt64(max(0, first)), UInt64(max(0, last)))
+    }
+
+    /// What every bench-state agent of the process did: events and Echos handled, instances
+    /// created, restored and destroyed.
+    func totals() async throws -> (handled: Int, created: Int, restored: Int, destroyed: Int) {
+        let answer = try await client.send(emptyJSON, messageType: "Totals", to: AgentID(type: "bench-state", key: "totals"))
+        guard let handled = jsonInteger(answer.payload, "handled"), let created = jsonInteger(answer.payload, "created"),
+              let restored = jsonInteger(answer.payload, "restored"), let destroyed = jsonInteger(answer.payload, "destroyed")
+        else { throw RuntimeError("unexpected Totals answer: \(String(decoding: answer.payload, as: UTF8.self))") }
+        return (handled, created, restored, destroyed)
+    }
+}
+
+/// The folder the state stores are written in, and its file system (`tmpfs` would make
+/// `sync = full` free).
+func stateFolder(_ base: String?) throws -> (path: String, fileSystem: String) {
+    let path = (base ?? NSTemporaryDirectory()) + "/runtime-bench-stores-\(UUID().uuidString.prefix(8).lowercased())"
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    // The file system of the longest mount point that holds the folder (/proc/self/mounts).
+    let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+    var best = ("", "?")
+    for line in (readProcFile("/proc/self/mounts") ?? "").split(separator: "\n") {
+        let fields = line.split(separator: " ")
+        guard fields.count >= 3 else { continue }
+        let mountPoint = String(fields[1])
+        let inside = mountPoint == "/" || resolved == mountPoint || resolved.hasPrefix(mountPoint + "/")
+        if inside && mountPoint.count >= best.0.count { best = (mountPoint, String(fields[2])) }
+    }
+    let fileSystem = best.1 == "tmpfs" ? "tmpfs — WARNING: fsync costs nothing there, sync = full is not measured" : "\(best.1) on \(best.0)"
+    return (path, fileSystem)
+}
+
+// MARK: Figures
+
+struct LatencyBlock {
+    var p50: Double
+    var p99: Double
+    init(_ sorted: [UInt64]) {
+        p50 = quantileUs(sorted, 0.5)
+        p99 = quantileUs(sorted, 0.99)
+    }
+}
+
+struct EventRun {
+    var agents: Int
+    var events: Int
+    var counted: Int
+    var seconds: Double
+    var commits: CommitSummary?
+    var eventsPerSecond: Double { Double(events) / seconds }
+    var lost: Int { max(0, events - counted) }
+    var duplicated: Int { max(0, counted - events) }
+}
+
+struct StateFigures {
+    var folder = ""
+    var fileSystem = ""
+    var rpcCalls: [StoreMode: Int] = [:]
+    /// Per mode, one entry per round (a block of sequential calls).
+    var rpc: [StoreMode: [LatencyBlock]] = [:]
+    /// Every sample of every round, per mode (sorted).
+    var rpcPooled: [StoreMode: [UInt64]] = [:]
+    var rpcCommits: [StoreMode: CommitSummary] = [:]
+    var rpcFailed = 0
+    /// Per round: store-on p50 / store-off p50 in the same round.
+    var rpcRatioNormal: [Double] = []
+    var rpcRatioFull: [Double] = []
+    var rpcRatioFullOverNormal: [Double] = []
+
+    /// By agents (1, N), by mode: one entry per round.
+    var events: [Int: [StoreMode: [EventRun]]] = [:]
+
+    var activationKeys = 0
+    /// By case name: per round, the sorted samples.
+    var activation: [String: [[UInt64]]] = [:]
+    var activationCommits: CommitSummary?
+
+    /// SQLiteStateStore alone: µs per call, by case name, per round.
+    var store: [String: [Double]] = [:]
+}
+
+/// Section 4: all of the above, in one runtime per mode.
+func runState(_ options: Options) async throws -> StateFigures {
+    var figures = StateFigures()
+    let folder = try stateFolder(options.stateDirectory)
+    figures.folder = folder.path
+    figures.fileSystem = folder.fileSystem
+    defer { try? FileManager.default.removeItem(atPath: folder.path) }
+    let rounds = options.runs
+    let events = options.stateEvents
+    let mailboxLimit = max(10_000, events + 1_000)
+
+    var runtimes: [StoreMode: StateRuntime] = [:]
+    for mode in StoreMode.allCases {
+        runtimes[mode] = try await StateRuntime(
+            mode: mode, storePath: "\(folder.path)/agents-\(mode.rawValue).db", mailboxLimit: mailboxLimit,
+            stateBytes: options.stateBytes)
+    }
+
+    // RPC latency: blocks of sequential calls, the modes' order rotating each round.
+    let calls: [StoreMode: Int] = [.off: options.stateRPCCalls, .normal: options.stateRPCCalls,
+                                   .full: max(100, options.stateRPCCalls / 4)]
+    figures.rpcCalls = calls
+    for mode in StoreMode.allCases {
+        _ = try await runtimes[mode]!.callerRun(count: max(200, calls[mode]! / 4), key: "rpc")
+    }
+    var pooled: [StoreMode: [UInt64]] = [:]
+    var rpcBatches: [StoreMode: [Int32]] = [:]
+    for round in 0..<rounds {
+        let order = rotated(StoreMode.allCases, by: round)
+        var p50: [StoreMode: Double] = [:]
+        for mode in order {
+            let bench = runtimes[mode]!
+            let mark = bench.commits?.commits ?? 0
+            let (samples, failed) = try await bench.callerRun(count: calls[mode]!, key: "rpc")
+            if let commits = bench.commits { rpcBatches[mode, default: []] += commits.batches(since: mark) }
+            figures.rpcFailed += failed
+            let block = LatencyBlock(samples)
+            figures.rpc[mode, default: []].append(block)
+            pooled[mode, default: []] += samples
+            p50[mode] = block.p50
+        }
+        figures.rpcRatioNormal.append(p50[.normal]! / p50[.off]!)
+        figures.rpcRatioFull.append(p50[.full]! / p50[.off]!)
+        figures.rpcRatioFullOverNormal.append(p50[.full]! / p50[.normal]!)
+        note(String(format: "state rpc round %d (%@): p50 off %.1f µs, normal %.1f µs, full %.1f µs; normal/off %.2f, full/off %.2f",
+                    round + 1, order.map(\.rawValue).joined(separator: " → "), p50[.off]!, p50[.normal]!, p50[.full]!,
+                    figures.rpcRatioNormal.last!, figures.rpcRatioFull.last!))
+    }
+    figures.rpcPooled = pooled.mapValues { $0.sorted() }
+    figures.rpcCommits = rpcBatches.mapValues { CommitSummary($0) }
+
+    // Events: in process, one agent then many; fresh keys each run, created beforehand.
+    let shapes = [1, max(2, options.stateAgents)]
+    let eventModes: [StoreMode] = [.off, .normal, .full]
+    for agents in shapes {
+        // One agent with sync = full: one fsync per event (the agent waits for each commit):
+        // fewer events, so that the run stays short.
+        for round in 0..<rounds {
+            for mode in rotated(eventModes, by: round) {
+                let count = mode == .full && agents == 1 ? max(500, events / 20) : events
+                let keys = (0..<agents).map { "e\(agents)-r\(round)-k\($0)" }
+                let run = try await stateEventRun(runtimes[mode]!, keys: keys, events: count)
+                figures.events[agents, default: [:]][mode, default: []].append(run)
+                note(String(format: "state events round %d, %d agent(s), store %@: %d fed, %d counted in %.3f s: %.0f events/s; %@",
+                            round + 1, agents, mode.rawValue, run.events, run.counted, run.seconds, run.eventsPerSecond,
+                            run.commits?.text ?? "no store"))
+            }
+        }
+    }
+    for mode in StoreMode.allCases { await runtimes[mode]!.stop() }
+
+    // Activation: restarts on one store file.
+    figures.activationKeys = options.stateActivationKeys
+    for round in 0..<rounds {
+        try await activationRound(options, folder: folder.path, round: round, into: &figures)
+    }
+
+    // The store alone.
+    for round in 0..<rounds {
+        for (name, value) in try storeAlone(folder: folder.path, round: round) {
+            figures.store[name, default: []].append(value)
+        }
+    }
+    return figures
+}
+
+func rotated<T>(_ items: [T], by count: Int) -> [T] {
+    let shift = count % items.count
+    return Array(items[shift...] + items[..<shift])
+}
+
+/// Feeds `events` events round-robin over `keys` through `deliverFromHost` and reads the
+/// counts back (as section 1b does).
+func stateEventRun(_ bench: StateRuntime, keys: [String], events: Int) async throws -> EventRun {
+    for key in keys {
+        let before = try await bench.stats(key)
+        if before.count != 0 { throw RuntimeError("bench-state/\(key) had counted \(before.count) events already") }
+    }
+    var encoder = BenchEventEncoder(keys: keys, topicType: "bench-state-events")
+    var messages: [MessageBuffer] = []
+    messages.reserveCapacity(events)
+    for index in 0..<events { messages.append(encoder.next(key: index % keys.count)) }
+    let mark = bench.commits?.commits ?? 0
+    let start = nowNs()
+    for message in messages { bench.runtime.deliverFromHost(message) }
+    var counted = 0, last: UInt64 = 0, previous = -1, progressAt = nowNs()
+    while true {
+        counted = 0
+        last = 0
+        for key in keys {
+            let s = try await bench.stats(key)
+            counted += s.count
+            last = max(last, s.last)
+        }
+        if counted >= events { break }
+        let now = nowNs()
+        if counted != previous {
+            previous = counted
+            progressAt = now
+        } else if now - progressAt > 5_000_000_000 {
+            break
+        }
+        try await Task.sleep(for: .milliseconds(2))
+    }
+    messages.removeAll()
+    // Let the last checkpoints commit before their batches are read.
+    try await Task.sleep(for: .milliseconds(20))
+    return EventRun(agents: keys.count, events: events, counted: counted, seconds: Double(last > start ? last - start : 0) / 1e9,
+                    commits: bench.commits.map { CommitSummary($0.batches(since: mark)) })
+}
+
+/// The activation cases of one round, each a pass of `keys` sequential RPCs from
+/// bench-caller, one per agent:
+///   new+write          Echo to agents never seen (nothing stored: a read that finds nothing,
+///                      create, the handler, the first write)
+///   resident+write     Echo again, the agents resident
+///   stored+read        after a restart: GetStats (activation: read, create, restore; nothing
+///                      written, since GetStats changes nothing)
+///   resident+read      GetStats again
+///   stored+write       after another restart: Echo (activation and a write)
+///   off new / off resident: GetStats without a store (create only / nothing)
+func activationRound(_ options: Options, folder: String, round: Int, into figures: inout StateFigures) async throws {
+    let keys = options.stateActivationKeys
+    let path = "\(folder)/activation.db"
+    let prefix = "a\(round)"
+    func pass(_ bench: StateRuntime, _ name: String, _ messageType: String) async throws {
+        let (samples, failed) = try await bench.callerRun(count: keys, key: prefix, keyCount: keys, messageType: messageType)
+        if failed > 0 { throw RuntimeError("activation \(name): \(failed) of \(keys) calls failed") }
+        figures.activation[name, default: []].append(samples)
+    }
+    func warm(_ bench: StateRuntime) async throws {
+        _ = try await bench.callerRun(count: 200, key: "warm-\(prefix)", messageType: "GetStats")
+    }
+    var batches: [Int32] = []
+    do {
+        let bench = try await StateRuntime(mode: .normal, storePath: path)
+        try await warm(bench)
+        let mark = bench.commits?.commits ?? 0
+        try await pass(bench, "new+write", "Echo")
+        try await pass(bench, "resident+write", "Echo")
+        batches += bench.commits?.batches(since: mark) ?? []
+        await bench.stop()
+    }
+    do {
+        let bench = try await StateRuntime(mode: .normal, storePath: path)
+        try await warm(bench)
+        try await pass(bench, "stored+read", "GetStats")
+        try await pass(bench, "resident+read", "GetStats")
+        let totals = try await bench.totals()
+        if totals.restored < keys { note("activation: only \(totals.restored) of \(keys) agents were restored from the store") }
+        await bench.stop()
+    }
+    do {
+        let bench = try await StateRuntime(mode: .normal, storePath: path)
+        try await warm(bench)
+        try await pass(bench, "stored+write", "Echo")
+        await bench.stop()
+    }
+    do {
+        let bench = try await StateRuntime(mode: .off, storePath: nil)
+        try await warm(bench)
+        try await pass(bench, "off new", "GetStats")
+        try await pass(bench, "off resident", "GetStats")
+        await bench.stop()
+    }
+    let summary = CommitSummary(batches)
+    if let previous = figures.activationCommits {
+        figures.activationCommits = CommitSummary(
+            commits: previous.commits + summary.commits, writes: previous.writes + summary.writes,
+            empty: previous.empty + summary.empty, largest: max(previous.largest, summary.largest))
+    } else {
+        figures.activationCommits = summary
+    }
+    let p50 = figures.activation.mapValues { quantileUs($0.last!, 0.5) }
+    note(String(format: "state activation round %d (%d agents): p50 µs new+write %.1f, resident+write %.1f, stored+read %.1f, resident+read %.1f, stored+write %.1f, off new %.1f, off resident %.1f",
+                round + 1, keys, p50["new+write"]!, p50["resident+write"]!, p50["stored+read"]!, p50["resident+read"]!,
+                p50["stored+write"]!, p50["off new"]!, p50["off resident"]!))
+}
+
+extension CommitSummary {
+    init(commits: Int, writes: Int, empty: Int, largest: Int) {
+        self.init([])
+        self.commits = commits
+        self.writes = writes
+        self.empty = empty
+        self.largest = largest
+    }
+}
+
+/// SQLiteStateStore alone, on fresh files: µs per call.
+///   put 1 (normal|full)    one write in its own commit (what one agent's checkpoint costs)
+///   put 64 (normal|full)   64 writes (of 64 agents) in one commit, per write
+///   get                    a read of a stored state (an activation's read)
+///   get missing            a read that finds nothing (a new agent's activation)
+func storeAlone(folder: String, round: Int) throws -> [(String, Double)] {
+    var results: [(String, Double)] = []
+    let bytes = [UInt8](repeating: 7, count: 24)
+    for durability in [SQLiteStateStore.Durability.normal, .full] {
+        let path = "\(folder)/alone-\(round)-\(durability.rawValue).db"
+        let store = try SQLiteStateStore(path: path, durability: durability)
+        let singles = durability == .full ? 200 : 2_000
+        var revisions = [UInt64](repeating: 0, count: 64)
+        // Warm: the rows exist (updates, as a checkpoint after the first is).
+        _ = try store.put((0..<64).map { StateWrite(agent: AgentID(type: "bench-state", key: "k\($0)"), bytes: bytes, expectedRevision: 0) })
+        revisions = revisions.map { _ in 1 }
+        var start = nowNs()
+        for index in 0..<singles {
+            let key = index % 64
+            revisions[key] = try store.put(AgentID(type: "bench-state", key: "k\(key)"), bytes, ifRevision: revisions[key])
+        }
+        results.append(("put 1 (\(durability.rawValue))", Double(nowNs() - start) / 1000 / Double(singles)))
+        let batches = durability == .full ? 20 : 200
+        start = nowNs()
+        for _ in 0..<batches {
+            let writes = (0..<64).map { StateWrite(agent: AgentID(type: "bench-state", key: "k\($0)"), bytes: bytes, expectedRevision: revisions[$0]) }
+            let outcome = try store.put(writes)
+            for (index, result) in outcome.enumerated() {
+                guard case .success(let revision) = result else { throw RuntimeError("store alone: a batch write failed: \(result)") }
+                revisions[index] = revision
+            }
+        }
+        results.append(("put 64 (\(durability.rawValue)), per write", Double(nowNs() - start) / 1000 / Double(batches * 64)))
+        if durability == .normal {
+            let reads = 20_000
+            start = nowNs()
+            for index in 0..<reads { _ = try store.get(AgentID(type: "bench-state", key: "k\(index % 64)")) }
+            results.append(("get", Double(nowNs() - start) / 1000 / Double(reads)))
+            start = nowNs()
+            for index in 0..<reads { _ = try store.get(AgentID(type: "bench-state", key: "missing\(index)")) }
+            results.append(("get missing", Double(nowNs() - start) / 1000 / Double(reads)))
+        }
+    }
+    return results
+}

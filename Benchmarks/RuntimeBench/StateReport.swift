@@ -1,0 +1,184 @@
+import Foundation
+
+// MARK: Printing sections 4 and 5
+//
+// Besides the table, each comparison is printed as one line `NAME store_on=X store_off=Y
+// ratio=Z` (or with the two sides it compares), and every figure as a `NAME=value` line at the
+// end with the other sections' (Benchmarks/compare reads those).
+
+func spread(_ values: [Double]) -> String {
+    guard let low = values.min(), let high = values.max() else { return "-" }
+    return "\(f2(low))–\(f2(high))"
+}
+
+func verdict(_ holds: Bool) -> String { holds ? "holds" : "MISSED" }
+
+@MainActor func printState(_ s: StateFigures, _ options: Options) {
+    let rounds = options.runs
+    print("")
+    print("4. Agents that keep their state: agent type bench-state (libBenchAgents.so; snapshot \(24 + options.stateBytes) bytes,")
+    print("   state_changed on every event and Echo) in three runtimes alive at once, differing only in the store: none (off),")
+    print("   SQLite sync = normal, SQLite sync = full; measurements alternate between them, the order rotating each round.")
+    print("   Store files in \(s.folder) (\(s.fileSystem)).")
+
+    // RPC
+    let off = s.rpc[.off] ?? [], normal = s.rpc[.normal] ?? [], full = s.rpc[.full] ?? []
+    print("")
+    print("   RPC Echo to bench-state/rpc from agent bench-caller/run (a C plugin in the same runtime): caller → embedded host")
+    print("   → runtime → agent → host → caller over loopback gRPC; with a store the answer is held until the checkpoint's")
+    print("   group commit. \(s.rpcCalls[.off] ?? 0) sequential calls per block (sync = full: \(s.rpcCalls[.full] ?? 0)), \(rounds) rounds;")
+    print("   per-round percentiles, median of the rounds (pooled: all samples of all rounds).")
+    print("   " + pad("", 22) + lpad("p50 µs", 9) + lpad("p99 µs", 9) + lpad("pooled p50", 12) + lpad("pooled p99", 12)
+          + "   writes/commit   p50 per round")
+    for (label, mode, blocks) in [("store off", StoreMode.off, off), ("sync = normal", .normal, normal), ("sync = full", .full, full)] {
+        let pooled = s.rpcPooled[mode] ?? []
+        let commits = s.rpcCommits[mode].map { String(format: "%.2f", $0.writesPerCommit) } ?? "-"
+        print("   " + pad(label, 22) + lpad(f1(median(blocks.map(\.p50))), 9) + lpad(f1(median(blocks.map(\.p99))), 9)
+              + lpad(f1(quantileUs(pooled, 0.5)), 12) + lpad(f1(quantileUs(pooled, 0.99)), 12)
+              + lpad(commits, 16) + "   " + blocks.map { f1($0.p50) }.joined(separator: ", "))
+    }
+    let ratioNormal = median(s.rpcRatioNormal), ratioFull = median(s.rpcRatioFull)
+    let ratioFullNormal = median(s.rpcRatioFullOverNormal)
+    let p99RatioNormal = median(zip(normal, off).map { $0.p99 / $1.p99 })
+    print("   " + pad("p50 normal / off", 40) + lpad(f2(ratioNormal), 7) + "   rounds " + spread(s.rpcRatioNormal)
+          + "   target ≤ 1.5: " + verdict(ratioNormal <= 1.5))
+    print("   " + pad("p99 normal / off", 40) + lpad(f2(p99RatioNormal), 7))
+    print("   " + pad("p50 full / normal", 40) + lpad(f2(ratioFullNormal), 7) + "   rounds " + spread(s.rpcRatioFullOverNormal))
+    print("   " + pad("p50 full / off", 40) + lpad(f2(ratioFull), 7) + "   rounds " + spread(s.rpcRatioFull))
+    if s.rpcFailed > 0 { findings.append("state rpc: \(s.rpcFailed) calls failed") }
+
+    // Events
+    print("")
+    print("   Events in process: encoded CloudEvents to topic (bench-state-events, KEY) handed to deliverFromHost (no network),")
+    print("   round-robin over the agents; first delivery → the plugin's last receipt; \(rounds) rounds, medians. With a store")
+    print("   each event is checkpointed and the agent takes its next event once that commit is done.")
+    print("   " + pad("", 22) + lpad("events", 8) + lpad("off /s", 10) + lpad("normal /s", 11) + lpad("full /s", 10)
+          + lpad("normal/off", 12) + lpad("full/off", 10) + "   writes/commit normal, full")
+    var eventRatios: [Int: [Double]] = [:]
+    for agents in s.events.keys.sorted() {
+        let byMode = s.events[agents]!
+        func rate(_ mode: StoreMode) -> Double { median(byMode[mode]?.map(\.eventsPerSecond) ?? []) }
+        func perRound(_ mode: StoreMode) -> [Double] {
+            zip(byMode[mode] ?? [], byMode[.off] ?? []).map { $0.eventsPerSecond / $1.eventsPerSecond }
+        }
+        func writesPerCommit(_ mode: StoreMode) -> String {
+            let runs = byMode[mode] ?? []
+            let commits = runs.compactMap(\.commits).map(\.commits).reduce(0, +)
+            let writes = runs.compactMap(\.commits).map(\.writes).reduce(0, +)
+            return commits == 0 ? "-" : f2(Double(writes) / Double(commits))
+        }
+        eventRatios[agents] = perRound(.normal)
+        let counts = Set((byMode[.off] ?? []).map(\.events) + (byMode[.normal] ?? []).map(\.events))
+        print("   " + pad(agents == 1 ? "1 agent" : "\(agents) agents", 22)
+              + lpad(counts.sorted().map { "\($0)" }.joined(separator: "/"), 8)
+              + lpad(String(format: "%.0f", rate(.off)), 10) + lpad(String(format: "%.0f", rate(.normal)), 11)
+              + lpad(String(format: "%.0f", rate(.full)), 10) + lpad(f2(median(perRound(.normal))), 12)
+              + lpad(f2(median(perRound(.full))), 10) + "   " + writesPerCommit(.normal) + ", " + writesPerCommit(.full))
+        print("   " + pad("", 22) + "  normal/off per round: " + perRound(.normal).map(f2).joined(separator: ", ")
+              + "   target ≥ 0.5: " + verdict(median(perRound(.normal)) >= 0.5))
+        let all = byMode.values.flatMap { $0 }
+        let lost = all.map(\.lost).reduce(0, +), duplicated = all.map(\.duplicated).reduce(0, +)
+        if lost + duplicated > 0 { findings.append("state events, \(agents) agents: \(lost) lost, \(duplicated) duplicated") }
+    }
+    if let full1 = s.events[1]?[.full]?.first?.events { print("   (one agent with sync = full: \(full1) events a run — each waits for an fsync)") }
+
+    // Activation
+    print("")
+    print("   Activation: \(s.activationKeys) agents each sent one RPC by bench-caller (sequential, through the host); the first")
+    print("   message to an agent whose state is stored comes after a restart of the runtime on the same store file.")
+    print("   " + pad("first message to …", 46) + lpad("p50 µs", 9) + lpad("p99 µs", 9) + "   p50 per round")
+    let cases: [(String, String)] = [
+        ("stored+read", "an agent whose state is stored (GetStats)"), ("resident+read", "  … the same agent, resident"),
+        ("stored+write", "an agent whose state is stored (Echo)"), ("resident+write", "  … the same agent, resident (Echo)"),
+        ("new+write", "a new agent, nothing stored (Echo)"),
+        ("off new", "a new agent, no store (GetStats)"), ("off resident", "  … the same agent, resident"),
+    ]
+    var activation: [String: (p50: Double, p99: Double)] = [:]
+    for (name, label) in cases {
+        let runs = s.activation[name] ?? []
+        let p50 = median(runs.map { quantileUs($0, 0.5) }), p99 = median(runs.map { quantileUs($0, 0.99) })
+        activation[name] = (p50, p99)
+        print("   " + pad(label, 46) + lpad(f1(p50), 9) + lpad(f1(p99), 9) + "   "
+              + runs.map { f1(quantileUs($0, 0.5)) }.joined(separator: ", "))
+    }
+    let activationCost = (activation["stored+read"]?.p50 ?? .nan) - (activation["resident+read"]?.p50 ?? .nan)
+    let activationRatio = (activation["stored+read"]?.p50 ?? .nan) / (activation["resident+read"]?.p50 ?? .nan)
+    print("   " + pad("activation from the store, p50 stored − resident", 46) + lpad(f1(activationCost), 9)
+          + "   (ratio " + f2(activationRatio) + ")")
+    if let commits = s.activationCommits { print("   " + pad("commits (new+write, resident+write)", 46) + "   " + commits.text) }
+
+    // The store alone
+    print("")
+    print("   SQLiteStateStore alone (its public API, on the same file system; 24-byte states; \(rounds) rounds, medians):")
+    for name in ["put 1 (normal)", "put 64 (normal), per write", "put 1 (full)", "put 64 (full), per write", "get", "get missing"] {
+        let values = s.store[name] ?? []
+        print("   " + pad(name, 46) + lpad(f1(median(values)), 9) + " µs   runs: " + values.map(f1).joined(separator: ", "))
+    }
+
+    // One line per comparison.
+    let offP50 = median(off.map(\.p50)), normalP50 = median(normal.map(\.p50)), fullP50 = median(full.map(\.p50))
+    let offP99 = median(off.map(\.p99)), normalP99 = median(normal.map(\.p99))
+    print("")
+    print("state_rpc_p50_us store_on=\(f1(normalP50)) store_off=\(f1(offP50)) ratio=\(f2(ratioNormal))")
+    print("state_rpc_p99_us store_on=\(f1(normalP99)) store_off=\(f1(offP99)) ratio=\(f2(p99RatioNormal))")
+    print("state_rpc_p50_sync_us sync_full=\(f1(fullP50)) sync_normal=\(f1(normalP50)) ratio=\(f2(ratioFullNormal))")
+    for agents in s.events.keys.sorted() {
+        let byMode = s.events[agents]!
+        let on = median(byMode[.normal]?.map(\.eventsPerSecond) ?? []), offRate = median(byMode[.off]?.map(\.eventsPerSecond) ?? [])
+        print("state_events_per_s_\(agents)agent\(agents == 1 ? "" : "s") store_on=\(String(format: "%.0f", on)) store_off=\(String(format: "%.0f", offRate)) ratio=\(f2(median(eventRatios[agents] ?? [])))")
+    }
+    print("state_activation_p50_us stored=\(f1(activation["stored+read"]?.p50 ?? .nan)) resident=\(f1(activation["resident+read"]?.p50 ?? .nan)) ratio=\(f2(activationRatio))")
+
+    figure("state_rpc_p50_off_us", f1(offP50)); figure("state_rpc_p50_normal_us", f1(normalP50)); figure("state_rpc_p50_full_us", f1(fullP50))
+    figure("state_rpc_p99_off_us", f1(offP99)); figure("state_rpc_p99_normal_us", f1(normalP99))
+    figure("state_rpc_p99_full_us", f1(median(full.map(\.p99))))
+    figure("state_rpc_p50_ratio", f2(ratioNormal)); figure("state_rpc_p99_ratio", f2(p99RatioNormal))
+    figure("state_rpc_p50_full_over_normal", f2(ratioFullNormal))
+    figure("state_rpc_writes_per_commit", f2(s.rpcCommits[.normal]?.writesPerCommit ?? .nan))
+    for agents in s.events.keys.sorted() {
+        let byMode = s.events[agents]!
+        for mode in StoreMode.allCases {
+            figure("state_events_per_s_\(agents)_\(mode.rawValue)", String(format: "%.0f", median(byMode[mode]?.map(\.eventsPerSecond) ?? [])))
+        }
+        figure("state_events_ratio_\(agents)", f2(median(eventRatios[agents] ?? [])))
+        let commits = (byMode[.normal] ?? []).compactMap(\.commits)
+        let writes = commits.map(\.writes).reduce(0, +), count = commits.map(\.commits).reduce(0, +)
+        figure("state_events_writes_per_commit_\(agents)", f2(count == 0 ? .nan : Double(writes) / Double(count)))
+    }
+    for (name, value) in activation {
+        figure("state_activation_\(name.replacingOccurrences(of: "+", with: "_").replacingOccurrences(of: " ", with: "_"))_p50_us", f1(value.p50))
+    }
+    figure("state_activation_cost_us", f1(activationCost))
+    for (name, values) in s.store.sorted(by: { $0.key < $1.key }) {
+        let key = name.replacingOccurrences(of: ", per write", with: "").replacingOccurrences(of: " ", with: "_")
+            .replacingOccurrences(of: "(", with: "").replacingOccurrences(of: ")", with: "")
+        figure("state_store_\(key)_us", f1(median(values)))
+    }
+}
+
+@MainActor func printStateMemory(_ runs: [StateMemoryFigures], _ options: Options) {
+    print("")
+    print("5. Resident memory after \(options.stateKeys) distinct agents (bench-state/k0 …) were each sent one event (deliverFromHost;")
+    print("   at most \(options.stateWindow) unhandled at a time), SQLite store sync = normal; each bound in a fresh process.")
+    print("   VmRSS after the first 1,000 keys is the baseline; target: after all of them within 2× of it.")
+    print("   " + pad("max_resident", 14) + lpad("start MiB", 10) + lpad("1k keys", 9) + lpad("all keys", 10) + lpad("ratio", 7)
+          + lpad("peak MiB", 10) + lpad("resident", 10) + lpad("seconds", 9) + lpad("keys/s", 9) + "   writes/commit")
+    for run in runs {
+        guard let first = run.first, let last = run.last else { continue }
+        let ratio = Double(last.rssBytes) / Double(first.rssBytes)
+        print("   " + pad("\(run.maxResident)", 14) + lpad(f1(Double(run.startRss) / mib), 10) + lpad(f1(Double(first.rssBytes) / mib), 9)
+              + lpad(f1(Double(last.rssBytes) / mib), 10) + lpad(f2(ratio), 7) + lpad(f1(Double(run.hwmBytes) / mib), 10)
+              + lpad("\(last.resident)", 10) + lpad(f1(run.seconds), 9) + lpad(String(format: "%.0f", Double(run.keys) / run.seconds), 9)
+              + "   " + f2(run.commits.writesPerCommit) + "   target ≤ 2: " + verdict(ratio <= 2))
+        print("   " + pad("", 14) + "  curve (keys: MiB, resident): "
+              + run.points.map { "\($0.keys): \(f1(Double($0.rssBytes) / mib)), \($0.resident)" }.joined(separator: "; "))
+        print("   " + pad("", 14) + String(format: "  store file %.1f MiB; %d events handled of %d", Double(run.storeBytes) / mib, run.handled, run.keys))
+        if run.handled != run.keys { findings.append("state memory (max_resident \(run.maxResident)): \(run.handled) of \(run.keys) events handled") }
+        print("state_rss_mib_max_resident_\(run.maxResident) keys_\(run.keys)=\(f1(Double(last.rssBytes) / mib)) keys_1000=\(f1(Double(first.rssBytes) / mib)) ratio=\(f2(ratio))")
+        figure("state_rss_1k_mib_\(run.maxResident)", f1(Double(first.rssBytes) / mib))
+        figure("state_rss_all_mib_\(run.maxResident)", f1(Double(last.rssBytes) / mib))
+        figure("state_rss_ratio_\(run.maxResident)", f2(ratio))
+        figure("state_rss_peak_mib_\(run.maxResident)", f1(Double(run.hwmBytes) / mib))
+        figure("state_memory_keys_per_s_\(run.maxResident)", String(format: "%.0f", Double(run.keys) / run.seconds))
+    }
+}
