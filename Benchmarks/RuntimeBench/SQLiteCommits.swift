@@ -1,5 +1,8 @@
 import CSQLite
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // MARK: Commits of the runtime's state store, counted from outside
 //
@@ -10,6 +13,12 @@ import Synchronization
 // many rows the connection changed since the previous one (`sqlite3_total_changes64`): the
 // writes of that group commit. The hook returns 0, so the commit goes ahead unchanged; it costs
 // one mutex and an array append per commit.
+//
+// For timelines the extension also installs a statement trace (`sqlite3_trace_v2`): while a
+// counter is recording, it stamps (CLOCK_MONOTONIC) the start of each `BEGIN IMMEDIATE` (the
+// writer thread has taken a batch), the commit hook (the batch's writes are done, the commit
+// starts) and the end of each `COMMIT` (the commit is durable as `sync` says). When not
+// recording, each statement costs the trace one atomic load.
 
 /// Commits and writes on one SQLite connection, by the file it opened.
 final class CommitCounter: Sendable {
@@ -18,9 +27,20 @@ final class CommitCounter: Sendable {
         var totalChanges: Int64 = 0
         /// Rows changed by each commit, in order.
         var batches: [Int32] = []
+        /// While recording: when each transaction began, reached its commit, and committed.
+        var timeline = Timeline()
     }
+
+    /// Stamps (CLOCK_MONOTONIC ns) of the transactions while recording.
+    struct Timeline {
+        var begun: [UInt64] = []
+        var committing: [UInt64] = []
+        var committed: [UInt64] = []
+    }
+
     private let connection: UInt
     private let counts = Mutex(Counts())
+    let recording = Atomic<Bool>(false)
 
     init(path: String, connection: OpaquePointer) {
         self.path = path
@@ -31,10 +51,33 @@ final class CommitCounter: Sendable {
     /// From the commit hook (the connection's thread, inside its commit).
     fileprivate func didCommit() {
         let total = sqlite3_total_changes64(OpaquePointer(bitPattern: connection))
+        let now = recording.load(ordering: .relaxed) ? nowNs() : 0
         counts.withLock { counts in
             counts.batches.append(Int32(clamping: total - counts.totalChanges))
             counts.totalChanges = total
+            if now != 0 { counts.timeline.committing.append(now) }
         }
+    }
+
+    /// From the statement trace: a transaction began (`true`) or committed.
+    fileprivate func didRun(begin: Bool) {
+        guard recording.load(ordering: .relaxed) else { return }
+        let now = nowNs()
+        counts.withLock { counts in
+            if begin { counts.timeline.begun.append(now) } else { counts.timeline.committed.append(now) }
+        }
+    }
+
+    /// Starts recording a fresh timeline.
+    func startTimeline() {
+        counts.withLock { $0.timeline = Timeline() }
+        recording.store(true, ordering: .relaxed)
+    }
+
+    /// Stops recording; the timeline recorded.
+    func stopTimeline() -> Timeline {
+        recording.store(false, ordering: .relaxed)
+        return counts.withLock { $0.timeline }
     }
 
     /// The batches (rows per commit) since `mark` (a count of commits).
@@ -90,6 +133,20 @@ enum SQLiteCommits {
             }
             // The counter stays in `counters` for the life of the process: the pointer stays valid.
             _ = sqlite3_commit_hook(db, hook, Unmanaged.passUnretained(counter).toOpaque())
+            let trace: @convention(c) (UInt32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32 = {
+                kind, context, statement, _ in
+                guard let context else { return 0 }
+                let counter = Unmanaged<CommitCounter>.fromOpaque(context).takeUnretainedValue()
+                guard counter.recording.load(ordering: .relaxed), let text = sqlite3_sql(OpaquePointer(statement)) else { return 0 }
+                if kind == UInt32(SQLITE_TRACE_STMT) && strncmp(text, "BEGIN", 5) == 0 {
+                    counter.didRun(begin: true)
+                } else if kind == UInt32(SQLITE_TRACE_PROFILE) && strncmp(text, "COMMIT", 6) == 0 {
+                    counter.didRun(begin: false)
+                }
+                return 0
+            }
+            _ = sqlite3_trace_v2(db, UInt32(SQLITE_TRACE_STMT | SQLITE_TRACE_PROFILE), trace,
+                                 Unmanaged.passUnretained(counter).toOpaque())
             return SQLITE_OK
         }
         sqlite3_auto_extension(unsafeBitCast(entry, to: (@convention(c) () -> Void).self))

@@ -36,6 +36,11 @@ import Glibc
 enum StoreMode: String, CaseIterable {
     case off, normal, full
 
+    /// The row naming the mode in tables.
+    var row: String { self == .off ? "store off" : "sync = \(rawValue)" }
+    /// The control row: no store, the answer sent from a plugin thread (EchoDeferred).
+    static let deferredRow = "off, answered from another thread"
+
     var durability: SQLiteStateStore.Durability? {
         switch self {
         case .off: nil
@@ -89,9 +94,11 @@ final class StateRuntime {
 
     /// RPCs sent by agent bench-caller/run, one after the other: `count` calls of
     /// `messageType` to bench-state/`key` (or, with `keyCount`, to keys `key`-0 … in turn).
-    /// - Returns: the samples (ns, sorted) and how many answers were errors.
-    func callerRun(count: Int, key: String, keyCount: Int = 0, messageType: String = "Echo") async throws -> (samples: [UInt64], failed: Int) {
-        let request = #"{"count": \#(count), "to_type": "bench-state", "to_key": "\#(key)", "key_count": \#(keyCount), "message_type": "\#(messageType)"}"#
+    /// With `alternateKey`, every odd call goes to bench-state/`alternateKey` instead.
+    func callerRun(count: Int, key: String, keyCount: Int = 0, messageType: String = "Echo",
+                   stamps: Bool = false, alternateKey: String? = nil) async throws -> CallerRun {
+        let alternate = alternateKey.map { #", "alternate_key": "\#($0)""# } ?? ""
+        let request = #"{"count": \#(count), "to_type": "bench-state", "to_key": "\#(key)", "key_count": \#(keyCount), "message_type": "\#(messageType)", "stamps": \#(stamps ? 1 : 0)\#(alternate)}"#
         let response = try await client.send(
             Array(request.utf8), messageType: "RunCalls", to: AgentID(type: "bench-caller", key: "run"), timeout: .seconds(300))
         guard response.messageType == "CallStats",
@@ -99,7 +106,18 @@ final class StateRuntime {
               let samples = object["samples_ns"] as? [NSNumber], let failed = (object["failed"] as? NSNumber)?.intValue,
               samples.count == count
         else { fail("unexpected RunCalls answer: \(response.messageType) \(String(decoding: response.payload.prefix(200), as: UTF8.self))") }
-        return (samples.map { $0.uint64Value }.sorted(), failed)
+        let sent = (object["sent_ns"] as? [NSNumber])?.map(\.uint64Value)
+        return CallerRun(samples: samples.map(\.uint64Value), sent: sent, failed: failed)
+    }
+
+    /// When bench-state's handlers were entered since the previous call (kind E event, C Echo,
+    /// G GetStats), in order of entry.
+    func stamps() async throws -> [(ns: UInt64, kind: UInt8)] {
+        let answer = try await client.send(emptyJSON, messageType: "Stamps", to: AgentID(type: "bench-state", key: "stamps"))
+        guard let object = try JSONSerialization.jsonObject(with: Data(answer.payload)) as? [String: Any],
+              let stamps = object["stamps_ns"] as? [NSNumber], let kinds = object["kinds"] as? String, kinds.utf8.count == stamps.count
+        else { throw RuntimeError("unexpected Stamps answer: \(String(decoding: answer.payload.prefix(200), as: UTF8.self))") }
+        return zip(stamps, kinds.utf8).map { ($0.uint64Value, $1) }
     }
 
     /// bench-state/`key`'s count and the CLOCK_MONOTONIC times of its first and last event.
@@ -120,6 +138,14 @@ final class StateRuntime {
         else { throw RuntimeError("unexpected Totals answer: \(String(decoding: answer.payload, as: UTF8.self))") }
         return (handled, created, restored, destroyed)
     }
+}
+
+/// What bench-caller's RunCalls answered: each call's latency in order, and when it was sent.
+struct CallerRun {
+    var samples: [UInt64]
+    var sent: [UInt64]?
+    var failed: Int
+    var sorted: [UInt64] { samples.sorted() }
 }
 
 /// The folder the state stores are written in, and its file system (`tmpfs` would make
@@ -177,6 +203,11 @@ struct StateFigures {
     var rpcRatioNormal: [Double] = []
     var rpcRatioFull: [Double] = []
     var rpcRatioFullOverNormal: [Double] = []
+    /// By row (``timelineRows``), per round: median µs of each step of an RPC
+    /// (``rpcTimeline(_:calls:messageType:)``).
+    var rpcTimeline: [String: [[String: Double]]] = [:]
+    /// By mode's row, per round: median µs of each step of one agent's events.
+    var eventTimeline: [String: [[String: Double]]] = [:]
 
     /// By agents (1, N), by mode: one entry per round.
     var events: [Int: [StoreMode: [EventRun]]] = [:]
@@ -185,6 +216,9 @@ struct StateFigures {
     /// By case name: per round, the sorted samples.
     var activation: [String: [[UInt64]]] = [:]
     var activationCommits: CommitSummary?
+    /// By case name, per round: p50 µs of send → handler entered (the request, activation
+    /// included) and handler entered → answer at the caller.
+    var activationSplit: [String: [(request: Double, answer: Double)]] = [:]
 
     /// SQLiteStateStore alone: µs per call, by case name, per round.
     var store: [String: [Double]] = [:]
@@ -223,13 +257,24 @@ func runState(_ options: Options) async throws -> StateFigures {
         for mode in order {
             let bench = runtimes[mode]!
             let mark = bench.commits?.commits ?? 0
-            let (samples, failed) = try await bench.callerRun(count: calls[mode]!, key: "rpc")
+            let run = try await bench.callerRun(count: calls[mode]!, key: "rpc")
+            let (samples, failed) = (run.sorted, run.failed)
             if let commits = bench.commits { rpcBatches[mode, default: []] += commits.batches(since: mark) }
             figures.rpcFailed += failed
             let block = LatencyBlock(samples)
             figures.rpc[mode, default: []].append(block)
             pooled[mode, default: []] += samples
             p50[mode] = block.p50
+        }
+        // Where the time goes: a shorter block of each mode with every step stamped; and, as a
+        // control, the store-off runtime answering from a thread of the plugin's own.
+        for mode in order {
+            figures.rpcTimeline[mode.row, default: []].append(
+                try await rpcTimeline(runtimes[mode]!, calls: mode == .full ? 200 : 500))
+            if mode == .off {
+                figures.rpcTimeline[StoreMode.deferredRow, default: []].append(
+                    try await rpcTimeline(runtimes[mode]!, calls: 500, messageType: "EchoDeferred"))
+            }
         }
         figures.rpcRatioNormal.append(p50[.normal]! / p50[.off]!)
         figures.rpcRatioFull.append(p50[.full]! / p50[.off]!)
@@ -259,6 +304,13 @@ func runState(_ options: Options) async throws -> StateFigures {
             }
         }
     }
+    // Where one agent's event time goes.
+    for round in 0..<rounds {
+        for mode in rotated(eventModes, by: round) {
+            figures.eventTimeline[mode.row, default: []].append(
+                try await eventTimeline(runtimes[mode]!, key: "timeline-r\(round)", events: mode == .full ? 300 : 2_000))
+        }
+    }
     for mode in StoreMode.allCases { await runtimes[mode]!.stop() }
 
     // Activation: restarts on one store file.
@@ -274,6 +326,82 @@ func runState(_ options: Options) async throws -> StateFigures {
         }
     }
     return figures
+}
+
+/// One block of sequential Echo RPCs with every step stamped (CLOCK_MONOTONIC, one clock for
+/// the caller plugin, the agent's plugin and SQLite's hooks), matched call by call (each call
+/// is sent after the previous answer, and with a store each makes exactly one commit):
+///   request          caller send() → bench-state's handler entered (host in between)
+///   to the writer    handler entered → `BEGIN IMMEDIATE` on the writer thread (the handler,
+///                    the snapshot, the hand-off to the writer thread)
+///   write            BEGIN → the commit hook (the UPDATE)
+///   commit           the commit hook → `COMMIT` returned (the WAL write; with sync = full, fsync)
+///   answer           COMMIT returned → the answer callback at the caller (the completion, the
+///                    held answer released onto the connection, host, caller)
+///   handler → answer handler entered → the answer callback (the whole of the agent's side)
+/// - Returns: median µs of each step (nil where a step does not apply or stamps do not match).
+func rpcTimeline(_ bench: StateRuntime, calls: Int, messageType: String = "Echo") async throws -> [String: Double] {
+    _ = try await bench.stamps()
+    bench.commits?.startTimeline()
+    let run = try await bench.callerRun(count: calls, key: "rpc", messageType: messageType, stamps: true)
+    let timeline = bench.commits?.stopTimeline()
+    let entered = try await bench.stamps().filter { $0.kind == UInt8(ascii: "C") }.map(\.ns)
+    guard let sent = run.sent, entered.count == calls else {
+        note("rpc timeline (\(bench.mode.rawValue)): \(entered.count) handler stamps for \(calls) calls; no split")
+        return [:]
+    }
+    let answered = (0..<calls).map { sent[$0] &+ run.samples[$0] }
+    func median(_ values: [UInt64]) -> Double { quantileUs(values.sorted(), 0.5) }
+    var phases: [String: Double] = [
+        "request": median((0..<calls).map { entered[$0] &- sent[$0] }),
+        "handler → answer": median((0..<calls).map { answered[$0] &- entered[$0] }),
+        "total": median(run.samples),
+    ]
+    if let timeline {
+        guard timeline.begun.count == calls, timeline.committing.count == calls, timeline.committed.count == calls else {
+            note("rpc timeline (\(bench.mode.rawValue)): \(timeline.begun.count)/\(timeline.committing.count)/\(timeline.committed.count) transactions for \(calls) calls; no split")
+            return phases
+        }
+        phases["to the writer"] = median((0..<calls).map { timeline.begun[$0] &- entered[$0] })
+        phases["write"] = median((0..<calls).map { timeline.committing[$0] &- timeline.begun[$0] })
+        phases["commit"] = median((0..<calls).map { timeline.committed[$0] &- timeline.committing[$0] })
+        phases["answer"] = median((0..<calls).map { answered[$0] &- timeline.committed[$0] })
+    }
+    return phases
+}
+
+/// One agent's events with every step stamped, event by event (each is checkpointed before the
+/// agent takes the next):
+///   to the writer    handler entered → BEGIN on the writer thread
+///   write, commit    as in ``rpcTimeline(_:calls:)``
+///   to the next      COMMIT returned → the next event's handler entered (the completion, the
+///                    agent scheduled again, a worker taking it)
+///   per event        handler entered → the next one's
+func eventTimeline(_ bench: StateRuntime, key: String, events: Int) async throws -> [String: Double] {
+    _ = try await bench.stats(key)
+    _ = try await bench.stamps()
+    bench.commits?.startTimeline()
+    let run = try await stateEventRun(bench, keys: [key], events: events)
+    let timeline = bench.commits?.stopTimeline()
+    let entered = try await bench.stamps().filter { $0.kind == UInt8(ascii: "E") }.map(\.ns)
+    guard entered.count == events, run.counted == events else {
+        note("event timeline (\(bench.mode.rawValue)): \(entered.count) handler stamps for \(events) events; no split")
+        return [:]
+    }
+    func median(_ values: [UInt64]) -> Double { quantileUs(values.sorted(), 0.5) }
+    let steps = events - 1
+    var phases: [String: Double] = ["per event": median((0..<steps).map { entered[$0 + 1] &- entered[$0] })]
+    if let timeline {
+        guard timeline.begun.count == events, timeline.committing.count == events, timeline.committed.count == events else {
+            note("event timeline (\(bench.mode.rawValue)): \(timeline.begun.count)/\(timeline.committing.count)/\(timeline.committed.count) transactions for \(events) events; no split")
+            return phases
+        }
+        phases["to the writer"] = median((0..<steps).map { timeline.begun[$0] &- entered[$0] })
+        phases["write"] = median((0..<steps).map { timeline.committing[$0] &- timeline.begun[$0] })
+        phases["commit"] = median((0..<steps).map { timeline.committed[$0] &- timeline.committing[$0] })
+        phases["to the next"] = median((0..<steps).map { entered[$0 + 1] &- timeline.committed[$0] })
+    }
+    return phases
 }
 
 func rotated<T>(_ items: [T], by count: Int) -> [T] {
@@ -321,58 +449,71 @@ func stateEventRun(_ bench: StateRuntime, keys: [String], events: Int) async thr
                     commits: bench.commits.map { CommitSummary($0.batches(since: mark)) })
 }
 
-/// The activation cases of one round, each a pass of `keys` sequential RPCs from
-/// bench-caller, one per agent:
-///   new+write          Echo to agents never seen (nothing stored: a read that finds nothing,
-///                      create, the handler, the first write)
-///   resident+write     Echo again, the agents resident
-///   stored+read        after a restart: GetStats (activation: read, create, restore; nothing
-///                      written, since GetStats changes nothing)
-///   resident+read      GetStats again
-///   stored+write       after another restart: Echo (activation and a write)
-///   off new / off resident: GetStats without a store (create only / nothing)
+/// The activation cases of one round. Each pass is 2 × `keys` sequential RPCs from
+/// bench-caller alternating, call by call, between an agent addressed for the first time and a
+/// resident reference agent (bench-state/ref, warmed first), so that both see the same moment
+/// of a noisy machine:
+///   new+write / resident+write      Echo: agents never seen (a read that finds nothing,
+///                                   create, the handler, the first write) / ref
+///   stored+read / resident+read     after a restart on the same file: GetStats (activation:
+///                                   read, create, restore; nothing is written, GetStats
+///                                   changes nothing) / ref
+///   stored+write / resident+write2  after another restart: Echo (activation and a write) / ref
+///   off new / off resident          without a store: GetStats (create only) / ref
 func activationRound(_ options: Options, folder: String, round: Int, into figures: inout StateFigures) async throws {
     let keys = options.stateActivationKeys
     let path = "\(folder)/activation.db"
     let prefix = "a\(round)"
-    func pass(_ bench: StateRuntime, _ name: String, _ messageType: String) async throws {
-        let (samples, failed) = try await bench.callerRun(count: keys, key: prefix, keyCount: keys, messageType: messageType)
-        if failed > 0 { throw RuntimeError("activation \(name): \(failed) of \(keys) calls failed") }
-        figures.activation[name, default: []].append(samples)
+    func pass(_ bench: StateRuntime, _ first: String, _ resident: String, _ messageType: String) async throws {
+        _ = try await bench.stamps()
+        let run = try await bench.callerRun(count: 2 * keys, key: prefix, keyCount: keys, messageType: messageType,
+                                            stamps: true, alternateKey: "ref")
+        if run.failed > 0 { throw RuntimeError("activation \(first): \(run.failed) of \(2 * keys) calls failed") }
+        let entered = try await bench.stamps().filter { $0.kind == (messageType == "GetStats" ? UInt8(ascii: "G") : UInt8(ascii: "C")) }
+        for (name, parity) in [(first, 0), (resident, 1)] {
+            let indices = stride(from: parity, to: 2 * keys, by: 2)
+            figures.activation[name, default: []].append(indices.map { run.samples[$0] }.sorted())
+            // The request's way to the handler (the activation happens on it) and the answer's.
+            guard let sent = run.sent, entered.count == 2 * keys else {
+                note("activation \(name): \(entered.count) handler stamps for \(2 * keys) calls; no split")
+                continue
+            }
+            let request = indices.map { entered[$0].ns &- sent[$0] }.sorted()
+            let answer = indices.map { sent[$0] &+ run.samples[$0] &- entered[$0].ns }.sorted()
+            figures.activationSplit[name, default: []].append((quantileUs(request, 0.5), quantileUs(answer, 0.5)))
+        }
     }
-    func warm(_ bench: StateRuntime) async throws {
-        _ = try await bench.callerRun(count: 200, key: "warm-\(prefix)", messageType: "GetStats")
+    func warm(_ bench: StateRuntime, _ messageType: String) async throws {
+        _ = try await bench.callerRun(count: 200, key: "ref", messageType: messageType)
+        _ = try await bench.stamps()
     }
     var batches: [Int32] = []
     do {
         let bench = try await StateRuntime(mode: .normal, storePath: path)
-        try await warm(bench)
+        try await warm(bench, "Echo")
         let mark = bench.commits?.commits ?? 0
-        try await pass(bench, "new+write", "Echo")
-        try await pass(bench, "resident+write", "Echo")
+        try await pass(bench, "new+write", "resident+write", "Echo")
         batches += bench.commits?.batches(since: mark) ?? []
         await bench.stop()
     }
     do {
         let bench = try await StateRuntime(mode: .normal, storePath: path)
-        try await warm(bench)
-        try await pass(bench, "stored+read", "GetStats")
-        try await pass(bench, "resident+read", "GetStats")
+        try await warm(bench, "GetStats")
+        try await pass(bench, "stored+read", "resident+read", "GetStats")
         let totals = try await bench.totals()
         if totals.restored < keys { note("activation: only \(totals.restored) of \(keys) agents were restored from the store") }
         await bench.stop()
     }
     do {
         let bench = try await StateRuntime(mode: .normal, storePath: path)
-        try await warm(bench)
-        try await pass(bench, "stored+write", "Echo")
+        try await warm(bench, "Echo")
+        try await pass(bench, "stored+write", "resident+write2", "Echo")
         await bench.stop()
     }
     do {
         let bench = try await StateRuntime(mode: .off, storePath: nil)
-        try await warm(bench)
-        try await pass(bench, "off new", "GetStats")
-        try await pass(bench, "off resident", "GetStats")
+        try await warm(bench, "GetStats")
+        try await pass(bench, "off new", "off resident", "GetStats")
         await bench.stop()
     }
     let summary = CommitSummary(batches)
@@ -384,9 +525,9 @@ func activationRound(_ options: Options, folder: String, round: Int, into figure
         figures.activationCommits = summary
     }
     let p50 = figures.activation.mapValues { quantileUs($0.last!, 0.5) }
-    note(String(format: "state activation round %d (%d agents): p50 µs new+write %.1f, resident+write %.1f, stored+read %.1f, resident+read %.1f, stored+write %.1f, off new %.1f, off resident %.1f",
-                round + 1, keys, p50["new+write"]!, p50["resident+write"]!, p50["stored+read"]!, p50["resident+read"]!,
-                p50["stored+write"]!, p50["off new"]!, p50["off resident"]!))
+    note(String(format: "state activation round %d (%d agents, each pass alternating with a resident agent): p50 µs stored+read %.1f vs resident %.1f; stored+write %.1f vs resident %.1f; new+write %.1f vs resident %.1f; off new %.1f vs resident %.1f",
+                round + 1, keys, p50["stored+read"]!, p50["resident+read"]!, p50["stored+write"]!, p50["resident+write2"]!,
+                p50["new+write"]!, p50["resident+write"]!, p50["off new"]!, p50["off resident"]!))
 }
 
 extension CommitSummary {

@@ -46,6 +46,16 @@ func verdict(_ holds: Bool) -> String { holds ? "holds" : "MISSED" }
     print("   " + pad("p50 full / normal", 40) + lpad(f2(ratioFullNormal), 7) + "   rounds " + spread(s.rpcRatioFullOverNormal))
     print("   " + pad("p50 full / off", 40) + lpad(f2(ratioFull), 7) + "   rounds " + spread(s.rpcRatioFull))
     if s.rpcFailed > 0 { findings.append("state rpc: \(s.rpcFailed) calls failed") }
+    print("")
+    print("   Where an RPC's time goes: a block of 500 calls (sync = full: 200) per mode and round with every step stamped")
+    print("   (one clock: caller plugin, agent plugin, SQLite's hooks), matched call by call; median µs of each step, median")
+    print("   of the rounds. request: send → handler entered; to the writer: handler entered → BEGIN on the writer thread;")
+    print("   write: BEGIN → commit hook; commit: → COMMIT returned; answer: COMMIT returned → answer callback at the caller.")
+    let rpcSteps = ["request", "to the writer", "write", "commit", "answer", "handler → answer", "total"]
+    let rpcRows = [StoreMode.off.row, StoreMode.deferredRow, StoreMode.normal.row, StoreMode.full.row]
+    printPhases(s.rpcTimeline, rows: rpcRows, rpcSteps, figurePrefix: "state_rpc_step")
+    print("   (\(StoreMode.deferredRow): the store-off runtime, EchoDeferred — the agent's plugin answers from a thread of its")
+    print("   own, as the store's writer thread answers held RPCs: the cost of the hand-offs without any store.)")
 
     // Events
     print("")
@@ -80,31 +90,48 @@ func verdict(_ holds: Bool) -> String { holds ? "holds" : "MISSED" }
         let lost = all.map(\.lost).reduce(0, +), duplicated = all.map(\.duplicated).reduce(0, +)
         if lost + duplicated > 0 { findings.append("state events, \(agents) agents: \(lost) lost, \(duplicated) duplicated") }
     }
+    print("")
+    print("   Where one agent's event time goes (in process, 2,000 events; sync = full: 300; every step stamped, event by")
+    print("   event): to the writer: handler entered → BEGIN; write; commit; to the next: COMMIT returned → the next event's")
+    print("   handler entered; per event: handler entered → the next one's. Median µs, median of the rounds.")
+    printPhases(s.eventTimeline, rows: StoreMode.allCases.map(\.row), ["to the writer", "write", "commit", "to the next", "per event"], figurePrefix: "state_event_step")
     if let full1 = s.events[1]?[.full]?.first?.events { print("   (one agent with sync = full: \(full1) events a run — each waits for an fsync)") }
 
     // Activation
     print("")
-    print("   Activation: \(s.activationKeys) agents each sent one RPC by bench-caller (sequential, through the host); the first")
-    print("   message to an agent whose state is stored comes after a restart of the runtime on the same store file.")
-    print("   " + pad("first message to …", 46) + lpad("p50 µs", 9) + lpad("p99 µs", 9) + "   p50 per round")
+    print("   Activation: \(s.activationKeys) agents each sent one RPC by bench-caller (sequential, through the host), alternating call")
+    print("   by call with an RPC to a resident agent (bench-state/ref); the first message to an agent whose state is stored")
+    print("   comes after a restart of the runtime on the same store file.")
+    print("   " + pad("first message to …", 46) + lpad("p50 µs", 9) + lpad("p99 µs", 9) + lpad("request", 9) + lpad("answer", 9)
+          + "   p50 per round")
     let cases: [(String, String)] = [
-        ("stored+read", "an agent whose state is stored (GetStats)"), ("resident+read", "  … the same agent, resident"),
-        ("stored+write", "an agent whose state is stored (Echo)"), ("resident+write", "  … the same agent, resident (Echo)"),
-        ("new+write", "a new agent, nothing stored (Echo)"),
-        ("off new", "a new agent, no store (GetStats)"), ("off resident", "  … the same agent, resident"),
+        ("stored+read", "an agent whose state is stored (GetStats)"), ("resident+read", "  alternating with: a resident agent"),
+        ("stored+write", "an agent whose state is stored (Echo)"), ("resident+write2", "  alternating with: a resident agent"),
+        ("new+write", "a new agent, nothing stored (Echo)"), ("resident+write", "  alternating with: a resident agent"),
+        ("off new", "a new agent, no store (GetStats)"), ("off resident", "  alternating with: a resident agent"),
     ]
     var activation: [String: (p50: Double, p99: Double)] = [:]
     for (name, label) in cases {
         let runs = s.activation[name] ?? []
         let p50 = median(runs.map { quantileUs($0, 0.5) }), p99 = median(runs.map { quantileUs($0, 0.99) })
         activation[name] = (p50, p99)
-        print("   " + pad(label, 46) + lpad(f1(p50), 9) + lpad(f1(p99), 9) + "   "
+        let split = s.activationSplit[name] ?? []
+        print("   " + pad(label, 46) + lpad(f1(p50), 9) + lpad(f1(p99), 9) + lpad(f1(median(split.map(\.request))), 9)
+              + lpad(f1(median(split.map(\.answer))), 9) + "   "
               + runs.map { f1(quantileUs($0, 0.5)) }.joined(separator: ", "))
     }
     let activationCost = (activation["stored+read"]?.p50 ?? .nan) - (activation["resident+read"]?.p50 ?? .nan)
     let activationRatio = (activation["stored+read"]?.p50 ?? .nan) / (activation["resident+read"]?.p50 ?? .nan)
+    print("   (request: send → the handler entered, the activation included; answer: the handler entered → the answer")
+    print("   callback; p50s, median of the rounds)")
+    let requestCost = median(s.activationSplit["stored+read"]?.map(\.request) ?? [])
+        - median(s.activationSplit["resident+read"]?.map(\.request) ?? [])
+    print("   " + pad("activation from the store, request p50 stored − resident", 46) + lpad(f1(requestCost), 9))
+    figure("state_activation_request_cost_us", f1(requestCost))
     print("   " + pad("activation from the store, p50 stored − resident", 46) + lpad(f1(activationCost), 9)
-          + "   (ratio " + f2(activationRatio) + ")")
+          + "   (ratio " + f2(activationRatio) + "; per round: "
+          + zip(s.activation["stored+read"] ?? [], s.activation["resident+read"] ?? []).map {
+              f2(quantileUs($0, 0.5) / quantileUs($1, 0.5)) }.joined(separator: ", ") + ")")
     if let commits = s.activationCommits { print("   " + pad("commits (new+write, resident+write)", 46) + "   " + commits.text) }
 
     // The store alone
@@ -153,6 +180,28 @@ func verdict(_ holds: Bool) -> String { holds ? "holds" : "MISSED" }
         let key = name.replacingOccurrences(of: ", per write", with: "").replacingOccurrences(of: " ", with: "_")
             .replacingOccurrences(of: "(", with: "").replacingOccurrences(of: ")", with: "")
         figure("state_store_\(key)_us", f1(median(values)))
+    }
+}
+
+/// A table of step medians: one row per mode, one column per step (median of the rounds).
+@MainActor func printPhases(_ timelines: [String: [[String: Double]]], rows: [String], _ steps: [String], figurePrefix: String) {
+    let width = (rows.map(\.count).max() ?? 16) + 1
+    print("   " + pad("", width) + steps.map { lpad($0, max(9, $0.count + 2)) }.joined())
+    for label in rows {
+        guard let rounds = timelines[label], !rounds.isEmpty else { continue }
+        print("   " + pad(label, width) + steps.map { step in
+            let values = rounds.compactMap { $0[step] }
+            return lpad(values.isEmpty ? "-" : f1(median(values)), max(9, step.count + 2))
+        }.joined())
+        for step in steps {
+            let values = rounds.compactMap { $0[step] }
+            if !values.isEmpty {
+                let key = step.replacingOccurrences(of: " → ", with: "_to_").replacingOccurrences(of: " ", with: "_")
+                let row = label.replacingOccurrences(of: "sync = ", with: "").replacingOccurrences(of: ", ", with: "_")
+                    .replacingOccurrences(of: " ", with: "_")
+                figure("\(figurePrefix)_\(row)_\(key)_us", f1(median(values)))
+            }
+        }
     }
 }
 

@@ -17,6 +17,15 @@
 //                              state_changed; `GetStats` changes nothing. Its snapshot is the
 //                              three counters (24 bytes) followed by `[plugin.bench-agents]
 //                              state_bytes` bytes of padding (default 0), restored exactly.
+//   RPC `EchoDeferred`         (bench-state) as Echo, but answered from a thread of the plugin's
+//                              own (the handler returns AGENTD_PENDING and hands the call over):
+//                              the cost of answering from a thread other than the one that read
+//                              the request, which a store's held answers also pay.
+//   RPC `Stamps` {}            (bench-state) replies {"stamps_ns": [T, ...], "kinds": "EEG…"}: the
+//                              CLOCK_MONOTONIC time at which each bench-state handler was entered
+//                              since the previous Stamps (E event, C Echo, G GetStats; at most the
+//                              last 131,072), for runtime-bench's timelines. (Each runtime loads its
+//                              own copy of the plugin, so these counts and stamps are per runtime.)
 //   RPC `Totals` {}            (bench-state) replies {"handled": N, "created": C, "restored": R,
 //                              "destroyed": D}: events and Echo RPCs handled, instances created,
 //                              restored and destroyed, by every bench-state agent of the process
@@ -24,6 +33,7 @@
 //
 // AutoGen's side of the comparison implements the same agents in Python (Benchmarks/compare).
 #include <agent_plugin.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +107,20 @@ static long long g_state_destroyed;
 static long long g_state_padding = -1;
 static const uint8_t g_padding_bytes[4096];
 
+/* Handler entry times: a ring the Stamps RPC empties (slot i holds stamp number i mod size). */
+#define STAMP_SLOTS 131072
+static long long g_stamp_ns[STAMP_SLOTS];
+static char g_stamp_kind[STAMP_SLOTS];
+static long long g_stamps_written;
+static long long g_stamps_read;
+
+static void stamp(char kind) {
+    long long now = now_ns();
+    long long slot = __atomic_fetch_add(&g_stamps_written, 1, __ATOMIC_RELAXED) % STAMP_SLOTS;
+    g_stamp_ns[slot] = now;
+    g_stamp_kind[slot] = kind;
+}
+
 static size_t state_padding(agentd_plugin_ref *plugin) {
     long long padding = __atomic_load_n(&g_state_padding, __ATOMIC_RELAXED);
     if (padding >= 0) return (size_t)padding;
@@ -146,6 +170,7 @@ static agentd_status report_change(const agentd_message *m) {
 
 static agentd_status state_on_event(void *instance, const agentd_message *m) {
     if (m->is_rpc) return m->host->fail(m->call, AGENTD_UNKNOWN_MESSAGE_TYPE, agentd_cstr("bench: events only"));
+    stamp('E');
     bench_state *state = instance;
     count_one(&state->counter);
     __atomic_fetch_add(&g_state_handled, 1, __ATOMIC_RELAXED);
@@ -154,6 +179,7 @@ static agentd_status state_on_event(void *instance, const agentd_message *m) {
 
 static agentd_status state_on_echo(void *instance, const agentd_message *m) {
     if (!m->is_rpc) return AGENTD_OK;
+    stamp('C');
     bench_state *state = instance;
     count_one(&state->counter);
     __atomic_fetch_add(&g_state_handled, 1, __ATOMIC_RELAXED);
@@ -161,7 +187,82 @@ static agentd_status state_on_echo(void *instance, const agentd_message *m) {
     return m->host->reply(m->call, m->message_type, m->content_type, m->payload);
 }
 
+/* EchoDeferred: calls handed to one plugin thread, which answers them (started on first use,
+ * joined in unload). */
+#define DEFERRED_SLOTS 1024
+typedef struct deferred_call {
+    agentd_call *call;
+    size_t length;
+    uint8_t payload[256];
+} deferred_call;
+
+static pthread_mutex_t g_deferred_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_deferred_ready = PTHREAD_COND_INITIALIZER;
+static deferred_call g_deferred[DEFERRED_SLOTS];
+static size_t g_deferred_head, g_deferred_count;
+static int g_deferred_started, g_deferred_stopping;
+static pthread_t g_deferred_thread;
+
+static void *deferred_main(void *unused) {
+    (void)unused;
+    pthread_mutex_lock(&g_deferred_mutex);
+    for (;;) {
+        while (g_deferred_count == 0 && !g_deferred_stopping) pthread_cond_wait(&g_deferred_ready, &g_deferred_mutex);
+        if (g_deferred_count == 0) break;
+        deferred_call item = g_deferred[g_deferred_head];
+        g_deferred_head = (g_deferred_head + 1) % DEFERRED_SLOTS;
+        g_deferred_count--;
+        pthread_mutex_unlock(&g_deferred_mutex);
+        g_host->reply(item.call, agentd_cstr("Echo"), agentd_cstr("application/json"), (agentd_bytes){item.payload, item.length});
+        pthread_mutex_lock(&g_deferred_mutex);
+    }
+    pthread_mutex_unlock(&g_deferred_mutex);
+    return NULL;
+}
+
+static agentd_status state_on_echo_deferred(void *instance, const agentd_message *m) {
+    if (!m->is_rpc) return AGENTD_OK;
+    stamp('C');
+    bench_state *state = instance;
+    count_one(&state->counter);
+    __atomic_fetch_add(&g_state_handled, 1, __ATOMIC_RELAXED);
+    report_change(m);
+    if (m->payload.length > sizeof g_deferred[0].payload) {
+        return m->host->fail(m->call, AGENTD_INVALID_ARGUMENT, agentd_cstr("bench-state: EchoDeferred takes at most 256 bytes"));
+    }
+    pthread_mutex_lock(&g_deferred_mutex);
+    if (!g_deferred_started) {
+        if (pthread_create(&g_deferred_thread, NULL, deferred_main, NULL) != 0) {
+            pthread_mutex_unlock(&g_deferred_mutex);
+            return m->host->fail(m->call, AGENTD_FAILED, agentd_cstr("bench-state: cannot start its thread"));
+        }
+        g_deferred_started = 1;
+    }
+    if (g_deferred_count == DEFERRED_SLOTS) {
+        pthread_mutex_unlock(&g_deferred_mutex);
+        return m->host->fail(m->call, AGENTD_UNAVAILABLE, agentd_cstr("bench-state: too many deferred calls"));
+    }
+    deferred_call *item = &g_deferred[(g_deferred_head + g_deferred_count) % DEFERRED_SLOTS];
+    item->call = m->call;
+    item->length = m->payload.length;
+    memcpy(item->payload, m->payload.data, m->payload.length);
+    g_deferred_count++;
+    pthread_cond_signal(&g_deferred_ready);
+    pthread_mutex_unlock(&g_deferred_mutex);
+    return AGENTD_PENDING;
+}
+
+static void unload(void) {
+    pthread_mutex_lock(&g_deferred_mutex);
+    g_deferred_stopping = 1;
+    pthread_cond_signal(&g_deferred_ready);
+    int started = g_deferred_started;
+    pthread_mutex_unlock(&g_deferred_mutex);
+    if (started) pthread_join(g_deferred_thread, NULL);
+}
+
 static agentd_status state_on_stats(void *instance, const agentd_message *m) {
+    if (m->is_rpc) stamp('G');
     return on_stats(&((bench_state *)instance)->counter, m);
 }
 
@@ -175,6 +276,30 @@ static agentd_status state_on_totals(void *instance, const agentd_message *m) {
                      __atomic_load_n(&g_state_destroyed, __ATOMIC_RELAXED));
     agentd_bytes payload = {(const uint8_t *)json, (size_t)n};
     return g_host->reply(m->call, agentd_cstr("BenchTotals"), agentd_cstr("application/json"), payload);
+}
+
+/* Stamps are read while no bench-state handler runs (the bench makes sure), so plain reads. */
+static agentd_status state_on_stamps(void *instance, const agentd_message *m) {
+    (void)instance;
+    if (!m->is_rpc) return AGENTD_OK;
+    long long written = __atomic_load_n(&g_stamps_written, __ATOMIC_ACQUIRE);
+    long long first = g_stamps_read > written - STAMP_SLOTS ? g_stamps_read : written - STAMP_SLOTS;
+    long long count = written - first;
+    size_t capacity = 64 + (size_t)count * 22;
+    char *json = malloc(capacity);
+    if (!json) return g_host->fail(m->call, AGENTD_FAILED, agentd_cstr("bench-state: out of memory"));
+    size_t n = (size_t)snprintf(json, capacity, "{\"stamps_ns\": [");
+    for (long long i = first; i < written; i++) {
+        n += (size_t)snprintf(json + n, capacity - n, i > first ? ", %lld" : "%lld", g_stamp_ns[i % STAMP_SLOTS]);
+    }
+    n += (size_t)snprintf(json + n, capacity - n, "], \"kinds\": \"");
+    for (long long i = first; i < written; i++) json[n++] = g_stamp_kind[i % STAMP_SLOTS];
+    n += (size_t)snprintf(json + n, capacity - n, "\"}");
+    g_stamps_read = written;
+    agentd_bytes payload = {(const uint8_t *)json, n};
+    agentd_status status = g_host->reply(m->call, agentd_cstr("BenchStamps"), agentd_cstr("application/json"), payload);
+    free(json);
+    return status;
 }
 
 static agentd_status state_snapshot(void *instance, agentd_write_fn write, void *sink) {
@@ -205,7 +330,9 @@ static agentd_status state_restore(void *instance, agentd_bytes bytes) {
 static const agentd_handler state_handlers[] = {
     {sizeof(agentd_handler), "GetStats", state_on_stats},
     {sizeof(agentd_handler), "Echo", state_on_echo},
+    {sizeof(agentd_handler), "EchoDeferred", state_on_echo_deferred},
     {sizeof(agentd_handler), "Totals", state_on_totals},
+    {sizeof(agentd_handler), "Stamps", state_on_stamps},
     {sizeof(agentd_handler), "*", state_on_event},
 };
 
@@ -263,7 +390,7 @@ static const agentd_plugin plugin = {
     .version = "1.0.0",
     .agent_types = types,
     .agent_type_count = sizeof types / sizeof types[0],
-    .unload = NULL,
+    .unload = unload,
 };
 
 AGENTD_EXPORT const agentd_plugin *agentd_plugin_entry(const agentd_host_api *host, agentd_plugin_ref *self) {
