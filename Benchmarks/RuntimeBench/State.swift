@@ -110,6 +110,15 @@ final class StateRuntime {
         return CallerRun(samples: samples.map(\.uint64Value), sent: sent, failed: failed)
     }
 
+    /// The process's heap (glibc's mallinfo2, read by the plugin): bytes in use, free in the
+    /// arenas.
+    func heap() async throws -> (used: Int, free: Int) {
+        let answer = try await client.send(emptyJSON, messageType: "Heap", to: AgentID(type: "bench-state", key: "totals"))
+        guard let used = jsonInteger(answer.payload, "used"), let free = jsonInteger(answer.payload, "free")
+        else { throw RuntimeError("unexpected Heap answer: \(String(decoding: answer.payload, as: UTF8.self))") }
+        return (used, free)
+    }
+
     /// When bench-state's handlers were entered since the previous call (kind E event, C Echo,
     /// G GetStats), in order of entry.
     func stamps() async throws -> [(ns: UInt64, kind: UInt8)] {

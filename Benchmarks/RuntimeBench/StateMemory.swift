@@ -1,3 +1,4 @@
+import AgentCore
 @_spi(Benchmarks) import AgentRuntime
 import Foundation
 import GRPCTransport
@@ -23,6 +24,9 @@ struct StateMemoryPoint {
     var rssBytes: Int
     var resident: Int
     var seconds: Double
+    /// The heap's bytes in use and free (glibc's arenas).
+    var heapUsed: Int
+    var heapFree: Int
 }
 
 struct StateMemoryFigures {
@@ -36,6 +40,12 @@ struct StateMemoryFigures {
     var commits = CommitSummary([])
     var seconds = 0.0
     var handled = 0
+    /// The fewest agents resident at any drain once 90 % of `maxResident` had first been
+    /// reached (a retirement pass retires down to 90 % of it, no further).
+    var lowestResident = 0
+    /// VmRSS at the end after glibc's malloc_trim(0): what of the growth is free heap the
+    /// allocator kept.
+    var trimmedRss = 0
 
     var first: StateMemoryPoint? { points.first }
     var last: StateMemoryPoint? { points.last }
@@ -43,7 +53,10 @@ struct StateMemoryFigures {
     /// The child's output: one `name value…` line per figure.
     var lines: String {
         var text = "max_resident \(maxResident)\nkeys \(keys)\nwindow \(window)\nstart_rss \(startRss)\n"
-        for point in points { text += "point \(point.keys) \(point.rssBytes) \(point.resident) \(point.seconds)\n" }
+        for point in points {
+            text += "point \(point.keys) \(point.rssBytes) \(point.resident) \(point.seconds) \(point.heapUsed) \(point.heapFree)\n"
+        }
+        text += "lowest_resident \(lowestResident)\ntrimmed_rss \(trimmedRss)\n"
         text += "hwm \(hwmBytes)\nstore_bytes \(storeBytes)\ncommits \(commits.commits) \(commits.writes) \(commits.largest)\n"
         text += "seconds \(seconds)\nhandled \(handled)\n"
         return text
@@ -66,8 +79,11 @@ struct StateMemoryFigures {
             case ("keys", 1): keys = Int(numbers[0])
             case ("window", 1): window = Int(numbers[0])
             case ("start_rss", 1): startRss = Int(numbers[0])
-            case ("point", 4):
-                points.append(StateMemoryPoint(keys: Int(numbers[0]), rssBytes: Int(numbers[1]), resident: Int(numbers[2]), seconds: numbers[3]))
+            case ("point", 6):
+                points.append(StateMemoryPoint(keys: Int(numbers[0]), rssBytes: Int(numbers[1]), resident: Int(numbers[2]),
+                                               seconds: numbers[3], heapUsed: Int(numbers[4]), heapFree: Int(numbers[5])))
+            case ("lowest_resident", 1): lowestResident = Int(numbers[0])
+            case ("trimmed_rss", 1): trimmedRss = Int(numbers[0])
             case ("hwm", 1): hwmBytes = Int(numbers[0])
             case ("store_bytes", 1): storeBytes = Int(numbers[0])
             case ("commits", 3):
@@ -92,12 +108,12 @@ func peakResidentBytes() -> Int {
 }
 
 /// The measurement itself (in the child).
-func runStateMemory(keys: Int, maxResident: Int, window: Int, directory: String?) async throws -> StateMemoryFigures {
+func runStateMemory(keys: Int, maxResident: Int, window: Int, stateBytes: Int, directory: String?) async throws -> StateMemoryFigures {
     var figures = StateMemoryFigures(maxResident: maxResident, keys: keys, window: window)
     let folder = try stateFolder(directory)
     defer { try? FileManager.default.removeItem(atPath: folder.path) }
     let path = "\(folder.path)/agents.db"
-    let bench = try await StateRuntime(mode: .normal, storePath: path, maxResident: maxResident)
+    let bench = try await StateRuntime(mode: .normal, storePath: path, maxResident: maxResident, stateBytes: stateBytes)
     // The runtime, its plugins and the bench's client are in place; the type has reported a
     // change once (so that later messages are checkpointed only when they change the state).
     _ = try await bench.callerRun(count: 200, key: "warm", messageType: "Echo")
@@ -115,6 +131,9 @@ func runStateMemory(keys: Int, maxResident: Int, window: Int, directory: String?
         while true {
             let t = try await bench.totals()
             let handled = t.handled - base.handled
+            let resident = (t.created - base.created) - (t.destroyed - base.destroyed) + 2
+            if resident >= maxResident - maxResident / 10 { bounded = true }
+            if bounded { figures.lowestResident = min(figures.lowestResident, resident) }
             if handled >= fed - slack { return (handled, t.created - base.created, t.destroyed - base.destroyed) }
             let now = nowNs()
             if handled != previous {
@@ -128,6 +147,8 @@ func runStateMemory(keys: Int, maxResident: Int, window: Int, directory: String?
     }
 
     var fed = 0
+    var bounded = false
+    figures.lowestResident = Int.max
     let chunk = max(1, min(window / 2, 1_000))
     for target in curve {
         while fed < target {
@@ -144,16 +165,21 @@ func runStateMemory(keys: Int, maxResident: Int, window: Int, directory: String?
         // The retirement pass that the last agents started runs in the background: let it finish.
         try await Task.sleep(for: .milliseconds(300))
         let after = try await bench.totals()
-        // +1: the agent answering Totals is resident too, as is bench-state/warm.
+        // +2: the agent answering Totals is resident too, as is bench-state/warm.
         let resident = (after.created - base.created) - (after.destroyed - base.destroyed) + 2
+        let heap = try await bench.heap()
         figures.points.append(StateMemoryPoint(keys: target, rssBytes: residentBytes(), resident: resident,
-                                               seconds: Double(nowNs() - start) / 1e9))
+                                               seconds: Double(nowNs() - start) / 1e9, heapUsed: heap.used, heapFree: heap.free))
         figures.handled = done.handled
-        note(String(format: "state memory (max_resident %d): %d keys addressed in %.1f s, VmRSS %.1f MiB, %d agents resident",
-                    maxResident, target, figures.points.last!.seconds, Double(figures.points.last!.rssBytes) / mib, resident))
+        note(String(format: "state memory (max_resident %d): %d keys addressed in %.1f s, VmRSS %.1f MiB (heap in use %.1f MiB, free %.1f MiB), %d agents resident",
+                    maxResident, target, figures.points.last!.seconds, Double(figures.points.last!.rssBytes) / mib,
+                    Double(heap.used) / mib, Double(heap.free) / mib, resident))
     }
     figures.seconds = Double(nowNs() - start) / 1e9
+    if figures.lowestResident == .max { figures.lowestResident = 0 }
     figures.hwmBytes = peakResidentBytes()
+    _ = try await bench.client.send(emptyJSON, messageType: "Trim", to: AgentID(type: "bench-state", key: "totals"))
+    figures.trimmedRss = residentBytes()
     figures.commits = CommitSummary(bench.commits?.batches(since: mark) ?? [])
     await bench.stop()
     for suffix in ["", "-wal", "-shm"] {
@@ -164,11 +190,11 @@ func runStateMemory(keys: Int, maxResident: Int, window: Int, directory: String?
 }
 
 /// Runs the measurement in a fresh process (this executable with --state-memory-child).
-func runStateMemoryInChild(keys: Int, maxResident: Int, window: Int, directory: String?) -> StateMemoryFigures? {
+func runStateMemoryInChild(keys: Int, maxResident: Int, window: Int, stateBytes: Int, directory: String?) -> StateMemoryFigures? {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
     var arguments = ["--state-memory-child", "--state-keys", "\(keys)", "--max-resident", "\(maxResident)",
-                     "--state-window", "\(window)"]
+                     "--state-window", "\(window)", "--state-bytes", "\(stateBytes)"]
     if let directory { arguments += ["--state-dir", directory] }
     process.arguments = arguments
     let pipe = Pipe()

@@ -207,7 +207,7 @@ func verdict(_ holds: Bool) -> String { holds ? "holds" : "MISSED" }
 
 @MainActor func printStateMemory(_ runs: [StateMemoryFigures], _ options: Options) {
     print("")
-    print("5. Resident memory after \(options.stateKeys) distinct agents (bench-state/k0 …) were each sent one event (deliverFromHost;")
+    print("5. Resident memory after \(options.stateKeys) distinct agents (bench-state/k0 …; snapshot \(24 + options.stateBytes) bytes) were each sent one event (deliverFromHost;")
     print("   at most \(options.stateWindow) unhandled at a time), SQLite store sync = normal; each bound in a fresh process.")
     print("   VmRSS after the first 1,000 keys is the baseline; target: after all of them within 2× of it.")
     print("   " + pad("max_resident", 14) + lpad("start MiB", 10) + lpad("1k keys", 9) + lpad("all keys", 10) + lpad("ratio", 7)
@@ -219,9 +219,21 @@ func verdict(_ holds: Bool) -> String { holds ? "holds" : "MISSED" }
               + lpad(f1(Double(last.rssBytes) / mib), 10) + lpad(f2(ratio), 7) + lpad(f1(Double(run.hwmBytes) / mib), 10)
               + lpad("\(last.resident)", 10) + lpad(f1(run.seconds), 9) + lpad(String(format: "%.0f", Double(run.keys) / run.seconds), 9)
               + "   " + f2(run.commits.writesPerCommit) + "   target ≤ 2: " + verdict(ratio <= 2))
-        print("   " + pad("", 14) + "  curve (keys: MiB, resident): "
-              + run.points.map { "\($0.keys): \(f1(Double($0.rssBytes) / mib)), \($0.resident)" }.joined(separator: "; "))
-        print("   " + pad("", 14) + String(format: "  store file %.1f MiB; %d events handled of %d", Double(run.storeBytes) / mib, run.handled, run.keys))
+        print("   " + pad("", 14) + "  curve (keys: VmRSS MiB / heap in use MiB / heap free MiB, resident agents):")
+        print("   " + pad("", 14) + "    " + run.points.map {
+            "\($0.keys): \(f1(Double($0.rssBytes) / mib))/\(f1(Double($0.heapUsed) / mib))/\(f1(Double($0.heapFree) / mib)), \($0.resident)"
+        }.joined(separator: "; "))
+        if let peak = run.points.max(by: { $0.resident < $1.resident }), peak.resident > first.resident {
+            let perAgent = Double(peak.heapUsed - first.heapUsed) / Double(peak.resident - first.resident)
+            print("   " + pad("", 14) + String(format: "  heap in use per resident agent: %.0f bytes (1k keys → %d keys); lowest resident once bounded: %d (a pass retires to %d)",
+                                                 perAgent, peak.keys, run.lowestResident, run.maxResident - run.maxResident / 10))
+            figure("state_heap_bytes_per_resident_agent_\(run.maxResident)", String(format: "%.0f", perAgent))
+            figure("state_lowest_resident_\(run.maxResident)", "\(run.lowestResident)")
+        }
+        print("   " + pad("", 14) + String(format: "  VmRSS after malloc_trim(0) at the end: %.1f MiB (ratio %.2f); store file %.1f MiB; %d events handled of %d",
+                                             Double(run.trimmedRss) / mib, Double(run.trimmedRss) / Double(first.rssBytes),
+                                             Double(run.storeBytes) / mib, run.handled, run.keys))
+        figure("state_rss_trimmed_mib_\(run.maxResident)", f1(Double(run.trimmedRss) / mib))
         if run.handled != run.keys { findings.append("state memory (max_resident \(run.maxResident)): \(run.handled) of \(run.keys) events handled") }
         print("state_rss_mib_max_resident_\(run.maxResident) keys_\(run.keys)=\(f1(Double(last.rssBytes) / mib)) keys_1000=\(f1(Double(first.rssBytes) / mib)) ratio=\(f2(ratio))")
         figure("state_rss_1k_mib_\(run.maxResident)", f1(Double(first.rssBytes) / mib))

@@ -126,7 +126,7 @@ if options.memoryChild {
 }
 if options.stateMemoryChild {
     print(try await runStateMemory(keys: options.stateKeys, maxResident: options.maxResident[0], window: options.stateWindow,
-                                   directory: options.stateDirectory).lines, terminator: "")
+                                   stateBytes: options.stateBytes, directory: options.stateDirectory).lines, terminator: "")
     exit(0)
 }
 var machine: [(String, String)] = []
@@ -360,7 +360,7 @@ if options.sections.contains("state-memory") {
     var runs: [StateMemoryFigures] = []
     for bound in options.maxResident {
         if let run = runStateMemoryInChild(keys: options.stateKeys, maxResident: bound, window: options.stateWindow,
-                                          directory: options.stateDirectory) {
+                                          stateBytes: options.stateBytes, directory: options.stateDirectory) {
             runs.append(run)
         } else {
             findings.append("state memory with max_resident \(bound): no measurement completed")

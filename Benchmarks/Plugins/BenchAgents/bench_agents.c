@@ -26,6 +26,11 @@
 //                              since the previous Stamps (E event, C Echo, G GetStats; at most the
 //                              last 131,072), for runtime-bench's timelines. (Each runtime loads its
 //                              own copy of the plugin, so these counts and stamps are per runtime.)
+//   RPC `Heap` {}              (bench-state) replies {"used": U, "free": F, "mapped": M}: glibc's
+//                              mallinfo2() for the whole process (bytes in use in the arenas and
+//                              in separately mapped blocks, free in the arenas, mapped blocks).
+//   RPC `Trim` {}              (bench-state) calls glibc's malloc_trim(0) (free heap pages given
+//                              back to the system) and replies {"trimmed": 0|1}.
 //   RPC `Totals` {}            (bench-state) replies {"handled": N, "created": C, "restored": R,
 //                              "destroyed": D}: events and Echo RPCs handled, instances created,
 //                              restored and destroyed, by every bench-state agent of the process
@@ -33,6 +38,7 @@
 //
 // AutoGen's side of the comparison implements the same agents in Python (Benchmarks/compare).
 #include <agent_plugin.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -278,6 +284,24 @@ static agentd_status state_on_totals(void *instance, const agentd_message *m) {
     return g_host->reply(m->call, agentd_cstr("BenchTotals"), agentd_cstr("application/json"), payload);
 }
 
+static agentd_status state_on_heap(void *instance, const agentd_message *m) {
+    (void)instance;
+    if (!m->is_rpc) return AGENTD_OK;
+    struct mallinfo2 info = mallinfo2();
+    char json[200];
+    int n = snprintf(json, sizeof json, "{\"used\": %zu, \"free\": %zu, \"mapped\": %zu}", info.uordblks + info.hblkhd,
+                     info.fordblks, info.hblkhd);
+    return g_host->reply(m->call, agentd_cstr("BenchHeap"), agentd_cstr("application/json"), (agentd_bytes){(const uint8_t *)json, (size_t)n});
+}
+
+static agentd_status state_on_trim(void *instance, const agentd_message *m) {
+    (void)instance;
+    if (!m->is_rpc) return AGENTD_OK;
+    char json[32];
+    int n = snprintf(json, sizeof json, "{\"trimmed\": %d}", malloc_trim(0));
+    return g_host->reply(m->call, agentd_cstr("BenchTrim"), agentd_cstr("application/json"), (agentd_bytes){(const uint8_t *)json, (size_t)n});
+}
+
 /* Stamps are read while no bench-state handler runs (the bench makes sure), so plain reads. */
 static agentd_status state_on_stamps(void *instance, const agentd_message *m) {
     (void)instance;
@@ -333,6 +357,8 @@ static const agentd_handler state_handlers[] = {
     {sizeof(agentd_handler), "EchoDeferred", state_on_echo_deferred},
     {sizeof(agentd_handler), "Totals", state_on_totals},
     {sizeof(agentd_handler), "Stamps", state_on_stamps},
+    {sizeof(agentd_handler), "Heap", state_on_heap},
+    {sizeof(agentd_handler), "Trim", state_on_trim},
     {sizeof(agentd_handler), "*", state_on_event},
 };
 
