@@ -231,11 +231,24 @@ struct StateFigures {
 
     /// SQLiteStateStore alone: µs per call, by case name, per round.
     var store: [String: [Double]] = [:]
+
+    var seconds = 0.0
+    /// Cores other processes kept busy meanwhile (all CPU busy time minus this process's).
+    var backgroundCores = 0.0
+}
+
+/// CPU seconds all CPUs spent running processes since boot (/proc/stat: user, nice, system).
+func machineBusySeconds() -> Double {
+    guard let line = readProcFile("/proc/stat")?.split(separator: "\n").first else { return 0 }
+    let fields = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+    guard fields.count >= 3 else { return 0 }
+    return (fields[0] + fields[1] + fields[2]) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
 /// Section 4: all of the above, in one runtime per mode.
 func runState(_ options: Options) async throws -> StateFigures {
     var figures = StateFigures()
+    let began = nowNs(), busyBefore = machineBusySeconds(), ownBefore = processCPUNs()
     let folder = try stateFolder(options.stateDirectory)
     figures.folder = folder.path
     figures.fileSystem = folder.fileSystem
@@ -263,13 +276,22 @@ func runState(_ options: Options) async throws -> StateFigures {
     for round in 0..<rounds {
         let order = rotated(StoreMode.allCases, by: round)
         var p50: [StoreMode: Double] = [:]
+        // The round's calls in slices of a tenth, the modes taking turns slice by slice, so
+        // that a burst of noise from other processes hits every mode alike.
+        var roundSamples: [StoreMode: [UInt64]] = [:]
+        let slices = 10
+        for _ in 0..<slices {
+            for mode in order {
+                let bench = runtimes[mode]!
+                let mark = bench.commits?.commits ?? 0
+                let run = try await bench.callerRun(count: max(1, calls[mode]! / slices), key: "rpc")
+                if let commits = bench.commits { rpcBatches[mode, default: []] += commits.batches(since: mark) }
+                figures.rpcFailed += run.failed
+                roundSamples[mode, default: []] += run.samples
+            }
+        }
         for mode in order {
-            let bench = runtimes[mode]!
-            let mark = bench.commits?.commits ?? 0
-            let run = try await bench.callerRun(count: calls[mode]!, key: "rpc")
-            let (samples, failed) = (run.sorted, run.failed)
-            if let commits = bench.commits { rpcBatches[mode, default: []] += commits.batches(since: mark) }
-            figures.rpcFailed += failed
+            let samples = roundSamples[mode]!.sorted()
             let block = LatencyBlock(samples)
             figures.rpc[mode, default: []].append(block)
             pooled[mode, default: []] += samples
@@ -334,6 +356,9 @@ func runState(_ options: Options) async throws -> StateFigures {
             figures.store[name, default: []].append(value)
         }
     }
+    figures.seconds = Double(nowNs() - began) / 1e9
+    let own = Double(processCPUNs() - ownBefore) / 1e9
+    figures.backgroundCores = max(0, (machineBusySeconds() - busyBefore - own) / figures.seconds)
     return figures
 }
 

@@ -20,14 +20,18 @@ func verdict(_ holds: Bool) -> String { holds ? "holds" : "MISSED" }
     print("   state_changed on every event and Echo) in three runtimes alive at once, differing only in the store: none (off),")
     print("   SQLite sync = normal, SQLite sync = full; measurements alternate between them, the order rotating each round.")
     print("   Store files in \(s.folder) (\(s.fileSystem)).")
+    print(String(format: "   The section took %.0f s; other processes used %.2f of the %d cores meanwhile%@.", s.seconds, s.backgroundCores,
+                 ProcessInfo.processInfo.activeProcessorCount, s.backgroundCores > 0.25 ? " — WARNING: disturbed, figures noisy" : ""))
+    figure("state_background_cores", f2(s.backgroundCores))
 
     // RPC
     let off = s.rpc[.off] ?? [], normal = s.rpc[.normal] ?? [], full = s.rpc[.full] ?? []
     print("")
     print("   RPC Echo to bench-state/rpc from agent bench-caller/run (a C plugin in the same runtime): caller → embedded host")
     print("   → runtime → agent → host → caller over loopback gRPC; with a store the answer is held until the checkpoint's")
-    print("   group commit. \(s.rpcCalls[.off] ?? 0) sequential calls per block (sync = full: \(s.rpcCalls[.full] ?? 0)), \(rounds) rounds;")
-    print("   per-round percentiles, median of the rounds (pooled: all samples of all rounds).")
+    print("   group commit. \(s.rpcCalls[.off] ?? 0) sequential calls per mode and round (sync = full: \(s.rpcCalls[.full] ?? 0)), in ten slices,")
+    print("   the modes taking turns slice by slice; \(rounds) rounds: per-round percentiles, median of the rounds (pooled: all")
+    print("   samples of all rounds).")
     print("   " + pad("", 22) + lpad("p50 µs", 9) + lpad("p99 µs", 9) + lpad("pooled p50", 12) + lpad("pooled p99", 12)
           + "   writes/commit   p50 per round")
     for (label, mode, blocks) in [("store off", StoreMode.off, off), ("sync = normal", .normal, normal), ("sync = full", .full, full)] {
