@@ -52,7 +52,7 @@ enum StoreMode: String, CaseIterable {
 
 /// A runtime with an embedded host serving libBenchAgents.so and libBenchCaller.so, with or
 /// without a state store.
-final class StateRuntime {
+final class StateRuntime: BenchStateAgents {
     let runtime: AgentRuntime
     let client: WorkerClient
     let mode: StoreMode
@@ -91,7 +91,27 @@ final class StateRuntime {
         await runtime.shutdown()
         try? FileManager.default.removeItem(atPath: pluginDirectory)
     }
+}
 
+/// Where a timeline's store stamps come from (nil: no store).
+protocol TimelineSource {
+    var mode: StoreMode { get }
+    func startTimeline()
+    func stopTimeline() -> CommitCounter.Timeline?
+}
+
+extension StateRuntime: TimelineSource {
+    func startTimeline() { commits?.startTimeline() }
+    func stopTimeline() -> CommitCounter.Timeline? { commits?.stopTimeline() }
+}
+
+/// The RPCs the bench makes to a runtime serving libBenchAgents.so and libBenchCaller.so, in
+/// this process (``StateRuntime``) or in another (``StateServer``).
+protocol BenchStateAgents {
+    var client: WorkerClient { get }
+}
+
+extension BenchStateAgents {
     /// RPCs sent by agent bench-caller/run, one after the other: `count` calls of
     /// `messageType` to bench-state/`key` (or, with `keyCount`, to keys `key`-0 … in turn).
     /// With `alternateKey`, every odd call goes to bench-state/`alternateKey` instead.
@@ -237,6 +257,14 @@ struct StateFigures {
     var backgroundCores = 0.0
 }
 
+/// CPU time of this process and of its children that have ended, in nanoseconds.
+func processCPUNs(includingChildren: Bool) -> UInt64 {
+    var usage = rusage()
+    getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+    func ns(_ t: timeval) -> UInt64 { UInt64(t.tv_sec) &* 1_000_000_000 &+ UInt64(t.tv_usec) &* 1000 }
+    return processCPUNs() &+ (includingChildren ? ns(usage.ru_utime) &+ ns(usage.ru_stime) : 0)
+}
+
 /// CPU seconds all CPUs spent running processes since boot (/proc/stat: user, nice, system).
 func machineBusySeconds() -> Double {
     guard let line = readProcFile("/proc/stat")?.split(separator: "\n").first else { return 0 }
@@ -248,7 +276,7 @@ func machineBusySeconds() -> Double {
 /// Section 4: all of the above, in one runtime per mode.
 func runState(_ options: Options) async throws -> StateFigures {
     var figures = StateFigures()
-    let began = nowNs(), busyBefore = machineBusySeconds(), ownBefore = processCPUNs()
+    let began = nowNs(), busyBefore = machineBusySeconds(), ownBefore = processCPUNs(includingChildren: true)
     let folder = try stateFolder(options.stateDirectory)
     figures.folder = folder.path
     figures.fileSystem = folder.fileSystem
@@ -257,35 +285,27 @@ func runState(_ options: Options) async throws -> StateFigures {
     let events = options.stateEvents
     let mailboxLimit = max(10_000, events + 1_000)
 
-    var runtimes: [StoreMode: StateRuntime] = [:]
-    for mode in StoreMode.allCases {
-        runtimes[mode] = try await StateRuntime(
-            mode: mode, storePath: "\(folder.path)/agents-\(mode.rawValue).db", mailboxLimit: mailboxLimit,
-            stateBytes: options.stateBytes)
-    }
-
-    // RPC latency: blocks of sequential calls, the modes' order rotating each round.
+    // RPC latency: one runtime per mode, each in a process of its own (StateServer.swift), all
+    // alive at once; each round's calls in slices of a tenth, the modes taking turns slice by
+    // slice (the order rotating each round), so that a burst of noise from other processes
+    // hits every mode alike.
     let calls: [StoreMode: Int] = [.off: options.stateRPCCalls, .normal: options.stateRPCCalls,
                                    .full: max(100, options.stateRPCCalls / 4)]
     figures.rpcCalls = calls
+    var servers: [StoreMode: StateServer] = [:]
     for mode in StoreMode.allCases {
-        _ = try await runtimes[mode]!.callerRun(count: max(200, calls[mode]! / 4), key: "rpc")
+        servers[mode] = try StateServer(mode: mode, folder: folder.path, stateBytes: options.stateBytes)
+        _ = try await servers[mode]!.callerRun(count: max(200, calls[mode]! / 4), key: "rpc")
     }
     var pooled: [StoreMode: [UInt64]] = [:]
-    var rpcBatches: [StoreMode: [Int32]] = [:]
     for round in 0..<rounds {
         let order = rotated(StoreMode.allCases, by: round)
         var p50: [StoreMode: Double] = [:]
-        // The round's calls in slices of a tenth, the modes taking turns slice by slice, so
-        // that a burst of noise from other processes hits every mode alike.
         var roundSamples: [StoreMode: [UInt64]] = [:]
         let slices = 10
         for _ in 0..<slices {
             for mode in order {
-                let bench = runtimes[mode]!
-                let mark = bench.commits?.commits ?? 0
-                let run = try await bench.callerRun(count: max(1, calls[mode]! / slices), key: "rpc")
-                if let commits = bench.commits { rpcBatches[mode, default: []] += commits.batches(since: mark) }
+                let run = try await servers[mode]!.callerRun(count: max(1, calls[mode]! / slices), key: "rpc")
                 figures.rpcFailed += run.failed
                 roundSamples[mode, default: []] += run.samples
             }
@@ -300,11 +320,12 @@ func runState(_ options: Options) async throws -> StateFigures {
         // Where the time goes: a shorter block of each mode with every step stamped; and, as a
         // control, the store-off runtime answering from a thread of the plugin's own.
         for mode in order {
-            figures.rpcTimeline[mode.row, default: []].append(
-                try await rpcTimeline(runtimes[mode]!, calls: mode == .full ? 200 : 500))
+            let server = servers[mode]!
+            figures.rpcTimeline[mode.row, default: []].append(try await rpcTimeline(server, calls: mode == .full ? 200 : 500))
             if mode == .off {
+                if round == 0 { _ = try await server.callerRun(count: 300, key: "rpc", messageType: "EchoDeferred") }
                 figures.rpcTimeline[StoreMode.deferredRow, default: []].append(
-                    try await rpcTimeline(runtimes[mode]!, calls: 500, messageType: "EchoDeferred"))
+                    try await rpcTimeline(server, calls: 500, messageType: "EchoDeferred"))
             }
         }
         figures.rpcRatioNormal.append(p50[.normal]! / p50[.off]!)
@@ -315,19 +336,28 @@ func runState(_ options: Options) async throws -> StateFigures {
                     figures.rpcRatioNormal.last!, figures.rpcRatioFull.last!))
     }
     figures.rpcPooled = pooled.mapValues { $0.sorted() }
-    figures.rpcCommits = rpcBatches.mapValues { CommitSummary($0) }
+    for mode in StoreMode.allCases {
+        if let commits = await servers[mode]!.stop(), mode != .off { figures.rpcCommits[mode] = commits }
+    }
 
-    // Events: in process, one agent then many; fresh keys each run, created beforehand.
+    // Events in this process, one runtime at a time (fresh for each run, the modes' order
+    // rotating each round), and where one agent's event time goes.
+    func fresh(_ mode: StoreMode) async throws -> StateRuntime {
+        try await StateRuntime(mode: mode, storePath: "\(folder.path)/run-\(UUID().uuidString.prefix(8)).db",
+                               mailboxLimit: mailboxLimit, stateBytes: options.stateBytes)
+    }
     let shapes = [1, max(2, options.stateAgents)]
-    let eventModes: [StoreMode] = [.off, .normal, .full]
     for agents in shapes {
-        // One agent with sync = full: one fsync per event (the agent waits for each commit):
-        // fewer events, so that the run stays short.
         for round in 0..<rounds {
-            for mode in rotated(eventModes, by: round) {
+            for mode in rotated(StoreMode.allCases, by: round) {
+                // One agent with sync = full: one fsync per event (the agent waits for each
+                // commit): fewer events, so that the run stays short.
                 let count = mode == .full && agents == 1 ? max(500, events / 20) : events
                 let keys = (0..<agents).map { "e\(agents)-r\(round)-k\($0)" }
-                let run = try await stateEventRun(runtimes[mode]!, keys: keys, events: count)
+                let bench = try await fresh(mode)
+                _ = try await stateEventRun(bench, keys: ["warm"], events: 200)
+                let run = try await stateEventRun(bench, keys: keys, events: count)
+                await bench.stop()
                 figures.events[agents, default: [:]][mode, default: []].append(run)
                 note(String(format: "state events round %d, %d agent(s), store %@: %d fed, %d counted in %.3f s: %.0f events/s; %@",
                             round + 1, agents, mode.rawValue, run.events, run.counted, run.seconds, run.eventsPerSecond,
@@ -335,14 +365,15 @@ func runState(_ options: Options) async throws -> StateFigures {
             }
         }
     }
-    // Where one agent's event time goes.
     for round in 0..<rounds {
-        for mode in rotated(eventModes, by: round) {
+        for mode in rotated(StoreMode.allCases, by: round) {
+            let bench = try await fresh(mode)
+            _ = try await stateEventRun(bench, keys: ["warm"], events: 200)
             figures.eventTimeline[mode.row, default: []].append(
-                try await eventTimeline(runtimes[mode]!, key: "timeline-r\(round)", events: mode == .full ? 300 : 2_000))
+                try await eventTimeline(bench, key: "timeline", events: mode == .full ? 300 : 2_000))
+            await bench.stop()
         }
     }
-    for mode in StoreMode.allCases { await runtimes[mode]!.stop() }
 
     // Activation: restarts on one store file.
     figures.activationKeys = options.stateActivationKeys
@@ -357,7 +388,7 @@ func runState(_ options: Options) async throws -> StateFigures {
         }
     }
     figures.seconds = Double(nowNs() - began) / 1e9
-    let own = Double(processCPUNs() - ownBefore) / 1e9
+    let own = Double(processCPUNs(includingChildren: true) - ownBefore) / 1e9
     figures.backgroundCores = max(0, (machineBusySeconds() - busyBefore - own) / figures.seconds)
     return figures
 }
@@ -374,11 +405,11 @@ func runState(_ options: Options) async throws -> StateFigures {
 ///                    held answer released onto the connection, host, caller)
 ///   handler → answer handler entered → the answer callback (the whole of the agent's side)
 /// - Returns: median µs of each step (nil where a step does not apply or stamps do not match).
-func rpcTimeline(_ bench: StateRuntime, calls: Int, messageType: String = "Echo") async throws -> [String: Double] {
+func rpcTimeline(_ bench: some BenchStateAgents & TimelineSource, calls: Int, messageType: String = "Echo") async throws -> [String: Double] {
     _ = try await bench.stamps()
-    bench.commits?.startTimeline()
+    bench.startTimeline()
     let run = try await bench.callerRun(count: calls, key: "rpc", messageType: messageType, stamps: true)
-    let timeline = bench.commits?.stopTimeline()
+    let timeline = bench.stopTimeline()
     let entered = try await bench.stamps().filter { $0.kind == UInt8(ascii: "C") }.map(\.ns)
     guard let sent = run.sent, entered.count == calls else {
         note("rpc timeline (\(bench.mode.rawValue)): \(entered.count) handler stamps for \(calls) calls; no split")
@@ -414,9 +445,9 @@ func rpcTimeline(_ bench: StateRuntime, calls: Int, messageType: String = "Echo"
 func eventTimeline(_ bench: StateRuntime, key: String, events: Int) async throws -> [String: Double] {
     _ = try await bench.stats(key)
     _ = try await bench.stamps()
-    bench.commits?.startTimeline()
+    bench.startTimeline()
     let run = try await stateEventRun(bench, keys: [key], events: events)
-    let timeline = bench.commits?.stopTimeline()
+    let timeline = bench.stopTimeline()
     let entered = try await bench.stamps().filter { $0.kind == UInt8(ascii: "E") }.map(\.ns)
     guard entered.count == events, run.counted == events else {
         note("event timeline (\(bench.mode.rawValue)): \(entered.count) handler stamps for \(events) events; no split")

@@ -17,8 +17,8 @@ func verdict(_ holds: Bool) -> String { holds ? "holds" : "MISSED" }
     let rounds = options.runs
     print("")
     print("4. Agents that keep their state: agent type bench-state (libBenchAgents.so; snapshot \(24 + options.stateBytes) bytes,")
-    print("   state_changed on every event and Echo) in three runtimes alive at once, differing only in the store: none (off),")
-    print("   SQLite sync = normal, SQLite sync = full; measurements alternate between them, the order rotating each round.")
+    print("   state_changed on every event and Echo) in runtimes that differ only in the store: none (off), SQLite sync = normal,")
+    print("   SQLite sync = full; the modes take turns, their order rotating each round.")
     print("   Store files in \(s.folder) (\(s.fileSystem)).")
     print(String(format: "   The section took %.0f s; other processes used %.2f of the %d cores meanwhile%@.", s.seconds, s.backgroundCores,
                  ProcessInfo.processInfo.activeProcessorCount, s.backgroundCores > 0.25 ? " — WARNING: disturbed, figures noisy" : ""))
@@ -29,9 +29,9 @@ func verdict(_ holds: Bool) -> String { holds ? "holds" : "MISSED" }
     print("")
     print("   RPC Echo to bench-state/rpc from agent bench-caller/run (a C plugin in the same runtime): caller → embedded host")
     print("   → runtime → agent → host → caller over loopback gRPC; with a store the answer is held until the checkpoint's")
-    print("   group commit. \(s.rpcCalls[.off] ?? 0) sequential calls per mode and round (sync = full: \(s.rpcCalls[.full] ?? 0)), in ten slices,")
-    print("   the modes taking turns slice by slice; \(rounds) rounds: per-round percentiles, median of the rounds (pooled: all")
-    print("   samples of all rounds).")
+    print("   group commit. The three runtimes alive at once, each in a process of its own (runtime-bench --state-server);")
+    print("   \(s.rpcCalls[.off] ?? 0) sequential calls per mode and round (sync = full: \(s.rpcCalls[.full] ?? 0)), in ten slices, the modes taking turns")
+    print("   slice by slice; \(rounds) rounds: per-round percentiles, median of the rounds (pooled: all samples of all rounds).")
     print("   " + pad("", 22) + lpad("p50 µs", 9) + lpad("p99 µs", 9) + lpad("pooled p50", 12) + lpad("pooled p99", 12)
           + "   writes/commit   p50 per round")
     for (label, mode, blocks) in [("store off", StoreMode.off, off), ("sync = normal", .normal, normal), ("sync = full", .full, full)] {
@@ -51,8 +51,9 @@ func verdict(_ holds: Bool) -> String { holds ? "holds" : "MISSED" }
     print("   " + pad("p50 full / off", 40) + lpad(f2(ratioFull), 7) + "   rounds " + spread(s.rpcRatioFull))
     if s.rpcFailed > 0 { findings.append("state rpc: \(s.rpcFailed) calls failed") }
     print("")
-    print("   Where an RPC's time goes: a block of 500 calls (sync = full: 200) per mode and round with every step stamped")
-    print("   (one clock: caller plugin, agent plugin, SQLite's hooks), matched call by call; median µs of each step, median")
+    print("   Where an RPC's time goes (the same processes): a block of 500 calls (sync = full: 200) per mode and round with")
+    print("   every step stamped (one clock: caller plugin, agent plugin, SQLite's hooks, all in the serving process),")
+    print("   matched call by call; median µs of each step, median")
     print("   of the rounds. request: send → handler entered; to the writer: handler entered → BEGIN on the writer thread;")
     print("   write: BEGIN → commit hook; commit: → COMMIT returned; answer: COMMIT returned → answer callback at the caller.")
     let rpcSteps = ["request", "to the writer", "write", "commit", "answer", "handler → answer", "total"]
@@ -63,7 +64,8 @@ func verdict(_ holds: Bool) -> String { holds ? "holds" : "MISSED" }
 
     // Events
     print("")
-    print("   Events in process: encoded CloudEvents to topic (bench-state-events, KEY) handed to deliverFromHost (no network),")
+    print("   Events in process (one fresh runtime per run): encoded CloudEvents to topic (bench-state-events, KEY) handed to")
+    print("   deliverFromHost (no network),")
     print("   round-robin over the agents; first delivery → the plugin's last receipt; \(rounds) rounds, medians. With a store")
     print("   each event is checkpointed and the agent takes its next event once that commit is done.")
     print("   " + pad("", 22) + lpad("events", 8) + lpad("off /s", 10) + lpad("normal /s", 11) + lpad("full /s", 10)

@@ -61,6 +61,8 @@ struct Options {
     var memoryChild = false
     /// Internal: run the state memory measurement once (the first --max-resident).
     var stateMemoryChild = false
+    /// Internal: serve a stateful runtime with this store mode until standard input closes.
+    var stateServer: StoreMode?
 
     init(_ arguments: [String]) {
         var iterator = arguments.makeIterator()
@@ -97,6 +99,9 @@ struct Options {
                 maxResident = values
             case "--state-window": stateWindow = number(argument)
             case "--state-memory-child": stateMemoryChild = true
+            case "--state-server":
+                guard let mode = iterator.next().flatMap(StoreMode.init(rawValue:)) else { fail("--state-server takes off, normal or full") }
+                stateServer = mode
             case "--only":
                 let known = ["dispatch", "inprocess", "reload", "memory", "state", "state-memory"]
                 guard let section = iterator.next(), known.contains(section) else {
@@ -122,6 +127,11 @@ func lpad(_ text: String, _ width: Int) -> String {
 let options = Options(Array(CommandLine.arguments.dropFirst()))
 if options.memoryChild {
     print(try await runSwiftMemory(reloads: options.swiftReloads).lines, terminator: "")
+    exit(0)
+}
+if let mode = options.stateServer {
+    guard let folder = options.stateDirectory else { fail("--state-server needs --state-dir") }
+    try await serveState(mode: mode, folder: folder, stateBytes: options.stateBytes)
     exit(0)
 }
 if options.stateMemoryChild {
