@@ -3,6 +3,7 @@ import AgentCore
 import AgentState
 import Foundation
 import GRPCTransport
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -469,6 +470,16 @@ func eventTimeline(_ bench: StateRuntime, key: String, events: Int) async throws
     return phases
 }
 
+/// The store and the revisions reached, for the writing thread of ``storeAlone(folder:round:)``.
+final class StoreBox: Sendable {
+    let store: SQLiteStateStore
+    let revisions: [UInt64]
+    init(store: SQLiteStateStore, revisions: [UInt64]) {
+        self.store = store
+        self.revisions = revisions
+    }
+}
+
 func rotated<T>(_ items: [T], by count: Int) -> [T] {
     let shift = count % items.count
     return Array(items[shift...] + items[..<shift])
@@ -610,6 +621,9 @@ extension CommitSummary {
 ///   put 64 (normal|full)   64 writes (of 64 agents) in one commit, per write
 ///   get                    a read of a stored state (an activation's read)
 ///   get missing            a read that finds nothing (a new agent's activation)
+///   get during commits     p50 of a read while another thread commits batches of 64 writes
+///                          with sync = full (an activation while other agents checkpoint: the
+///                          store has one connection behind one lock, held for a whole commit)
 func storeAlone(folder: String, round: Int) throws -> [(String, Double)] {
     var results: [(String, Double)] = []
     let bytes = [UInt8](repeating: 7, count: 24)
@@ -646,6 +660,30 @@ func storeAlone(folder: String, round: Int) throws -> [(String, Double)] {
             start = nowNs()
             for index in 0..<reads { _ = try store.get(AgentID(type: "bench-state", key: "missing\(index)")) }
             results.append(("get missing", Double(nowNs() - start) / 1000 / Double(reads)))
+        }
+        if durability == .full {
+            let writing = Atomic<Bool>(true)
+            let shared = StoreBox(store: store, revisions: revisions)
+            let writer = Thread {
+                var revisions = shared.revisions
+                while writing.load(ordering: .relaxed) {
+                    let writes = (0..<64).map { StateWrite(agent: AgentID(type: "bench-state", key: "k\($0)"), bytes: bytes, expectedRevision: revisions[$0]) }
+                    guard let outcome = try? shared.store.put(writes) else { return }
+                    for (index, result) in outcome.enumerated() { if case .success(let revision) = result { revisions[index] = revision } }
+                }
+            }
+            writer.start()
+            usleep(20_000)
+            var samples: [UInt64] = []
+            for index in 0..<300 {
+                let begin = nowNs()
+                _ = try store.get(AgentID(type: "bench-state", key: "k\(index % 64)"))
+                samples.append(nowNs() - begin)
+                usleep(200)
+            }
+            writing.store(false, ordering: .relaxed)
+            while !writer.isFinished { usleep(1_000) }
+            results.append(("get during commits (full), p50", quantileUs(samples.sorted(), 0.5)))
         }
     }
     return results

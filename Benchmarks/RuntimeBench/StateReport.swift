@@ -143,7 +143,8 @@ func verdict(_ holds: Bool) -> String { holds ? "holds" : "MISSED" }
     // The store alone
     print("")
     print("   SQLiteStateStore alone (its public API, on the same file system; 24-byte states; \(rounds) rounds, medians):")
-    for name in ["put 1 (normal)", "put 64 (normal), per write", "put 1 (full)", "put 64 (full), per write", "get", "get missing"] {
+    for name in ["put 1 (normal)", "put 64 (normal), per write", "put 1 (full)", "put 64 (full), per write", "get", "get missing",
+                 "get during commits (full), p50"] {
         let values = s.store[name] ?? []
         print("   " + pad(name, 46) + lpad(f1(median(values)), 9) + " µs   runs: " + values.map(f1).joined(separator: ", "))
     }
@@ -183,8 +184,9 @@ func verdict(_ holds: Bool) -> String { holds ? "holds" : "MISSED" }
     }
     figure("state_activation_cost_us", f1(activationCost))
     for (name, values) in s.store.sorted(by: { $0.key < $1.key }) {
-        let key = name.replacingOccurrences(of: ", per write", with: "").replacingOccurrences(of: " ", with: "_")
-            .replacingOccurrences(of: "(", with: "").replacingOccurrences(of: ")", with: "")
+        let key = String(name.replacingOccurrences(of: ", per write", with: "").replacingOccurrences(of: ", p50", with: "")
+            .map { $0.isLetter || $0.isNumber ? $0 : "_" }).replacingOccurrences(of: "__", with: "_")
+            .trimmingCharacters(in: CharacterSet(charactersIn: "_"))
         figure("state_store_\(key)_us", f1(median(values)))
     }
 }
