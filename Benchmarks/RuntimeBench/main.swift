@@ -13,11 +13,14 @@
 //      published during swaps are counted exactly once;
 //   3. memory: the RSS each retired version of a Swift plugin leaves mapped (each measurement
 //      in a fresh child process, this executable with --memory-child);
-//   4. state (--only state): agents that keep their state, with a SQLite store (sync = normal,
-//      sync = full) against none, alternating: RPC latency to a stateful agent, events/s into
-//      stateful agents, activation latency (first message to an agent whose state is stored),
-//      writes per group commit, and the store alone (State.swift);
-//   5. state memory (--only state-memory, not in the default set: about a minute per bound):
+//   4. state (--only state; about a minute, two with --runs 5): agents that keep their state,
+//      with a SQLite store (sync = normal, sync = full) against none, alternating: RPC latency
+//      to a stateful agent (each mode's runtime in a process of its own, this executable with
+//      --state-server) and where its time goes, events/s into stateful agents and where one
+//      agent's event time goes, activation latency (first message to an agent whose state is
+//      stored), writes per group commit, and the store alone (State.swift; --state-dir puts
+//      the store files elsewhere than $TMPDIR: on tmpfs sync = full costs nothing);
+//   5. state memory (--only state-memory, not in the default set: 40–70 s per bound):
 //      VmRSS after --state-keys distinct agents (a million) were each addressed once, with
 //      max_resident bounding the resident ones, against VmRSS after the first thousand (each
 //      bound in a fresh child process, this executable with --state-memory-child).
