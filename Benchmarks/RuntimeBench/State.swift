@@ -351,9 +351,7 @@ func runState(_ options: Options) async throws -> StateFigures {
     for agents in shapes {
         for round in 0..<rounds {
             for mode in rotated(StoreMode.allCases, by: round) {
-                // One agent with sync = full: one fsync per event (the agent waits for each
-                // commit): fewer events, so that the run stays short.
-                let count = mode == .full && agents == 1 ? max(500, events / 20) : events
+                let count = events
                 let keys = (0..<agents).map { "e\(agents)-r\(round)-k\($0)" }
                 let bench = try await fresh(mode)
                 _ = try await stateEventRun(bench, keys: ["warm"], events: 200)
@@ -371,7 +369,7 @@ func runState(_ options: Options) async throws -> StateFigures {
             let bench = try await fresh(mode)
             _ = try await stateEventRun(bench, keys: ["warm"], events: 200)
             figures.eventTimeline[mode.row, default: []].append(
-                try await eventTimeline(bench, key: "timeline", events: mode == .full ? 300 : 2_000))
+                try await eventTimeline(bench, key: "timeline", events: 2_000))
             await bench.stop()
         }
     }
@@ -436,13 +434,16 @@ func rpcTimeline(_ bench: some BenchStateAgents & TimelineSource, calls: Int, me
     return phases
 }
 
-/// One agent's events with every step stamped, event by event (each is checkpointed before the
-/// agent takes the next):
-///   to the writer    handler entered → BEGIN on the writer thread
-///   write, commit    as in ``rpcTimeline(_:calls:)``
-///   to the next      COMMIT returned → the next event's handler entered (the completion, the
-///                    agent scheduled again, a worker taking it)
-///   per event        handler entered → the next one's
+/// One agent's events with every step stamped: its handler entries, and the store's
+/// transactions (an event's checkpoint waits while more messages are queued for the agent, at
+/// most 64, so a burst shares its writes):
+///   events per write   events / commits
+///   write, commit      as in ``rpcTimeline(_:calls:messageType:)``, per transaction
+///   per event          handler entered → the next one's
+/// and where each event has a transaction of its own (events arriving one at a time):
+///   to the writer      handler entered → BEGIN on the writer thread
+///   to the next        COMMIT returned → the next event's handler entered (the completion, the
+///                      agent scheduled again, a worker taking it)
 func eventTimeline(_ bench: StateRuntime, key: String, events: Int) async throws -> [String: Double] {
     _ = try await bench.stats(key)
     _ = try await bench.stamps()
@@ -457,14 +458,14 @@ func eventTimeline(_ bench: StateRuntime, key: String, events: Int) async throws
     func median(_ values: [UInt64]) -> Double { quantileUs(values.sorted(), 0.5) }
     let steps = events - 1
     var phases: [String: Double] = ["per event": median((0..<steps).map { entered[$0 + 1] &- entered[$0] })]
-    if let timeline {
-        guard timeline.begun.count == events, timeline.committing.count == events, timeline.committed.count == events else {
-            note("event timeline (\(bench.mode.rawValue)): \(timeline.begun.count)/\(timeline.committing.count)/\(timeline.committed.count) transactions for \(events) events; no split")
-            return phases
-        }
+    guard let timeline else { return phases }
+    let transactions = min(timeline.begun.count, timeline.committing.count, timeline.committed.count)
+    guard transactions > 0 else { return phases }
+    phases["events per write"] = Double(events) / Double(transactions)
+    phases["write"] = median((0..<transactions).map { timeline.committing[$0] &- timeline.begun[$0] })
+    phases["commit"] = median((0..<transactions).map { timeline.committed[$0] &- timeline.committing[$0] })
+    if transactions == events {
         phases["to the writer"] = median((0..<steps).map { timeline.begun[$0] &- entered[$0] })
-        phases["write"] = median((0..<steps).map { timeline.committing[$0] &- timeline.begun[$0] })
-        phases["commit"] = median((0..<steps).map { timeline.committed[$0] &- timeline.committing[$0] })
         phases["to the next"] = median((0..<steps).map { entered[$0 + 1] &- timeline.committed[$0] })
     }
     return phases
@@ -497,6 +498,7 @@ func stateEventRun(_ bench: StateRuntime, keys: [String], events: Int) async thr
     messages.reserveCapacity(events)
     for index in 0..<events { messages.append(encoder.next(key: index % keys.count)) }
     let mark = bench.commits?.commits ?? 0
+    let before = bench.runtime.agentStatistics
     let start = nowNs()
     for message in messages { bench.runtime.deliverFromHost(message) }
     var counted = 0, last: UInt64 = 0, previous = -1, progressAt = nowNs()
@@ -521,8 +523,13 @@ func stateEventRun(_ bench: StateRuntime, keys: [String], events: Int) async thr
     messages.removeAll()
     // Let the last checkpoints commit before their batches are read.
     try await Task.sleep(for: .milliseconds(20))
+    // The runtime's own counts (its CheckpointWriter's), the largest batch from the commit hook.
+    let after = bench.runtime.agentStatistics
+    let largest = bench.commits.map { CommitSummary($0.batches(since: mark)).largest } ?? 0
     return EventRun(agents: keys.count, events: events, counted: counted, seconds: Double(last > start ? last - start : 0) / 1e9,
-                    commits: bench.commits.map { CommitSummary($0.batches(since: mark)) })
+                    commits: bench.storePath == nil ? nil : CommitSummary(
+                        commits: after.commits - before.commits, writes: after.checkpoints - before.checkpoints, empty: 0,
+                        largest: largest))
 }
 
 /// The activation cases of one round. Each pass is 2 × `keys` sequential RPCs from

@@ -16,8 +16,8 @@ import GRPCTransport
 // Totals count them), as a host's bounded queue would pace it. A burst of a million events at
 // once measures the mailboxes of a million agents queued before any could retire, not
 // residency. VmRSS is read after the first 1,000 keys and at every checkpoint of the curve,
-// each time once the fed events are handled; the resident agents are the plugin's instances
-// created minus destroyed.
+// each time once the fed events are handled; the resident agents, activations, retirements,
+// commits and checkpoints are the runtime's (`AgentRuntime.agentStatistics`).
 
 struct StateMemoryPoint {
     var keys: Int
@@ -46,6 +46,9 @@ struct StateMemoryFigures {
     /// VmRSS at the end after glibc's malloc_trim(0): what of the growth is free heap the
     /// allocator kept.
     var trimmedRss = 0
+    /// From the runtime's agentStatistics over the run.
+    var activations = 0
+    var deactivations = 0
 
     var first: StateMemoryPoint? { points.first }
     var last: StateMemoryPoint? { points.last }
@@ -57,6 +60,7 @@ struct StateMemoryFigures {
             text += "point \(point.keys) \(point.rssBytes) \(point.resident) \(point.seconds) \(point.heapUsed) \(point.heapFree)\n"
         }
         text += "lowest_resident \(lowestResident)\ntrimmed_rss \(trimmedRss)\n"
+        text += "activations \(activations)\ndeactivations \(deactivations)\n"
         text += "hwm \(hwmBytes)\nstore_bytes \(storeBytes)\ncommits \(commits.commits) \(commits.writes) \(commits.largest)\n"
         text += "seconds \(seconds)\nhandled \(handled)\n"
         return text
@@ -84,6 +88,8 @@ struct StateMemoryFigures {
                                                seconds: numbers[3], heapUsed: Int(numbers[4]), heapFree: Int(numbers[5])))
             case ("lowest_resident", 1): lowestResident = Int(numbers[0])
             case ("trimmed_rss", 1): trimmedRss = Int(numbers[0])
+            case ("activations", 1): activations = Int(numbers[0])
+            case ("deactivations", 1): deactivations = Int(numbers[0])
             case ("hwm", 1): hwmBytes = Int(numbers[0])
             case ("store_bytes", 1): storeBytes = Int(numbers[0])
             case ("commits", 3):
@@ -121,6 +127,7 @@ func runStateMemory(keys: Int, maxResident: Int, window: Int, stateBytes: Int, d
     figures.startRss = residentBytes()
     let base = try await bench.totals()
     let mark = bench.commits?.commits ?? 0
+    let baseStatistics = bench.runtime.agentStatistics
     let start = nowNs()
     var curve = [1_000, 10_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000, 5_000_000].filter { $0 < keys } + [keys]
     curve = Array(Set(curve)).sorted()
@@ -131,7 +138,7 @@ func runStateMemory(keys: Int, maxResident: Int, window: Int, stateBytes: Int, d
         while true {
             let t = try await bench.totals()
             let handled = t.handled - base.handled
-            let resident = (t.created - base.created) - (t.destroyed - base.destroyed) + 2
+            let resident = bench.runtime.agentStatistics.resident
             if resident >= maxResident - maxResident / 10 { bounded = true }
             if bounded { figures.lowestResident = min(figures.lowestResident, resident) }
             if handled >= fed - slack { return (handled, t.created - base.created, t.destroyed - base.destroyed) }
@@ -164,9 +171,7 @@ func runStateMemory(keys: Int, maxResident: Int, window: Int, stateBytes: Int, d
         let done = try await drain(fed: fed, slack: 0)
         // The retirement pass that the last agents started runs in the background: let it finish.
         try await Task.sleep(for: .milliseconds(300))
-        let after = try await bench.totals()
-        // +2: the agent answering Totals is resident too, as is bench-state/warm.
-        let resident = (after.created - base.created) - (after.destroyed - base.destroyed) + 2
+        let resident = bench.runtime.agentStatistics.resident
         let heap = try await bench.heap()
         figures.points.append(StateMemoryPoint(keys: target, rssBytes: residentBytes(), resident: resident,
                                                seconds: Double(nowNs() - start) / 1e9, heapUsed: heap.used, heapFree: heap.free))
@@ -180,7 +185,12 @@ func runStateMemory(keys: Int, maxResident: Int, window: Int, stateBytes: Int, d
     figures.hwmBytes = peakResidentBytes()
     _ = try await bench.client.send(emptyJSON, messageType: "Trim", to: AgentID(type: "bench-state", key: "totals"))
     figures.trimmedRss = residentBytes()
-    figures.commits = CommitSummary(bench.commits?.batches(since: mark) ?? [])
+    let statistics = bench.runtime.agentStatistics
+    figures.commits = CommitSummary(commits: statistics.commits - baseStatistics.commits,
+                                    writes: statistics.checkpoints - baseStatistics.checkpoints, empty: 0,
+                                    largest: CommitSummary(bench.commits?.batches(since: mark) ?? []).largest)
+    figures.deactivations = statistics.deactivations - baseStatistics.deactivations
+    figures.activations = statistics.activations - baseStatistics.activations
     await bench.stop()
     for suffix in ["", "-wal", "-shm"] {
         let size = (try? FileManager.default.attributesOfItem(atPath: path + suffix)[.size] as? Int) ?? nil

@@ -66,8 +66,9 @@ func verdict(_ holds: Bool) -> String { holds ? "holds" : "MISSED" }
     print("")
     print("   Events in process (one fresh runtime per run): encoded CloudEvents to topic (bench-state-events, KEY) handed to")
     print("   deliverFromHost (no network),")
-    print("   round-robin over the agents; first delivery → the plugin's last receipt; \(rounds) rounds, medians. With a store")
-    print("   each event is checkpointed and the agent takes its next event once that commit is done.")
+    print("   round-robin over the agents; first delivery → the plugin's last receipt; \(rounds) rounds, medians. With a store an")
+    print("   event's checkpoint waits while more messages are queued for its agent (at most 64), and an agent takes its next")
+    print("   message once a checkpoint it wrote is committed; writes per commit from the runtime's agentStatistics.")
     print("   " + pad("", 22) + lpad("events", 8) + lpad("off /s", 10) + lpad("normal /s", 11) + lpad("full /s", 10)
           + lpad("normal/off", 12) + lpad("full/off", 10) + "   writes/commit normal, full")
     var eventRatios: [Int: [Double]] = [:]
@@ -97,11 +98,12 @@ func verdict(_ holds: Bool) -> String { holds ? "holds" : "MISSED" }
         if lost + duplicated > 0 { findings.append("state events, \(agents) agents: \(lost) lost, \(duplicated) duplicated") }
     }
     print("")
-    print("   Where one agent's event time goes (in process, 2,000 events; sync = full: 300; every step stamped, event by")
-    print("   event): to the writer: handler entered → BEGIN; write; commit; to the next: COMMIT returned → the next event's")
-    print("   handler entered; per event: handler entered → the next one's. Median µs, median of the rounds.")
-    printPhases(s.eventTimeline, rows: StoreMode.allCases.map(\.row), ["to the writer", "write", "commit", "to the next", "per event"], figurePrefix: "state_event_step")
-    if let full1 = s.events[1]?[.full]?.first?.events { print("   (one agent with sync = full: \(full1) events a run — each waits for an fsync)") }
+    print("   Where one agent's event time goes (in process, a burst of 2,000 events): its handler entries")
+    print("   and the store's transactions stamped; events per write; write and commit per transaction; per event: handler")
+    print("   entered → the next one's (to the writer / to the next: only where each event has a transaction of its own).")
+    print("   Median µs, median of the rounds.")
+    printPhases(s.eventTimeline, rows: StoreMode.allCases.map(\.row), ["events per write", "write", "commit", "to the writer",
+                                                                      "to the next", "per event"], figurePrefix: "state_event_step")
 
     // Activation
     print("")
@@ -238,6 +240,7 @@ func verdict(_ holds: Bool) -> String { holds ? "holds" : "MISSED" }
             figure("state_heap_bytes_per_resident_agent_\(run.maxResident)", String(format: "%.0f", perAgent))
             figure("state_lowest_resident_\(run.maxResident)", "\(run.lowestResident)")
         }
+        print("   " + pad("", 14) + "  activations \(run.activations), retirements \(run.deactivations); \(run.commits.text)")
         print("   " + pad("", 14) + String(format: "  VmRSS after malloc_trim(0) at the end: %.1f MiB (ratio %.2f); store file %.1f MiB; %d events handled of %d",
                                              Double(run.trimmedRss) / mib, Double(run.trimmedRss) / Double(first.rssBytes),
                                              Double(run.storeBytes) / mib, run.handled, run.keys))

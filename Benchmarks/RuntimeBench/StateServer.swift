@@ -37,8 +37,10 @@ func serveState(mode: StoreMode, folder: String, stateBytes: Int) async throws {
             FileHandle.standardOutput.write(Data("unknown command\n".utf8))
         }
     }
-    let summary = CommitSummary(bench.commits?.batches(since: mark) ?? [])
-    FileHandle.standardOutput.write(Data("commits \(summary.commits) writes \(summary.writes) largest \(summary.largest)\n".utf8))
+    // The runtime's own counts (its CheckpointWriter's); the largest batch from the commit hook.
+    let statistics = bench.runtime.agentStatistics
+    let largest = CommitSummary(bench.commits?.batches(since: mark) ?? []).largest
+    FileHandle.standardOutput.write(Data("commits \(statistics.commits) writes \(statistics.checkpoints) largest \(largest)\n".utf8))
     await bench.stop()
 }
 
