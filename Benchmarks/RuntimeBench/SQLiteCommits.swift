@@ -111,6 +111,17 @@ struct CommitSummary {
     }
 }
 
+extension CommitSummary {
+    /// A summary of counts made elsewhere (the runtime's agentStatistics, another process).
+    init(commits: Int, writes: Int, empty: Int, largest: Int) {
+        self.init([])
+        self.commits = commits
+        self.writes = writes
+        self.empty = empty
+        self.largest = largest
+    }
+}
+
 /// The counters of every connection opened since ``install()``.
 enum SQLiteCommits {
     /// Process-wide by necessity: an automatic extension receives no context of ours.
