@@ -188,7 +188,8 @@ public final class AgentRuntime: Sendable {
                 "state.path": "\(path)", "state.sync": "\(configuration.stateDurability.rawValue)",
                 "agents.idle": "\(configuration.idleAgentTimeout)", "agents.max_resident": "\(configuration.maxResidentAgents)",
             ])
-            return AgentStates(store: store, name: path, logger: logger)
+            return AgentStates(
+                store: store, name: path, inlineCommits: configuration.stateDurability == .normal, logger: logger)
         } catch {
             throw RuntimeError("\(error) ([state] path; [state] store = none runs without one)")
         }
