@@ -139,6 +139,8 @@ public final class AgentRuntime: Sendable {
                 connection: connection, context: context, router: router, reloader: reloader, control: control,
                 reloading: reloading)
         }
+        // A list of hosts (`A, B, C`): start with the first that answers.
+        await connection.chooseReachableHost()
         try connection.open(.init(
             onMessage: { router.receive($0) },
             onDisconnect: { status in
