@@ -95,6 +95,22 @@ let package = Package(
         // Agents' durable state: the store interface and its embedded SQLite implementation.
         .target(name: "AgentState", dependencies: ["AgentCore", "CSQLite"]),
 
+        // nats.c, the NATS C client, from Debian's libnats-dev 3.4.1; the module map names the library.
+        .systemLibrary(name: "CNATS", path: "Sources/CNATS"),
+
+        // The cluster of hosts over NATS. So far its foundation: a thin Swift wrapper over nats.c
+        // (connection, publish, subscribe, request, JetStream key-value buckets and watches) that
+        // works around the client's known defects (callbacks after destroy, watches that stop after
+        // a reconnect).
+        .target(
+            name: "AgentCluster",
+            dependencies: [
+                "CNATS",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+
         // The plugin ABI: include/agent_plugin.h, the one header plugin authors read.
         .target(name: "AgentPluginABI"),
 
@@ -265,7 +281,7 @@ let package = Package(
         ),
 
         // What several test targets share: waiting on a condition with a deadline, log capture,
-        // test certificates.
+        // test certificates, a real nats-server.
         .target(
             name: "AgentTestSupport", dependencies: [.product(name: "Logging", package: "swift-log")],
             path: "Tests/AgentTestSupport"),
@@ -281,6 +297,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig"]),
+        .testTarget(
+            name: "AgentClusterTests",
+            dependencies: [
+                "AgentCluster", "AgentTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "AgentSDKTests", dependencies: ["AgentSDK", "AgentPluginABI", "AgentTestSupport"]),
         .testTarget(
             name: "AgentRuntimeTests",
