@@ -156,7 +156,16 @@ public final class StateClient: Sendable {
         if !stream.send(MessageBuffer(message)) {
             // The stream has ended or is ending: its status says why (its end resolves every
             // pending request; if it came before this request was pending, it is here now).
-            if let ended = state.withLock({ $0.ended }) { resolve(rpcID, .failure(ended)) }
+            // Should the status not come within a second, the request is answered without it.
+            if let ended = state.withLock({ $0.ended }) {
+                resolve(rpcID, .failure(ended))
+            } else {
+                let address = self.address
+                Task { [weak self] in
+                    try? await Task.sleep(for: .seconds(1))
+                    self?.resolve(rpcID, .failure(Failure(.channelFailed, "the control channel to the host at \(address) is closed")))
+                }
+            }
         }
         return try await slot.value()
     }
