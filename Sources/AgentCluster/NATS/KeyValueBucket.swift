@@ -195,15 +195,13 @@ public final class KeyValueBucket: Sendable {
     /// Watches the keys matching `keys` (a key, or a pattern with NATS wildcards: `*` for one
     /// `.`-separated token, `>` for the rest; `>` for all): `handler` first gets each matching
     /// key's latest value or marker, then ``KeyValueWatch/Event/caughtUp``, then every change as
-    /// it happens — on the watch's own thread, one at a time.
+    /// it happens — one at a time, in order, on a nats.c delivery thread (it must not block for
+    /// long).
     ///
-    /// nats.c 3.4.1's watchers stop without a word after a reconnect (nats.c#988); this one is
-    /// made again after every reconnect and resumes from the current values, skipping what the
-    /// handler has already seen and reporting keys that went away meanwhile
-    /// (``KeyValueEntry/Operation-swift.enum/vanished``), then ``KeyValueWatch/Event/caughtUp``
-    /// again.
-    /// - Throws: ``NATSError`` if the first watcher cannot be made (bad pattern, no bucket, no
-    ///   server); later failures are retried, with a log line.
+    /// After every reconnect the watch resynchronises from the keys' current values (see
+    /// ``KeyValueWatch``), and says ``KeyValueWatch/Event/caughtUp`` again.
+    /// - Throws: ``NATSError`` if the watch cannot be made (bad pattern, no bucket, no server);
+    ///   later failures to resynchronise are retried, with a log line.
     public func watch(
         _ keys: String = ">", _ handler: @escaping @Sendable (KeyValueWatch.Event) -> Void
     ) async throws -> KeyValueWatch {
