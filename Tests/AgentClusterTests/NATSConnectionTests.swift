@@ -35,10 +35,10 @@ struct NATSConnectionTests {
         await connection.close()
     }
 
-    @Test("an empty payload and a large one arrive intact")
+    @Test("an empty payload and a large one arrive intact, publishes sent at once")
     func payloadSizes() async throws {
         let server = try await NATSServer.start()
-        let connection = try await connect(server)
+        let connection = try await connect(server) { $0.sendImmediately = true }
         let received = Received<NATSMessage>()
         _ = try connection.subscribe(to: "sizes") { received.append($0) }
         try await connection.flush()
@@ -135,7 +135,13 @@ struct NATSConnectionTests {
             _ = try await connection.request("silent", payload: [], timeout: .milliseconds(200))
         }
         #expect(timeout?.code == .timeout)
+
+        // A request still waiting when the connection closes is answered then.
+        let waiting = Task { try await connection.request("silent", payload: [], timeout: .seconds(30)) }
+        #expect(await poll { (try? await connection.flush()) != nil })
         await connection.close()
+        let closed = await #expect(throws: NATSError.self) { _ = try await waiting.value }
+        #expect(closed?.code == .connectionClosed)
     }
 
     @Test("no server at the address: connect fails at once, naming the address")
