@@ -242,11 +242,13 @@ let package = Package(
         ),
 
         // The runtime's costs: dispatch into a C plugin vs. a raw ping-pong, hot-reload swap
-        // latency and pauses, Swift plugin reload memory (prints a table).
+        // latency and pauses, Swift plugin reload memory, agents' state with and without the
+        // store (prints a table). AgentState and CSQLite: the store alone, and its commits
+        // counted through SQLite's commit hook.
         .executableTarget(
             name: "runtime-bench",
             dependencies: [
-                "AgentRuntime", "AgentHost", "GRPCTransport", "AgentCore",
+                "AgentRuntime", "AgentHost", "GRPCTransport", "AgentCore", "AgentState", "CSQLite",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/RuntimeBench"

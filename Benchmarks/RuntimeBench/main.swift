@@ -12,7 +12,18 @@
 //      and through rescan()), the pause an agent sees during a swap, and that events
 //      published during swaps are counted exactly once;
 //   3. memory: the RSS each retired version of a Swift plugin leaves mapped (each measurement
-//      in a fresh child process, this executable with --memory-child).
+//      in a fresh child process, this executable with --memory-child);
+//   4. state (--only state; about a minute, two with --runs 5): agents that keep their state,
+//      with a SQLite store (sync = normal, sync = full) against none, alternating: RPC latency
+//      to a stateful agent (each mode's runtime in a process of its own, this executable with
+//      --state-server) and where its time goes, events/s into stateful agents and where one
+//      agent's event time goes, activation latency (first message to an agent whose state is
+//      stored), writes per group commit, and the store alone (State.swift; --state-dir puts
+//      the store files elsewhere than $TMPDIR: on tmpfs sync = full costs nothing);
+//   5. state memory (--only state-memory, not in the default set: 40–70 s per bound):
+//      VmRSS after --state-keys distinct agents (a million) were each addressed once, with
+//      max_resident bounding the resident ones, against VmRSS after the first thousand (each
+//      bound in a fresh child process, this executable with --state-memory-child).
 //
 // Prints a table, then one `NAME=value` line per figure; progress and per-swap details go to
 // standard error. Exits with 3 if something was lost, duplicated, failed or hung (listed
@@ -20,7 +31,10 @@
 //
 //   runtime-bench [--runs N] [--rpc-calls N] [--events N] [--keys N] [--swaps N]
 //                 [--swap-gap-ms N] [--reload-rate EVENTS_PER_S] [--swift-reloads N]
-//                 [--inprocess-events N] [--only dispatch|inprocess|reload|memory]...
+//                 [--inprocess-events N] [--state-rpc-calls N] [--state-events N] [--state-agents N]
+//                 [--state-activation-keys N] [--state-bytes N] [--state-dir DIR] [--state-keys N]
+//                 [--max-resident N[,N...]] [--state-window N]
+//                 [--only dispatch|inprocess|reload|memory|state|state-memory]...
 //
 // gRPC's C core reads GRPC_POLL_STRATEGY (epoll1 by default on Linux); the header says which
 // one ran, since it moves the figures of section 1.
@@ -36,9 +50,22 @@ struct Options {
     var reloadRate = 5_000.0
     var swiftReloads = 8
     var inprocessEvents = 200_000
+    var stateRPCCalls = 2_000
+    var stateEvents = 20_000
+    var stateAgents = 64
+    var stateActivationKeys = 1_000
+    var stateBytes = 0
+    var stateDirectory: String?
+    var stateKeys = 1_000_000
+    var maxResident = [100_000, 10_000]
+    var stateWindow = 2_000
     var sections: Set<String> = []
     /// Internal: run the memory measurement once and print its raw figures.
     var memoryChild = false
+    /// Internal: run the state memory measurement once (the first --max-resident).
+    var stateMemoryChild = false
+    /// Internal: serve a stateful runtime with this store mode until standard input closes.
+    var stateServer: StoreMode?
 
     init(_ arguments: [String]) {
         var iterator = arguments.makeIterator()
@@ -58,15 +85,36 @@ struct Options {
             case "--swift-reloads": swiftReloads = number(argument)
             case "--inprocess-events": inprocessEvents = number(argument)
             case "--memory-child": memoryChild = true
+            case "--state-rpc-calls": stateRPCCalls = number(argument)
+            case "--state-events": stateEvents = number(argument)
+            case "--state-agents": stateAgents = number(argument)
+            case "--state-activation-keys": stateActivationKeys = number(argument)
+            case "--state-bytes":
+                guard let value = iterator.next().flatMap({ Int($0) }), value >= 0 else { fail("--state-bytes needs a number") }
+                stateBytes = value
+            case "--state-dir":
+                guard let value = iterator.next() else { fail("--state-dir needs a folder") }
+                stateDirectory = value
+            case "--state-keys": stateKeys = number(argument)
+            case "--max-resident":
+                let values = iterator.next()?.split(separator: ",").compactMap { Int($0) } ?? []
+                guard !values.isEmpty, values.allSatisfy({ $0 > 0 }) else { fail("--max-resident needs N or N,N,...") }
+                maxResident = values
+            case "--state-window": stateWindow = number(argument)
+            case "--state-memory-child": stateMemoryChild = true
+            case "--state-server":
+                guard let mode = iterator.next().flatMap(StoreMode.init(rawValue:)) else { fail("--state-server takes off, normal or full") }
+                stateServer = mode
             case "--only":
-                guard let section = iterator.next(), ["dispatch", "inprocess", "reload", "memory"].contains(section) else {
-                    fail("--only takes dispatch, inprocess, reload or memory")
+                let known = ["dispatch", "inprocess", "reload", "memory", "state", "state-memory"]
+                guard let section = iterator.next(), known.contains(section) else {
+                    fail("--only takes dispatch, inprocess, reload, memory, state or state-memory")
                 }
                 sections.insert(section)
             default: fail("unknown argument \(argument)")
             }
         }
-        if sections.isEmpty { sections = ["dispatch", "inprocess", "reload", "memory"] }
+        if sections.isEmpty { sections = ["dispatch", "inprocess", "reload", "memory", "state"] }
     }
 }
 
@@ -82,6 +130,16 @@ func lpad(_ text: String, _ width: Int) -> String {
 let options = Options(Array(CommandLine.arguments.dropFirst()))
 if options.memoryChild {
     print(try await runSwiftMemory(reloads: options.swiftReloads).lines, terminator: "")
+    exit(0)
+}
+if let mode = options.stateServer {
+    guard let folder = options.stateDirectory else { fail("--state-server needs --state-dir") }
+    try await serveState(mode: mode, folder: folder, stateBytes: options.stateBytes)
+    exit(0)
+}
+if options.stateMemoryChild {
+    print(try await runStateMemory(keys: options.stateKeys, maxResident: options.maxResident[0], window: options.stateWindow,
+                                   stateBytes: options.stateBytes, directory: options.stateDirectory).lines, terminator: "")
     exit(0)
 }
 var machine: [(String, String)] = []
@@ -300,6 +358,28 @@ if options.sections.contains("memory") {
             findings.append("Swift reloads: expected \(m.imagesBefore + m.reloads) greeter images mapped, found \(m.imagesAfter)")
         }
     }
+}
+
+// MARK: 4. Agents' state
+
+if options.sections.contains("state") {
+    let s = try await runState(options)
+    printState(s, options)
+}
+
+// MARK: 5. Memory with a million agents addressed
+
+if options.sections.contains("state-memory") {
+    var runs: [StateMemoryFigures] = []
+    for bound in options.maxResident {
+        if let run = runStateMemoryInChild(keys: options.stateKeys, maxResident: bound, window: options.stateWindow,
+                                          stateBytes: options.stateBytes, directory: options.stateDirectory) {
+            runs.append(run)
+        } else {
+            findings.append("state memory with max_resident \(bound): no measurement completed")
+        }
+    }
+    printStateMemory(runs, options)
 }
 
 print("")

@@ -54,8 +54,19 @@ extension RuntimeConfiguration {
         for entry in section.entries {
             switch entry.key {
             case "host":
+                // One host, or several (`A, B, C`): after losing its host the runtime moves on
+                // to the next.
                 hostAddress = try Self.value(of: entry) { text throws(SettingValueError) in
-                    try SettingValue.hostAndPort(text, allowsPortZero: false).description
+                    let hosts = text.split(separator: ",", omittingEmptySubsequences: false)
+                        .map { String($0.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()) }
+                    var addresses: [String] = []
+                    for host in hosts {
+                        guard !host.isEmpty else {
+                            throw SettingValueError("\(quoted(text)) has an empty entry; list hosts as HOST:PORT, HOST:PORT")
+                        }
+                        addresses.append(try SettingValue.hostAndPort(host, allowsPortZero: false).description)
+                    }
+                    return addresses.joined(separator: ", ")
                 }
             case "rpc_timeout":
                 rpcTimeout = try Self.value(of: entry, SettingValue.seconds)

@@ -139,6 +139,8 @@ public final class AgentRuntime: Sendable {
                 connection: connection, context: context, router: router, reloader: reloader, control: control,
                 reloading: reloading)
         }
+        // A list of hosts (`A, B, C`): start with the first that answers.
+        await connection.chooseReachableHost()
         try connection.open(.init(
             onMessage: { router.receive($0) },
             onDisconnect: { status in
@@ -188,7 +190,8 @@ public final class AgentRuntime: Sendable {
                 "state.path": "\(path)", "state.sync": "\(configuration.stateDurability.rawValue)",
                 "agents.idle": "\(configuration.idleAgentTimeout)", "agents.max_resident": "\(configuration.maxResidentAgents)",
             ])
-            return AgentStates(store: store, name: path, logger: logger)
+            return AgentStates(
+                store: store, name: path, inlineCommits: configuration.stateDurability == .normal, logger: logger)
         } catch {
             throw RuntimeError("\(error) ([state] path; [state] store = none runs without one)")
         }

@@ -30,6 +30,9 @@ public final class SQLiteStateStore: StateStore {
     public let path: String
     public let durability: Durability
     private let database: Mutex<Database>
+    /// A second connection for `get`: with the write-ahead log a read never waits for a
+    /// commit (which may be syncing the disk) on the other connection.
+    private let reader: Mutex<Database>
 
     /// Opens (and creates, with its folder) the store at `path`.
     /// - Parameter busyTimeout: how long a write waits for another process holding the file.
@@ -48,14 +51,16 @@ public final class SQLiteStateStore: StateStore {
             }
         }
         database = Mutex(try Database(path: path, durability: durability, busyTimeout: busyTimeout))
+        reader = Mutex(try Database(path: path, durability: durability, busyTimeout: busyTimeout))
     }
 
     deinit {
         database.withLock { $0.close() }
+        reader.withLock { $0.close() }
     }
 
     public func get(_ agent: AgentID) throws(StateStoreError) -> StoredState? {
-        try database.withLock { (db) throws(StateStoreError) -> StoredState? in try db.read(agent) }
+        try reader.withLock { (db) throws(StateStoreError) -> StoredState? in try db.read(agent) }
     }
 
     public func put(_ agent: AgentID, _ bytes: [UInt8], ifRevision expected: UInt64) throws(StateStoreError) -> UInt64 {

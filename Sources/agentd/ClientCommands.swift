@@ -7,7 +7,7 @@ import Logging
 
 /// How the commands that poke a running system reach its host: the address, TLS and a token.
 struct HostOptions: ParsableArguments {
-    @Option(help: "The host to join (HOST:PORT).")
+    @Option(help: "The host to join (HOST:PORT), or several (HOST:PORT,HOST:PORT): the first that answers.")
     var host: String = "127.0.0.1:50051"
 
     @Option(help: "An authorization token for a host that requires one (sent as 'authorization: Bearer TOKEN'). Other users can see it in the process list: prefer --token-file.")
@@ -28,6 +28,19 @@ struct HostOptions: ParsableArguments {
     func validate() throws {
         if token != nil, tokenFile != nil { throw ValidationError("give --token or --token-file, not both") }
         if (tlsCertificate == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+    }
+
+    /// The host to use: `--host` itself, or of a list the first that answers within 2 s (the
+    /// first when none does, so that the error names it).
+    func reachableHost() async throws -> String {
+        guard host.contains(",") else { return host }
+        let probe = HostConnection(
+            address: host, clientID: UUID().uuidString.lowercased(), maxMessageBytes: 4 * 1024 * 1024,
+            logger: Self.clientLogger, credentials: try credentials(), authToken: try authToken())
+        await probe.chooseReachableHost()
+        let chosen = probe.address
+        await probe.close()
+        return chosen
     }
 
     /// Plaintext, or TLS as the --tls-* options say.
@@ -78,9 +91,9 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "The payload, as JSON text.")
     var json: String
 
-    func connect() throws -> WorkerClient {
+    func connect() async throws -> WorkerClient {
         try WorkerClient(
-            address: connection.host, credentials: try connection.credentials(), authToken: try connection.authToken(),
+            address: try await connection.reachableHost(), credentials: try connection.credentials(), authToken: try connection.authToken(),
             logger: HostOptions.clientLogger)
     }
 }
@@ -105,7 +118,7 @@ struct SendCommand: AsyncParsableCommand {
         guard let target = AgentID(agent) else {
             throw ValidationError("--agent must be TYPE/KEY with a valid agent type, not '\(agent)'")
         }
-        let client = try options.connect()
+        let client = try await options.connect()
         do {
             let response = try await client.send(
                 Array(options.json.utf8), messageType: options.type, to: target,
@@ -147,7 +160,7 @@ struct PublishCommand: AsyncParsableCommand {
             throw ValidationError("--topic must be TYPE/SOURCE, not '\(topic)'")
         }
         let topicID = TopicID(type: String(topic[..<slash]), source: String(topic[topic.index(after: slash)...]))
-        let client = try options.connect()
+        let client = try await options.connect()
         if let awaitTopic {
             try await client.subscribe(topicType: awaitTopic)
             let events = client.events()

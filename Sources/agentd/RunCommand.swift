@@ -24,7 +24,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The INI configuration file.")
     var config: String
 
-    @Option(help: "Override [runtime] host: join this host instead of running an embedded one.")
+    @Option(help: "Override [runtime] host: join this host (or the first of HOST:PORT,HOST:PORT that answers, moving on to the next when it is lost) instead of running an embedded one.")
     var host: String?
 
     @Option(help: "Override [host] listen for the embedded host.")

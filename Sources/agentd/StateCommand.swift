@@ -47,7 +47,7 @@ struct StateCommand: AsyncParsableCommand {
         /// line on stderr and the exit status.
         func withClient(command: String, _ body: (StateClient) async throws(StateClient.Failure) -> Void) async throws {
             let client = try StateClient(
-                address: connection.host, credentials: try connection.credentials(),
+                address: try await connection.reachableHost(), credentials: try connection.credentials(),
                 authToken: try connection.authToken(), logger: HostOptions.clientLogger)
             let failure: StateClient.Failure?
             do {

@@ -37,6 +37,9 @@ struct RuntimeConfigurationTests {
         let configuration = try RuntimeConfiguration.parse(text: text, path: "/etc/agentd/agentd.ini")
         #expect(configuration.state == StateSettings(
             store: .sqlite, path: "/etc/agentd/data/agents.db", sync: .full, idle: .milliseconds(500), maxResident: 2000))
+        let hosts = try RuntimeConfiguration.parse(text: "[runtime]\nhost = a.example:1,  [::1]:2 ,b:3", path: "a.ini")
+        #expect(hosts.hostAddress == "a.example:1, [::1]:2, b:3", "a failover list")
+        #expect(throws: ConfigurationError.self) { try RuntimeConfiguration.parse(text: "[runtime]\nhost = a:1,,b:2", path: "a.ini") }
         let none = try RuntimeConfiguration.parse(text: "[state]\nstore = none\n[agents]\nidle_seconds = 0", path: "a.ini")
         #expect(none.state.store == .none)
         #expect(none.state.idle == .zero)

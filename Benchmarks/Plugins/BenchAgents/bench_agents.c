@@ -10,10 +10,40 @@
 //   RPC `GetStats` {}          replies `BenchStats` {"count": N, "first_ns": F, "last_ns": L}
 // (The RPC goes through the agent's mailbox behind the events that arrived before it.)
 //
+//   bench-state                subscribed to topic type `bench-state-events`: the same counter,
+//                              keeping its state (snapshot/restore, ABI 1.2's state_changed),
+//                              for runtime-bench's state section. Each event, and each RPC
+//                              `Echo` (answered with its own payload), counts one and calls
+//                              state_changed; `GetStats` changes nothing. Its snapshot is the
+//                              three counters (24 bytes) followed by `[plugin.bench-agents]
+//                              state_bytes` bytes of padding (default 0), restored exactly.
+//   RPC `EchoDeferred`         (bench-state) as Echo, but answered from a thread of the plugin's
+//                              own (the handler returns AGENTD_PENDING and hands the call over):
+//                              the cost of answering from a thread other than the one that read
+//                              the request, which a store's held answers also pay.
+//   RPC `Stamps` {}            (bench-state) replies {"stamps_ns": [T, ...], "kinds": "EEG…"}: the
+//                              CLOCK_MONOTONIC time at which each bench-state handler was entered
+//                              since the previous Stamps (E event, C Echo, G GetStats; at most the
+//                              last 131,072), for runtime-bench's timelines. (Each runtime loads its
+//                              own copy of the plugin, so these counts and stamps are per runtime.)
+//   RPC `Heap` {}              (bench-state) replies {"used": U, "free": F, "mapped": M}: glibc's
+//                              mallinfo2() for the whole process (bytes in use in the arenas and
+//                              in separately mapped blocks, free in the arenas, mapped blocks).
+//   RPC `Trim` {}              (bench-state) calls glibc's malloc_trim(0) (free heap pages given
+//                              back to the system) and replies {"trimmed": 0|1}.
+//   RPC `Totals` {}            (bench-state) replies {"handled": N, "created": C, "restored": R,
+//                              "destroyed": D}: events and Echo RPCs handled, instances created,
+//                              restored and destroyed, by every bench-state agent of the process
+//                              (for pacing a load, and counting resident agents).
+//
 // AutoGen's side of the comparison implements the same agents in Python (Benchmarks/compare).
 #include <agent_plugin.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 typedef struct bench_counter {
@@ -64,6 +94,280 @@ static agentd_status on_stats(void *instance, const agentd_message *m) {
     return g_host->reply(m->call, agentd_cstr("BenchStats"), agentd_cstr("application/json"), payload);
 }
 
+// MARK: bench-state: the counter, keeping its state
+
+/* The snapshot's fixed part: count, first_ns, last_ns (little-endian on every machine we run). */
+#define STATE_HEADER_BYTES 24
+
+typedef struct bench_state {
+    bench_counter counter;
+    size_t padding;  /* bytes of padding the snapshot carries after the header */
+} bench_state;
+
+/* Process-wide counts of every bench-state agent (atomics: agents run on several threads). */
+static long long g_state_handled;
+static long long g_state_created;
+static long long g_state_restored;
+static long long g_state_destroyed;
+/* [plugin.bench-agents] state_bytes, read once (-1: not read yet). */
+static long long g_state_padding = -1;
+static const uint8_t g_padding_bytes[4096];
+
+/* Handler entry times: a ring the Stamps RPC empties (slot i holds stamp number i mod size). */
+#define STAMP_SLOTS 131072
+static long long g_stamp_ns[STAMP_SLOTS];
+static char g_stamp_kind[STAMP_SLOTS];
+static long long g_stamps_written;
+static long long g_stamps_read;
+
+static void stamp(char kind) {
+    long long now = now_ns();
+    long long slot = __atomic_fetch_add(&g_stamps_written, 1, __ATOMIC_RELAXED) % STAMP_SLOTS;
+    g_stamp_ns[slot] = now;
+    g_stamp_kind[slot] = kind;
+}
+
+static size_t state_padding(agentd_plugin_ref *plugin) {
+    long long padding = __atomic_load_n(&g_state_padding, __ATOMIC_RELAXED);
+    if (padding >= 0) return (size_t)padding;
+    padding = 0;
+    agentd_str value;
+    if (g_host->setting(plugin, agentd_cstr("state_bytes"), &value) == AGENTD_OK && value.length < 16) {
+        char text[16];
+        memcpy(text, value.data, value.length);
+        text[value.length] = 0;
+        padding = strtoll(text, NULL, 10);
+        if (padding < 0) padding = 0;
+    }
+    __atomic_store_n(&g_state_padding, padding, __ATOMIC_RELAXED);
+    return (size_t)padding;
+}
+
+static agentd_status state_create(agentd_plugin_ref *plugin, const agentd_agent_type *type, agentd_agent_ref *agent,
+                                  agentd_str key, void **instance) {
+    (void)type;
+    (void)agent;
+    (void)key;
+    bench_state *state = calloc(1, sizeof *state);
+    if (!state) return AGENTD_FAILED;
+    state->padding = state_padding(plugin);
+    *instance = state;
+    __atomic_fetch_add(&g_state_created, 1, __ATOMIC_RELAXED);
+    return AGENTD_OK;
+}
+
+static void state_destroy(void *instance) {
+    free(instance);
+    __atomic_fetch_add(&g_state_destroyed, 1, __ATOMIC_RELAXED);
+}
+
+static void count_one(bench_counter *counter) {
+    long long now = now_ns();
+    if (counter->count == 0) counter->first_ns = now;
+    counter->last_ns = now;
+    counter->count++;
+}
+
+/* state_changed is ABI 1.2: a runtime whose table is shorter keeps no state anyway. */
+static agentd_status report_change(const agentd_message *m) {
+    if (m->host->size < offsetof(agentd_host_api, state_changed) + sizeof m->host->state_changed) return AGENTD_OK;
+    return m->host->state_changed(m->agent);
+}
+
+static agentd_status state_on_event(void *instance, const agentd_message *m) {
+    if (m->is_rpc) return m->host->fail(m->call, AGENTD_UNKNOWN_MESSAGE_TYPE, agentd_cstr("bench: events only"));
+    stamp('E');
+    bench_state *state = instance;
+    count_one(&state->counter);
+    __atomic_fetch_add(&g_state_handled, 1, __ATOMIC_RELAXED);
+    return report_change(m);
+}
+
+static agentd_status state_on_echo(void *instance, const agentd_message *m) {
+    if (!m->is_rpc) return AGENTD_OK;
+    stamp('C');
+    bench_state *state = instance;
+    count_one(&state->counter);
+    __atomic_fetch_add(&g_state_handled, 1, __ATOMIC_RELAXED);
+    report_change(m);
+    return m->host->reply(m->call, m->message_type, m->content_type, m->payload);
+}
+
+/* EchoDeferred: calls handed to one plugin thread, which answers them (started on first use,
+ * joined in unload). */
+#define DEFERRED_SLOTS 1024
+typedef struct deferred_call {
+    agentd_call *call;
+    size_t length;
+    uint8_t payload[256];
+} deferred_call;
+
+static pthread_mutex_t g_deferred_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_deferred_ready = PTHREAD_COND_INITIALIZER;
+static deferred_call g_deferred[DEFERRED_SLOTS];
+static size_t g_deferred_head, g_deferred_count;
+static int g_deferred_started, g_deferred_stopping;
+static pthread_t g_deferred_thread;
+
+static void *deferred_main(void *unused) {
+    (void)unused;
+    pthread_mutex_lock(&g_deferred_mutex);
+    for (;;) {
+        while (g_deferred_count == 0 && !g_deferred_stopping) pthread_cond_wait(&g_deferred_ready, &g_deferred_mutex);
+        if (g_deferred_count == 0) break;
+        deferred_call item = g_deferred[g_deferred_head];
+        g_deferred_head = (g_deferred_head + 1) % DEFERRED_SLOTS;
+        g_deferred_count--;
+        pthread_mutex_unlock(&g_deferred_mutex);
+        g_host->reply(item.call, agentd_cstr("Echo"), agentd_cstr("application/json"), (agentd_bytes){item.payload, item.length});
+        pthread_mutex_lock(&g_deferred_mutex);
+    }
+    pthread_mutex_unlock(&g_deferred_mutex);
+    return NULL;
+}
+
+static agentd_status state_on_echo_deferred(void *instance, const agentd_message *m) {
+    if (!m->is_rpc) return AGENTD_OK;
+    stamp('C');
+    bench_state *state = instance;
+    count_one(&state->counter);
+    __atomic_fetch_add(&g_state_handled, 1, __ATOMIC_RELAXED);
+    report_change(m);
+    if (m->payload.length > sizeof g_deferred[0].payload) {
+        return m->host->fail(m->call, AGENTD_INVALID_ARGUMENT, agentd_cstr("bench-state: EchoDeferred takes at most 256 bytes"));
+    }
+    pthread_mutex_lock(&g_deferred_mutex);
+    if (!g_deferred_started) {
+        if (pthread_create(&g_deferred_thread, NULL, deferred_main, NULL) != 0) {
+            pthread_mutex_unlock(&g_deferred_mutex);
+            return m->host->fail(m->call, AGENTD_FAILED, agentd_cstr("bench-state: cannot start its thread"));
+        }
+        g_deferred_started = 1;
+    }
+    if (g_deferred_count == DEFERRED_SLOTS) {
+        pthread_mutex_unlock(&g_deferred_mutex);
+        return m->host->fail(m->call, AGENTD_UNAVAILABLE, agentd_cstr("bench-state: too many deferred calls"));
+    }
+    deferred_call *item = &g_deferred[(g_deferred_head + g_deferred_count) % DEFERRED_SLOTS];
+    item->call = m->call;
+    item->length = m->payload.length;
+    memcpy(item->payload, m->payload.data, m->payload.length);
+    g_deferred_count++;
+    pthread_cond_signal(&g_deferred_ready);
+    pthread_mutex_unlock(&g_deferred_mutex);
+    return AGENTD_PENDING;
+}
+
+static void unload(void) {
+    pthread_mutex_lock(&g_deferred_mutex);
+    g_deferred_stopping = 1;
+    pthread_cond_signal(&g_deferred_ready);
+    int started = g_deferred_started;
+    pthread_mutex_unlock(&g_deferred_mutex);
+    if (started) pthread_join(g_deferred_thread, NULL);
+}
+
+static agentd_status state_on_stats(void *instance, const agentd_message *m) {
+    if (m->is_rpc) stamp('G');
+    return on_stats(&((bench_state *)instance)->counter, m);
+}
+
+static agentd_status state_on_totals(void *instance, const agentd_message *m) {
+    (void)instance;
+    if (!m->is_rpc) return AGENTD_OK;
+    char json[200];
+    int n = snprintf(json, sizeof json, "{\"handled\": %lld, \"created\": %lld, \"restored\": %lld, \"destroyed\": %lld}",
+                     __atomic_load_n(&g_state_handled, __ATOMIC_RELAXED), __atomic_load_n(&g_state_created, __ATOMIC_RELAXED),
+                     __atomic_load_n(&g_state_restored, __ATOMIC_RELAXED),
+                     __atomic_load_n(&g_state_destroyed, __ATOMIC_RELAXED));
+    agentd_bytes payload = {(const uint8_t *)json, (size_t)n};
+    return g_host->reply(m->call, agentd_cstr("BenchTotals"), agentd_cstr("application/json"), payload);
+}
+
+static agentd_status state_on_heap(void *instance, const agentd_message *m) {
+    (void)instance;
+    if (!m->is_rpc) return AGENTD_OK;
+    struct mallinfo2 info = mallinfo2();
+    char json[200];
+    int n = snprintf(json, sizeof json, "{\"used\": %zu, \"free\": %zu, \"mapped\": %zu}", info.uordblks + info.hblkhd,
+                     info.fordblks, info.hblkhd);
+    return g_host->reply(m->call, agentd_cstr("BenchHeap"), agentd_cstr("application/json"), (agentd_bytes){(const uint8_t *)json, (size_t)n});
+}
+
+static agentd_status state_on_trim(void *instance, const agentd_message *m) {
+    (void)instance;
+    if (!m->is_rpc) return AGENTD_OK;
+    char json[32];
+    int n = snprintf(json, sizeof json, "{\"trimmed\": %d}", malloc_trim(0));
+    return g_host->reply(m->call, agentd_cstr("BenchTrim"), agentd_cstr("application/json"), (agentd_bytes){(const uint8_t *)json, (size_t)n});
+}
+
+/* Stamps are read while no bench-state handler runs (the bench makes sure), so plain reads. */
+static agentd_status state_on_stamps(void *instance, const agentd_message *m) {
+    (void)instance;
+    if (!m->is_rpc) return AGENTD_OK;
+    long long written = __atomic_load_n(&g_stamps_written, __ATOMIC_ACQUIRE);
+    long long first = g_stamps_read > written - STAMP_SLOTS ? g_stamps_read : written - STAMP_SLOTS;
+    long long count = written - first;
+    size_t capacity = 64 + (size_t)count * 22;
+    char *json = malloc(capacity);
+    if (!json) return g_host->fail(m->call, AGENTD_FAILED, agentd_cstr("bench-state: out of memory"));
+    size_t n = (size_t)snprintf(json, capacity, "{\"stamps_ns\": [");
+    for (long long i = first; i < written; i++) {
+        n += (size_t)snprintf(json + n, capacity - n, i > first ? ", %lld" : "%lld", g_stamp_ns[i % STAMP_SLOTS]);
+    }
+    n += (size_t)snprintf(json + n, capacity - n, "], \"kinds\": \"");
+    for (long long i = first; i < written; i++) json[n++] = g_stamp_kind[i % STAMP_SLOTS];
+    n += (size_t)snprintf(json + n, capacity - n, "\"}");
+    g_stamps_read = written;
+    agentd_bytes payload = {(const uint8_t *)json, n};
+    agentd_status status = g_host->reply(m->call, agentd_cstr("BenchStamps"), agentd_cstr("application/json"), payload);
+    free(json);
+    return status;
+}
+
+static agentd_status state_snapshot(void *instance, agentd_write_fn write, void *sink) {
+    bench_state *state = instance;
+    uint8_t header[STATE_HEADER_BYTES];
+    memcpy(header, &state->counter.count, 8);
+    memcpy(header + 8, &state->counter.first_ns, 8);
+    memcpy(header + 16, &state->counter.last_ns, 8);
+    write(sink, (agentd_bytes){header, sizeof header});
+    for (size_t left = state->padding; left > 0;) {
+        size_t chunk = left < sizeof g_padding_bytes ? left : sizeof g_padding_bytes;
+        write(sink, (agentd_bytes){g_padding_bytes, chunk});
+        left -= chunk;
+    }
+    return AGENTD_OK;
+}
+
+static agentd_status state_restore(void *instance, agentd_bytes bytes) {
+    bench_state *state = instance;
+    if (bytes.length < STATE_HEADER_BYTES) return AGENTD_INVALID_ARGUMENT;
+    memcpy(&state->counter.count, bytes.data, 8);
+    memcpy(&state->counter.first_ns, bytes.data + 8, 8);
+    memcpy(&state->counter.last_ns, bytes.data + 16, 8);
+    __atomic_fetch_add(&g_state_restored, 1, __ATOMIC_RELAXED);
+    return AGENTD_OK;
+}
+
+static const agentd_handler state_handlers[] = {
+    {sizeof(agentd_handler), "GetStats", state_on_stats},
+    {sizeof(agentd_handler), "Echo", state_on_echo},
+    {sizeof(agentd_handler), "EchoDeferred", state_on_echo_deferred},
+    {sizeof(agentd_handler), "Totals", state_on_totals},
+    {sizeof(agentd_handler), "Stamps", state_on_stamps},
+    {sizeof(agentd_handler), "Heap", state_on_heap},
+    {sizeof(agentd_handler), "Trim", state_on_trim},
+    {sizeof(agentd_handler), "*", state_on_event},
+};
+
+static const agentd_subscription state_subscriptions[] = {
+    {sizeof(agentd_subscription), AGENTD_SUBSCRIBE_TOPIC_TYPE, "bench-state-events"},
+};
+
+// MARK: The descriptor
+
 static const agentd_handler handlers[] = {
     {sizeof(agentd_handler), "GetStats", on_stats},
     {sizeof(agentd_handler), "*", on_event},
@@ -95,6 +399,13 @@ static const agentd_agent_type types[] = {
     BENCH_TYPE("bench-fan-7", fan_subscriptions),
     BENCH_TYPE("bench-fan-8", fan_subscriptions),
     BENCH_TYPE("bench-fan-9", fan_subscriptions),
+    {
+        .size = sizeof(agentd_agent_type), .name = "bench-state",
+        .description = "counts events and Echo RPCs, keeping its state (bench)",
+        .subscriptions = state_subscriptions, .subscription_count = 1, .handlers = state_handlers,
+        .handler_count = sizeof state_handlers / sizeof state_handlers[0], .create = state_create, .destroy = state_destroy,
+        .snapshot = state_snapshot, .restore = state_restore,
+    },
 };
 
 static const agentd_plugin plugin = {
@@ -105,7 +416,7 @@ static const agentd_plugin plugin = {
     .version = "1.0.0",
     .agent_types = types,
     .agent_type_count = sizeof types / sizeof types[0],
-    .unload = NULL,
+    .unload = unload,
 };
 
 AGENTD_EXPORT const agentd_plugin *agentd_plugin_entry(const agentd_host_api *host, agentd_plugin_ref *self) {

@@ -9,6 +9,12 @@
 //       the start of its answer callback. Then replies `CallStats`
 //       {"count": N, "failed": F, "samples_ns": [S1, S2, ...]} (F: answers that were errors).
 //       The handler returns AGENTD_PENDING; the last answer callback replies.
+//       Optional members (runtime-bench's state section): "message_type": M sends M instead
+//       of Echo (same payload); "key_count": C > 0 sends call i to key "K-(i mod C)" instead of
+//       K, so that C agents are each addressed in turn; "stamps": 1 adds "sent_ns": [T1, ...],
+//       the CLOCK_MONOTONIC time each call was sent; "alternate_key": A sends every odd call
+//       to A instead, and the even ones as above numbered i/2 (a call to a fresh agent, then
+//       one to a resident reference agent, in turn).
 #include <agent_plugin.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,11 +28,16 @@ typedef struct caller_run {
     agentd_agent_ref *agent;
     char to_type[128];
     char to_key[128];
+    char message_type[128];
+    long long key_count;
+    char alternate_key[128];
     long long total;
     long long done;
     long long failed;
     long long sent_ns;
     long long *samples;
+    /* With "stamps": when each call was sent (else NULL). */
+    long long *sent;
 } caller_run;
 
 static long long now_ns(void) {
@@ -53,7 +64,7 @@ static int json_string(const char *json, const char *name, char *out, size_t siz
 }
 
 static void finish(caller_run *run) {
-    size_t capacity = 96 + (size_t)run->total * 21;
+    size_t capacity = 128 + (size_t)run->total * (run->sent ? 42 : 21);
     char *json = malloc(capacity);
     if (!json) {
         g_host->fail(run->call, AGENTD_FAILED, agentd_cstr("bench-caller: out of memory"));
@@ -63,12 +74,21 @@ static void finish(caller_run *run) {
         for (long long i = 0; i < run->done; i++) {
             n += (size_t)snprintf(json + n, capacity - n, i ? ", %lld" : "%lld", run->samples[i]);
         }
-        n += (size_t)snprintf(json + n, capacity - n, "]}");
+        n += (size_t)snprintf(json + n, capacity - n, "]");
+        if (run->sent) {
+            n += (size_t)snprintf(json + n, capacity - n, ", \"sent_ns\": [");
+            for (long long i = 0; i < run->done; i++) {
+                n += (size_t)snprintf(json + n, capacity - n, i ? ", %lld" : "%lld", run->sent[i]);
+            }
+            n += (size_t)snprintf(json + n, capacity - n, "]");
+        }
+        n += (size_t)snprintf(json + n, capacity - n, "}");
         agentd_bytes payload = {(const uint8_t *)json, n};
         g_host->reply(run->call, agentd_cstr("CallStats"), agentd_cstr("application/json"), payload);
         free(json);
     }
     free(run->samples);
+    free(run->sent);
     free(run);
 }
 
@@ -76,12 +96,25 @@ static void on_answer(void *context, const agentd_response *response);
 
 static void send_next(caller_run *run) {
     agentd_bytes payload = {(const uint8_t *)k_ping, sizeof k_ping - 1};
+    char key[160];
+    agentd_str to_key = agentd_cstr(run->to_key);
+    long long number = run->done;
+    if (run->alternate_key[0]) {
+        if (run->done % 2 == 1) to_key = agentd_cstr(run->alternate_key);
+        number = run->done / 2;
+    }
+    if (run->key_count > 0 && !(run->alternate_key[0] && run->done % 2 == 1)) {
+        int n = snprintf(key, sizeof key, "%s-%lld", run->to_key, number % run->key_count);
+        to_key = (agentd_str){key, (size_t)n};
+    }
     run->sent_ns = now_ns();
-    agentd_status status = g_host->send(run->agent, agentd_cstr(run->to_type), agentd_cstr(run->to_key),
-                                        agentd_cstr("Echo"), agentd_cstr("application/json"), payload, on_answer, run);
+    if (run->sent) run->sent[run->done] = run->sent_ns;
+    agentd_status status = g_host->send(run->agent, agentd_cstr(run->to_type), to_key,
+                                        agentd_cstr(run->message_type), agentd_cstr("application/json"), payload, on_answer, run);
     if (status != AGENTD_OK) {
         g_host->fail(run->call, status, agentd_cstr("bench-caller: send() refused"));
         free(run->samples);
+        free(run->sent);
         free(run);
     }
 }
@@ -116,8 +149,18 @@ static agentd_status on_run_calls(void *instance, const agentd_message *m) {
         return g_host->fail(m->call, AGENTD_INVALID_ARGUMENT,
                             agentd_cstr("bench-caller: RunCalls needs {\"count\": N > 0, \"to_type\": T, \"to_key\": K}"));
     }
+    if (!json_string(json, "message_type", run->message_type, sizeof run->message_type)) {
+        snprintf(run->message_type, sizeof run->message_type, "Echo");
+    }
+    if (!json_string(json, "alternate_key", run->alternate_key, sizeof run->alternate_key)) run->alternate_key[0] = 0;
+    const char *keys_at = strstr(json, "\"key_count\"");
+    const char *keys_colon = keys_at ? strchr(keys_at, ':') : NULL;
+    run->key_count = keys_colon ? strtoll(keys_colon + 1, NULL, 10) : 0;
     run->samples = malloc((size_t)count * sizeof *run->samples);
-    if (!run->samples) {
+    if (strstr(json, "\"stamps\": 1")) run->sent = malloc((size_t)count * sizeof *run->sent);
+    if (!run->samples || (strstr(json, "\"stamps\": 1") && !run->sent)) {
+        free(run->sent);
+        free(run->samples);
         free(run);
         return g_host->fail(m->call, AGENTD_FAILED, agentd_cstr("bench-caller: out of memory"));
     }

@@ -104,12 +104,21 @@ public final class HostConnection: Sendable {
         var refusedWhileFull = 0
         var reconnecting: Task<Void, Never>?
         var endWaiters: [AsyncStream<Void>.Continuation] = []
+        /// The host in use: an index into `addresses`.
+        var current = 0
     }
 
-    public let address: String
+    /// The hosts this connection may use, in order of preference (`A, B, C`: after losing
+    /// its host the connection moves on to the next one).
+    public let addresses: [String]
+    /// The host in use now.
+    public var address: String { addresses[state.withLock { $0.current }] }
     public let clientID: String
     private let authToken: String?
-    private let channel: Channel
+    /// One channel per host address.
+    private let channels: [Channel]
+    /// The channel to the host in use.
+    private var channel: Channel { channels[state.withLock { $0.current }] }
     private let logger: Logger
     private let reconnection: Reconnection
     private let outboundLimit: OutboundLimit
@@ -123,20 +132,61 @@ public final class HostConnection: Sendable {
     ///     poller thread of its own; the runtime passes its dispatcher's, so that the thread
     ///     that reads a message runs its handler).
     ///   - outboundLimit: how many publishes may wait to be written while the stream is up.
+    ///   - address: `HOST:PORT`, or several separated by commas (failover, in that order).
     public init(address: String, clientID: String, maxMessageBytes: Int, logger: Logger,
                 reconnection: Reconnection = Reconnection(enabled: false),
                 credentials: ChannelCredentials = .insecure, authToken: String? = nil,
                 queues: CompletionQueueGroup? = nil, outboundLimit: OutboundLimit = OutboundLimit()) {
-        self.address = address
+        let addresses = Self.addresses(in: address)
+        self.addresses = addresses
         self.outboundLimit = outboundLimit
         self.clientID = clientID
         self.authToken = authToken
         self.logger = logger
         self.reconnection = reconnection
-        channel = Channel(configuration: .init(
-            target: address, credentials: credentials, maxReceiveMessageBytes: maxMessageBytes * 2 + 1024 * 1024,
-            keepaliveInterval: .seconds(10), maxReconnectBackoff: reconnection.maxBackoff),
-            queues: queues)
+        channels = addresses.map { address in
+            Channel(configuration: .init(
+                target: address, credentials: credentials, maxReceiveMessageBytes: maxMessageBytes * 2 + 1024 * 1024,
+                keepaliveInterval: .seconds(10), maxReconnectBackoff: reconnection.maxBackoff),
+                queues: queues)
+        }
+    }
+
+    /// The addresses of a `A, B, C` list (one address is a list of one).
+    static func addresses(in list: String) -> [String] {
+        let addresses = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return addresses.isEmpty ? [list] : addresses
+    }
+
+    /// How long a host of a list has to answer before the connection tries the next one (a
+    /// host that refuses connections fails at once: the probe does not wait for it).
+    static let failoverProbeTimeout: Duration = .seconds(2)
+
+    /// With several hosts: makes the first one that answers (in list order) the host in use.
+    /// With none answering, the first stays in use (its calls wait for it, as with one host).
+    public func chooseReachableHost() async {
+        guard channels.count > 1 else { return }
+        for index in channels.indices where await isReachable(index) {
+            state.withLock { $0.current = index }
+            return
+        }
+    }
+
+    /// Whether host `index` answers a call within ``failoverProbeTimeout``.
+    private func isReachable(_ index: Int) async -> Bool {
+        let request = ControlPlaneCodec.encodeGetSubscriptionsRequest()
+        do {
+            _ = try await channels[index].unary(
+                method: "/agents.AgentRpc/GetSubscriptions", request: MessageBuffer(request), metadata: metadata,
+                deadline: .after(Self.failoverProbeTimeout), waitForReady: false)
+            return true
+        } catch {
+            logger.warning("host unreachable", metadata: [
+                "host.address": "\(addresses[index])", "error": "\(error)",
+                "hosts": "\(addresses.joined(separator: ", "))",
+            ])
+            return false
+        }
     }
 
     private var metadata: Metadata {
@@ -301,7 +351,7 @@ public final class HostConnection: Sendable {
                 group.cancelAll()
             }
         }
-        await channel.shutdown()
+        for channel in channels { await channel.shutdown() }
         await reconnecting?.value
         // The last stream's call is over: let it go.
         state.withLock { $0.stream = nil }
@@ -372,7 +422,16 @@ public final class HostConnection: Sendable {
     }
 
     /// One attempt: a new stream, the registrations again, then the buffer. True on success.
+    /// With several hosts each attempt moves on to the next one, once it answers.
     private func reconnect(attempt: Int, receiver: Receiver) async -> Bool {
+        if channels.count > 1 {
+            let next = state.withLock { ($0.current + 1) % channels.count }
+            guard await isReachable(next) else {
+                state.withLock { $0.current = next }
+                return false
+            }
+            state.withLock { $0.current = next }
+        }
         let call: ClientCall
         do {
             call = try openStream(receiver)

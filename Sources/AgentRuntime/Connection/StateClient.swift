@@ -144,10 +144,6 @@ public final class StateClient: Sendable {
         let message = ControlPlaneCodec.encodeControlMessage(.init(
             rpcID: rpcID, destination: "agentid=\(agent)", respondTo: "clientid=\(clientID)",
             rpcMessage: ControlPlaneCodec.encodeStateMessage(request)))
-        guard stream.send(MessageBuffer(message)) else {
-            resolve(rpcID, .failure(Failure(.channelFailed, "the control channel to the host at \(address) is closed")))
-            return try await slot.value()
-        }
         let (address, action) = (self.address, Self.action(request, agent))
         let timer = Task { [weak self] in
             try? await Task.sleep(for: timeout)
@@ -157,6 +153,20 @@ public final class StateClient: Sendable {
                 "no answer from the host at \(address) within \(StateRequestServer.text(timeout)) for \(action) (a host that cannot deliver a control message may drop it without answering, as AutoGen's does)")))
         }
         defer { timer.cancel() }
+        if !stream.send(MessageBuffer(message)) {
+            // The stream has ended or is ending: its status says why (its end resolves every
+            // pending request; if it came before this request was pending, it is here now).
+            // Should the status not come within a second, the request is answered without it.
+            if let ended = state.withLock({ $0.ended }) {
+                resolve(rpcID, .failure(ended))
+            } else {
+                let address = self.address
+                Task { [weak self] in
+                    try? await Task.sleep(for: .seconds(1))
+                    self?.resolve(rpcID, .failure(Failure(.channelFailed, "the control channel to the host at \(address) is closed")))
+                }
+            }
+        }
         return try await slot.value()
     }
 

@@ -85,9 +85,10 @@ final class AgentInstance: Schedulable {
         var carriedState: [UInt8]?
         /// The revision of the stored state the instance holds (0: nothing stored).
         var revision: UInt64 = 0
-        /// The bytes last written (or read) for this revision: a snapshot equal to them is
-        /// not written again.
-        var lastStored: [UInt8]?
+        /// A digest of the bytes last written (or read) for this revision: a snapshot with the
+        /// same digest is not written again. (A digest, not a copy: a copy would double the
+        /// memory of every resident agent's state.)
+        var lastStored: StateDigest?
         /// A pending call was answered: checkpoint before the next message.
         var checkpointDue = false
         /// The instance's state is not what is stored (a checkpoint failed): destroy it
@@ -435,7 +436,7 @@ final class AgentInstance: Schedulable {
             state.instance = instance
             if let stored {
                 state.revision = stored.revision
-                state.lastStored = stored.bytes
+                state.lastStored = StateDigest(stored.bytes)
             } else if carried == nil {
                 state.revision = 0
                 state.lastStored = nil
@@ -514,7 +515,7 @@ final class AgentInstance: Schedulable {
         case .success(let taken):
             bytes = taken
         }
-        if !force && bytes == lastStored {
+        if !force && StateDigest(bytes) == lastStored {
             release(held)
             then?(.success(()))
             return false
@@ -539,7 +540,7 @@ final class AgentInstance: Schedulable {
         case .success(let revision):
             state.withLock { state in
                 state.revision = revision
-                state.lastStored = bytes
+                state.lastStored = StateDigest(bytes)
             }
             failure = nil
         case .failure(let error):
@@ -750,6 +751,18 @@ final class AgentInstance: Schedulable {
         guard let type else { return }
         if let destroy = type.descriptor.pointee.destroy { destroy(made.pointer) }
         context.retirement.instanceDidEnd(type.plugin)
+    }
+}
+
+/// A 64-bit keyed digest (SipHash, seeded per process) of a snapshot and its length: equal
+/// snapshots give equal digests; different ones the same digest with odds of about 2^-64.
+struct StateDigest: Hashable {
+    private let value: Int
+    init(_ bytes: [UInt8]) {
+        var hasher = Hasher()
+        hasher.combine(bytes.count)
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+        value = hasher.finalize()
     }
 }
 

@@ -48,6 +48,8 @@ final class LocalRouter: Sendable {
     /// A retirement pass for `maxResident` is under way.
     private let evicting = Atomic<Bool>(false)
     private let retired = Atomic<Int>(0)
+    /// Retirements for `maxResident` queued and not run yet.
+    private let evictionsQueued = Atomic<Int>(0)
 
     /// Agents retired so far.
     var retiredCount: Int { retired.load(ordering: .relaxed) }
@@ -219,22 +221,29 @@ final class LocalRouter: Sendable {
     }
 
     /// Retires the least recently used idle agents until a tenth below ``Residency/maxResident``
-    /// (in the background: the intake goes on meanwhile).
+    /// (in the background: the intake goes on meanwhile). Retirements queued by an earlier
+    /// pass and not done yet count as done, so passes that overlap do not retire twice over.
     private func evictLeastRecentlyUsed() {
         guard !evicting.exchange(true, ordering: .acquiring) else { return }
         Task.detached { [self] in
             defer { evicting.store(false, ordering: .releasing) }
-            let all = agents
             let target = residency.maxResident - residency.maxResident / 10
-            guard all.count > target else { return }
+            guard residentCount - target - evictionsQueued.load(ordering: .relaxed) > 0 else { return }
+            let all = agents
+            let excess = all.count - target - evictionsQueued.load(ordering: .relaxed)
+            guard excess > 0 else { return }
             var candidates = all.compactMap { agent in agent.idleSince.map { (agent, $0) } }
             candidates.sort { $0.1 < $1.1 }
             let now = tick.load(ordering: .relaxed) + 1
             var queued = 0
-            for (agent, _) in candidates where queued < all.count - target {
-                if agent.enqueueIfIdle(since: now, { [weak self] in if let self { $0.retire(from: self, reason: "max_resident") } }) {
-                    queued += 1
+            for (agent, _) in candidates where queued < excess {
+                evictionsQueued.add(1, ordering: .relaxed)
+                let taken = agent.enqueueIfIdle(since: now) { [weak self] agent in
+                    guard let self else { return }
+                    evictionsQueued.subtract(1, ordering: .relaxed)
+                    agent.retire(from: self, reason: "max_resident")
                 }
+                if taken { queued += 1 } else { evictionsQueued.subtract(1, ordering: .relaxed) }
             }
         }
     }

@@ -14,11 +14,13 @@ final class AgentStates: Sendable {
     private let failures = Atomic<Int>(0)
     let activations = Atomic<Int>(0)
 
-    init(store: any StateStore, name: String, logger: Logger) {
+    /// - Parameter inlineCommits: commit on the handler's thread when no commit runs (for a
+    ///   store whose commits do not wait for the disk; see ``CheckpointWriter``).
+    init(store: any StateStore, name: String, inlineCommits: Bool, logger: Logger) {
         self.store = store
         self.name = name
         self.logger = logger
-        writer = CheckpointWriter(store: store)
+        writer = CheckpointWriter(store: store, inline: inlineCommits)
     }
 
     /// A checkpoint that could not be written: counted, and logged (the first, then every
