@@ -137,6 +137,7 @@ public final class NATSServer: Sendable {
             throw Failure(description: "cannot run \(executable): \(String(cString: strerror(spawned)))")
         }
         state.withLock { $0.pid = pid }
+        Self.running.withLock { _ = $0.insert(pid) }
         // The server writes nats-server_<pid>.ports once it listens: {"nats":["nats://127.0.0.1:PORT"]}.
         let portsFile = "\(directory)/nats-server_\(pid).ports"
         var listening: Int?
@@ -156,6 +157,7 @@ public final class NATSServer: Sendable {
         guard let listening, !exited else {
             if exited {
                 state.withLock { $0.pid = 0 }
+                Self.running.withLock { _ = $0.remove(pid) }
             } else {
                 kill()
             }
@@ -182,7 +184,18 @@ public final class NATSServer: Sendable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// Every server process started and not yet reaped, killed at exit if a value was never
+    /// released (a test process that ends with a server value still held somewhere must not leave
+    /// a nats-server behind).
+    private static let running: Mutex<Set<pid_t>> = {
+        atexit {
+            for pid in NATSServer.running.withLock({ $0 }) { _ = Glibc.kill(pid, SIGKILL) }
+        }
+        return Mutex([])
+    }()
+
     private static func signalAndReap(_ pid: pid_t, _ signal: Int32) {
+        running.withLock { _ = $0.remove(pid) }
         _ = Glibc.kill(pid, signal)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
