@@ -55,6 +55,14 @@ struct KeyValueBucketTests {
         #expect(try await bucket.get("greeter") == nil)
         #expect(try await bucket.keys() == ["echo"])
 
+        // Markers: kept while younger than asked, removed on request; live keys untouched.
+        let before = try await bucket.status().values
+        try await bucket.removeDeleteMarkers(olderThan: .seconds(600))
+        #expect(try await bucket.status().values == before)
+        try await bucket.removeDeleteMarkers()
+        #expect(try await bucket.status().values == before - 1)  // greeter's purge marker
+        #expect(try await bucket.get("echo")?.revision == reclaimed)
+
         let status = try await bucket.status()
         #expect(status.history == 5)
         #expect(status.ttl == nil)

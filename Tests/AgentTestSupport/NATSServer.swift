@@ -116,7 +116,7 @@ public final class NATSServer: Sendable {
 
     /// The server's log so far.
     public func log() -> String {
-        (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        Self.read(logPath) ?? ""
     }
 
     private func launch(port: Int, timeout: Duration) async throws {
@@ -137,6 +137,7 @@ public final class NATSServer: Sendable {
             throw Failure(description: "cannot run \(executable): \(String(cString: strerror(spawned)))")
         }
         state.withLock { $0.pid = pid }
+        Self.running.withLock { _ = $0.insert(pid) }
         // The server writes nats-server_<pid>.ports once it listens: {"nats":["nats://127.0.0.1:PORT"]}.
         let portsFile = "\(directory)/nats-server_\(pid).ports"
         var listening: Int?
@@ -147,7 +148,7 @@ public final class NATSServer: Sendable {
                 exited = true
                 return true
             }
-            guard let text = try? String(contentsOfFile: portsFile, encoding: .utf8),
+            guard let text = Self.read(portsFile),
                   let range = text.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression)
             else { return false }
             listening = Int(text[range].split(separator: ":").last ?? "")
@@ -156,17 +157,45 @@ public final class NATSServer: Sendable {
         guard let listening, !exited else {
             if exited {
                 state.withLock { $0.pid = 0 }
+                Self.running.withLock { _ = $0.remove(pid) }
             } else {
                 kill()
             }
-            let output = (try? String(contentsOfFile: "\(directory)/server.out", encoding: .utf8)) ?? ""
+            let output = Self.read("\(directory)/server.out") ?? ""
             throw Failure(description: "nats-server \(exited ? "exited" : "did not listen within \(timeout)") "
                 + "(arguments \((arguments + ["-p", "\(port)"]).joined(separator: " "))): \(log())\(output)")
         }
         state.withLock { $0.port = listening }
     }
 
+    /// The text of a file, read with POSIX calls: Foundation's `String(contentsOfFile:)` leaks its
+    /// buffer (LeakSanitizer says) when it races the server writing the file.
+    private static func read(_ path: String) -> String? {
+        let descriptor = open(path, O_RDONLY)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+            if count <= 0 { break }
+            bytes += chunk[0..<count]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Every server process started and not yet reaped, killed at exit if a value was never
+    /// released (a test process that ends with a server value still held somewhere must not leave
+    /// a nats-server behind).
+    private static let running: Mutex<Set<pid_t>> = {
+        atexit {
+            for pid in NATSServer.running.withLock({ $0 }) { _ = Glibc.kill(pid, SIGKILL) }
+        }
+        return Mutex([])
+    }()
+
     private static func signalAndReap(_ pid: pid_t, _ signal: Int32) {
+        running.withLock { _ = $0.remove(pid) }
         _ = Glibc.kill(pid, signal)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}

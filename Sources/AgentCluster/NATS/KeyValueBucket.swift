@@ -143,16 +143,47 @@ public final class KeyValueBucket: Sendable {
     /// Removes the delete and purge markers of deleted keys, with what history they have left
     /// (maintenance: markers pile up in a bucket whose keys come and go). A watch that was away
     /// meanwhile reports such keys as ``KeyValueEntry/Operation-swift.enum/vanished``.
+    ///
+    /// Not nats.c's `kvStore_PurgeDeletes`, which in 3.4.1 leaks every live entry it reads (and
+    /// with it the store and the connection, as LeakSanitizer showed): the same steps, each entry
+    /// released — read the latest entry of every key, then purge the stream's subject of each key
+    /// whose latest entry is a marker.
     /// - Parameter olderThan: keep markers younger than this; nil removes them all.
     public func removeDeleteMarkers(olderThan age: Duration? = nil) async throws {
         try await connection.blockingCall { [store, name, address, connection] in
-            var options = kvPurgeOptions()
-            kvPurgeOptions_Init(&options)
-            options.Timeout = max(1, connection.jetStreamTimeout.wholeMilliseconds)
-            // A negative age removes every marker; 0 would mean nats.c's default of 30 minutes.
-            options.DeleteMarkersOlderThan = age.map { max(1, $0.wholeNanoseconds) } ?? -1
-            try check(kvStore_PurgeDeletes(store.pointer, &options), "remove the delete markers of bucket \(name) on \(address)",
-                      address: address, bucket: name)
+            let what = "remove the delete markers of bucket \(name) on \(address)"
+            let timeout = max(1, connection.jetStreamTimeout.wholeMilliseconds)
+            var options = kvWatchOptions()
+            kvWatchOptions_Init(&options)
+            options.Timeout = timeout
+            var made: OpaquePointer?
+            try check(kvStore_WatchAll(&made, store.pointer, &options), what, address: address, bucket: name)
+            guard let watcher = made else { return }
+            defer { kvWatcher_Destroy(watcher) }
+            var markers: [(key: String, created: Int64)] = []
+            while true {
+                var next: OpaquePointer?
+                try check(kvWatcher_Next(&next, watcher, timeout), what, address: address, bucket: name)
+                guard let entry = next else { break }  // the latest entry of every key is in
+                defer { kvEntry_Destroy(entry) }
+                let operation = kvEntry_Operation(entry)
+                if operation == kvOp_Delete || operation == kvOp_Purge {
+                    markers.append((String(cString: kvEntry_Key(entry)), kvEntry_Created(entry)))
+                }
+            }
+            let jetStream = try connection.jetStream()
+            let youngest = age.map { nats_NowInNanoSeconds() - $0.wholeNanoseconds }
+            for marker in markers {
+                var purge = jsOptions()
+                try check(jsOptions_Init(&purge), what, address: address, bucket: name)
+                purge.Wait = timeout
+                purge.Stream.Purge.Keep = youngest.map { marker.created >= $0 ? 1 : 0 } ?? 0
+                let status = "$KV.\(name).\(marker.key)".withCString { subject in
+                    purge.Stream.Purge.Subject = subject
+                    return js_PurgeStream(jetStream.pointer, "KV_\(name)", &purge, nil)
+                }
+                try check(status, what, address: address, bucket: name, key: marker.key)
+            }
         }
     }
 
@@ -195,15 +226,13 @@ public final class KeyValueBucket: Sendable {
     /// Watches the keys matching `keys` (a key, or a pattern with NATS wildcards: `*` for one
     /// `.`-separated token, `>` for the rest; `>` for all): `handler` first gets each matching
     /// key's latest value or marker, then ``KeyValueWatch/Event/caughtUp``, then every change as
-    /// it happens — on the watch's own thread, one at a time.
+    /// it happens — one at a time, in order, on a nats.c delivery thread (it must not block for
+    /// long).
     ///
-    /// nats.c 3.4.1's watchers stop without a word after a reconnect (nats.c#988); this one is
-    /// made again after every reconnect and resumes from the current values, skipping what the
-    /// handler has already seen and reporting keys that went away meanwhile
-    /// (``KeyValueEntry/Operation-swift.enum/vanished``), then ``KeyValueWatch/Event/caughtUp``
-    /// again.
-    /// - Throws: ``NATSError`` if the first watcher cannot be made (bad pattern, no bucket, no
-    ///   server); later failures are retried, with a log line.
+    /// After every reconnect the watch resynchronises from the keys' current values (see
+    /// ``KeyValueWatch``), and says ``KeyValueWatch/Event/caughtUp`` again.
+    /// - Throws: ``NATSError`` if the watch cannot be made (bad pattern, no bucket, no server);
+    ///   later failures to resynchronise are retried, with a log line.
     public func watch(
         _ keys: String = ">", _ handler: @escaping @Sendable (KeyValueWatch.Event) -> Void
     ) async throws -> KeyValueWatch {

@@ -122,6 +122,7 @@ public final class NATSConnection: Sendable {
         try set(natsOptions_SetReconnectBufSize(natsOptions, Int32(clamping: reconnect.bufferSize)), "reconnect buffer size")
         try set(natsOptions_SetPingInterval(natsOptions, options.pingInterval.wholeMilliseconds), "ping interval")
         try set(natsOptions_SetMaxPingsOut(natsOptions, Int32(clamping: options.maxPingsOutstanding)), "max pings out")
+        try set(natsOptions_SetSendAsap(natsOptions, options.sendImmediately), "send as soon as possible")
         try set(natsOptions_SetMaxPendingMsgs(natsOptions, Int32(clamping: options.maxPendingMessagesPerSubscription)),
                 "max pending messages")
         if let threads = options.messageDeliveryThreads {
@@ -187,7 +188,7 @@ public final class NATSConnection: Sendable {
         if wasClosed {
             teardown()
         } else {
-            LibraryThread.start(name: "nats-teardown", detached: true, teardown)
+            LibraryThread.start(name: "nats-teardown", teardown)
         }
     }
 
@@ -436,10 +437,11 @@ public final class NATSConnection: Sendable {
         await close()
     }
 
-    /// Closes the connection: stops the key-value watches, ends the subscriptions, sends what is
-    /// buffered (for up to half a second), and closes. Returns once every handler has been called
-    /// for the last time is not promised — ``NATSSubscription/finished()`` waits for that.
-    /// Idempotent: a second call waits for the first.
+    /// Closes the connection: stops the key-value watches, ends the subscriptions, answers the
+    /// requests still waiting with ``NATSError/Code/connectionClosed``, sends what is buffered
+    /// (for up to half a second), and closes. A subscription's handler may still be finishing a
+    /// message when this returns; ``NATSSubscription/finished()`` waits for that. Idempotent: a
+    /// second call waits for the first.
     public func close() async {
         let first = state.withLock { state -> Bool in
             guard !state.closing else { return false }
@@ -465,10 +467,12 @@ public final class NATSConnection: Sendable {
             return Array(state.subscriptions.values)
         }
         for subscription in subscriptions { eventRelay.unsubscribed(subscription) }
+        state.withLock { $0.requests }?.failAll(
+            with: NATSError(code: .connectionClosed, message: "request to NATS at \(address): the connection closed", address: address))
         // nats.c's close flushes and joins its threads: a thread of its own, not the caller's.
         let handle = handle
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            LibraryThread.start(name: "nats-close", detached: true) {
+            LibraryThread.start(name: "nats-close") {
                 // Unsubscribe first, destroy after the close: each subscription once (nats.c#924).
                 for subscription in subscriptions { natsSubscription_Unsubscribe(subscription.pointer) }
                 natsConnection_Close(handle.pointer)

@@ -17,9 +17,9 @@ final class BlockingCallThreads: Sendable {
 
     init(count: Int, name: String) {
         for index in 0..<max(1, count) {
-            LibraryThread.start(name: "\(name)-\(index)", detached: true) { [state] in
+            LibraryThread.start(name: "\(name)-\(index)") { [state] in
                 while true {
-                    let job: (@Sendable () -> Void)? = state.wait(until: { !$0.jobs.isEmpty || $0.shutDown }) { state, _ in
+                    let job: (@Sendable () -> Void)? = state.wait(until: { !$0.jobs.isEmpty || $0.shutDown }) { state in
                         state.jobs.popFirst()
                     }
                     guard let job else { return }

@@ -27,6 +27,8 @@ final class RequestInbox: Sendable {
     private struct State {
         var nextToken: UInt64 = 0
         var entries: [UInt64: Entry] = [:]
+        /// Set once the connection closes: every request from then on fails with it.
+        var closed: NATSError?
     }
 
     private let state = Mutex(State())
@@ -50,6 +52,10 @@ final class RequestInbox: Sendable {
         _ token: UInt64, subject: String, timeout: Duration, _ continuation: CheckedContinuation<NATSMessage, any Error>
     ) {
         let early: (any Error)? = state.withLock { state in
+            if let closed = state.closed {
+                state.entries[token] = nil
+                return closed
+            }
             if case .failedEarly(let error) = state.entries[token] {
                 state.entries[token] = nil
                 return error
@@ -113,5 +119,24 @@ final class RequestInbox: Sendable {
         guard let pending = take(token, orRecord: error) else { return }
         pending.timer?.cancel()
         pending.continuation.resume(throwing: error)
+    }
+
+    /// Fails every request waiting now (the connection closes).
+    func failAll(with error: NATSError) {
+        let waiting: [Pending] = state.withLock { state in
+            state.closed = error
+            var waiting: [Pending] = []
+            for (token, entry) in state.entries {
+                if case .waiting(let pending) = entry {
+                    waiting.append(pending)
+                    state.entries[token] = nil
+                }
+            }
+            return waiting
+        }
+        for pending in waiting {
+            pending.timer?.cancel()
+            pending.continuation.resume(throwing: error)
+        }
     }
 }
