@@ -83,7 +83,7 @@ let package = Package(
         .target(
             name: "AgentHost",
             dependencies: [
-                "AgentCore", "ProtoWire", "GRPCTransport",
+                "AgentCore", "ProtoWire", "GRPCTransport", "AgentCluster",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
@@ -293,7 +293,7 @@ let package = Package(
         .testTarget(
             name: "AgentHostTests",
             dependencies: [
-                "AgentHost", "ProtoWire", "GRPCTransport", "AgentTestSupport",
+                "AgentHost", "AgentCluster", "ProtoWire", "GRPCTransport", "AgentTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig"]),

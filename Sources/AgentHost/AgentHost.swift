@@ -36,6 +36,9 @@ public final class AgentHost: Sendable {
         /// `authorization: Bearer <token>` metadata; others end with `UNAUTHENTICATED` and a
         /// warning naming the peer and client id (never the token).
         public var authTokens: [String]
+        /// The cluster to join (``AgentHost/start(configuration:logger:queues:)``); nil: the
+        /// host runs alone.
+        public var cluster: ClusterConfiguration?
 
         public init(
             listen: String = "127.0.0.1:50051",
@@ -44,8 +47,10 @@ public final class AgentHost: Sendable {
             pollerThreads: Int = 1,
             queueLimits: QueueLimits = QueueLimits(),
             credentials: ServerCredentials = .insecure,
-            authTokens: [String] = []
+            authTokens: [String] = [],
+            cluster: ClusterConfiguration? = nil
         ) {
+            self.cluster = cluster
             self.queueLimits = queueLimits
             self.listen = listen
             self.maxMessageBytes = maxMessageBytes
@@ -74,8 +79,13 @@ public final class AgentHost: Sendable {
     let logger: Logger
     let table = RoutingTable()
     private let server: Server
-    private let sweeper: Task<Void, Never>
+    private let sweeper = Mutex<Task<Void, Never>?>(nil)
     let isShuttingDown = ShutdownFlag()
+    /// The host's membership of a cluster, once it has joined one.
+    private let clusterSlot = Mutex<ClusterMember?>(nil)
+
+    /// The cluster this host belongs to (nil: it runs alone).
+    var cluster: ClusterMember? { clusterSlot.withLock { $0 } }
 
     /// The bound `HOST:PORT` (with the port picked when the configuration asked for 0).
     public var address: String {
@@ -120,18 +130,19 @@ public final class AgentHost: Sendable {
                 address: configuration.listen, credentials: configuration.credentials,
                 maxReceiveMessageBytes: hardLimit, pollerThreads: configuration.pollerThreads),
             router: router, queues: queues)
-        let table = self.table
         let interval = min(Duration.milliseconds(100), configuration.rpcTimeout / 4)
-        let sweeperLogger = logger
-        sweeper = Task.detached {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: interval)
-                for request in table.expiredRequests(now: .now) {
-                    sweeperLogger.warning("RPC timed out", metadata: [
-                        "client.id": "\(request.caller.clientID)", "agent.id": "\(request.target)",
-                        "request.id": "\(request.originalRequestID)",
-                    ])
-                    AgentHost.answer(request, error: "No response from agent \(request.target) within \(configuration.rpcTimeout) (the host's RPC deadline).")
+        sweeper.withLock { sweeper in
+            sweeper = Task.detached { [weak self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: interval)
+                    guard let self else { return }
+                    for request in table.expiredRequests(now: .now) {
+                        logger.warning("RPC timed out", metadata: [
+                            "caller": "\(request.caller)", "agent.id": "\(request.target)",
+                            "request.id": "\(request.originalRequestID)",
+                        ])
+                        answer(request, error: "No response from agent \(request.target) within \(configuration.rpcTimeout) (the host's RPC deadline).")
+                    }
                 }
             }
         }
@@ -150,14 +161,37 @@ public final class AgentHost: Sendable {
         }
     }
 
+    /// Starts listening and serving, and, when `configuration.cluster` is set, joins the
+    /// cluster: connects to NATS, publishes what this host serves and learns what the others do.
+    /// - Throws: ``TransportError`` naming the address if it cannot listen there;
+    ///   ``ClusterError`` naming the NATS address if it cannot join (the host is stopped then).
+    public static func start(configuration: Configuration, logger: Logger, queues: CompletionQueueGroup? = nil) async throws -> AgentHost {
+        let host = try AgentHost(configuration: configuration, logger: logger, queues: queues)
+        guard let cluster = configuration.cluster else { return host }
+        do {
+            let member = try await ClusterMember.join(cluster, host: host, logger: logger)
+            host.clusterSlot.withLock { $0 = member }
+            await member.publishLocalState()
+        } catch {
+            await host.shutdown(gracePeriod: .zero)
+            throw error
+        }
+        return host
+    }
+
+    /// The host's view of its cluster: its name, whether its NATS connection is up, the other
+    /// hosts it hears from. Nil when it runs alone.
+    public var clusterStatus: ClusterStatus? { cluster?.status }
+
     /// Stops accepting work, answers every pending RPC with an error, ends every stream and
     /// closes the listener.
     public func shutdown(gracePeriod: Duration = .seconds(2)) async {
         guard isShuttingDown.set() else { return }
         logger.info("host shutting down", metadata: ["host.address": "\(address)"])
-        sweeper.cancel()
+        sweeper.withLock { $0?.cancel() }
+        if let cluster { await cluster.leave() }
         for request in table.drainPending() {
-            Self.answer(request, error: "The host is shutting down; request to \(request.target) not answered.")
+            answer(request, error: "The host is shutting down; request to \(request.target) not answered.")
         }
         for connection in table.allConnections() {
             connection.call.finish(Status(.unavailable, "the host is shutting down"))
@@ -166,10 +200,6 @@ public final class AgentHost: Sendable {
         logger.info("host stopped")
     }
 
-    /// Sends an error response for `request` to its caller.
-    static func answer(_ request: RoutingTable.PendingRequest, error: String) {
-        _ = request.caller.send(MessageBuffer(Envelope.errorResponse(requestID: request.originalRequestID, error: error)))
-    }
 }
 
 /// Set once when shutdown starts.

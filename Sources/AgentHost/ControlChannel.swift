@@ -30,10 +30,16 @@ final class ControlChannel: ServerCallHandler {
                 logger.warning("malformed control message dropped", metadata: ["error": "\(error)"])
                 return
             }
-            if bytes.count <= host.configuration.maxMessageBytes,
-               let destination = host.table.controlChannel(forDestination: header.destination) {
-                _ = destination.send(message)
-                return
+            if bytes.count <= host.configuration.maxMessageBytes {
+                switch host.table.controlRoute(forDestination: header.destination) {
+                case .local(let destination):
+                    _ = destination.send(message)
+                    return
+                case .host(let owner):
+                    if host.cluster?.forwardControl(bytes, destination: header.destination, host: owner) == true { return }
+                case .none:
+                    if let cluster = host.cluster, cluster.forwardControl(bytes, destination: header.destination, host: nil) { return }
+                }
             }
             let reason = bytes.count > host.configuration.maxMessageBytes
                 ? "the control message is \(bytes.count) bytes, over the host's limit of \(host.configuration.maxMessageBytes)"

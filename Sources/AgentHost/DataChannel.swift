@@ -44,72 +44,13 @@ final class DataChannel: ServerCallHandler {
                 return
             }
             switch envelope {
-            case .event(let event): publish(message, event)
-            case .request(let request): forward(bytes, request)
-            case .response(let response): reply(bytes, response)
+            case .event(let event):
+                host.publish(message, event, forwarded: false, logger: logger)
+            case .request(let request):
+                host.route(bytes, request, from: .worker(connection), deadline: .now + host.configuration.rpcTimeout, logger: logger)
+            case .response(let response):
+                host.deliver(bytes, response, from: .client(connection.clientID), logger: logger)
             }
-        }
-    }
-
-    private func publish(_ message: MessageBuffer, _ event: CloudEventHeader) {
-        let limits = host.configuration.queueLimits
-        for recipient in host.table.recipients(ofTopicType: event.topicType) {
-            recipient.sendEvent(message, limits: limits, logger: logger)
-        }
-    }
-
-    private func forward(_ bytes: UnsafeRawBufferPointer, _ request: RpcRequestHeader) {
-        let target = AgentID(type: request.targetType, key: request.targetKey)
-        let route = host.table.routeRequest(
-            from: connection, requestID: request.requestID, target: target,
-            deadline: .now + host.configuration.rpcTimeout)
-        switch route {
-        case .forward(let hostID, let destination):
-            do {
-                let rewritten = try Envelope.replacingRequestID(
-                    in: bytes, messageField: 1, body: request.body, with: String(hostID))
-                let limits = host.configuration.queueLimits
-                switch destination.call.send(MessageBuffer(rewritten), maxMessages: limits.messages, maxBytes: limits.bytes) {
-                case .queued:
-                    break
-                case .full:
-                    if case .deliver(let pending) = host.table.routeResponse(hostRequestID: hostID, responderClientID: destination.clientID) {
-                        AgentHost.answer(pending, error: "The worker serving \(target) is overloaded (\(limits.messages) messages wait for it); the request was not delivered.")
-                    }
-                case .closed:
-                    // The destination's stream is ending; its departure answers the caller.
-                    logger.debug("request to a closing channel", metadata: ["agent.id": "\(target)"])
-                }
-            } catch {
-                answer(request.requestID, "Malformed request to \(target): \(error)")
-            }
-        case .unknownAgentType:
-            answer(request.requestID, "Agent type '\(request.targetType)' is not registered with the host (request to \(target)).")
-        case .ownerNotConnected(let owner):
-            answer(request.requestID, "Agent type '\(request.targetType)' belongs to client \(owner), which has no open channel (request to \(target)).")
-        }
-    }
-
-    private func reply(_ bytes: UnsafeRawBufferPointer, _ response: RpcResponseHeader) {
-        guard let hostID = UInt64(response.requestID) else {
-            logger.warning("response with a request id the host never issued dropped", metadata: ["request.id": "\(response.requestID)"])
-            return
-        }
-        switch host.table.routeResponse(hostRequestID: hostID, responderClientID: connection.clientID) {
-        case .deliver(let request):
-            do {
-                let rewritten = try Envelope.replacingRequestID(
-                    in: bytes, messageField: 2, body: response.body, with: request.originalRequestID)
-                _ = request.caller.send(MessageBuffer(rewritten))
-            } catch {
-                AgentHost.answer(request, error: "The answer from \(request.target) was malformed: \(error)")
-            }
-        case .unknown:
-            logger.debug("response to no waiting request dropped (answered already, or timed out)", metadata: ["request.id": "\(response.requestID)"])
-        case .wrongResponder(let request):
-            logger.warning("response from a client the request was not sent to dropped", metadata: [
-                "request.id": "\(response.requestID)", "agent.id": "\(request.target)",
-            ])
         }
     }
 
@@ -123,8 +64,8 @@ final class DataChannel: ServerCallHandler {
             answer(request.requestID, "The request is \(size) bytes, over the host's limit of \(limit) bytes; it was not delivered.")
         case .response(let response):
             if let hostID = UInt64(response.requestID),
-               case .deliver(let request) = host.table.routeResponse(hostRequestID: hostID, responderClientID: connection.clientID) {
-                AgentHost.answer(request, error: "The answer from \(request.target) is \(size) bytes, over the host's limit of \(limit) bytes.")
+               case .deliver(let request) = host.table.routeResponse(hostRequestID: hostID, responder: .client(connection.clientID)) {
+                host.answer(request, error: "The answer from \(request.target) is \(size) bytes, over the host's limit of \(limit) bytes.")
             }
         case .event:
             break
@@ -141,8 +82,9 @@ final class DataChannel: ServerCallHandler {
 
     func callDidEnd(_ call: ServerCall, cancelled: Bool) {
         guard let departure = host.table.detachData(connection) else { return }
+        host.cluster?.workerLeft(client: connection.clientID, types: departure.agentTypes, subscriptionIDs: departure.subscriptionIDs)
         for request in departure.unanswered {
-            AgentHost.answer(request, error: "The worker serving \(request.target) disconnected before answering.")
+            host.answer(request, error: "The worker serving \(request.target) disconnected before answering.")
         }
         // A cancelled stream is a lost connection, a cancel by the worker, or a message so far
         // over the limit that the C core ended the stream before we could refuse it.

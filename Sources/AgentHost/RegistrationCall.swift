@@ -14,6 +14,10 @@ final class RegistrationCall: ServerCallHandler {
     }
 
     func call(_ call: ServerCall, didReceive message: MessageBuffer) {
+        if call.method == "/agents.AgentRpc/RegisterAgent", let cluster = host.cluster {
+            registerInCluster(call, message, cluster)
+            return
+        }
         let result: Result<[UInt8], HostCallError> = message.withUnsafeBytes { bytes in
             do {
                 switch call.method {
@@ -28,6 +32,10 @@ final class RegistrationCall: ServerCallHandler {
                 return .failure(HostCallError(.invalidArgument, "malformed request: \(error)"))
             }
         }
+        finish(call, result)
+    }
+
+    private func finish(_ call: ServerCall, _ result: Result<[UInt8], HostCallError>) {
         switch result {
         case .success(let response): call.respond(MessageBuffer(response))
         case .failure(let error):
@@ -38,20 +46,67 @@ final class RegistrationCall: ServerCallHandler {
         }
     }
 
-    /// `RegisterAgentTypeRequest` → `RegisterAgentTypeResponse`.
-    private func registerAgent(_ bytes: UnsafeRawBufferPointer) throws -> [UInt8] {
-        let type = try ControlPlaneCodec.decodeRegisterAgentTypeRequest(bytes)
+    /// `RegisterAgent` in a cluster: registered here first (refused at once if another client
+    /// holds the type, here or on a host this one knows), then claimed cluster-wide; answered
+    /// once the claim is decided. While NATS cannot be reached the type is served here and
+    /// claimed when it is back.
+    private func registerInCluster(_ call: ServerCall, _ message: MessageBuffer, _ cluster: ClusterMember) {
+        let type: String
+        do {
+            type = try message.withUnsafeBytes { bytes in
+                let type = try ControlPlaneCodec.decodeRegisterAgentTypeRequest(bytes)
+                try Self.register(type, clientID: self.clientID, in: self.host)
+                return type
+            }
+        } catch let error as HostCallError {
+            finish(call, .failure(error))
+            return
+        } catch {
+            finish(call, .failure(HostCallError(.invalidArgument, "malformed request: \(error)")))
+            return
+        }
+        let host = self.host
+        let clientID = self.clientID
+        Task {
+            let result: Result<[UInt8], HostCallError>
+            switch await cluster.claim(type: type, client: clientID) {
+            case .claimed:
+                host.logger.info("agent type registered", metadata: ["client.id": "\(clientID)", "agent.type": "\(type)"])
+                result = .success(ControlPlaneCodec.encodeRegisterAgentTypeResponse())
+            case .deferred(let reason):
+                host.logger.warning("agent type registered on this host only until the cluster can be reached", metadata: [
+                    "client.id": "\(clientID)", "agent.type": "\(type)", "reason": "\(reason)",
+                ])
+                result = .success(ControlPlaneCodec.encodeRegisterAgentTypeResponse())
+            case .heldBy(let holder):
+                host.table.unregister(agentType: type, clientID: clientID)
+                _ = host.table.setRemoteOwner(agentType: type, host: holder.host, client: holder.client)
+                result = .failure(HostCallError(.invalidArgument, "Agent type \(type) already registered with client \(holder.client) on host \(holder.host)."))
+            }
+            self.finish(call, result)
+        }
+    }
+
+    /// Registers `type` for `clientID` in the host's table; throws the refusal.
+    private static func register(_ type: String, clientID: String, in host: AgentHost) throws(HostCallError) {
         guard AgentID.isValidType(type) else {
             throw HostCallError(.invalidArgument, "Invalid agent type '\(type)': use letters, digits, '_', '-' and '.' only.")
         }
         switch host.table.register(agentType: type, clientID: clientID) {
-        case .registered:
-            host.logger.info("agent type registered", metadata: ["client.id": "\(clientID)", "agent.type": "\(type)"])
-        case .alreadyRegisteredBySameClient:
+        case .registered, .alreadyRegisteredBySameClient:
             break
         case .takenBy(let owner):
             throw HostCallError(.invalidArgument, "Agent type \(type) already registered with client \(owner).")
+        case .takenOnHost(let owner, let holderHost):
+            throw HostCallError(.invalidArgument, "Agent type \(type) already registered with client \(owner) on host \(holderHost).")
         }
+    }
+
+    /// `RegisterAgentTypeRequest` → `RegisterAgentTypeResponse`.
+    private func registerAgent(_ bytes: UnsafeRawBufferPointer) throws -> [UInt8] {
+        let type = try ControlPlaneCodec.decodeRegisterAgentTypeRequest(bytes)
+        try Self.register(type, clientID: clientID, in: host)
+        host.logger.info("agent type registered", metadata: ["client.id": "\(clientID)", "agent.type": "\(type)"])
         return ControlPlaneCodec.encodeRegisterAgentTypeResponse()
     }
 
@@ -71,6 +126,7 @@ final class RegistrationCall: ServerCallHandler {
         } catch {
             throw HostCallError(error)
         }
+        host.cluster?.subscriptionAdded(subscription)
         host.logger.info("subscription added", metadata: ["client.id": "\(clientID)", "subscription": "\(subscription)"])
         return ControlPlaneCodec.encodeAddSubscriptionResponse()
     }
@@ -83,6 +139,7 @@ final class RegistrationCall: ServerCallHandler {
         } catch {
             throw HostCallError(error)
         }
+        host.cluster?.subscriptionRemoved(id: id)
         host.logger.info("subscription removed", metadata: ["client.id": "\(clientID)", "subscription.id": "\(id)"])
         return ControlPlaneCodec.encodeRemoveSubscriptionResponse()
     }

@@ -7,9 +7,9 @@ import Synchronization
 /// operation holds it for a few dictionary lookups, never while sending.
 final class RoutingTable: Sendable {
     struct PendingRequest: Sendable {
-        var caller: WorkerConnection
+        var caller: Caller
         var originalRequestID: String
-        var targetClientID: String
+        var responder: Responder
         /// The agent addressed (formatted only for error answers and log lines).
         var target: AgentID
         var deadline: ContinuousClock.Instant
@@ -24,16 +24,62 @@ final class RoutingTable: Sendable {
         var pendingAsTarget: Set<UInt64> = []
     }
 
+    /// Who must answer a forwarded request: a worker of this host, or another host of the
+    /// cluster (which forwards it to its worker).
+    enum Responder: Sendable, Equatable {
+        case client(String)
+        case host(String)
+    }
+
+    /// Where a topic type's events go: data channels of this host, and the other hosts of the
+    /// cluster that serve a subscribed agent type (each once; empty without a cluster).
+    struct Recipients: Sendable {
+        var local: [WorkerConnection] = []
+        var hosts: [String] = []
+    }
+
     private struct State: ~Copyable {
         var clients: [String: Client] = [:]
         var agentTypeOwners: [String: String] = [:]
         var subscriptions = SubscriptionIndex()
         var subscriptionOwners: [String: String] = [:]
-        /// Topic type → the data channels it reaches; rebuilt lazily after any change.
-        var recipients: [String: [WorkerConnection]] = [:]
+        /// What the other hosts of the cluster serve (empty without a cluster).
+        var remote = RemoteTables()
+        /// Topic type → where its events go; rebuilt lazily after any change.
+        var recipients: [String: Recipients] = [:]
         var pending: [UInt64: PendingRequest] = [:]
         var deadlines = DeadlineQueue<UInt64>()
         var nextRequestID: UInt64 = 1
+
+        /// Records a request under a new host request id, with its deadline.
+        mutating func issue(_ request: PendingRequest) -> UInt64 {
+            let id = nextRequestID
+            nextRequestID += 1
+            pending[id] = request
+            deadlines.schedule(id, at: request.deadline)
+            return id
+        }
+
+        /// Removes and returns the requests waiting for an answer from another host (`host`, or
+        /// any when nil).
+        mutating func removePending(answeredBy host: String?) -> [PendingRequest] {
+            var removed: [PendingRequest] = []
+            for (id, request) in pending {
+                guard case .host(let name) = request.responder, host == nil || host == name else { continue }
+                pending[id] = nil
+                deadlines.cancel(id)
+                removed.append(request)
+            }
+            return removed
+        }
+    }
+
+    /// What the other hosts of a cluster serve, as their key-value entries say.
+    struct RemoteTables: Sendable {
+        /// Agent type → the host and client holding it.
+        var typeOwners: [String: (host: String, client: String)] = [:]
+        /// Host → its workers' subscriptions.
+        var subscriptions: [String: SubscriptionIndex] = [:]
     }
 
     private let state = Mutex(State())
@@ -62,7 +108,8 @@ final class RoutingTable: Sendable {
     /// What a client's departure removed, for logs and for answering its callers.
     struct Departure: Sendable {
         var agentTypes: [String] = []
-        var subscriptionCount = 0
+        var subscriptionIDs: [String] = []
+        var subscriptionCount: Int { subscriptionIDs.count }
         /// RPCs it had not answered: their callers get an error.
         var unanswered: [PendingRequest] = []
     }
@@ -82,7 +129,7 @@ final class RoutingTable: Sendable {
                 state.subscriptions.remove(id: id)
                 state.subscriptionOwners[id] = nil
             }
-            departure.subscriptionCount = client.subscriptionIDs.count
+            departure.subscriptionIDs = client.subscriptionIDs.sorted()
             for id in client.pendingAsTarget {
                 state.deadlines.cancel(id)
                 if let request = state.pending.removeValue(forKey: id) { departure.unanswered.append(request) }
@@ -115,17 +162,36 @@ final class RoutingTable: Sendable {
         case registered
         case alreadyRegisteredBySameClient
         case takenBy(String)
+        /// Another host of the cluster holds the type for another client.
+        case takenOnHost(client: String, host: String)
     }
 
+    /// Records `clientID` as the owner of `agentType`, unless another client holds it here or
+    /// on another host. A type held on another host by the same client id (a worker that moved
+    /// to this host) is taken over.
     func register(agentType: String, clientID: String) -> RegistrationResult {
         state.withLock { state in
             if let owner = state.agentTypeOwners[agentType] {
                 return owner == clientID ? .alreadyRegisteredBySameClient : .takenBy(owner)
             }
+            if let remote = state.remote.typeOwners[agentType] {
+                guard remote.client == clientID else { return .takenOnHost(client: remote.client, host: remote.host) }
+                state.remote.typeOwners[agentType] = nil
+            }
             state.agentTypeOwners[agentType] = clientID
             state.clients[clientID, default: Client()].agentTypes.insert(agentType)
             state.recipients.removeAll(keepingCapacity: true)
             return .registered
+        }
+    }
+
+    /// Undoes a ``register(agentType:clientID:)`` the cluster refused.
+    func unregister(agentType: String, clientID: String) {
+        state.withLock { state in
+            guard state.agentTypeOwners[agentType] == clientID else { return }
+            state.agentTypeOwners[agentType] = nil
+            state.clients[clientID]?.agentTypes.remove(agentType)
+            state.recipients.removeAll(keepingCapacity: true)
         }
     }
 
@@ -155,22 +221,128 @@ final class RoutingTable: Sendable {
         }
     }
 
+    /// The subscriptions of this host's clients, and, in a cluster, those of the other hosts'.
     func allSubscriptions() -> [Subscription] {
-        state.withLock { state in state.subscriptions.byID.values.sorted { $0.id < $1.id } }
+        state.withLock { state in
+            var all = Array(state.subscriptions.byID.values)
+            for index in state.remote.subscriptions.values { all.append(contentsOf: index.byID.values) }
+            return all.sorted { $0.id < $1.id }
+        }
     }
+
+    /// The subscriptions of this host's clients (what it publishes to the cluster).
+    func localSubscriptions() -> [Subscription] {
+        state.withLock { state in Array(state.subscriptions.byID.values) }
+    }
+
+    /// Agent type → client, for the types this host's clients hold.
+    func localAgentTypes() -> [String: String] {
+        state.withLock { state in state.agentTypeOwners }
+    }
+
+    // MARK: The cluster's other hosts
+
+    /// Another host holds `agentType` for `client`. A type this host held until now is given
+    /// up (its client moved to that host, or the other host took it while this one was cut off
+    /// from the cluster): returns the local client that lost it.
+    func setRemoteOwner(agentType: String, host: String, client: String) -> String? {
+        state.withLock { state in
+            state.remote.typeOwners[agentType] = (host, client)
+            state.recipients.removeAll(keepingCapacity: true)
+            guard let local = state.agentTypeOwners.removeValue(forKey: agentType) else { return nil }
+            state.clients[local]?.agentTypes.remove(agentType)
+            return local
+        }
+    }
+
+    /// `host` no longer holds `agentType`.
+    func removeRemoteOwner(agentType: String, host: String) {
+        state.withLock { state in
+            guard state.remote.typeOwners[agentType]?.host == host else { return }
+            state.remote.typeOwners[agentType] = nil
+            state.recipients.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// A subscription of a worker of `host`; replaces one with the same id there.
+    func setRemoteSubscription(_ subscription: Subscription, host: String) {
+        state.withLock { state in
+            _ = state.remote.subscriptions[host, default: SubscriptionIndex()].remove(id: subscription.id)
+            // A duplicate (agent type, topic) on that host is already covered by the first.
+            try? state.remote.subscriptions[host, default: SubscriptionIndex()].insert(subscription)
+            state.recipients.removeAll(keepingCapacity: true)
+        }
+    }
+
+    func removeRemoteSubscription(id: String, host: String) {
+        state.withLock { state in
+            guard state.remote.subscriptions[host]?.remove(id: id) != nil else { return }
+            if state.remote.subscriptions[host]?.count == 0 { state.remote.subscriptions[host] = nil }
+            state.recipients.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// Forgets everything `host` served (it died, or left); returns the requests it had not
+    /// answered, for their callers to get an error.
+    func forgetHost(_ host: String) -> [PendingRequest] {
+        state.withLock { state in
+            state.remote.subscriptions[host] = nil
+            state.remote.typeOwners = state.remote.typeOwners.filter { $0.value.host != host }
+            state.recipients.removeAll(keepingCapacity: true)
+            return state.removePending(answeredBy: host)
+        }
+    }
+
+    /// Removes and returns the request `hostRequestID` if it waits for another host's answer.
+    func takePendingOnHost(hostRequestID: UInt64) -> PendingRequest? {
+        state.withLock { state in
+            guard let request = state.pending[hostRequestID], case .host = request.responder else { return nil }
+            state.pending[hostRequestID] = nil
+            state.deadlines.cancel(hostRequestID)
+            return request
+        }
+    }
+
+    /// Removes and returns the requests waiting for `host`'s answer.
+    func forgetPending(onHost host: String) -> [PendingRequest] {
+        state.withLock { state in state.removePending(answeredBy: host) }
+    }
+
+    /// Removes and returns every request waiting for another host's answer (the cluster's
+    /// connection is lost: no answer can arrive).
+    func drainPendingOnHosts() -> [PendingRequest] {
+        state.withLock { state in state.removePending(answeredBy: nil) }
+    }
+
+    /// The hosts that hold agent types or subscriptions, as far as this host knows.
+    func remoteHosts() -> Set<String> {
+        state.withLock { state in
+            Set(state.remote.subscriptions.keys).union(state.remote.typeOwners.values.map(\.host))
+        }
+    }
+
 
     // MARK: Routing
 
-    /// The data channels serving an agent type subscribed to `topicType`, each once.
-    func recipients(ofTopicType topicType: String) -> [WorkerConnection] {
+    /// The data channels serving an agent type subscribed to `topicType`, each once, and the
+    /// other hosts serving one (each once).
+    func recipients(ofTopicType topicType: String) -> Recipients {
         state.withLock { state in
             if let cached = state.recipients[topicType] { return cached }
+            var agentTypes = state.subscriptions.agentTypes(matching: topicType)
+            for index in state.remote.subscriptions.values {
+                agentTypes.formUnion(index.agentTypes(matching: topicType))
+            }
             var seen = Set<String>()
-            var result: [WorkerConnection] = []
-            for agentType in state.subscriptions.agentTypes(matching: topicType) {
-                guard let owner = state.agentTypeOwners[agentType], seen.insert(owner).inserted,
-                      let connection = state.clients[owner]?.data else { continue }
-                result.append(connection)
+            var hosts = Set<String>()
+            var result = Recipients()
+            for agentType in agentTypes {
+                if let owner = state.agentTypeOwners[agentType] {
+                    guard seen.insert(owner).inserted, let connection = state.clients[owner]?.data else { continue }
+                    result.local.append(connection)
+                } else if let remote = state.remote.typeOwners[agentType], hosts.insert(remote.host).inserted {
+                    result.hosts.append(remote.host)
+                }
             }
             // A topic type nobody serves is cached too (an empty list), but the cache is
             // bounded so that a stream of distinct topic types cannot grow it without end.
@@ -183,24 +355,31 @@ final class RoutingTable: Sendable {
     enum RequestRoute: Sendable {
         /// Forward with this host request id to this connection.
         case forward(UInt64, WorkerConnection)
+        /// Forward with this host request id to the host of the cluster that serves the type.
+        case forwardToHost(UInt64, String)
         case unknownAgentType
         /// The owner registered the type but has no data channel open.
         case ownerNotConnected(String)
     }
 
     /// Records an RPC from `caller` to `targetType` and picks where it goes.
-    func routeRequest(from caller: WorkerConnection, requestID: String, target: AgentID,
-                      deadline: ContinuousClock.Instant) -> RequestRoute {
+    /// - Parameter remoteCallers: whether the type may be served by another host (false for a
+    ///   request that came from another host: it is never forwarded again).
+    func routeRequest(from caller: Caller, requestID: String, target: AgentID,
+                      deadline: ContinuousClock.Instant, remoteOwners: Bool = true) -> RequestRoute {
         state.withLock { state in
-            guard let owner = state.agentTypeOwners[target.type] else { return .unknownAgentType }
+            guard let owner = state.agentTypeOwners[target.type] else {
+                guard remoteOwners, let remote = state.remote.typeOwners[target.type] else { return .unknownAgentType }
+                let id = state.issue(PendingRequest(
+                    caller: caller, originalRequestID: requestID, responder: .host(remote.host),
+                    target: target, deadline: deadline))
+                return .forwardToHost(id, remote.host)
+            }
             guard let connection = state.clients[owner]?.data else { return .ownerNotConnected(owner) }
-            let id = state.nextRequestID
-            state.nextRequestID += 1
-            state.pending[id] = PendingRequest(
-                caller: caller, originalRequestID: requestID,
-                targetClientID: owner, target: target, deadline: deadline)
+            let id = state.issue(PendingRequest(
+                caller: caller, originalRequestID: requestID, responder: .client(owner),
+                target: target, deadline: deadline))
             state.clients[owner]?.pendingAsTarget.insert(id)
-            state.deadlines.schedule(id, at: deadline)
             return .forward(id, connection)
         }
     }
@@ -213,14 +392,14 @@ final class RoutingTable: Sendable {
         case wrongResponder(PendingRequest)
     }
 
-    /// Matches a response from `responderClientID` to its request.
-    func routeResponse(hostRequestID: UInt64, responderClientID: String) -> ResponseRoute {
+    /// Matches a response from `responder` to its request.
+    func routeResponse(hostRequestID: UInt64, responder: Responder) -> ResponseRoute {
         state.withLock { state in
             guard let request = state.pending[hostRequestID] else { return .unknown }
-            guard request.targetClientID == responderClientID else { return .wrongResponder(request) }
+            guard request.responder == responder else { return .wrongResponder(request) }
             state.pending[hostRequestID] = nil
             state.deadlines.cancel(hostRequestID)
-            state.clients[responderClientID]?.pendingAsTarget.remove(hostRequestID)
+            if case .client(let clientID) = responder { state.clients[clientID]?.pendingAsTarget.remove(hostRequestID) }
             return .deliver(request)
         }
     }
@@ -230,7 +409,7 @@ final class RoutingTable: Sendable {
         state.withLock { state in
             state.deadlines.removeExpired(now: now).compactMap { id in
                 guard let request = state.pending.removeValue(forKey: id) else { return nil }
-                state.clients[request.targetClientID]?.pendingAsTarget.remove(id)
+                if case .client(let clientID) = request.responder { state.clients[clientID]?.pendingAsTarget.remove(id) }
                 return request
             }
         }
@@ -249,17 +428,27 @@ final class RoutingTable: Sendable {
 
     // MARK: Control channel
 
-    /// The control channel a `destination` (`agentid=type/key` or `clientid=ID`) reaches.
-    func controlChannel(forDestination destination: String) -> WorkerConnection? {
+    enum ControlRoute: Sendable {
+        case local(WorkerConnection)
+        /// The agent type's owner is a client of another host of the cluster.
+        case host(String)
+        case none
+    }
+
+    /// Where a `destination` (`agentid=type/key` or `clientid=ID`) reaches: a control channel
+    /// of this host, or the host that serves the agent type.
+    func controlRoute(forDestination destination: String) -> ControlRoute {
         state.withLock { state in
             if destination.hasPrefix("clientid=") {
-                return state.clients[String(destination.dropFirst("clientid=".count))]?.control
+                return state.clients[String(destination.dropFirst("clientid=".count))]?.control.map { .local($0) } ?? .none
             }
-            if destination.hasPrefix("agentid="), let id = AgentID(destination.dropFirst("agentid=".count)),
-               let owner = state.agentTypeOwners[id.type] {
-                return state.clients[owner]?.control
+            if destination.hasPrefix("agentid="), let id = AgentID(destination.dropFirst("agentid=".count)) {
+                if let owner = state.agentTypeOwners[id.type] {
+                    return state.clients[owner]?.control.map { .local($0) } ?? .none
+                }
+                if let remote = state.remote.typeOwners[id.type] { return .host(remote.host) }
             }
-            return nil
+            return .none
         }
     }
 

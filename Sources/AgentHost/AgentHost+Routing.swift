@@ -1,0 +1,137 @@
+import AgentCore
+import ProtoWire
+import GRPCTransport
+import Logging
+
+/// The routing of events and RPCs, shared by the workers' data channels and the messages that
+/// come from the cluster's other hosts.
+extension AgentHost {
+    /// Sends an event to this host's workers that serve an agent type subscribed to its topic
+    /// type, and — for a worker's publish, not one forwarded by another host — once to each
+    /// other host of the cluster that serves one.
+    func publish(_ message: MessageBuffer, _ event: CloudEventHeader, forwarded: Bool, logger: Logger) {
+        let recipients = table.recipients(ofTopicType: event.topicType)
+        let limits = configuration.queueLimits
+        for recipient in recipients.local {
+            recipient.sendEvent(message, limits: limits, logger: logger)
+        }
+        if !forwarded, !recipients.hosts.isEmpty, let cluster {
+            cluster.forwardEvent(message, to: recipients.hosts, topicType: event.topicType)
+        }
+    }
+
+    /// Routes an RPC (`bytes`: an `agents.Message` carrying `request`) to the worker serving
+    /// its target type — on this host, or, for a worker's request, on the host of the cluster
+    /// that serves it — or answers it with an error at once.
+    /// - Parameter deadline: when the caller stops waiting (a request from another host brings
+    ///   its caller's).
+    func route(
+        _ bytes: UnsafeRawBufferPointer, _ request: RpcRequestHeader, from caller: Caller,
+        deadline: ContinuousClock.Instant, logger: Logger
+    ) {
+        let target = AgentID(type: request.targetType, key: request.targetKey)
+        let fromPeer: Bool
+        if case .peer = caller { fromPeer = true } else { fromPeer = false }
+        let route = table.routeRequest(
+            from: caller, requestID: request.requestID, target: target, deadline: deadline, remoteOwners: !fromPeer)
+        let rewritten: [UInt8]
+        switch route {
+        case .forward(let hostID, _), .forwardToHost(let hostID, _):
+            do {
+                rewritten = try Envelope.replacingRequestID(in: bytes, messageField: 1, body: request.body, with: String(hostID))
+            } catch {
+                if case .deliver(let pending) = table.routeResponse(hostRequestID: hostID, responder: route.responder!) {
+                    answer(pending, error: "Malformed request to \(target): \(error)")
+                }
+                return
+            }
+        case .unknownAgentType:
+            let scope = cluster == nil ? "with the host" : "with any host of the cluster"
+            answer(caller, requestID: request.requestID,
+                   error: "Agent type '\(request.targetType)' is not registered \(scope) (request to \(target)).")
+            return
+        case .ownerNotConnected(let owner):
+            answer(caller, requestID: request.requestID,
+                   error: "Agent type '\(request.targetType)' belongs to client \(owner), which has no open channel (request to \(target)).")
+            return
+        }
+        switch route {
+        case .forward(let hostID, let destination):
+            let limits = configuration.queueLimits
+            switch destination.call.send(MessageBuffer(rewritten), maxMessages: limits.messages, maxBytes: limits.bytes) {
+            case .queued:
+                break
+            case .full:
+                if case .deliver(let pending) = table.routeResponse(hostRequestID: hostID, responder: .client(destination.clientID)) {
+                    answer(pending, error: "The worker serving \(target) is overloaded (\(limits.messages) messages wait for it); the request was not delivered.")
+                }
+            case .closed:
+                // The destination's stream is ending; its departure answers the caller.
+                logger.debug("request to a closing channel", metadata: ["agent.id": "\(target)"])
+            }
+        case .forwardToHost(let hostID, let owner):
+            guard let cluster else { return }
+            if let failure = cluster.forwardRequest(rewritten, hostRequestID: hostID, to: owner, deadline: deadline),
+               case .deliver(let pending) = table.routeResponse(hostRequestID: hostID, responder: .host(owner)) {
+                answer(pending, error: "The request to \(target) could not reach host \(owner), which serves agent type '\(target.type)': \(failure)")
+            }
+        default:
+            break
+        }
+    }
+
+    /// Hands a response (`bytes`: an `agents.Message` carrying `response`, whose request id is
+    /// this host's) from `responder` to the caller of its request.
+    func deliver(
+        _ bytes: UnsafeRawBufferPointer, _ response: RpcResponseHeader, from responder: RoutingTable.Responder, logger: Logger
+    ) {
+        guard let hostID = UInt64(response.requestID) else {
+            logger.warning("response with a request id the host never issued dropped", metadata: ["request.id": "\(response.requestID)"])
+            return
+        }
+        switch table.routeResponse(hostRequestID: hostID, responder: responder) {
+        case .deliver(let request):
+            do {
+                let rewritten = try Envelope.replacingRequestID(
+                    in: bytes, messageField: 2, body: response.body, with: request.originalRequestID)
+                send(MessageBuffer(rewritten), to: request.caller)
+            } catch {
+                answer(request, error: "The answer from \(request.target) was malformed: \(error)")
+            }
+        case .unknown:
+            logger.debug("response to no waiting request dropped (answered already, or timed out)", metadata: ["request.id": "\(response.requestID)"])
+        case .wrongResponder(let request):
+            logger.warning("response from a client the request was not sent to dropped", metadata: [
+                "request.id": "\(response.requestID)", "agent.id": "\(request.target)",
+            ])
+        }
+    }
+
+    /// Sends an answer to a caller: on its data channel, or to its host.
+    func send(_ message: MessageBuffer, to caller: Caller) {
+        switch caller {
+        case .worker(let connection): _ = connection.send(message)
+        case .peer(let peer): cluster?.reply(message, to: peer)
+        }
+    }
+
+    /// Sends an error response for `request` to its caller.
+    func answer(_ request: RoutingTable.PendingRequest, error: String) {
+        answer(request.caller, requestID: request.originalRequestID, error: error)
+    }
+
+    func answer(_ caller: Caller, requestID: String, error: String) {
+        send(MessageBuffer(Envelope.errorResponse(requestID: requestID, error: error)), to: caller)
+    }
+}
+
+extension RoutingTable.RequestRoute {
+    /// Who the route's request went to.
+    var responder: RoutingTable.Responder? {
+        switch self {
+        case .forward(_, let connection): .client(connection.clientID)
+        case .forwardToHost(_, let host): .host(host)
+        default: nil
+        }
+    }
+}
