@@ -307,7 +307,7 @@ let package = Package(
         .testTarget(
             name: "AgentRuntimeTests",
             dependencies: [
-                "AgentRuntime", "AgentHost", "ProtoWire", "CAgentWire", "GRPCTransport", "AgentConfig", "AgentTestSupport",
+                "AgentRuntime", "AgentHost", "AgentCluster", "ProtoWire", "CAgentWire", "GRPCTransport", "AgentConfig", "AgentTestSupport",
             ]),
 
         // Fuzz targets (Fuzz/README.md): libFuzzer entry points, built with -sanitize=fuzzer,address

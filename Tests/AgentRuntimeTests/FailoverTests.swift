@@ -1,3 +1,4 @@
+import AgentCluster
 import AgentCore
 import AgentHost
 import AgentRuntime
@@ -75,6 +76,51 @@ struct FailoverTests {
         await viaB.close()
         await runtime.shutdown()
         await b.shutdown()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    @Test("in a cluster, callers on another host keep reaching the agent after its runtime moved hosts")
+    func failoverInCluster() async throws {
+        let nats = try await NATSServer.start()
+        defer { nats.stop() }
+        func clusterHost(_ name: String) async throws -> AgentHost {
+            try await AgentHost.start(
+                configuration: .init(
+                    listen: "127.0.0.1:0",
+                    cluster: ClusterConfiguration(nats: NATSConnection.Options(servers: [nats.url]), name: name, lease: .seconds(1))),
+                logger: Logger(label: "test.\(name)"))
+        }
+        let a = try await clusterHost("a")
+        let b = try await clusterHost("b")
+        let c = try await clusterHost("c")
+        let directory = try pluginDirectory()
+        let log = LogCapture()
+        let runtime = try runtime(hosts: "127.0.0.1:\(a.port), 127.0.0.1:\(b.port)", directory: directory, log: log)
+        try await runtime.start()
+        let viaC = try WorkerClient(address: "127.0.0.1:\(c.port)")
+        // C learns of the type through the cluster, a moment after the runtime registered it.
+        var first: WorkerClient.Response?
+        let reached = await poll {
+            first = try? await viaC.send(Array(#"{"count": 5}"#.utf8), messageType: "Set", to: AgentID(type: "versioned", key: "f"))
+            return first != nil
+        }
+        #expect(reached, "a caller on host c never reached the agent served through host a")
+
+        await a.shutdown(gracePeriod: .zero)
+        let moved = await log.first(timeout: .seconds(10)) { $0.message == "reconnected to the host" }
+        #expect(moved?.metadata["host.address"] == "127.0.0.1:\(b.port)")
+        // The same client took its type over on b; c's callers follow it there.
+        var answer: WorkerClient.Response?
+        let followed = await poll {
+            answer = try? await viaC.send(Array("{}".utf8), messageType: "Get", to: AgentID(type: "versioned", key: "f"))
+            return answer != nil
+        }
+        #expect(followed)
+        #expect(answer.map { String(decoding: $0.payload, as: UTF8.self) }?.contains(#""count": 5"#) == true)
+        await viaC.close()
+        await runtime.shutdown()
+        await b.shutdown()
+        await c.shutdown()
         try? FileManager.default.removeItem(atPath: directory)
     }
 }
