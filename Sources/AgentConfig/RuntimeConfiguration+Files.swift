@@ -20,7 +20,10 @@ extension RuntimeConfiguration {
 
     /// Reads the PEM file `entry` names (relative to the configuration file's folder) and
     /// checks that it holds what the key needs.
-    static func pemFile(_ entry: IniEntry, holding content: PEMContent) throws(ConfigurationError) -> PEMFile {
+    /// - Parameter library: what reads the key, named in the message about an encrypted one.
+    static func pemFile(
+        _ entry: IniEntry, holding content: PEMContent, usedBy library: String = "gRPC"
+    ) throws(ConfigurationError) -> PEMFile {
         guard !entry.value.isEmpty else {
             throw .invalidValue(entry, "is empty; give the path of a PEM file (relative to the configuration file)")
         }
@@ -35,7 +38,7 @@ extension RuntimeConfiguration {
             if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") || text.contains("Proc-Type: 4,ENCRYPTED") {
                 throw .invalidValue(
                     entry,
-                    "\(path) holds an encrypted private key, which gRPC cannot use; write it unencrypted (openssl pkey -in KEY -out PLAIN) and make it readable by agentd's user only")
+                    "\(path) holds an encrypted private key, which \(library) cannot use; write it unencrypted (openssl pkey -in KEY -out PLAIN) and make it readable by agentd's user only")
             }
             guard text.contains("-----BEGIN "), text.contains("PRIVATE KEY-----") else {
                 throw .invalidValue(entry, "\(path) holds no PEM private key (a -----BEGIN PRIVATE KEY----- block)")
@@ -71,6 +74,40 @@ extension RuntimeConfiguration {
             throw .invalidValue(entry, "\(path) holds \(tokens.count) tokens; a client's token file holds one")
         }
         return tokens
+    }
+
+    /// The token of the NATS token file `entry` names: the whole file, surrounding whitespace
+    /// and line breaks trimmed. Errors never show the token.
+    static func natsTokenFile(_ entry: IniEntry) throws(ConfigurationError) -> String {
+        let path = try nonEmptyPath(entry, of: "a file with the token")
+        let text = try textOfFile(path, for: entry, limit: maximumTokenFileSize)
+        let token = text.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed()
+        guard !token.isEmpty else {
+            throw .invalidValue(entry, "\(path) holds no token (it is empty)")
+        }
+        do throws(SettingValueError) {
+            return try SettingValue.natsToken(String(token), what: "the token in \(path)")
+        } catch {
+            throw .invalidValue(entry, error.message)
+        }
+    }
+
+    /// The path of the file `entry` names, resolved against the configuration file's folder,
+    /// once it is found to be a readable file of UTF-8 text of at most 1 MiB: for a file that
+    /// another library reads itself.
+    /// - Parameter what: what the file is, for the message about an empty value.
+    static func readableFile(_ entry: IniEntry, holding what: String) throws(ConfigurationError) -> String {
+        let path = try nonEmptyPath(entry, of: what)
+        _ = try textOfFile(path, for: entry, limit: maximumTokenFileSize)
+        return path
+    }
+
+    /// The path `entry` names, resolved against the configuration file's folder.
+    private static func nonEmptyPath(_ entry: IniEntry, of what: String) throws(ConfigurationError) -> String {
+        guard !entry.value.isEmpty else {
+            throw .invalidValue(entry, "is empty; give the path of \(what) (relative to the configuration file)")
+        }
+        return resolve(entry.value, relativeToFolderOf: entry.path)
     }
 
     /// The tokens of an inline, comma-separated list (`auth_tokens = A, B`).

@@ -13,6 +13,10 @@ extension RuntimeConfiguration {
         ("state", ["store", "path", "sync"]),
         ("agents", ["idle_seconds", "max_resident"]),
         ("log", ["level"]),
+        ("cluster", [
+            "nats", "name", "lease_seconds", "tls_ca", "tls_certificate", "tls_key", "token", "token_file",
+            "credentials",
+        ]),
     ]
 
     /// The prefix of a plugin's section: `[plugin.NAME]`.
@@ -33,6 +37,7 @@ extension RuntimeConfiguration {
             case "log": try applyLog(section)
             case "state": try applyState(section, documentPath: document.path)
             case "agents": try applyAgents(section)
+            case "cluster": try applyCluster(section)
             default:
                 guard section.name.hasPrefix(Self.pluginSectionPrefix) else {
                     throw unknownSection(section)
@@ -57,16 +62,9 @@ extension RuntimeConfiguration {
                 // One host, or several (`A, B, C`): after losing its host the runtime moves on
                 // to the next.
                 hostAddress = try Self.value(of: entry) { text throws(SettingValueError) in
-                    let hosts = text.split(separator: ",", omittingEmptySubsequences: false)
-                        .map { String($0.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()) }
-                    var addresses: [String] = []
-                    for host in hosts {
-                        guard !host.isEmpty else {
-                            throw SettingValueError("\(quoted(text)) has an empty entry; list hosts as HOST:PORT, HOST:PORT")
-                        }
-                        addresses.append(try SettingValue.hostAndPort(host, allowsPortZero: false).description)
-                    }
-                    return addresses.joined(separator: ", ")
+                    try SettingValue.list(text, advice: "list hosts as HOST:PORT, HOST:PORT") { host throws(SettingValueError) in
+                        try SettingValue.hostAndPort(String(host), allowsPortZero: false).description
+                    }.joined(separator: ", ")
                 }
             case "rpc_timeout":
                 rpcTimeout = try Self.value(of: entry, SettingValue.seconds)
@@ -86,18 +84,10 @@ extension RuntimeConfiguration {
             case "tls_key":
                 tlsKey = try Self.pemFile(entry, holding: .privateKey)
             case "auth_token", "auth_token_file":
-                if let earlier = tokenEntry { throw Self.conflict(entry, with: earlier) }
-                tokenEntry = entry
-                if entry.key == "auth_token" {
-                    guard !entry.value.isEmpty else {
-                        throw .invalidValue(entry, "is empty; remove the key to send no token")
-                    }
-                    authToken = try Self.value(of: entry) { text throws(SettingValueError) in
-                        try SettingValue.token(Substring(text), what: "the token")
-                    }
-                } else {
-                    authToken = try Self.tokenFile(entry, single: true).first
-                }
+                authToken = try Self.token(
+                    entry, inlineKey: "auth_token", after: &tokenEntry,
+                    inline: { text throws(SettingValueError) in try SettingValue.token(Substring(text), what: "the token") },
+                    file: { entry throws(ConfigurationError) in try Self.tokenFile(entry, single: true)[0] })
             case "publish_buffer":
                 publishBuffer = try Self.value(of: entry) { text throws(SettingValueError) in
                     try SettingValue.integer(text, in: Self.publishBufferRange, what: "buffered publishes")
@@ -178,6 +168,23 @@ extension RuntimeConfiguration {
         }
     }
 
+    /// The token of `entry`, which is a section's `inlineKey` (the token itself) or its twin
+    /// that names a file holding the token: one of the two, not both.
+    /// - Parameter earlier: the twin seen before in the section, if any; becomes `entry`.
+    private static func token(
+        _ entry: IniEntry, inlineKey: String, after earlier: inout IniEntry?,
+        inline: (String) throws(SettingValueError) -> String,
+        file: (IniEntry) throws(ConfigurationError) -> String
+    ) throws(ConfigurationError) -> String {
+        if let earlier { throw conflict(entry, with: earlier) }
+        earlier = entry
+        guard entry.key == inlineKey else { return try file(entry) }
+        guard !entry.value.isEmpty else {
+            throw .invalidValue(entry, "is empty; remove the key to send no token")
+        }
+        return try value(of: entry, inline)
+    }
+
     /// Two keys that say the same thing two ways (`auth_tokens` and `auth_tokens_file`).
     private static func conflict(_ entry: IniEntry, with earlier: IniEntry) -> ConfigurationError {
         .invalidValue(entry, "set together with \(earlier.key) (line \(earlier.line)); give the token\(entry.key.hasPrefix("auth_tokens") ? "s" : "") one way only")
@@ -239,6 +246,77 @@ extension RuntimeConfiguration {
                 throw Self.unknownKey(entry)
             }
         }
+    }
+
+    private mutating func applyCluster(_ section: IniSection) throws(ConfigurationError) {
+        var cluster = ClusterSettings(nats: [])
+        var tokenEntry: IniEntry?
+        for entry in section.entries {
+            switch entry.key {
+            case "nats":
+                guard !entry.value.isEmpty else {
+                    throw .invalidValue(entry, "is empty; give the NATS servers, like nats://10.0.0.5:4222, nats://10.0.0.6:4222")
+                }
+                cluster.nats = try Self.value(of: entry) { text throws(SettingValueError) in
+                    try SettingValue.list(text, advice: "list servers as nats://HOST:PORT, nats://HOST:PORT", SettingValue.natsServer)
+                }
+            case "name":
+                cluster.name = try Self.clusterName(entry)
+            case "lease_seconds":
+                cluster.lease = try Self.value(of: entry) { text throws(SettingValueError) in
+                    try SettingValue.seconds(text, in: ClusterSettings.leaseRange, what: "the lease")
+                }
+            case "tls_ca":
+                cluster.tlsCA = try Self.pemFile(entry, holding: .certificate).path
+            case "tls_certificate":
+                cluster.tlsCertificate = try Self.pemFile(entry, holding: .certificate).path
+            case "tls_key":
+                cluster.tlsKey = try Self.pemFile(entry, holding: .privateKey, usedBy: "nats.c").path
+            case "token", "token_file":
+                cluster.token = try Self.token(
+                    entry, inlineKey: "token", after: &tokenEntry,
+                    inline: { text throws(SettingValueError) in try SettingValue.natsToken(text, what: "the token") },
+                    file: Self.natsTokenFile)
+            case "credentials":
+                cluster.credentialsFile = try Self.readableFile(entry, holding: "a NATS credentials file (.creds)")
+            default:
+                throw Self.unknownKey(entry)
+            }
+        }
+        guard section["nats"] != nil else {
+            throw ConfigurationError(
+                .missingKey,
+                "not set, but [cluster] is (line \(section.line)): give the NATS servers the cluster's hosts meet on, like nats = nats://10.0.0.5:4222, nats://10.0.0.6:4222",
+                path: section.path, section: section.name, key: "nats")
+        }
+        try Self.checkPair(in: section)
+        self.cluster = cluster
+    }
+
+    /// `[cluster] name`: one word of 1 to ``ClusterSettings/maximumNameLength`` characters.
+    private static func clusterName(_ entry: IniEntry) throws(ConfigurationError) -> String {
+        let name = entry.value
+        guard !name.isEmpty else {
+            throw .invalidValue(entry, "is empty; remove the key to have the host use HOSTNAME:PORT")
+        }
+        guard name.count <= ClusterSettings.maximumNameLength else {
+            throw .invalidValue(
+                entry, "is \(name.count) characters long; a host's name has at most \(ClusterSettings.maximumNameLength)")
+        }
+        for (index, character) in name.enumerated() {
+            let what: String
+            if character.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                what = "a control character"
+            } else if character.isWhitespace {
+                what = "whitespace"
+            } else {
+                continue
+            }
+            throw .invalidValue(
+                entry,
+                "\(quoted(name)) holds \(what) (character \(index + 1)); a host's name is one word, such as host-a or 10.0.0.5:50051")
+        }
+        return name
     }
 
     private mutating func applyLog(_ section: IniSection) throws(ConfigurationError) {

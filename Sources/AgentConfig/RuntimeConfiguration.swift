@@ -40,6 +40,13 @@ import Musl
 /// | `[host] auth_tokens = TOKEN, ...` or `auth_tokens_file = PATH` | tokens a call must carry one of | none: no token needed |
 /// | `[plugins] directory = PATH` | the folder of agent plugins, relative to the INI file | none: required to run |
 /// | `[log] level = LEVEL` | trace, debug, info, notice, warning, error or critical | info |
+/// | `[cluster] nats = URL, ...` | the NATS servers the cluster's hosts meet on (`nats://HOST:PORT`, `tls://HOST:PORT` or `HOST:PORT`) | none: required in `[cluster]` |
+/// | `[cluster] name = TEXT` | this host's name in the cluster, unique per host | `HOSTNAME:PORT` |
+/// | `[cluster] lease_seconds = SECONDS` | how long a host whose heartbeats stopped still counts as alive, 1...300 | 3 |
+/// | `[cluster] tls_ca = PATH` | the authority (PEM) that signed the NATS servers' certificates | the system's |
+/// | `[cluster] tls_certificate = PATH`, `tls_key = PATH` | this host's certificate (PEM) for NATS servers that require one | none |
+/// | `[cluster] token = TOKEN` or `token_file = PATH` | the token the NATS servers require | none |
+/// | `[cluster] credentials = PATH` | a NATS credentials file (`.creds`) | none |
 /// | `[plugin.NAME] KEY = VALUE` | settings handed to plugin NAME as they are | none |
 ///
 /// Paths are resolved against the INI file's folder. A file a key names that is missing,
@@ -117,6 +124,10 @@ public struct RuntimeConfiguration: Sendable, Hashable {
     /// `[state]` and `[agents]`: the state store and when idle agents are retired.
     public var state: StateSettings
 
+    /// `[cluster]`: how the host joins a cluster of hosts over NATS; `nil` when the file has no
+    /// `[cluster]` section (the host runs alone).
+    public var cluster: ClusterSettings?
+
     /// `[plugins] directory`: the folder the runtime loads agent plugins from, already resolved
     /// against the INI file's folder when it was written relative; `nil` if not set (see
     /// ``requiredPluginDirectory()``).
@@ -147,6 +158,7 @@ public struct RuntimeConfiguration: Sendable, Hashable {
         handlerTimeout: Duration = RuntimeConfiguration.defaultHandlerTimeout,
         host: HostSettings = HostSettings(),
         state: StateSettings = StateSettings(),
+        cluster: ClusterSettings? = nil,
         pluginDirectory: String? = nil,
         logLevel: String = RuntimeConfiguration.defaultLogLevel,
         pluginSettings: [String: [String: String]] = [:],
@@ -166,6 +178,7 @@ public struct RuntimeConfiguration: Sendable, Hashable {
         self.handlerTimeout = handlerTimeout
         self.host = host
         self.state = state
+        self.cluster = cluster
         self.pluginDirectory = pluginDirectory
         self.logLevel = logLevel
         self.pluginSettings = pluginSettings

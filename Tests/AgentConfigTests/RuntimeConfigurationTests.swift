@@ -244,10 +244,10 @@ struct RuntimeConfigurationTests {
             description: "agentd.ini:2: [plugins] directory: is empty; give the folder that holds the agent plugins (lib*.so)"),
         BadSetting(
             text: "[runtime]\nworkers = 2\n\n[runtme]", code: .unknownSection, line: 4, section: "runtme", key: nil,
-            description: "agentd.ini:4: unknown section [runtme] (did you mean [runtime]?); the sections are [runtime], [host], [plugins], [state], [agents], [log] and [plugin.NAME]"),
+            description: "agentd.ini:4: unknown section [runtme] (did you mean [runtime]?); the sections are [runtime], [host], [plugins], [state], [agents], [log], [cluster] and [plugin.NAME]"),
         BadSetting(
             text: "[plugins.greeter]", code: .unknownSection, line: 1, section: "plugins.greeter", key: nil,
-            description: "agentd.ini:1: unknown section [plugins.greeter] (did you mean [plugin.greeter]?); the sections are [runtime], [host], [plugins], [state], [agents], [log] and [plugin.NAME]"),
+            description: "agentd.ini:1: unknown section [plugins.greeter] (did you mean [plugin.greeter]?); the sections are [runtime], [host], [plugins], [state], [agents], [log], [cluster] and [plugin.NAME]"),
         BadSetting(
             text: "[plugin.]\nk = v", code: .invalidSectionName, line: 1, section: "plugin.", key: nil,
             description: "agentd.ini:1: [plugin.] has no plugin name; write [plugin.NAME]"),
@@ -348,5 +348,6 @@ struct RuntimeConfigurationTests {
         #expect(configuration.logLevel == "info")
         #expect(try configuration.requiredPluginDirectory() == repository.path + "/Config/../.build/plugins")
         #expect(configuration.pluginSettings["greeter-plugin"]?["greeting"] == "Hello")
+        #expect(configuration.cluster == nil, "the [cluster] example is commented out: the host runs alone")
     }
 }

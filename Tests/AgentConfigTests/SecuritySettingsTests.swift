@@ -232,15 +232,18 @@ struct SecuritySettingsTests {
 
     @Test("each bad file, token or bound is refused naming the file, line and key (and the path)", arguments: badSettings)
     func badSetting(_ bad: BadSetting) throws {
-        try withFolder { folder in
-            let error = try #require(throws: ConfigurationError.self) { try folder.load(bad.text) }
-            #expect(error.code == bad.code)
-            #expect(error.path == "\(folder.path)/agentd.ini")
-            #expect(error.line == bad.line)
-            #expect(error.section == bad.section)
-            #expect(error.key == bad.key)
-            #expect(error.description == bad.description.replacingOccurrences(of: "FOLDER", with: folder.path))
-        }
+        try withFolder { folder in try Self.expectRefused(bad, in: folder) }
+    }
+
+    /// Loads `bad.text` as `folder`'s agentd.ini and checks the error against `bad`.
+    static func expectRefused(_ bad: BadSetting, in folder: Folder) throws {
+        let error = try #require(throws: ConfigurationError.self) { try folder.load(bad.text) }
+        #expect(error.code == bad.code)
+        #expect(error.path == "\(folder.path)/agentd.ini")
+        #expect(error.line == bad.line)
+        #expect(error.section == bad.section)
+        #expect(error.key == bad.key)
+        #expect(error.description == bad.description.replacingOccurrences(of: "FOLDER", with: folder.path))
     }
 
     @Test("an error about a token file never shows a token")

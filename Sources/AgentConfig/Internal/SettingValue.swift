@@ -11,6 +11,30 @@ enum SettingValue {
 
     /// A positive decimal number of seconds, `60` or `0.5`, from 0.001 to one day.
     static func seconds(_ text: String) throws(SettingValueError) -> Duration {
+        guard let duration = try decimalSeconds(text), duration <= .seconds(longestSeconds) else {
+            throw SettingValueError("\(quoted(text)) seconds is too long; the most is \(longestSeconds) (one day)")
+        }
+        guard duration >= .milliseconds(1) else {
+            throw SettingValueError("\(quoted(text)) is not a positive number of seconds; the least is 0.001")
+        }
+        return duration
+    }
+
+    /// A decimal number of seconds, `3` or `1.5`, in `range`.
+    /// - Parameter what: how the message names the value, e.g. "the lease".
+    static func seconds(
+        _ text: String, in range: ClosedRange<Duration>, what: String
+    ) throws(SettingValueError) -> Duration {
+        guard let duration = try decimalSeconds(text), range.contains(duration) else {
+            throw SettingValueError(
+                "\(quoted(text)) is out of range: \(what) must be from \(secondsText(range.lowerBound)) to \(secondsText(range.upperBound)) seconds")
+        }
+        return duration
+    }
+
+    /// `text` as a decimal number of seconds (`60`, `0.5`; nanoseconds from the first nine
+    /// decimal places), or nil when its whole seconds are more than ``longestSeconds``.
+    private static func decimalSeconds(_ text: String) throws(SettingValueError) -> Duration? {
         let parts = text.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
         let whole = parts[0]
         let fraction = parts.count == 2 ? parts[1] : ""
@@ -19,20 +43,20 @@ enum SettingValue {
         else {
             throw SettingValueError("\(quoted(text)) is not a number of seconds (write it like 60 or 0.5)")
         }
-        guard let wholeSeconds = Int(whole), wholeSeconds <= longestSeconds else {
-            throw SettingValueError("\(quoted(text)) seconds is too long; the most is \(longestSeconds) (one day)")
-        }
-        // Nanoseconds from the first nine decimal places.
+        guard let wholeSeconds = Int(whole), wholeSeconds <= longestSeconds else { return nil }
         let nanoDigits = String(fraction.prefix(9)).zeroPadded(toLength: 9)
         let nanoseconds = Int(nanoDigits) ?? 0
-        let duration = Duration.seconds(wholeSeconds) + .nanoseconds(nanoseconds)
-        guard duration >= .milliseconds(1) else {
-            throw SettingValueError("\(quoted(text)) is not a positive number of seconds; the least is 0.001")
-        }
-        guard duration <= .seconds(longestSeconds) else {
-            throw SettingValueError("\(quoted(text)) seconds is too long; the most is \(longestSeconds) (one day)")
-        }
-        return duration
+        return Duration.seconds(wholeSeconds) + .nanoseconds(nanoseconds)
+    }
+
+    /// A duration as a decimal number of seconds, without trailing zeros: `3`, `1.5`.
+    static func secondsText(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        guard attoseconds != 0 else { return "\(seconds)" }
+        var fraction = String(attoseconds)
+        fraction = String(repeating: "0", count: 18 - fraction.count) + fraction
+        while fraction.last == "0" { fraction.removeLast() }
+        return "\(seconds).\(fraction)"
     }
 
     /// A whole number in `range`, digits only.
@@ -95,45 +119,103 @@ enum SettingValue {
         return String(text)
     }
 
+    /// The items of a comma-separated list (`A, B, C`), each without surrounding spaces and
+    /// tabs, parsed by `parse`.
+    /// - Parameter advice: how to write the list, for the message about an empty item, e.g.
+    ///   "list hosts as HOST:PORT, HOST:PORT".
+    static func list<Item>(
+        _ text: String, advice: String, _ parse: (Substring) throws(SettingValueError) -> Item
+    ) throws(SettingValueError) -> [Item] {
+        var items: [Item] = []
+        for item in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let item = item.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()
+            guard !item.isEmpty else {
+                throw SettingValueError("\(quoted(text)) has an empty entry; \(advice)")
+            }
+            items.append(try parse(Substring(item)))
+        }
+        return items
+    }
+
+    /// A NATS server's URL: `nats://HOST:PORT`, `tls://HOST:PORT`, or `HOST:PORT`, which is
+    /// taken as `nats://HOST:PORT`. The scheme is returned in lower case.
+    static func natsServer(_ text: Substring) throws(SettingValueError) -> String {
+        let form = "nats://HOST:PORT, tls://HOST:PORT or HOST:PORT, like nats://10.0.0.5:4222"
+        var scheme = "nats"
+        var address = text
+        if let separator = text.firstRange(of: "://") {
+            scheme = text[..<separator.lowerBound].lowercased()
+            address = text[separator.upperBound...]
+            guard scheme == "nats" || scheme == "tls" else {
+                throw SettingValueError("\(quoted(String(text))): the scheme must be nats:// or tls://; write \(form)")
+            }
+        }
+        if let at = address.lastIndex(of: "@") {
+            // Never repeat what comes before '@': it may be a password.
+            throw SettingValueError(
+                "\(quoted("\(scheme)://…@\(address[address.index(after: at)...])")): a user or password does not go in the server's address; use token, token_file or credentials")
+        }
+        let hostAndPort = try hostAndPort(String(address), allowsPortZero: false, shown: String(text), form: form)
+        return "\(scheme)://\(hostAndPort)"
+    }
+
+    /// A NATS token: anything but whitespace and control characters. Messages never repeat
+    /// the token.
+    /// - Parameter what: how the message names it, e.g. "the token".
+    static func natsToken(_ text: some StringProtocol, what: String) throws(SettingValueError) -> String {
+        if let bad = text.unicodeScalars.firstIndex(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control }) {
+            let position = text.unicodeScalars.distance(from: text.unicodeScalars.startIndex, to: bad) + 1
+            throw SettingValueError(
+                "\(what) holds whitespace or a control character (character \(position)); a NATS token is one word")
+        }
+        return String(text)
+    }
+
     /// `HOST:PORT`, `[IPv6]:PORT`.
-    static func hostAndPort(_ text: String, allowsPortZero: Bool) throws(SettingValueError) -> HostAndPort {
-        let example = "like 127.0.0.1:50051, localhost:50051 or [::1]:50051"
+    /// - Parameters:
+    ///   - shown: what messages quote (default `text`), e.g. the whole URL `text` came from.
+    ///   - form: what messages ask to write instead.
+    static func hostAndPort(
+        _ text: String, allowsPortZero: Bool, shown: String? = nil,
+        form: String = "HOST:PORT, like 127.0.0.1:50051, localhost:50051 or [::1]:50051"
+    ) throws(SettingValueError) -> HostAndPort {
+        let value = quoted(shown ?? text)
         let host: Substring
         let port: Substring
         if text.hasPrefix("[") {
             guard let close = text.firstIndex(of: "]") else {
-                throw SettingValueError("\(quoted(text)) has no closing ']' after the IPv6 address; write HOST:PORT, \(example)")
+                throw SettingValueError("\(value) has no closing ']' after the IPv6 address; write \(form)")
             }
             host = text[text.index(after: text.startIndex)..<close]
             let rest = text[text.index(after: close)...]
             guard rest.hasPrefix(":") else {
-                throw SettingValueError("\(quoted(text)) has no port after the IPv6 address; write HOST:PORT, \(example)")
+                throw SettingValueError("\(value) has no port after the IPv6 address; write \(form)")
             }
             port = rest.dropFirst()
             guard !host.isEmpty, host.contains(":"), host.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }) else {
-                throw SettingValueError("\(quoted(text)) does not hold an IPv6 address in its brackets; write HOST:PORT, \(example)")
+                throw SettingValueError("\(value) does not hold an IPv6 address in its brackets; write \(form)")
             }
         } else {
             guard let colon = text.lastIndex(of: ":") else {
-                throw SettingValueError("\(quoted(text)) has no port; write HOST:PORT, \(example)")
+                throw SettingValueError("\(value) has no port; write \(form)")
             }
             host = text[..<colon]
             port = text[text.index(after: colon)...]
             guard !host.contains(":") else {
-                throw SettingValueError("\(quoted(text)): an IPv6 address goes in brackets, like [::1]:50051")
+                throw SettingValueError("\(value): an IPv6 address goes in brackets, like [::1]:50051")
             }
             guard !host.isEmpty else {
-                throw SettingValueError("\(quoted(text)) has no host before the port; write HOST:PORT, \(example)")
+                throw SettingValueError("\(value) has no host before the port; write \(form)")
             }
             guard host.utf8.allSatisfy(isHostByte) else {
-                throw SettingValueError("\(quoted(text)): the host may only contain letters, digits, '-', '_' and '.'; write HOST:PORT, \(example)")
+                throw SettingValueError("\(value): the host may only contain letters, digits, '-', '_' and '.'; write \(form)")
             }
         }
         guard !port.isEmpty, port.count <= 5, port.utf8.allSatisfy(isDigit), let number = Int(port), number <= 65535 else {
-            throw SettingValueError("\(quoted(text)) has no valid port: the port is a number from \(allowsPortZero ? 0 : 1) to 65535")
+            throw SettingValueError("\(value) has no valid port: the port is a number from \(allowsPortZero ? 0 : 1) to 65535")
         }
         guard allowsPortZero || number != 0 else {
-            throw SettingValueError("\(quoted(text)): port 0 cannot be connected to; give the port the host listens on")
+            throw SettingValueError("\(value): port 0 cannot be connected to; give the port the host listens on")
         }
         return HostAndPort(host: String(host), port: number)
     }
