@@ -181,7 +181,7 @@ let package = Package(
         .target(
             name: "HostLauncher",
             dependencies: [
-                "AgentConfig", "AgentHost", "GRPCTransport",
+                "AgentConfig", "AgentHost", "AgentCluster", "GRPCTransport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

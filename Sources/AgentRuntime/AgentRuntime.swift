@@ -96,10 +96,11 @@ public final class AgentRuntime: Sendable {
     ///
     /// A plugin that fails to load or register is refused with a log line naming the file
     /// and the reason; the others serve.
-    /// - Throws: if the embedded host cannot listen or the plugin directory cannot be read.
+    /// - Throws: if the embedded host cannot listen or join its cluster, or the plugin directory
+    ///   cannot be read.
     public func start() async throws {
         let states = try openStateStore()
-        let (address, authToken) = try startEmbeddedHostIfNeeded()
+        let (address, authToken) = try await startEmbeddedHostIfNeeded()
         let connection = HostConnection(
             address: address, clientID: configuration.clientID, maxMessageBytes: configuration.maxMessageBytes,
             logger: logger,
@@ -231,7 +232,7 @@ public final class AgentRuntime: Sendable {
 
     /// Starts the embedded host when no host address is configured; returns the address to
     /// connect to and the token to present.
-    private func startEmbeddedHostIfNeeded() throws -> (address: String, token: String?) {
+    private func startEmbeddedHostIfNeeded() async throws -> (address: String, token: String?) {
         if let configured = configuration.hostAddress { return (configured, configuration.authToken) }
         if configuration.embeddedHost.credentials.isTLS, !configuration.hostCredentials.isTLS {
             throw RuntimeError(
@@ -239,7 +240,7 @@ public final class AgentRuntime: Sendable {
         }
         // One completion queue for the process: the host's calls run on the handler threads
         // too (gRPC's poller hands wake-ups between threads when a process has several).
-        let host = try AgentHost(configuration: configuration.embeddedHost, logger: logger, queues: workers.completions)
+        let host = try await AgentHost.start(configuration: configuration.embeddedHost, logger: logger, queues: workers.completions)
         state.withLock { $0.embeddedHost = host }
         return (Self.address(connectingTo: host, tls: configuration.hostCredentials.isTLS),
                 configuration.authToken ?? configuration.embeddedHost.authTokens.first)

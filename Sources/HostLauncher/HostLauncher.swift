@@ -5,10 +5,12 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import AgentCluster
 import AgentConfig
 import AgentHost
 import GRPCTransport
 import Logging
+import Synchronization
 
 /// The host command, shared by `agentd host` (ArgumentParser) and `agentd-host` (the lean
 /// deployable host, options parsed by hand): INI settings plus command-line overrides → the
@@ -63,7 +65,8 @@ public enum HostLauncher {
         /// The INI file is bad: the message, prefixed with the program's name, names the file,
         /// the line and the key.
         public static let configuration = StartFailure(exitStatus: 2)
-        /// The host cannot listen (the address is taken, or not an address): logged as critical.
+        /// The host cannot listen (the address is taken, or not an address), or cannot join its
+        /// cluster (NATS is not there): logged as critical.
         public static let cannotListen = StartFailure(exitStatus: 1)
     }
 
@@ -74,7 +77,7 @@ public enum HostLauncher {
     public static func run(_ options: Options, program: String) async -> Int32 {
         let host: AgentHost
         do {
-            host = try start(options, program: program)
+            host = try await start(options, program: program)
         } catch {
             return error.exitStatus
         }
@@ -87,11 +90,23 @@ public enum HostLauncher {
     /// `async` main would end its thread with `pthread_exit` (in `dispatch_main`), whose forced
     /// unwind reads the binary's whole unwind table: a few hundred KiB more resident memory.
     public static func runBlocking(_ options: Options, program: String) -> Int32 {
+        let started = Latch()
+        let outcome = Mutex<Result<AgentHost, StartFailure>?>(nil)
+        Task.detached {
+            let result: Result<AgentHost, StartFailure>
+            do throws(StartFailure) {
+                result = .success(try await start(options, program: program))
+            } catch {
+                result = .failure(error)
+            }
+            outcome.withLock { $0 = result }
+            started.open()
+        }
+        started.wait()
         let host: AgentHost
-        do {
-            host = try start(options, program: program)
-        } catch {
-            return error.exitStatus
+        switch outcome.withLock({ $0 })! {
+        case .success(let started): host = started
+        case .failure(let failure): return failure.exitStatus
         }
         ShutdownSignal.waitBlocking()
         let stopped = Latch()
@@ -105,7 +120,7 @@ public enum HostLauncher {
 
     /// Loads the settings, sets up logging, puts the SIGTERM/SIGINT handlers in place, starts
     /// the host and prints `listening on HOST:PORT`.
-    public static func start(_ options: Options, program: String) throws(StartFailure) -> AgentHost {
+    public static func start(_ options: Options, program: String) async throws(StartFailure) -> AgentHost {
         var settings = RuntimeConfiguration()
         if let path = options.config {
             do {
@@ -119,14 +134,14 @@ public enum HostLauncher {
             label: "agentd.host", level: options.logLevel ?? Logger.Level(rawValue: settings.logLevel) ?? .info)
         let listen = options.listen ?? settings.host.listen
         let configuration = self.configuration(
-            settings.host, listen: listen, maxMessageBytes: options.maxMessageBytes,
+            settings.host, cluster: settings.cluster, listen: listen, maxMessageBytes: options.maxMessageBytes,
             rpcTimeout: options.rpcTimeout.map { .milliseconds(Int64($0 * 1000)) })
         // Before the host serves (and so before the line scripts wait for): a signal from then
         // on shuts it down gracefully.
         ShutdownSignal.install()
         let host: AgentHost
         do {
-            host = try AgentHost(configuration: configuration, logger: logger)
+            host = try await AgentHost.start(configuration: configuration, logger: logger)
         } catch {
             logger.critical("cannot start the host", metadata: ["host.address": "\(listen)", "error": "\(error)"])
             throw .cannotListen
@@ -138,13 +153,26 @@ public enum HostLauncher {
     /// The host's configuration: `settings` (an INI file's `[host]` section), `listen`,
     /// `maxMessageBytes` and `rpcTimeout` overriding it when given.
     public static func configuration(
-        _ settings: HostSettings, listen: String, maxMessageBytes: Int? = nil, rpcTimeout: Duration? = nil
+        _ settings: HostSettings, cluster: ClusterSettings? = nil, listen: String, maxMessageBytes: Int? = nil,
+        rpcTimeout: Duration? = nil
     ) -> AgentHost.Configuration {
         AgentHost.Configuration(
             listen: listen, maxMessageBytes: maxMessageBytes ?? settings.maxMessageBytes,
             rpcTimeout: rpcTimeout ?? settings.rpcTimeout,
             queueLimits: .init(messages: settings.queueLimitMessages, bytes: settings.queueLimitBytes),
-            credentials: serverCredentials(settings), authTokens: settings.authTokens)
+            credentials: serverCredentials(settings), authTokens: settings.authTokens,
+            cluster: cluster.map(clusterConfiguration))
+    }
+
+    /// The cluster to join, as `[cluster]` says.
+    public static func clusterConfiguration(_ settings: ClusterSettings) -> ClusterConfiguration {
+        var nats = NATSConnection.Options(servers: settings.nats)
+        if settings.tlsCA != nil || settings.tlsCertificate != nil {
+            nats.tls = .init(caFile: settings.tlsCA, certificateFile: settings.tlsCertificate, privateKeyFile: settings.tlsKey)
+        }
+        nats.token = settings.token
+        nats.credentialsFile = settings.credentialsFile
+        return ClusterConfiguration(nats: nats, name: settings.name, lease: settings.lease)
     }
 
     /// Plaintext, TLS, or mutual TLS, as `[host] tls_*` say.

@@ -62,7 +62,7 @@ struct RunCommand: AsyncParsableCommand {
             }
         }
         let logger = HostLauncher.makeLogger(label: "agentd.run", level: Logger.Level(rawValue: settings.logLevel) ?? .info)
-        let embedded = HostLauncher.configuration(settings.host, listen: listen ?? settings.host.listen)
+        let embedded = HostLauncher.configuration(settings.host, cluster: settings.cluster, listen: listen ?? settings.host.listen)
         let runtime = try AgentRuntime(
             configuration: .init(
                 settings, pluginDirectory: directory, embeddedHost: embedded, hostAddress: hostAddress,
