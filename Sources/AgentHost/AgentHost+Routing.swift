@@ -46,9 +46,14 @@ extension AgentHost {
                 return
             }
         case .unknownAgentType:
-            let scope = cluster == nil ? "with the host" : "with any host of the cluster"
-            answer(caller, requestID: request.requestID,
-                   error: "Agent type '\(request.targetType)' is not registered \(scope) (request to \(target)).")
+            let reason: String
+            if case .peer = caller, let cluster {
+                // The caller's host thought the type was here: it moved or went meanwhile.
+                reason = "is not served on host \(cluster.name) any more (it moved or its worker left)"
+            } else {
+                reason = cluster == nil ? "is not registered with the host" : "is not registered with any host of the cluster"
+            }
+            answer(caller, requestID: request.requestID, error: "Agent type '\(request.targetType)' \(reason) (request to \(target)).")
             return
         case .ownerNotConnected(let owner):
             answer(caller, requestID: request.requestID,

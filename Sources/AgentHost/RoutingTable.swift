@@ -255,6 +255,11 @@ final class RoutingTable: Sendable {
         }
     }
 
+    /// The other host holding `agentType`, if another does.
+    func remoteOwner(of agentType: String) -> String? {
+        state.withLock { $0.remote.typeOwners[agentType]?.host }
+    }
+
     /// `host` no longer holds `agentType`.
     func removeRemoteOwner(agentType: String, host: String) {
         state.withLock { state in

@@ -32,6 +32,13 @@ final class ClusterHarness: Sendable {
         try #require(known, "host \(host) knows \(hosts[host].host.clusterStatus?.remoteAgentTypes ?? -1) remote agent types, not \(count)")
     }
 
+    /// Waits until `host` routes `agentType` to the host at index `holder`.
+    func waitForOwner(of agentType: String, on host: Int, toBe holder: Int) async throws {
+        let name = String(UnicodeScalar(UInt8(ascii: "a") + UInt8(holder)))
+        let known = await poll { self.hosts[host].host.table.remoteOwner(of: agentType) == name }
+        try #require(known, "host \(host) never learned that host \(name) holds \(agentType)")
+    }
+
     /// Waits until `host` lists a subscription with `id` (its own or another host's).
     func waitForSubscription(_ id: String, on host: Int) async throws {
         let known = await poll { self.hosts[host].host.table.allSubscriptions().contains { $0.id == id } }
@@ -225,6 +232,30 @@ struct ClusterTests {
             let request = try await moved.waitForRequest(saying: "where")
             try moved.respond(to: request.requestID)
             #expect(try await caller.waitForResponse(to: "m").error.isEmpty)
+        }
+    }
+
+    @Test("two clients registering one type on two hosts at the same moment: exactly one holds it")
+    func registrationRace() async throws {
+        try await withCluster { cluster in
+            for round in 0..<5 {
+                let left = try await cluster.hosts[0].worker("left-\(round)")
+                let right = try await cluster.hosts[1].worker("right-\(round)")
+                async let leftResult: Bool = (try? await left.register("contested-\(round)")) != nil
+                async let rightResult: Bool = (try? await right.register("contested-\(round)")) != nil
+                let outcomes = await [leftResult, rightResult]
+                #expect(outcomes.filter { $0 }.count == 1, "round \(round): \(outcomes)")
+                // Both hosts agree on the holder: a caller on either reaches the same worker.
+                let winner = outcomes[0] ? left : right
+                try await cluster.waitForOwner(of: "contested-\(round)", on: outcomes[0] ? 1 : 0, toBe: outcomes[0] ? 0 : 1)
+                for (index, harness) in cluster.hosts.enumerated() {
+                    let caller = try await harness.worker("caller-\(round)-\(index)")
+                    try caller.request(id: "c", target: AgentRef("contested-\(round)", "k"), payload: .json("Ask", "from \(index)"))
+                    let request = try await winner.waitForRequest(saying: "from \(index)")
+                    try winner.respond(to: request.requestID)
+                    #expect(try await caller.waitForResponse(to: "c").error.isEmpty)
+                }
+            }
         }
     }
 

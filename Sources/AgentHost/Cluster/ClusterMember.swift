@@ -117,14 +117,11 @@ final class ClusterMember: Sendable {
             throw ClusterError("cannot join the cluster as \(name): \(error)")
         }
         do {
-            var types = KeyValueBucket.Configuration(name: ClusterNames.agentTypesBucket)
-            types.description = "agentd: which client holds each agent type"
-            var subscriptions = KeyValueBucket.Configuration(name: ClusterNames.subscriptionsBucket)
-            subscriptions.description = "agentd: every worker's subscriptions"
             let member = ClusterMember(
                 name: name, configuration: configuration, connection: connection,
-                agentTypes: try await connection.createOrBindBucket(types),
-                subscriptions: try await connection.createOrBindBucket(subscriptions), host: host, logger: logger)
+                agentTypes: try await connection.createOrBindBucket(bucketConfiguration(ClusterNames.agentTypesBucket)),
+                subscriptions: try await connection.createOrBindBucket(bucketConfiguration(ClusterNames.subscriptionsBucket)),
+                host: host, logger: logger)
             try await member.removeLeftovers()
             try await member.start()
             member.logger.info("joined the cluster", metadata: [
@@ -135,6 +132,14 @@ final class ClusterMember: Sendable {
             await connection.close()
             throw error as? ClusterError ?? ClusterError("cannot join the cluster as \(name) through NATS at \(connection.address): \(error)")
         }
+    }
+
+    /// The buckets' settings: one value per key, kept on disk.
+    private static func bucketConfiguration(_ name: String) -> KeyValueBucket.Configuration {
+        var configuration = KeyValueBucket.Configuration(name: name)
+        configuration.description = name == ClusterNames.agentTypesBucket
+            ? "agentd: which client holds each agent type" : "agentd: every worker's subscriptions"
+        return configuration
     }
 
     private static func machineName() -> String {
@@ -678,6 +683,11 @@ final class ClusterMember: Sendable {
     /// subscriptions, removes what it no longer has.
     private func resynchronise() async {
         guard isConnected else { return }
+        // A NATS server that came back without its JetStream store has lost the buckets: make
+        // them again (the watches make their consumers once they are there).
+        for bucket in [agentTypes, subscriptions] {
+            _ = try? await connection.createOrBindBucket(Self.bucketConfiguration(bucket.name))
+        }
         let localTypes = table.localAgentTypes()
         for (type, client) in localTypes.sorted(by: { $0.key < $1.key }) {
             let claimed = state.withLock { $0.claims[type]?.client == client }
@@ -691,7 +701,8 @@ final class ClusterMember: Sendable {
             case .claimed, .deferred:
                 break
             case .heldBy(let holder):
-                logger.error("agent type held by two clients: another host's client claimed it while this host was cut off from NATS; this host's client serves it to this host's workers only", metadata: [
+                // The bucket's claim decides: the watch hands the type to its holder here too.
+                logger.error("agent type claimed on another host while this host was cut off from NATS: the other claim stands, and this host's client no longer receives the type's messages", metadata: [
                     "agent.type": "\(type)", "client.id": "\(client)", "holder.client": "\(holder.client)", "holder.host": "\(holder.host)",
                 ])
             }
