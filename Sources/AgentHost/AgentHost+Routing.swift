@@ -15,6 +15,16 @@ extension AgentHost {
         for recipient in recipients.local {
             recipient.sendEvent(message, limits: limits, logger: logger)
         }
+        if !recipients.shared.isEmpty {
+            // One instance per key: the worker the key is placed on (once, even when it serves
+            // several subscribed types; its runtime delivers to each of them it should).
+            var sent = recipients.local.map { ObjectIdentifier($0) }
+            for shared in recipients.shared {
+                guard let owner = shared.connection(forKey: event.topicSource), !sent.contains(ObjectIdentifier(owner)) else { continue }
+                sent.append(ObjectIdentifier(owner))
+                owner.sendEvent(message, limits: limits, logger: logger)
+            }
+        }
         if !forwarded, !recipients.hosts.isEmpty, let cluster {
             cluster.forwardEvent(message, to: recipients.hosts, topicType: event.topicType)
         }
@@ -110,6 +120,29 @@ extension AgentHost {
                 "request.id": "\(response.requestID)", "agent.id": "\(request.target)",
             ])
         }
+    }
+
+    /// Tells the workers of a shared agent type which workers serve it now (after one joined or
+    /// left): each then lets go of the keys no longer placed on it. Sent on the data channel,
+    /// so that it arrives before anything the host routes by the new placement.
+    func announce(_ shared: RoutingTable.SharedType) {
+        let notice = MessageBuffer(Self.placementNotice(shared))
+        for connection in shared.connections.values { _ = connection.send(notice) }
+        logger.info("shared agent type served by", metadata: ["agent.type": "\(shared.name)", "client.ids": "\(shared.members)"])
+    }
+
+    /// The notice as a CloudEvent: topic (``Placement/noticeTopicType``, the agent type), the
+    /// client ids as text, one per line.
+    static func placementNotice(_ shared: RoutingTable.SharedType) -> [UInt8] {
+        var message = ProtoWriter(capacity: 64 + shared.name.utf8.count + shared.members.reduce(0) { $0 + $1.utf8.count + 1 })
+        message.messageField(3) { event in
+            event.stringField(1, "placement")
+            event.stringField(2, shared.name)
+            event.stringField(3, "1.0")
+            event.stringField(4, Placement.noticeTopicType)
+            event.stringField(7, shared.members.joined(separator: "\n"))
+        }
+        return message.bytes
     }
 
     /// Sends an answer to a caller: on its data channel, or to its host.

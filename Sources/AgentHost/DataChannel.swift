@@ -45,6 +45,11 @@ final class DataChannel: ServerCallHandler {
             }
             switch envelope {
             case .event(let event):
+                guard event.topicType != Placement.noticeTopicType else {
+                    // Only the host says where a shared type's keys are.
+                    logger.warning("publish to the host's own placement topic dropped", metadata: ["topic.type": "\(event.topicType)"])
+                    return
+                }
                 host.publish(message, event, forwarded: false, logger: logger)
             case .request(let request):
                 host.route(bytes, request, from: .worker(connection), deadline: .now + host.configuration.rpcTimeout, logger: logger)
@@ -83,6 +88,7 @@ final class DataChannel: ServerCallHandler {
     func callDidEnd(_ call: ServerCall, cancelled: Bool) {
         guard let departure = host.table.detachData(connection) else { return }
         host.cluster?.workerLeft(client: connection.clientID, types: departure.agentTypes, subscriptionIDs: departure.subscriptionIDs)
+        for shared in departure.sharedChanges { host.announce(shared) }
         for request in departure.unanswered {
             host.answer(request, error: "The worker serving \(request.target) disconnected before answering.")
         }

@@ -14,6 +14,10 @@ final class RegistrationCall: ServerCallHandler {
     }
 
     func call(_ call: ServerCall, didReceive message: MessageBuffer) {
+        if call.method == "/agents.AgentRpc/RegisterAgent", call.metadata[Placement.sharedMetadataKey] == "1" {
+            registerShared(call, message)
+            return
+        }
         if call.method == "/agents.AgentRpc/RegisterAgent", let cluster = host.cluster {
             registerInCluster(call, message, cluster)
             return
@@ -87,14 +91,49 @@ final class RegistrationCall: ServerCallHandler {
         }
     }
 
+    /// `RegisterAgent` of a type the worker serves as shared (metadata `agentd-shared: 1`): one
+    /// more worker of it; every worker of the type is told who serves it now.
+    private func registerShared(_ call: ServerCall, _ message: MessageBuffer) {
+        let result: Result<[UInt8], HostCallError> = message.withUnsafeBytes { bytes in
+            do {
+                let type = try ControlPlaneCodec.decodeRegisterAgentTypeRequest(bytes)
+                guard AgentID.isValidType(type) else {
+                    throw HostCallError(.invalidArgument, "Invalid agent type '\(type)': use letters, digits, '_', '-' and '.' only.")
+                }
+                if host.cluster != nil {
+                    throw HostCallError(.unimplemented, "Agent type \(type) is shared, and shared agent types are not served across a cluster yet: connect its workers to a host without [cluster].")
+                }
+                switch host.table.register(agentType: type, clientID: clientID, shared: true) {
+                case .joinedShared(let shared):
+                    host.logger.info("shared agent type registered", metadata: ["client.id": "\(clientID)", "agent.type": "\(type)"])
+                    host.announce(shared)
+                case .alreadyRegisteredBySameClient, .registered:
+                    break
+                case .takenBy(let owner), .takenOnHost(let owner, _):
+                    throw HostCallError(.invalidArgument, "Agent type \(type) already registered with client \(owner), not shared.")
+                case .sharingMismatch(let holders, _):
+                    throw HostCallError(.invalidArgument, "Agent type \(type) already registered with client \(holders.joined(separator: ", ")), not shared.")
+                }
+                return .success(ControlPlaneCodec.encodeRegisterAgentTypeResponse())
+            } catch let error as HostCallError {
+                return .failure(error)
+            } catch {
+                return .failure(HostCallError(.invalidArgument, "malformed request: \(error)"))
+            }
+        }
+        finish(call, result)
+    }
+
     /// Registers `type` for `clientID` in the host's table; throws the refusal.
     private static func register(_ type: String, clientID: String, in host: AgentHost) throws(HostCallError) {
         guard AgentID.isValidType(type) else {
             throw HostCallError(.invalidArgument, "Invalid agent type '\(type)': use letters, digits, '_', '-' and '.' only.")
         }
         switch host.table.register(agentType: type, clientID: clientID) {
-        case .registered, .alreadyRegisteredBySameClient:
+        case .registered, .alreadyRegisteredBySameClient, .joinedShared:
             break
+        case .sharingMismatch(let holders, _):
+            throw HostCallError(.invalidArgument, "Agent type \(type) is shared by clients \(holders.joined(separator: ", ")); register it as shared too, or use another type.")
         case .takenBy(let owner):
             throw HostCallError(.invalidArgument, "Agent type \(type) already registered with client \(owner).")
         case .takenOnHost(let owner, let holderHost):

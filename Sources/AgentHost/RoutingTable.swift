@@ -36,13 +36,33 @@ final class RoutingTable: Sendable {
     struct Recipients: Sendable {
         var local: [WorkerConnection] = []
         var hosts: [String] = []
+        /// Shared agent types subscribed: each event goes to the one worker its key (the
+        /// topic's source) is placed on.
+        var shared: [SharedType] = []
+    }
+
+    /// The workers serving a shared agent type, by client id (sorted), with their channels.
+    struct SharedType: Sendable {
+        var name: String
+        var members: [String]
+        var connections: [String: WorkerConnection]
+
+        /// The channel of the worker `key` is placed on.
+        func connection(forKey key: String) -> WorkerConnection? {
+            Placement.owner(type: name, key: key, among: members).flatMap { connections[$0] }
+        }
     }
 
     private struct State: ~Copyable {
         var clients: [String: Client] = [:]
         var agentTypeOwners: [String: String] = [:]
+        /// Shared agent type → the clients serving it (sorted).
+        var sharedTypes: [String: [String]] = [:]
         var subscriptions = SubscriptionIndex()
         var subscriptionOwners: [String: String] = [:]
+        /// Subscriptions of a shared type that another of its workers made already (same agent
+        /// type and topic): kept aside, and put in the index when that one goes.
+        var standby: [String: Subscription] = [:]
         /// What the other hosts of the cluster serve (empty without a cluster).
         var remote = RemoteTables()
         /// Topic type → where its events go; rebuilt lazily after any change.
@@ -50,6 +70,24 @@ final class RoutingTable: Sendable {
         var pending: [UInt64: PendingRequest] = [:]
         var deadlines = DeadlineQueue<UInt64>()
         var nextRequestID: UInt64 = 1
+
+        /// Takes subscription `id` out of the index, putting a standby twin in its place.
+        mutating func removeSubscription(id: String) {
+            if standby.removeValue(forKey: id) != nil { return }
+            guard let removed = subscriptions.remove(id: id) else { return }
+            if let twin = standby.values.first(where: { $0.agentType == removed.agentType && $0.kind == removed.kind }) {
+                standby[twin.id] = nil
+                try? subscriptions.insert(twin)
+            }
+        }
+
+        /// A shared type's workers and their open data channels.
+        func sharedType(_ name: String) -> SharedType? {
+            guard let members = sharedTypes[name] else { return nil }
+            var connections: [String: WorkerConnection] = [:]
+            for member in members { connections[member] = clients[member]?.data }
+            return SharedType(name: name, members: members, connections: connections)
+        }
 
         /// Records a request under a new host request id, with its deadline.
         mutating func issue(_ request: PendingRequest) -> UInt64 {
@@ -110,6 +148,8 @@ final class RoutingTable: Sendable {
         var agentTypes: [String] = []
         var subscriptionIDs: [String] = []
         var subscriptionCount: Int { subscriptionIDs.count }
+        /// Shared types it served, with the workers serving them now (to be told).
+        var sharedChanges: [SharedType] = []
         /// RPCs it had not answered: their callers get an error.
         var unanswered: [PendingRequest] = []
     }
@@ -125,8 +165,15 @@ final class RoutingTable: Sendable {
             for type in client.agentTypes where state.agentTypeOwners[type] == connection.clientID {
                 state.agentTypeOwners[type] = nil
             }
+            var changedShared: [String] = []
+            for type in client.agentTypes {
+                guard var members = state.sharedTypes[type], let index = members.firstIndex(of: connection.clientID) else { continue }
+                members.remove(at: index)
+                state.sharedTypes[type] = members.isEmpty ? nil : members
+                if !members.isEmpty { changedShared.append(type) }
+            }
             for id in client.subscriptionIDs {
-                state.subscriptions.remove(id: id)
+                state.removeSubscription(id: id)
                 state.subscriptionOwners[id] = nil
             }
             departure.subscriptionIDs = client.subscriptionIDs.sorted()
@@ -141,6 +188,7 @@ final class RoutingTable: Sendable {
                 state.clients[connection.clientID] = nil
             }
             state.recipients.removeAll(keepingCapacity: true)
+            departure.sharedChanges = changedShared.compactMap { state.sharedType($0) }
             return departure
         }
     }
@@ -164,13 +212,32 @@ final class RoutingTable: Sendable {
         case takenBy(String)
         /// Another host of the cluster holds the type for another client.
         case takenOnHost(client: String, host: String)
+        /// Registered as one more worker of a shared type: the workers serving it now.
+        case joinedShared(SharedType)
+        /// Shared and not shared at once: the type is served the other way by these clients.
+        case sharingMismatch(holders: [String], shared: Bool)
     }
 
     /// Records `clientID` as the owner of `agentType`, unless another client holds it here or
     /// on another host. A type held on another host by the same client id (a worker that moved
     /// to this host) is taken over.
-    func register(agentType: String, clientID: String) -> RegistrationResult {
+    /// - Parameter shared: the worker serves the type as shared: several workers may, each
+    ///   serving the keys placed on it (``Placement``).
+    func register(agentType: String, clientID: String, shared: Bool = false) -> RegistrationResult {
         state.withLock { state in
+            if shared {
+                if let owner = state.agentTypeOwners[agentType] { return .sharingMismatch(holders: [owner], shared: false) }
+                if let remote = state.remote.typeOwners[agentType] { return .takenOnHost(client: remote.client, host: remote.host) }
+                var members = state.sharedTypes[agentType] ?? []
+                if members.contains(clientID) { return .alreadyRegisteredBySameClient }
+                members.append(clientID)
+                members.sort()
+                state.sharedTypes[agentType] = members
+                state.clients[clientID, default: Client()].agentTypes.insert(agentType)
+                state.recipients.removeAll(keepingCapacity: true)
+                return .joinedShared(state.sharedType(agentType)!)
+            }
+            if let members = state.sharedTypes[agentType] { return .sharingMismatch(holders: members, shared: true) }
             if let owner = state.agentTypeOwners[agentType] {
                 return owner == clientID ? .alreadyRegisteredBySameClient : .takenBy(owner)
             }
@@ -199,7 +266,16 @@ final class RoutingTable: Sendable {
 
     func addSubscription(_ subscription: Subscription, clientID: String) throws(SubscriptionError) {
         try state.withLock { (state) throws(SubscriptionError) -> Void in
-            try state.subscriptions.insert(subscription)
+            do throws(SubscriptionError) {
+                try state.subscriptions.insert(subscription)
+            } catch {
+                guard error.code == .duplicate else { throw error }
+                // Each worker of a shared type subscribes it; the first one's is in the index.
+                guard state.sharedTypes[subscription.agentType]?.contains(clientID) == true,
+                      state.subscriptions.byID[subscription.id] == nil, state.standby[subscription.id] == nil,
+                      state.subscriptionOwners[subscription.id] == nil else { throw error }
+                state.standby[subscription.id] = subscription
+            }
             state.subscriptionOwners[subscription.id] = clientID
             state.clients[clientID, default: Client()].subscriptionIDs.insert(subscription.id)
             state.recipients.removeAll(keepingCapacity: true)
@@ -214,7 +290,7 @@ final class RoutingTable: Sendable {
             guard owner == clientID else {
                 throw SubscriptionError(.notOwner, "subscription '\(id)' was added by another client; only it may remove it")
             }
-            state.subscriptions.remove(id: id)
+            state.removeSubscription(id: id)
             state.subscriptionOwners[id] = nil
             state.clients[clientID]?.subscriptionIDs.remove(id)
             state.recipients.removeAll(keepingCapacity: true)
@@ -233,6 +309,11 @@ final class RoutingTable: Sendable {
     /// The subscriptions of this host's clients (what it publishes to the cluster).
     func localSubscriptions() -> [Subscription] {
         state.withLock { state in Array(state.subscriptions.byID.values) }
+    }
+
+    /// The workers serving shared agent type `name`, if it is one.
+    func sharedType(_ name: String) -> SharedType? {
+        state.withLock { $0.sharedType(name) }
     }
 
     /// Agent type → client, for the types this host's clients hold.
@@ -342,7 +423,9 @@ final class RoutingTable: Sendable {
             var hosts = Set<String>()
             var result = Recipients()
             for agentType in agentTypes {
-                if let owner = state.agentTypeOwners[agentType] {
+                if let shared = state.sharedType(agentType) {
+                    result.shared.append(shared)
+                } else if let owner = state.agentTypeOwners[agentType] {
                     guard seen.insert(owner).inserted, let connection = state.clients[owner]?.data else { continue }
                     result.local.append(connection)
                 } else if let remote = state.remote.typeOwners[agentType], hosts.insert(remote.host).inserted {
@@ -373,7 +456,8 @@ final class RoutingTable: Sendable {
     func routeRequest(from caller: Caller, requestID: String, target: AgentID,
                       deadline: ContinuousClock.Instant, remoteOwners: Bool = true) -> RequestRoute {
         state.withLock { state in
-            guard let owner = state.agentTypeOwners[target.type] else {
+            guard let owner = state.agentTypeOwners[target.type]
+                ?? state.sharedTypes[target.type].flatMap({ Placement.owner(type: target.type, key: target.key, among: $0) }) else {
                 guard remoteOwners, let remote = state.remote.typeOwners[target.type] else { return .unknownAgentType }
                 let id = state.issue(PendingRequest(
                     caller: caller, originalRequestID: requestID, responder: .host(remote.host),
@@ -448,7 +532,8 @@ final class RoutingTable: Sendable {
                 return state.clients[String(destination.dropFirst("clientid=".count))]?.control.map { .local($0) } ?? .none
             }
             if destination.hasPrefix("agentid="), let id = AgentID(destination.dropFirst("agentid=".count)) {
-                if let owner = state.agentTypeOwners[id.type] {
+                if let owner = state.agentTypeOwners[id.type]
+                    ?? state.sharedTypes[id.type].flatMap({ Placement.owner(type: id.type, key: id.key, among: $0) }) {
                     return state.clients[owner]?.control.map { .local($0) } ?? .none
                 }
                 if let remote = state.remote.typeOwners[id.type] { return .host(remote.host) }

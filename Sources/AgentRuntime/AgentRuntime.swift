@@ -119,7 +119,7 @@ public final class AgentRuntime: Sendable {
         let router = LocalRouter(
             context: context, handles: handles.agents, mailboxLimit: configuration.mailboxLimit,
             residency: .init(idle: configuration.idleAgentTimeout, maxResident: configuration.maxResidentAgents),
-            logger: logger)
+            clientID: configuration.clientID, logger: logger)
         let registrations = HostRegistrations(connection: connection, clientID: configuration.clientID, logger: logger)
         let reloader = Reloader(
             settings: .init(
@@ -226,6 +226,12 @@ public final class AgentRuntime: Sendable {
             deactivations: running.router.retiredCount,
             commits: commits, checkpoints: checkpoints, checkpointFailures: states?.failureCount ?? 0)
     }
+
+    /// Resident agents of shared agent types (keys placed on this runtime), by type.
+    public var sharedKeys: [String: Int] { state.withLock { $0.running?.router }?.sharedKeyCounts ?? [:] }
+
+    /// The ids of the resident agents (for tests and status).
+    public var residentAgents: [AgentID] { state.withLock { $0.running?.router }?.agents.map(\.id) ?? [] }
 
     /// AutoGen's state requests for this runtime's agents (the control channel's).
     var stateControl: (any AgentStateControl)? { state.withLock { $0.running?.router } }

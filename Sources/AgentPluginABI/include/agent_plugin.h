@@ -97,7 +97,7 @@ extern "C" {
 #endif
 
 #define AGENTD_ABI_MAJOR 1
-#define AGENTD_ABI_MINOR 2
+#define AGENTD_ABI_MINOR 3
 
 /** The symbol every plugin exports (see agentd_plugin_entry_fn). */
 #define AGENTD_PLUGIN_ENTRY_SYMBOL "agentd_plugin_entry"
@@ -277,7 +277,24 @@ typedef struct agentd_agent_type {
     /** Anything the plugin wants to find again from `type` in create(); the runtime never
      *  reads it. May be NULL. */
     const void *context;
+    /* ---- ABI 1.3 ---- */
+    /** AGENTD_AGENT_TYPE_* bits (0: none). Read only when `size` covers it. */
+    uint32_t flags;
 } agentd_agent_type;
+
+/**
+ * agentd_agent_type.flags: the type is SHARED (ABI 1.3). Several runtimes may serve it at once;
+ * the host places each key on one of them (rendezvous hashing over the runtimes serving it) and
+ * moves keys when one joins or leaves: the runtime a key leaves checkpoints and destroys its
+ * instance, and the one it comes to activates it from the state store, so give the type
+ * snapshot/restore and give the runtimes one store (the same `[state] path`). A message for a
+ * key in transit during a move is handled by the new owner or answered with an error; a
+ * checkpoint written from a stale instance is refused by the store (revision fencing), and that
+ * message's answer is an error. `[plugin.NAME] shared = true | false` overrides the flag for
+ * every type of the plugin. AutoGen's Python workers cannot serve a shared type (they register
+ * their types the usual way: one owner).
+ */
+#define AGENTD_AGENT_TYPE_SHARED 1u
 
 /** What the entry returns. */
 typedef struct agentd_plugin {

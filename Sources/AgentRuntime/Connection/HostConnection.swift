@@ -240,8 +240,12 @@ public final class HostConnection: Sendable {
     /// Registers an agent type as served by this connection.
     /// - Throws: ``TransportError`` with the host's status (for example a type another
     ///   client holds).
-    public func register(agentType: String) async throws {
+    /// - Parameter shared: the runtime serves it as a shared type (``Placement``): other
+    ///   runtimes may serve it too, each the keys the host places on it.
+    public func register(agentType: String, shared: Bool = false) async throws {
         let request = ControlPlaneCodec.encodeRegisterAgentTypeRequest(agentType: agentType)
+        var metadata = self.metadata
+        if shared { metadata.add(Placement.sharedMetadataKey, "1") }
         _ = try await channel.unary(
             method: "/agents.AgentRpc/RegisterAgent", request: MessageBuffer(request), metadata: metadata,
             deadline: .after(.seconds(30)), waitForReady: true)

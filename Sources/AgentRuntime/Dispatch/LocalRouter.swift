@@ -19,6 +19,15 @@ final class LocalRouter: Sendable {
         var agents: [AgentID: AgentInstance] = [:]
         /// Types that were served and are not any more (for clearer answers).
         var withdrawn: Set<String> = []
+        /// Shared types → the workers (client ids) serving them, as the host last said.
+        var placements: [String: [String]] = [:]
+
+        /// Whether key `key` of shared type `type` is placed on this runtime (`selfID`); true
+        /// until the host has said who serves the type.
+        func owns(_ type: String, key: String, selfID: String) -> Bool {
+            guard let members = placements[type] else { return true }
+            return Placement.owner(type: type, key: key, among: members) == selfID
+        }
     }
 
     /// When agents are retired.
@@ -57,8 +66,12 @@ final class LocalRouter: Sendable {
     private let overloadRefusals = Atomic<Int>(0)
     private let refusedAtShutdown = Atomic<Int>(0)
 
+    /// This runtime's client id (the host's name for it in placement notices).
+    let clientID: String
+
     init(context: DispatchContext, handles: HandleTable<AgentInstance>, mailboxLimit: Int,
-         residency: Residency = .unbounded, logger: Logger) {
+         residency: Residency = .unbounded, clientID: String = "", logger: Logger) {
+        self.clientID = clientID
         self.context = context
         self.handles = handles
         self.mailboxLimit = mailboxLimit
@@ -129,10 +142,18 @@ final class LocalRouter: Sendable {
     private func route(event message: IncomingMessage) {
         let topicType = message.topicType.string
         let key = message.topicSource.string
+        if topicType == Placement.noticeTopicType, message.senderType.length == 0 {
+            return placementChanged(type: key, members: String(decoding: message.payload.buffer, as: UTF8.self))
+        }
         let senderType = message.senderType.string
         let senderKey = message.senderKey.string
+        let selfID = clientID
         let targets: [PluginAgentType] = routing.withLock { routing in
-            routing.subscriptions.agentTypes(matching: topicType).compactMap { routing.types[$0] }
+            routing.subscriptions.agentTypes(matching: topicType).compactMap { name in
+                guard let type = routing.types[name] else { return nil }
+                // A shared type's event is for the runtime its key is placed on.
+                return !type.isShared || routing.owns(name, key: key, selfID: selfID) ? type : nil
+            }
         }
         for type in targets {
             // An agent does not receive its own publish.
@@ -201,12 +222,50 @@ final class LocalRouter: Sendable {
         return removed
     }
 
+    // MARK: Shared types
+
+    /// The host says which workers serve shared type `type` now (one client id per line):
+    /// the keys placed elsewhere are let go (final checkpoint, destroy).
+    private func placementChanged(type: String, members text: String) {
+        let members = text.split(separator: "\n").map(String.init).sorted()
+        routing.withLock { $0.placements[type] = members }
+        logger.info("shared agent type's placement changed", metadata: [
+            "agent.type": "\(type)", "client.ids": "\(members)", "serves.here": "\(members.contains(clientID))",
+        ])
+        releaseMovedKeys()
+    }
+
+    /// Retires the resident agents of shared types whose keys are placed on another runtime
+    /// now (each once it is idle: what was queued for it before the move is handled first).
+    private func releaseMovedKeys() {
+        let selfID = clientID
+        let moved: [AgentInstance] = routing.withLock { routing in
+            guard !routing.placements.isEmpty else { return [] }
+            return routing.agents.values.filter { agent in
+                routing.placements[agent.id.type] != nil && !routing.owns(agent.id.type, key: agent.id.key, selfID: selfID)
+            }
+        }
+        for agent in moved {
+            _ = agent.enqueueIfIdle(since: .max) { [weak self] in if let self { $0.retire(from: self, reason: "moved") } }
+        }
+    }
+
+    /// Keys of shared types placed on this runtime, by type (for status and tests).
+    var sharedKeyCounts: [String: Int] {
+        routing.withLock { routing in
+            var counts: [String: Int] = [:]
+            for id in routing.agents.keys where routing.placements[id.type] != nil { counts[id.type, default: 0] += 1 }
+            return counts
+        }
+    }
+
     // MARK: Residency
 
     /// Advances the clock and retires the agents idle for ``Residency/idle`` (called every
     /// ``Residency/tickInterval``).
     func sweep() {
         let now = tick.add(1, ordering: .relaxed).newValue
+        releaseMovedKeys()
         guard residency.idle > .zero else {
             // A pass may have left some (busy then): the bound is checked at every tick too.
             if residentCount > residency.maxResident { evictLeastRecentlyUsed() }

@@ -15,6 +15,8 @@ actor HostRegistrations {
     /// Agent types ever registered by this connection (the protocol has no way to unregister
     /// one; a withdrawn type answers with an error instead).
     private var registered: Set<String> = []
+    /// Those registered as shared (``PluginAgentType/isShared``).
+    private var shared: Set<String> = []
     /// The host's subscription ids for each agent type, by kind.
     private var subscriptions: [String: [Subscription.Kind: String]] = [:]
 
@@ -33,7 +35,8 @@ actor HostRegistrations {
                 continue
             }
             do {
-                try await connection.register(agentType: type.name)
+                try await connection.register(agentType: type.name, shared: type.isShared)
+                if type.isShared { shared.insert(type.name) } else { shared.remove(type.name) }
                 registered.insert(type.name)
                 accepted.append(type)
             } catch {
@@ -89,7 +92,7 @@ actor HostRegistrations {
         var registered = Set<String>()
         var subscriptionCount = 0
         for name in served.sorted() {
-            try await connection.register(agentType: name)
+            try await connection.register(agentType: name, shared: shared.contains(name))
             registered.insert(name)
             for (kind, id) in subscriptions[name] ?? [:] {
                 do {

@@ -20,9 +20,12 @@ final class AgentTypeDeclaration: @unchecked Sendable {
     let reportsStateChanges = Atomic<Bool>(false)
     /// The type offers both snapshot and restore.
     let offersState: Bool
+    /// Several runtimes may serve it, each the keys placed on it (``AGENTD_AGENT_TYPE_SHARED``).
+    let shared: Bool
 
     init(name: String, subscriptions: [Subscription.Kind], handlers: [String: agentd_handler_fn],
-         fallback: agentd_handler_fn?, descriptor: UnsafePointer<agentd_agent_type>) {
+         fallback: agentd_handler_fn?, descriptor: UnsafePointer<agentd_agent_type>, shared: Bool = false) {
+        self.shared = shared
         self.name = name
         self.subscriptions = subscriptions
         self.handlers = handlers
@@ -54,6 +57,9 @@ public struct PluginAgentType: Sendable {
     func handler(for messageType: String) -> agentd_handler_fn? {
         declaration.handlers[messageType] ?? declaration.fallback
     }
+
+    /// Whether several runtimes may serve it (each the keys the host places on it).
+    public var isShared: Bool { declaration.shared }
 
     /// Whether its agents have state to keep: the type offers both snapshot and restore.
     var offersState: Bool { declaration.offersState }

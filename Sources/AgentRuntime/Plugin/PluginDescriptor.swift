@@ -11,7 +11,10 @@ struct PluginDescriptor {
     /// Validates `descriptor`, as returned by the entry of the plugin at `path`.
     /// - Parameter takenAgentTypes: agent types other loaded plugins serve (refused here).
     /// - Throws: ``PluginLoadError`` naming the file, the agent type and the rule broken.
-    init(validating descriptor: UnsafePointer<agentd_plugin>, path: String, takenAgentTypes: Set<String>)
+    /// - Parameter settings: each plugin name's `[plugin.NAME]` settings (`shared = true|false`
+    ///   overrides the types' ``AGENTD_AGENT_TYPE_SHARED`` flag).
+    init(validating descriptor: UnsafePointer<agentd_plugin>, path: String, takenAgentTypes: Set<String>,
+         settings: [String: [String: String]] = [:])
         throws(PluginLoadError)
     {
         func refuse(_ code: PluginLoadError.Code, _ reason: String) -> PluginLoadError {
@@ -33,13 +36,21 @@ struct PluginDescriptor {
         guard plugin.agent_type_count <= 10_000 else {
             throw refuse(.invalidDescriptor, "plugin \(name): agent_type_count \(plugin.agent_type_count) is not believable")
         }
+        let sharedOverride: Bool?
+        switch settings[name]?["shared"]?.lowercased() {
+        case nil: sharedOverride = nil
+        case "true", "yes", "1": sharedOverride = true
+        case "false", "no", "0": sharedOverride = false
+        case let other?:
+            throw refuse(.invalidDescriptor, "plugin \(name): [plugin.\(name)] shared = \(other) is not true or false")
+        }
         var types: [AgentTypeDeclaration] = []
         var seen = Set<String>()
         for index in 0..<plugin.agent_type_count {
             let typePointer = plugin.agent_types! + index
             let type = typePointer.pointee
-            guard type.size >= UInt32(MemoryLayout<agentd_agent_type>.size) else {
-                throw refuse(.invalidDescriptor, "plugin \(name): agent type #\(index) has size \(type.size), smaller than ABI 1.0's \(MemoryLayout<agentd_agent_type>.size)")
+            guard type.size >= UInt32(Self.agentTypeSize10) else {
+                throw refuse(.invalidDescriptor, "plugin \(name): agent type #\(index) has size \(type.size), smaller than ABI 1.0's \(Self.agentTypeSize10)")
             }
             guard let typeNamePointer = type.name, case let typeName = String(cString: typeNamePointer),
                   AgentID.isValidType(typeName) else {
@@ -55,7 +66,7 @@ struct PluginDescriptor {
             let (handlers, fallback) = try Self.handlers(of: type, typeName: typeName, refuse: refuse)
             types.append(AgentTypeDeclaration(
                 name: typeName, subscriptions: subscriptions, handlers: handlers, fallback: fallback,
-                descriptor: typePointer))
+                descriptor: typePointer, shared: sharedOverride ?? Self.flags(of: typePointer).contains(.shared)))
         }
         self.name = name
         self.version = plugin.version.map { String(cString: $0) } ?? ""
@@ -124,4 +135,19 @@ struct PluginDescriptor {
         }
         return (handlers, fallback)
     }
+
+    /// `agentd_agent_type`'s size in ABI 1.0 to 1.2 (before `flags`).
+    static let agentTypeSize10 = MemoryLayout<agentd_agent_type>.offset(of: \agentd_agent_type.flags)!
+
+    /// The type's ``AgentTypeFlags``, if its `size` covers them (ABI 1.3).
+    static func flags(of type: UnsafePointer<agentd_agent_type>) -> AgentTypeFlags {
+        guard Int(type.pointee.size) >= agentTypeSize10 + MemoryLayout<UInt32>.size else { return [] }
+        return AgentTypeFlags(rawValue: type.pointee.flags)
+    }
+}
+
+/// `agentd_agent_type.flags`.
+struct AgentTypeFlags: OptionSet, Sendable {
+    let rawValue: UInt32
+    static let shared = AgentTypeFlags(rawValue: AGENTD_AGENT_TYPE_SHARED)
 }

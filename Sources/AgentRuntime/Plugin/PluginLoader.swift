@@ -123,7 +123,7 @@ public final class PluginLoader: Sendable {
         guard let descriptor = entry(UnsafePointer(HostAPI.table), pending.handle) else {
             throw refuse(.initFailed, "its entry returned no descriptor (see the plugin's log lines above)")
         }
-        let validated = try PluginDescriptor(validating: descriptor, path: path, takenAgentTypes: takenAgentTypes)
+        let validated = try PluginDescriptor(validating: descriptor, path: path, takenAgentTypes: takenAgentTypes, settings: settings)
         let plugin = LoadedPlugin(
             descriptor: validated, path: path, contentHash: hash, isSwift: isSwift, handle: handle,
             imageBase: agentd_image_base(symbol), descriptor: descriptor, shadowPath: shadow,
