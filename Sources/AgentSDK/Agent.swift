@@ -55,6 +55,13 @@ public protocol Agent: AnyObject, SendableMetatype {
     /// The topics this type receives events from. Defaults to none (RPCs only).
     static var subscriptions: [Subscription] { get }
 
+    /// Whether several runtimes may serve this type at once, each the keys the host places on
+    /// it (`AGENTD_AGENT_TYPE_SHARED`). Give a shared type state (``StatefulAgent``) and its
+    /// runtimes one state store: a key's state follows it when it moves. Defaults to false (one
+    /// runtime serves the type, AutoGen's rule). `[plugin.NAME] shared = true | false` in the
+    /// runtime's INI file overrides it.
+    static var shared: Bool { get }
+
     /// Creates the instance for ``AgentContext/agentID``, on its first message.
     ///
     /// Read settings here, and keep the context if the agent publishes or sends outside a
@@ -72,4 +79,6 @@ extension Agent {
     public static var typeDescription: String? { nil }
 
     public static var subscriptions: [Subscription] { [] }
+
+    public static var shared: Bool { false }
 }

@@ -29,11 +29,13 @@ struct PluginTests {
         #expect(handlers.allSatisfy { $0.handle != nil && $0.size == UInt32(MemoryLayout<agentd_handler>.size) })
         #expect(greeter.create != nil && greeter.destroy != nil && greeter.context != nil)
         #expect(greeter.snapshot == nil && greeter.restore == nil)
+        #expect(greeter.flags == 0, "not shared by default")
 
         let counter = try #require(loaded.agentType("counter")).pointee
         #expect(counter.description == nil)
         #expect(counter.subscription_count == 0)
         #expect(counter.snapshot != nil && counter.restore != nil)
+        #expect(counter.flags == AGENTD_AGENT_TYPE_SHARED)
         let counterHandlers = UnsafeBufferPointer(start: counter.handlers, count: counter.handler_count)
         #expect(counterHandlers.map { String(cString: $0.message_type) } == ["GetCount", "Increment"])
     }

@@ -15,6 +15,8 @@ final class AgentTypeBinding: Sendable {
     let name: String
     let typeDescription: String?
     let subscriptions: [Subscription]
+    /// ``Agent/shared``.
+    let shared: Bool
     /// Handlers by message type name.
     let handlers: [String: MessageHandlers]
     let host: HostFunctions
@@ -24,13 +26,14 @@ final class AgentTypeBinding: Sendable {
     let state: StateHooks?
 
     private init(
-        name: String, typeDescription: String?, subscriptions: [Subscription],
+        name: String, typeDescription: String?, subscriptions: [Subscription], shared: Bool,
         handlers: [String: MessageHandlers], host: HostFunctions, start: HandlerStart,
         makeAgent: @escaping @Sendable (AgentContext) throws -> AnyObject, state: StateHooks?
     ) {
         self.name = name
         self.typeDescription = typeDescription
         self.subscriptions = subscriptions
+        self.shared = shared
         self.handlers = handlers
         self.host = host
         self.start = start
@@ -46,7 +49,7 @@ final class AgentTypeBinding: Sendable {
         A.handlers(&registry)
         let state = (A.self as? any StatefulAgent.Type).map { StateHooks.make($0) }
         let binding = AgentTypeBinding(
-            name: A.type, typeDescription: A.typeDescription, subscriptions: A.subscriptions,
+            name: A.type, typeDescription: A.typeDescription, subscriptions: A.subscriptions, shared: A.shared,
             handlers: registry.entries, host: host, start: start,
             makeAgent: { context in try A(context: context) }, state: state)
         return (binding, registry.problems)

@@ -45,6 +45,8 @@ enum PluginDescriptorLayout {
         type.size = UInt32(MemoryLayout<agentd_agent_type>.size)
         type.name = binding.name.permanentCString()
         type.description = binding.typeDescription?.permanentCString()
+        // A runtime older than ABI 1.3 reads only the fields its own size covers: not flags.
+        type.flags = binding.shared ? AGENTD_AGENT_TYPE_SHARED : 0
 
         let subscriptions = binding.subscriptions
         if !subscriptions.isEmpty {

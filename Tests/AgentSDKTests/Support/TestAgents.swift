@@ -124,6 +124,8 @@ struct GetCount: AgentMessage {}
 
 /// State that survives a reload.
 final class Counter: StatefulAgent {
+    /// Shared: several runtimes may serve it (its descriptor says so).
+    static let shared = true
     struct State: Codable {
         var count: Int
     }
