@@ -15,18 +15,26 @@ extension AgentHost {
         for recipient in recipients.local {
             recipient.sendEvent(message, limits: limits, logger: logger)
         }
+        var hosts = recipients.hosts
         if !recipients.shared.isEmpty {
             // One instance per key: the worker the key is placed on (once, even when it serves
             // several subscribed types; its runtime delivers to each of them it should).
             var sent = recipients.local.map { ObjectIdentifier($0) }
             for shared in recipients.shared {
-                guard let owner = shared.connection(forKey: event.topicSource), !sent.contains(ObjectIdentifier(owner)) else { continue }
-                sent.append(ObjectIdentifier(owner))
-                owner.sendEvent(message, limits: limits, logger: logger)
+                switch shared.route(forKey: event.topicSource) {
+                case .local(let owner):
+                    guard !sent.contains(ObjectIdentifier(owner)) else { continue }
+                    sent.append(ObjectIdentifier(owner))
+                    owner.sendEvent(message, limits: limits, logger: logger)
+                case .host(let host):
+                    if !hosts.contains(host) { hosts.append(host) }
+                case .none:
+                    continue
+                }
             }
         }
-        if !forwarded, !recipients.hosts.isEmpty, let cluster {
-            cluster.forwardEvent(message, to: recipients.hosts, topicType: event.topicType)
+        if !forwarded, !hosts.isEmpty, let cluster {
+            cluster.forwardEvent(message, to: hosts, topicType: event.topicType)
         }
     }
 

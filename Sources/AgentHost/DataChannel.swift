@@ -87,7 +87,9 @@ final class DataChannel: ServerCallHandler {
 
     func callDidEnd(_ call: ServerCall, cancelled: Bool) {
         guard let departure = host.table.detachData(connection) else { return }
-        host.cluster?.workerLeft(client: connection.clientID, types: departure.agentTypes, subscriptionIDs: departure.subscriptionIDs)
+        host.cluster?.workerLeft(
+            client: connection.clientID, types: departure.agentTypes.filter { !departure.sharedTypes.contains($0) },
+            sharedTypes: departure.sharedTypes, subscriptionIDs: departure.subscriptionIDs)
         for shared in departure.sharedChanges { host.announce(shared) }
         for request in departure.unanswered {
             host.answer(request, error: "The worker serving \(request.target) disconnected before answering.")

@@ -100,12 +100,10 @@ final class RegistrationCall: ServerCallHandler {
                 guard AgentID.isValidType(type) else {
                     throw HostCallError(.invalidArgument, "Invalid agent type '\(type)': use letters, digits, '_', '-' and '.' only.")
                 }
-                if host.cluster != nil {
-                    throw HostCallError(.unimplemented, "Agent type \(type) is shared, and shared agent types are not served across a cluster yet: connect its workers to a host without [cluster].")
-                }
                 switch host.table.register(agentType: type, clientID: clientID, shared: true) {
                 case .joinedShared(let shared):
                     host.logger.info("shared agent type registered", metadata: ["client.id": "\(clientID)", "agent.type": "\(type)"])
+                    host.cluster?.sharedMemberJoined(type: type, client: clientID)
                     host.announce(shared)
                 case .alreadyRegisteredBySameClient, .registered:
                     break

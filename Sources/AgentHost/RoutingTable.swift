@@ -44,13 +44,29 @@ final class RoutingTable: Sendable {
     /// The workers serving a shared agent type, by client id (sorted), with their channels.
     struct SharedType: Sendable {
         var name: String
+        /// Every worker serving it, on this host and (in a cluster) on the others.
         var members: [String]
+        /// This host's workers of it.
         var connections: [String: WorkerConnection]
+        /// The other hosts' workers of it: client id → host.
+        var remoteMembers: [String: String] = [:]
 
-        /// The channel of the worker `key` is placed on.
-        func connection(forKey key: String) -> WorkerConnection? {
-            Placement.owner(type: name, key: key, among: members).flatMap { connections[$0] }
+        enum Route: Sendable {
+            case local(WorkerConnection)
+            case host(String)
+            case none
         }
+
+        /// Where `key` is placed: one of this host's workers, or another host's.
+        func route(forKey key: String) -> Route {
+            guard let owner = Placement.owner(type: name, key: key, among: members) else { return .none }
+            if let connection = connections[owner] { return .local(connection) }
+            if let host = remoteMembers[owner] { return .host(host) }
+            return .none
+        }
+
+        /// The client `key` is placed on.
+        func owner(forKey key: String) -> String? { Placement.owner(type: name, key: key, among: members) }
     }
 
     private struct State: ~Copyable {
@@ -83,11 +99,17 @@ final class RoutingTable: Sendable {
 
         /// A shared type's workers and their open data channels.
         func sharedType(_ name: String) -> SharedType? {
-            guard let members = sharedTypes[name] else { return nil }
+            let local = sharedTypes[name] ?? []
+            let remote = self.remote.sharedMembers[name] ?? [:]
+            guard !local.isEmpty || !remote.isEmpty else { return nil }
             var connections: [String: WorkerConnection] = [:]
-            for member in members { connections[member] = clients[member]?.data }
-            return SharedType(name: name, members: members, connections: connections)
+            for member in local { connections[member] = clients[member]?.data }
+            return SharedType(name: name, members: Set(local).union(remote.keys).sorted(), connections: connections,
+                              remoteMembers: remote)
         }
+
+        /// Whether `name` is shared, here or on another host.
+        func isShared(_ name: String) -> Bool { sharedTypes[name] != nil || remote.sharedMembers[name] != nil }
 
         /// Records a request under a new host request id, with its deadline.
         mutating func issue(_ request: PendingRequest) -> UInt64 {
@@ -118,6 +140,8 @@ final class RoutingTable: Sendable {
         var typeOwners: [String: (host: String, client: String)] = [:]
         /// Host → its workers' subscriptions.
         var subscriptions: [String: SubscriptionIndex] = [:]
+        /// Shared agent type → its workers on other hosts (client id → host).
+        var sharedMembers: [String: [String: String]] = [:]
     }
 
     private let state = Mutex(State())
@@ -148,7 +172,9 @@ final class RoutingTable: Sendable {
         var agentTypes: [String] = []
         var subscriptionIDs: [String] = []
         var subscriptionCount: Int { subscriptionIDs.count }
-        /// Shared types it served, with the workers serving them now (to be told).
+        /// Shared types it served.
+        var sharedTypes: [String] = []
+        /// Those still served by other workers of this host, with their workers now (to be told).
         var sharedChanges: [SharedType] = []
         /// RPCs it had not answered: their callers get an error.
         var unanswered: [PendingRequest] = []
@@ -170,6 +196,7 @@ final class RoutingTable: Sendable {
                 guard var members = state.sharedTypes[type], let index = members.firstIndex(of: connection.clientID) else { continue }
                 members.remove(at: index)
                 state.sharedTypes[type] = members.isEmpty ? nil : members
+                departure.sharedTypes.append(type)
                 if !members.isEmpty { changedShared.append(type) }
             }
             for id in client.subscriptionIDs {
@@ -237,7 +264,7 @@ final class RoutingTable: Sendable {
                 state.recipients.removeAll(keepingCapacity: true)
                 return .joinedShared(state.sharedType(agentType)!)
             }
-            if let members = state.sharedTypes[agentType] { return .sharingMismatch(holders: members, shared: true) }
+            if let shared = state.sharedType(agentType) { return .sharingMismatch(holders: shared.members, shared: true) }
             if let owner = state.agentTypeOwners[agentType] {
                 return owner == clientID ? .alreadyRegisteredBySameClient : .takenBy(owner)
             }
@@ -368,15 +395,45 @@ final class RoutingTable: Sendable {
         }
     }
 
+    /// `client` of `host` serves shared type `agentType` (`present`), or no longer does.
+    /// - Returns: the type's workers now, when this host has some of them (to be told).
+    func setRemoteSharedMember(agentType: String, client: String, host: String, present: Bool) -> SharedType? {
+        state.withLock { state in
+            var members = state.remote.sharedMembers[agentType] ?? [:]
+            if present {
+                guard members[client] != host else { return nil }
+                members[client] = host
+            } else {
+                guard members[client] == host else { return nil }
+                members[client] = nil
+            }
+            state.remote.sharedMembers[agentType] = members.isEmpty ? nil : members
+            state.recipients.removeAll(keepingCapacity: true)
+            return state.sharedTypes[agentType] == nil ? nil : state.sharedType(agentType)
+        }
+    }
+
     /// Forgets everything `host` served (it died, or left); returns the requests it had not
-    /// answered, for their callers to get an error.
-    func forgetHost(_ host: String) -> [PendingRequest] {
+    /// answered, for their callers to get an error, and the shared types whose workers changed
+    /// (for this host's workers of them to be told).
+    func forgetHost(_ host: String) -> (unanswered: [PendingRequest], sharedChanges: [SharedType]) {
         state.withLock { state in
             state.remote.subscriptions[host] = nil
             state.remote.typeOwners = state.remote.typeOwners.filter { $0.value.host != host }
+            var changed: [String] = []
+            for (type, members) in state.remote.sharedMembers where members.values.contains(host) {
+                let kept = members.filter { $0.value != host }
+                state.remote.sharedMembers[type] = kept.isEmpty ? nil : kept
+                if state.sharedTypes[type] != nil { changed.append(type) }
+            }
             state.recipients.removeAll(keepingCapacity: true)
-            return state.removePending(answeredBy: host)
+            return (state.removePending(answeredBy: host), changed.compactMap { state.sharedType($0) })
         }
+    }
+
+    /// Shared type → this host's clients serving it (what it publishes to the cluster).
+    func localSharedMembers() -> [String: [String]] {
+        state.withLock { $0.sharedTypes }
     }
 
     /// Removes and returns the request `hostRequestID` if it waits for another host's answer.
@@ -456,8 +513,16 @@ final class RoutingTable: Sendable {
     func routeRequest(from caller: Caller, requestID: String, target: AgentID,
                       deadline: ContinuousClock.Instant, remoteOwners: Bool = true) -> RequestRoute {
         state.withLock { state in
+            if state.agentTypeOwners[target.type] == nil, let shared = state.sharedType(target.type),
+               case .host(let host) = shared.route(forKey: target.key) {
+                // The key is placed on another host's worker.
+                guard remoteOwners else { return .unknownAgentType }
+                let id = state.issue(PendingRequest(
+                    caller: caller, originalRequestID: requestID, responder: .host(host), target: target, deadline: deadline))
+                return .forwardToHost(id, host)
+            }
             guard let owner = state.agentTypeOwners[target.type]
-                ?? state.sharedTypes[target.type].flatMap({ Placement.owner(type: target.type, key: target.key, among: $0) }) else {
+                ?? state.sharedType(target.type)?.owner(forKey: target.key) else {
                 guard remoteOwners, let remote = state.remote.typeOwners[target.type] else { return .unknownAgentType }
                 let id = state.issue(PendingRequest(
                     caller: caller, originalRequestID: requestID, responder: .host(remote.host),
@@ -532,8 +597,11 @@ final class RoutingTable: Sendable {
                 return state.clients[String(destination.dropFirst("clientid=".count))]?.control.map { .local($0) } ?? .none
             }
             if destination.hasPrefix("agentid="), let id = AgentID(destination.dropFirst("agentid=".count)) {
-                if let owner = state.agentTypeOwners[id.type]
-                    ?? state.sharedTypes[id.type].flatMap({ Placement.owner(type: id.type, key: id.key, among: $0) }) {
+                if state.agentTypeOwners[id.type] == nil, let shared = state.sharedType(id.type),
+                   case .host(let host) = shared.route(forKey: id.key) {
+                    return .host(host)
+                }
+                if let owner = state.agentTypeOwners[id.type] ?? state.sharedType(id.type)?.owner(forKey: id.key) {
                     return state.clients[owner]?.control.map { .local($0) } ?? .none
                 }
                 if let remote = state.remote.typeOwners[id.type] { return .host(remote.host) }

@@ -230,6 +230,9 @@ public final class AgentRuntime: Sendable {
     /// Resident agents of shared agent types (keys placed on this runtime), by type.
     public var sharedKeys: [String: Int] { state.withLock { $0.running?.router }?.sharedKeyCounts ?? [:] }
 
+    /// Shared agent types → the workers (client ids) serving them, as the host last said.
+    public var sharedTypeMembers: [String: [String]] { state.withLock { $0.running?.router }?.placements ?? [:] }
+
     /// The ids of the resident agents (for tests and status).
     public var residentAgents: [AgentID] { state.withLock { $0.running?.router }?.agents.map(\.id) ?? [] }
 

@@ -1,3 +1,4 @@
+import AgentCluster
 import AgentCore
 import AgentHost
 import AgentRuntime
@@ -22,10 +23,10 @@ struct SharedTypeTests {
             self.directory = directory
         }
 
-        func start(_ name: String) async throws -> AgentRuntime {
+        func start(_ name: String, on host: AgentHost? = nil) async throws -> AgentRuntime {
             let runtime = try AgentRuntime(
                 configuration: .init(
-                    hostAddress: "127.0.0.1:\(host.port)", clientID: name, rpcTimeout: .seconds(10), workers: 2,
+                    hostAddress: "127.0.0.1:\((host ?? self.host).port)", clientID: name, rpcTimeout: .seconds(10), workers: 2,
                     pluginDirectory: "\(directory)/plugins", watchPlugins: false,
                     reconnectInitialBackoff: .milliseconds(20), reconnectMaxBackoff: .milliseconds(200),
                     pluginSettings: ["counter-plugin": ["shared": "true"]],
@@ -42,12 +43,12 @@ struct SharedTypeTests {
         }
     }
 
-    private func withCluster(_ body: (Cluster) async throws -> Void) async throws {
+    private func withCluster(host given: AgentHost? = nil, _ body: (Cluster) async throws -> Void) async throws {
         let directory = NSTemporaryDirectory() + "agentd-shared-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: "\(directory)/plugins", withIntermediateDirectories: true)
         try FileManager.default.copyItem(
             atPath: "\(RuntimeHarness.buildDirectory)/libCounterAgent.so", toPath: "\(directory)/plugins/counter.so")
-        let host = try AgentHost(configuration: .init(listen: "127.0.0.1:0"), logger: Logger(label: "test.host"))
+        let host = try given ?? AgentHost(configuration: .init(listen: "127.0.0.1:0"), logger: Logger(label: "test.host"))
         let cluster = Cluster(host: host, directory: directory)
         do {
             try await body(cluster)
@@ -133,6 +134,55 @@ struct SharedTypeTests {
         #expect(settled)
         expectOneResidentPerKey(cluster)
         await client.close()
+    }
+
+    @Test("in a cluster, runtimes of one shared type on two hosts split its keys; callers on either host reach each key's one instance")
+    func acrossHosts() async throws {
+        let nats = try await NATSServer.start()
+        defer { nats.stop() }
+        func clusterHost(_ name: String) async throws -> AgentHost {
+            try await AgentHost.start(
+                configuration: .init(
+                    listen: "127.0.0.1:0",
+                    cluster: ClusterConfiguration(nats: NATSConnection.Options(servers: [nats.url]), name: name, lease: .seconds(1))),
+                logger: Logger(label: "test.\(name)"))
+        }
+        let b = try await clusterHost("b")
+        do {
+            try await withCluster(host: clusterHost("a")) { cluster in
+                let first = try await cluster.start("runtime-a", on: cluster.host)
+                let second = try await cluster.start("runtime-b", on: b)
+                // Both hosts know both workers once each has seen the other's in the cluster.
+                let viaA = try WorkerClient(address: "127.0.0.1:\(cluster.host.port)")
+                let viaB = try WorkerClient(address: "127.0.0.1:\(b.port)")
+                let keys = (0..<200).map { "k\($0)" }
+                let converged = await poll {
+                    first.sharedTypeMembers["counter"]?.count == 2 && second.sharedTypeMembers["counter"]?.count == 2
+                }
+                #expect(converged, "the hosts never told both runtimes that two serve the type")
+                var answered: [String: Int] = [:]
+                for (index, key) in keys.enumerated() {
+                    if await add(index.isMultiple(of: 2) ? viaA : viaB, key: key) { answered[key, default: 0] += 1 }
+                    if await add(index.isMultiple(of: 2) ? viaB : viaA, key: key) { answered[key, default: 0] += 1 }
+                }
+                let spread = [first.sharedKeys["counter"] ?? 0, second.sharedKeys["counter"] ?? 0]
+                #expect(spread.allSatisfy { $0 >= keys.count / 4 }, "\(spread)")
+                expectOneResidentPerKey(cluster)
+                var wrong: [String] = []
+                for key in keys {
+                    let stored = try await count(viaB, key: key)
+                    if stored != answered[key, default: 0] { wrong.append("\(key): \(stored) stored, \(answered[key, default: 0]) answered") }
+                }
+                #expect(wrong.isEmpty, "\(wrong.prefix(10))")
+                #expect(answered.values.reduce(0, +) >= keys.count * 2 - 4, "most Adds answered")
+                await viaA.close()
+                await viaB.close()
+            }
+        } catch {
+            await b.shutdown()
+            throw error
+        }
+        await b.shutdown()
     }
 
     @Test("placement is rendezvous hashing: a member leaving moves only its own keys")

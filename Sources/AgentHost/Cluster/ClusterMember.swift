@@ -30,6 +30,7 @@ final class ClusterMember: Sendable {
     let connection: NATSConnection
     let agentTypes: KeyValueBucket
     let subscriptions: KeyValueBucket
+    let sharedMembers: KeyValueBucket
     weak let host: AgentHost?
     let table: RoutingTable
     let logger: Logger
@@ -49,6 +50,8 @@ final class ClusterMember: Sendable {
         var remoteClaims: [String: (host: String, revision: UInt64)] = [:]
         /// Other hosts' subscription keys and their revisions.
         var remoteSubscriptionKeys: [String: [String: UInt64]] = [:]
+        /// Other hosts' shared-type member keys and their revisions.
+        var remoteSharedKeys: [String: [String: UInt64]] = [:]
         /// Client id → the host it is connected to, learned from control messages' `respond_to`.
         var clientRoutes: [String: String] = [:]
         /// Host → its events subject (made once per host).
@@ -69,10 +72,12 @@ final class ClusterMember: Sendable {
         case release(type: String, client: String)
         case putSubscription(Subscription)
         case deleteSubscription(id: String)
+        case putSharedMember(type: String, client: String)
+        case deleteSharedMember(type: String, client: String)
         case resynchronise
         /// Resumed when the operations before it are done.
         case barrier(CheckedContinuation<Void, Never>)
-        case removeHost(String, claims: [(key: String, revision: UInt64)], subscriptions: [(key: String, revision: UInt64)])
+        case removeHost(String, entries: [(bucket: KeyValueBucket, key: String, revision: UInt64)])
     }
 
     enum ClaimResult: Sendable {
@@ -85,8 +90,9 @@ final class ClusterMember: Sendable {
 
     private init(
         name: String, configuration: ClusterConfiguration, connection: NATSConnection, agentTypes: KeyValueBucket,
-        subscriptions: KeyValueBucket, host: AgentHost, logger: Logger
+        subscriptions: KeyValueBucket, sharedMembers: KeyValueBucket, host: AgentHost, logger: Logger
     ) {
+        self.sharedMembers = sharedMembers
         self.name = name
         self.incarnation = String(UInt64.random(in: 1...UInt64.max), radix: 16)
         self.configuration = configuration
@@ -121,6 +127,7 @@ final class ClusterMember: Sendable {
                 name: name, configuration: configuration, connection: connection,
                 agentTypes: try await connection.createOrBindBucket(bucketConfiguration(ClusterNames.agentTypesBucket)),
                 subscriptions: try await connection.createOrBindBucket(bucketConfiguration(ClusterNames.subscriptionsBucket)),
+                sharedMembers: try await connection.createOrBindBucket(bucketConfiguration(ClusterNames.sharedTypesBucket)),
                 host: host, logger: logger)
             try await member.removeLeftovers()
             try await member.start()
@@ -137,8 +144,11 @@ final class ClusterMember: Sendable {
     /// The buckets' settings: one value per key, kept on disk.
     private static func bucketConfiguration(_ name: String) -> KeyValueBucket.Configuration {
         var configuration = KeyValueBucket.Configuration(name: name)
-        configuration.description = name == ClusterNames.agentTypesBucket
-            ? "agentd: which client holds each agent type" : "agentd: every worker's subscriptions"
+        configuration.description = switch name {
+        case ClusterNames.agentTypesBucket: "agentd: which client holds each agent type"
+        case ClusterNames.sharedTypesBucket: "agentd: the workers of each shared agent type"
+        default: "agentd: every worker's subscriptions"
+        }
         return configuration
     }
 
@@ -160,6 +170,9 @@ final class ClusterMember: Sendable {
         for key in try await subscriptions.keys() where key.hasPrefix(prefix) {
             try? await subscriptions.delete(key)
         }
+        for key in try await sharedMembers.keys() where ClusterNames.parseSharedMemberKey(key)?.host == name {
+            try? await sharedMembers.delete(key)
+        }
     }
 
     private func start() async throws {
@@ -180,6 +193,7 @@ final class ClusterMember: Sendable {
         background.withLock { $0.subscriptions = natsSubscriptions }
         let typeWatch = try await agentTypes.watch { [weak self] event in self?.agentTypeChanged(event) }
         let subscriptionWatch = try await subscriptions.watch { [weak self] event in self?.subscriptionChanged(event) }
+        let sharedWatch = try await sharedMembers.watch { [weak self] event in self?.sharedMemberChanged(event) }
         try await connection.flush()
         let events = connection.events()
         let tasks: [Task<Void, Never>] = [
@@ -200,7 +214,7 @@ final class ClusterMember: Sendable {
             },
         ]
         background.withLock { background in
-            background.watches = [typeWatch, subscriptionWatch]
+            background.watches = [typeWatch, subscriptionWatch, sharedWatch]
             background.tasks = tasks
         }
     }
@@ -246,6 +260,11 @@ final class ClusterMember: Sendable {
             for subscription in table.localSubscriptions() {
                 try? await subscriptions.delete(ClusterNames.subscriptionKey(host: name, id: subscription.id))
             }
+            for (type, clients) in table.localSharedMembers() {
+                for client in clients {
+                    try? await sharedMembers.delete(ClusterNames.sharedMemberKey(type: type, host: name, client: client))
+                }
+            }
         }
         for task in background.tasks { task.cancel() }
         for watch in background.watches { watch.stop() }
@@ -274,13 +293,17 @@ final class ClusterMember: Sendable {
         }
     }
 
-    /// A worker that held `types` disconnected.
-    func workerLeft(client: String, types: [String], subscriptionIDs: [String]) {
+    /// A worker that held `types` and served `sharedTypes` disconnected.
+    func workerLeft(client: String, types: [String], sharedTypes: [String], subscriptionIDs: [String]) {
         for type in types { enqueue.yield(.release(type: type, client: client)) }
+        for type in sharedTypes { enqueue.yield(.deleteSharedMember(type: type, client: client)) }
         for id in subscriptionIDs { enqueue.yield(.deleteSubscription(id: id)) }
     }
 
     func subscriptionAdded(_ subscription: Subscription) { enqueue.yield(.putSubscription(subscription)) }
+
+    /// A worker of this host serves shared type `type` now.
+    func sharedMemberJoined(type: String, client: String) { enqueue.yield(.putSharedMember(type: type, client: client)) }
 
     func subscriptionRemoved(id: String) { enqueue.yield(.deleteSubscription(id: id)) }
 
@@ -490,15 +513,18 @@ final class ClusterMember: Sendable {
     /// Forgets `host`: answers what it had not answered, drops its types and subscriptions and,
     /// when it died, removes its entries from the buckets.
     private func hostGone(_ gone: String, reason: String, removeEntries: Bool) {
-        let (claims, subscriptionKeys) = state.withLock { state in
+        let (claims, subscriptionKeys, sharedKeys) = state.withLock { state in
             state.lastHeard[gone] = nil
             state.eventSubjects[gone] = nil
             let claims = state.remoteClaims.filter { $0.value.host == gone }
             for type in claims.keys { state.remoteClaims[type] = nil }
             let keys = state.remoteSubscriptionKeys.removeValue(forKey: gone) ?? [:]
-            return (claims.map { (ClusterNames.token($0.key), $0.value.revision) }, keys.map { ($0.key, $0.value) })
+            let shared = state.remoteSharedKeys.removeValue(forKey: gone) ?? [:]
+            return (claims.map { (ClusterNames.token($0.key), $0.value.revision) }, keys.map { ($0.key, $0.value) },
+                    shared.map { ($0.key, $0.value) })
         }
-        let unanswered = table.forgetHost(gone)
+        let (unanswered, sharedChanges) = table.forgetHost(gone)
+        for shared in sharedChanges { host?.announce(shared) }
         for request in unanswered {
             host?.answer(request, error: "Host \(gone), which serves agent type '\(request.target.type)', left the cluster (\(reason)) before answering the request to \(request.target).")
         }
@@ -506,8 +532,10 @@ final class ClusterMember: Sendable {
             "cluster.peer": "\(gone)", "reason": "\(reason)", "agent.types": "\(claims.count)",
             "subscriptions": "\(subscriptionKeys.count)", "unanswered": "\(unanswered.count)",
         ])
-        if removeEntries, !claims.isEmpty || !subscriptionKeys.isEmpty {
-            enqueue.yield(.removeHost(gone, claims: claims, subscriptions: subscriptionKeys))
+        if removeEntries {
+            let entries = claims.map { (agentTypes, $0.0, $0.1) } + subscriptionKeys.map { (subscriptions, $0.0, $0.1) }
+                + sharedKeys.map { (sharedMembers, $0.0, $0.1) }
+            if !entries.isEmpty { enqueue.yield(.removeHost(gone, entries: entries)) }
         }
     }
 
@@ -595,6 +623,23 @@ final class ClusterMember: Sendable {
         table.setRemoteSubscription(subscription, host: owner)
     }
 
+    private func sharedMemberChanged(_ event: KeyValueWatch.Event) {
+        guard case .entry(let entry) = event, let (type, owner, client) = ClusterNames.parseSharedMemberKey(entry.key),
+              owner != name else { return }
+        let present = entry.operation == .put
+        state.withLock { state in
+            if present {
+                state.remoteSharedKeys[owner, default: [:]][entry.key] = entry.revision
+                if state.lastHeard[owner] == nil { state.lastHeard[owner] = (.now, nil) }
+            } else {
+                _ = state.remoteSharedKeys[owner]?.removeValue(forKey: entry.key)
+            }
+        }
+        if let changed = table.setRemoteSharedMember(agentType: type, client: client, host: owner, present: present) {
+            host?.announce(changed)
+        }
+    }
+
     // MARK: - Key-value writes
 
     private func runOperations() async {
@@ -627,11 +672,22 @@ final class ClusterMember: Sendable {
                 try? await subscriptions.delete(ClusterNames.subscriptionKey(host: name, id: id))
             case .resynchronise:
                 await resynchronise()
-            case .removeHost(let gone, let claims, let keys):
+            case .putSharedMember(let type, let client):
+                guard isConnected else { continue }
+                do {
+                    _ = try await sharedMembers.put(ClusterNames.sharedMemberKey(type: type, host: name, client: client), value: [])
+                } catch {
+                    logger.warning("shared agent type's worker not published to the cluster (published again when NATS is back)", metadata: [
+                        "agent.type": "\(type)", "client.id": "\(client)", "error": "\(error)",
+                    ])
+                }
+            case .deleteSharedMember(let type, let client):
+                guard isConnected else { continue }
+                try? await sharedMembers.delete(ClusterNames.sharedMemberKey(type: type, host: name, client: client))
+            case .removeHost(let gone, let entries):
                 // Every host that saw it die tries; the revision lets one succeed, and not remove
                 // what the host (or another) wrote since.
-                for (key, revision) in claims { try? await agentTypes.delete(key, ifRevision: revision) }
-                for (key, revision) in keys { try? await subscriptions.delete(key, ifRevision: revision) }
+                for (bucket, key, revision) in entries { try? await bucket.delete(key, ifRevision: revision) }
                 logger.debug("entries of a host out of the cluster removed", metadata: ["cluster.peer": "\(gone)"])
             }
         }
@@ -685,7 +741,7 @@ final class ClusterMember: Sendable {
         guard isConnected else { return }
         // A NATS server that came back without its JetStream store has lost the buckets: make
         // them again (the watches make their consumers once they are there).
-        for bucket in [agentTypes, subscriptions] {
+        for bucket in [agentTypes, subscriptions, sharedMembers] {
             _ = try? await connection.createOrBindBucket(Self.bucketConfiguration(bucket.name))
         }
         let localTypes = table.localAgentTypes()
@@ -727,5 +783,14 @@ final class ClusterMember: Sendable {
                 ClusterNames.subscriptionKey(host: name, id: subscription.id),
                 value: ControlPlaneCodec.encodeAddSubscriptionRequest(subscription))
         }
+        let localShared = Set(table.localSharedMembers().flatMap { type, clients in
+            clients.map { ClusterNames.sharedMemberKey(type: type, host: name, client: $0) }
+        })
+        if let keys = try? await sharedMembers.keys() {
+            for key in keys where ClusterNames.parseSharedMemberKey(key)?.host == name && !localShared.contains(key) {
+                try? await sharedMembers.delete(key)
+            }
+        }
+        for key in localShared { _ = try? await sharedMembers.put(key, value: []) }
     }
 }

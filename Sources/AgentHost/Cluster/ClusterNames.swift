@@ -10,6 +10,22 @@ enum ClusterNames {
     /// Key-value bucket of subscriptions: key = token(host).token(subscription id), value = an
     /// `AddSubscriptionRequest`.
     static let subscriptionsBucket = "agentd-subscriptions"
+    /// Key-value bucket of the workers of shared agent types: key =
+    /// token(type).token(host).token(client), value empty.
+    static let sharedTypesBucket = "agentd-shared-types"
+
+    static func sharedMemberKey(type: String, host: String, client: String) -> String {
+        "\(token(type)).\(token(host)).\(token(client))"
+    }
+
+    /// The type, host and client of a shared member key.
+    static func parseSharedMemberKey(_ key: String) -> (type: String, host: String, client: String)? {
+        let parts = key.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let type = text(ofToken: parts[0]), let host = text(ofToken: parts[1]),
+              let client = text(ofToken: parts[2]) else { return nil }
+        return (type, host, client)
+    }
+
     /// Heartbeats of every host (``Heartbeat``).
     static let heartbeats = "agentd.heartbeat"
 

@@ -250,6 +250,9 @@ final class LocalRouter: Sendable {
         }
     }
 
+    /// Shared types → the workers serving them, as the host last said.
+    var placements: [String: [String]] { routing.withLock { $0.placements } }
+
     /// Keys of shared types placed on this runtime, by type (for status and tests).
     var sharedKeyCounts: [String: Int] {
         routing.withLock { routing in
