@@ -318,6 +318,21 @@ struct ClusterTests {
         }
     }
 
+    @Test("a host shuts down at once while NATS is unreachable")
+    func shutdownDuringOutage() async throws {
+        try await withCluster(hosts: 1) { cluster in
+            let worker = try await cluster.hosts[0].worker("w")
+            try await worker.register("t")
+            cluster.nats.kill()
+            let disconnected = await poll { cluster.hosts[0].host.clusterStatus?.connected == false }
+            try #require(disconnected)
+            let started = ContinuousClock.now
+            await cluster.hosts[0].host.shutdown(gracePeriod: .zero)
+            let took = ContinuousClock.now - started
+            #expect(took < .seconds(2), "shutdown took \(took)")
+        }
+    }
+
     @Test("a NATS server that is not there at start-up is an error naming its address, not a hang")
     func natsAbsent() async throws {
         let started = ContinuousClock.now

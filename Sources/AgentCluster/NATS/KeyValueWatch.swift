@@ -237,7 +237,10 @@ public final class KeyValueWatch: Sendable {
 
     private func end() async {
         delivery.withLock { $0.stopped = true }
-        try? await removeConsumer()
+        // Only while connected: a JetStream request made while nats.c reconnects waits out its
+        // whole timeout (a host stopped during a NATS outage took 5 s per watch). The server
+        // removes an ephemeral consumer whose deliveries no one receives by itself.
+        if connection.status == .connected { try? await removeConsumer() }
         let (observer, waiters) = control.withLock { control in
             control.finished = true
             defer {

@@ -190,6 +190,17 @@ typedef struct agentd_message {
     int32_t is_rpc;
     /** The token to answer an RPC with (reply / fail), or to finish a pending event. */
     agentd_call *call;
+    /* ---- ABI 1.3 (read only when `size` covers them) ---- */
+    /**
+     * W3C trace context of the span the runtime started for this handler, when the message
+     * carried one (AutoGen puts `traceparent`/`tracestate` in an RPC's metadata and reads them
+     * from an event's attributes): the message's trace id, a new span id, the message's flags.
+     * Empty when the message carried none. Everything the handler sends while it runs (publish,
+     * send, its answer) carries this context, so a trace continues through the agent; a plugin
+     * that records spans itself uses it as its handler span.
+     */
+    agentd_str traceparent;
+    agentd_str tracestate;
 } agentd_message;
 
 /**

@@ -125,6 +125,23 @@ final class AgentInstance: Schedulable {
     private let typeText: CString
     private let keyText: CString
     private let state: Mutex<State>
+    /// The trace context of the handler running now (W3C), carried by what it sends.
+    private let trace = Mutex<TraceContext?>(nil)
+    /// ``trace`` may be set (spares the lock on the common path, where no message is traced).
+    private let traced = Atomic<Bool>(false)
+
+    /// The trace context of the handler running now, if its message carried one.
+    var currentTrace: TraceContext? {
+        guard traced.load(ordering: .relaxed) else { return nil }
+        return trace.withLock { $0 }
+    }
+
+    /// Sets (or clears) the running handler's trace context.
+    func setTrace(_ context: TraceContext?) {
+        if context == nil, !traced.load(ordering: .relaxed) { return }
+        trace.withLock { $0 = context }
+        traced.store(context != nil, ordering: .relaxed)
+    }
     /// The plugin said (`state_changed`) that the message being handled changed the state.
     private let changed = Atomic<Bool>(false)
 

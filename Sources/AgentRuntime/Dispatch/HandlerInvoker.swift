@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import AgentCore
 import AgentPluginABI
 import Logging
@@ -56,7 +59,24 @@ final class HandlerInvoker: Sendable {
         view.payload = message.payload
         view.is_rpc = isRPC ? 1 : 0
         view.call = call.handle
-        let status = withExtendedLifetime(message) { handler(instance.pointer, &view) }
+        // A traced message: the handler runs in a new span of its trace, and what it sends
+        // carries that span.
+        let trace = message.traceparent.isEmpty
+            ? nil : TraceContext(traceparent: message.traceparent.string, tracestate: message.tracestate.string)?.child()
+        agent.setTrace(trace)
+        let status: agentd_status
+        if let trace {
+            status = trace.traceparent.withCString { parent in
+                trace.state.withCString { state in
+                    view.traceparent = agentd_str(data: parent, length: strlen(parent))
+                    view.tracestate = agentd_str(data: state, length: strlen(state))
+                    return withExtendedLifetime(message) { handler(instance.pointer, &view) }
+                }
+            }
+        } else {
+            status = withExtendedLifetime(message) { handler(instance.pointer, &view) }
+        }
+        if status != AGENTD_PENDING { agent.setTrace(nil) }
         if status == AGENTD_PENDING {
             let deadline = ContinuousClock.now + handlerTimeout
             call.timed.store(true, ordering: .sequentiallyConsistent)

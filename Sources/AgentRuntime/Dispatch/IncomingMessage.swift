@@ -35,6 +35,10 @@ final class IncomingMessage: @unchecked Sendable {
     let targetType: agentd_str
     let targetKey: agentd_str
     let error: agentd_str
+    /// W3C trace context: an event's `traceparent`/`tracestate` attributes, a request's
+    /// metadata entries of those names (empty when absent).
+    let traceparent: agentd_str
+    let tracestate: agentd_str
 
     /// Decodes `bytes`; nil if they are not a valid `agents.Message` with a known body.
     init?(_ bytes: UnsafeRawBufferPointer) {
@@ -47,6 +51,7 @@ final class IncomingMessage: @unchecked Sendable {
         var messageID = empty, messageType = empty, contentType = empty
         var payload = agentd_bytes(data: nil, length: 0)
         var targetType = empty, targetKey = empty, error = empty
+        var traceparent = empty, tracestate = empty
         switch decoded.pointee.message_case {
         case AGENTS__MESSAGE__MESSAGE_CLOUD_EVENT:
             guard let event = decoded.pointee.cloudevent else {
@@ -71,6 +76,10 @@ final class IncomingMessage: @unchecked Sendable {
                         senderType = text
                     } else if strcmp(key, "agagentsenderkey") == 0 {
                         senderKey = text
+                    } else if strcmp(key, "traceparent") == 0 {
+                        traceparent = text
+                    } else if strcmp(key, "tracestate") == 0 {
+                        tracestate = text
                     }
                 }
             }
@@ -112,6 +121,16 @@ final class IncomingMessage: @unchecked Sendable {
                 contentType = view(body.pointee.data_content_type)
                 payload = unwrappingAny(agentd_bytes(data: body.pointee.data.data, length: body.pointee.data.len), contentType)
             }
+            if let metadata = request.pointee.metadata {
+                for index in 0..<request.pointee.n_metadata {
+                    guard let entry = metadata[index], let key = entry.pointee.key else { continue }
+                    if strcmp(key, "traceparent") == 0 {
+                        traceparent = view(entry.pointee.value)
+                    } else if strcmp(key, "tracestate") == 0 {
+                        tracestate = view(entry.pointee.value)
+                    }
+                }
+            }
         case AGENTS__MESSAGE__MESSAGE_RESPONSE:
             guard let response = decoded.pointee.response else {
                 agents__message__free_unpacked(decoded, nil)
@@ -137,6 +156,8 @@ final class IncomingMessage: @unchecked Sendable {
         self.messageType = messageType
         self.contentType = contentType
         self.payload = payload
+        self.traceparent = traceparent
+        self.tracestate = tracestate
         self.targetType = targetType
         self.targetKey = targetKey
         self.error = error

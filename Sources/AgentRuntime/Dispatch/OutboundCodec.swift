@@ -1,3 +1,4 @@
+import AgentCore
 import AgentPluginABI
 import ProtoWire
 import Foundation
@@ -12,7 +13,7 @@ import Synchronization
     /// `binary_data`; protobuf in `proto_data` as an Any of `type.googleapis.com/<type>`.
     public static func event(
         id: String, topicType: String, topicSource: String, senderType: String?, senderKey: String?,
-        messageType: String, contentType: String, payload: UnsafeRawBufferPointer
+        messageType: String, contentType: String, payload: UnsafeRawBufferPointer, trace: TraceContext? = nil
     ) -> [UInt8] {
         var message = ProtoWriter(capacity: payload.count + 256)
         message.messageField(3) { event in
@@ -31,6 +32,10 @@ import Synchronization
             attribute("agagentsendertype", senderType ?? "unknown")
             attribute("agagentsenderkey", senderKey ?? "unknown")
             attribute("agmsgkind", "publish")
+            if let trace {
+                attribute("traceparent", trace.traceparent)
+                if !trace.state.isEmpty { attribute("tracestate", trace.state) }
+            }
             if contentType == protobufContentType {
                 event.messageField(8) { any in
                     any.stringField(1, "type.googleapis.com/\(messageType)")
@@ -46,7 +51,7 @@ import Synchronization
     /// `Message{request}`.
     public static func request(
         id: String, senderType: String?, senderKey: String?, targetType: String, targetKey: String,
-        messageType: String, contentType: String, payload: UnsafeRawBufferPointer
+        messageType: String, contentType: String, payload: UnsafeRawBufferPointer, trace: TraceContext? = nil
     ) -> [UInt8] {
         var message = ProtoWriter(capacity: payload.count + 128)
         message.messageField(1) { request in
@@ -60,6 +65,13 @@ import Synchronization
                 body.stringField(1, messageType)
                 body.stringField(2, contentType)
                 payloadField(&body, messageType: messageType, contentType: contentType, payload: payload)
+            }
+            if let trace {
+                // `metadata` (map<string, string>, field 6), as AutoGen writes the trace context.
+                request.messageField(6) { $0.stringField(1, "traceparent"); $0.stringField(2, trace.traceparent) }
+                if !trace.state.isEmpty {
+                    request.messageField(6) { $0.stringField(1, "tracestate"); $0.stringField(2, trace.state) }
+                }
             }
         }
         return message.bytes

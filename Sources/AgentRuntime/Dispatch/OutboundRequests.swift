@@ -41,7 +41,7 @@ final class OutboundRequests: Sendable {
     ///   otherwise nothing was sent and the callback is never called.
     func send(sender: AgentID?, plugin: LoadedPlugin?, targetType: String, targetKey: String, messageType: String,
               contentType: String, payload: UnsafeRawBufferPointer, callback: agentd_response_fn,
-              context: UnsafeMutableRawPointer?) -> agentd_status {
+              context: UnsafeMutableRawPointer?, trace: TraceContext? = nil) -> agentd_status {
         guard AgentID.isValidType(targetType) else { return AGENTD_INVALID_ARGUMENT }
         plugin?.activityDidStart()
         let request = Request(callback: callback, context: context, target: "\(targetType)/\(targetKey)", plugin: plugin)
@@ -55,7 +55,7 @@ final class OutboundRequests: Sendable {
         }
         let bytes = OutboundCodec.request(
             id: id, senderType: sender?.type, senderKey: sender?.key, targetType: targetType,
-            targetKey: targetKey, messageType: messageType, contentType: contentType, payload: payload)
+            targetKey: targetKey, messageType: messageType, contentType: contentType, payload: payload, trace: trace)
         guard outbox.send(bytes) else {
             _ = take(id)
             if let plugin { retirement.activityDidEnd(plugin) }

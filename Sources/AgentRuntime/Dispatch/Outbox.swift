@@ -32,13 +32,15 @@ final class Outbox: Sendable {
     /// the event waits in the connection's bounded buffer.
     /// - Returns: AGENTD_OK when sent or buffered; AGENTD_INVALID_ARGUMENT for a topic type
     ///   AutoGen would refuse; AGENTD_UNAVAILABLE when the buffer or the send queue is full.
+    /// - Parameter trace: the sending handler's trace context, carried as the event's
+    ///   `traceparent`/`tracestate` attributes.
     func publish(sender: AgentID?, topicType: String, topicSource: String, messageType: String,
-                 contentType: String, payload: UnsafeRawBufferPointer) -> agentd_status {
+                 contentType: String, payload: UnsafeRawBufferPointer, trace: TraceContext? = nil) -> agentd_status {
         guard TopicID.isValidType(topicType) else { return AGENTD_INVALID_ARGUMENT }
         let bytes = OutboundCodec.event(
             id: OutboundCodec.newID(), topicType: topicType, topicSource: topicSource,
             senderType: sender?.type, senderKey: sender?.key, messageType: messageType,
-            contentType: contentType, payload: payload)
+            contentType: contentType, payload: payload, trace: trace)
         switch connection.send(MessageBuffer(bytes), kind: .event) {
         case .sent, .buffered: return AGENTD_OK
         case .refused, .full: return AGENTD_UNAVAILABLE

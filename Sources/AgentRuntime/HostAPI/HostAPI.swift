@@ -68,7 +68,8 @@ private let hostPublish: @convention(c) (
     }
     return context.outbox.publish(
         sender: sender?.id, topicType: topicType.string, topicSource: topicSource.string,
-        messageType: messageType.string, contentType: contentType.string, payload: payload.buffer)
+        messageType: messageType.string, contentType: contentType.string, payload: payload.buffer,
+        trace: sender?.currentTrace)
 }
 
 private let hostSend: @convention(c) (
@@ -79,6 +80,7 @@ private let hostSend: @convention(c) (
     let sender: AgentID?
     let plugin: LoadedPlugin?
     let dispatch: DispatchContext
+    var trace: TraceContext?
     if from == nil {
         // ABI 1.0 without an agent: the completion is the plugin's code, so its image names
         // the plugin, and the plugin its runtime.
@@ -91,11 +93,12 @@ private let hostSend: @convention(c) (
         guard let agent = agent(from) else { return AGENTD_MISUSE }
         // The completion is the agent's plugin's code: that version stays loaded until it is called.
         (sender, plugin, dispatch) = (agent.id, agent.type?.plugin, agent.context)
+        trace = agent.currentTrace
     }
     return dispatch.requests.send(
         sender: sender, plugin: plugin, targetType: targetType.string, targetKey: targetKey.string,
         messageType: messageType.string, contentType: contentType.string, payload: payload.buffer,
-        callback: callback, context: context)
+        callback: callback, context: context, trace: trace)
 }
 
 private let hostReply: @convention(c) (OpaquePointer?, agentd_str, agentd_str, agentd_bytes) -> agentd_status = {
