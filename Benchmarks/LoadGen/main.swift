@@ -25,6 +25,19 @@
 //            bare HostConnection from its poller thread (each answer sends the next request;
 //            no Swift tasks, timers or continuations): what WorkerClient.send adds, by difference
 //
+// For Benchmarks/cluster (off by default, so that Benchmarks/compare's runs are unchanged):
+//   --ready-timeout S   first wait (up to S seconds) until this host routes to what the scenarios
+//            need — echo/ready answers, and a probe event to (bench-events, ready) and to
+//            (bench-fanout, ready) is counted by bench-sink/ready and by each bench-fan-N/ready —
+//            for when they are served through another host of a cluster (learned a moment after
+//            the receiving runtime registered)
+//   --failover-lanes N  the failover driver instead of the scenarios (Failover.swift): N lanes of
+//            sequential Echo RPCs, continuously, until the kill time read on stdin
+//            (`kill NS`, CLOCK_MONOTONIC) plus --after-kill S, and --fresh-lanes M (1) more from
+//            the kill on; prints `ready` once they run, and then one JSON object (what was
+//            answered, with an error, late, or not at all). Also --deadline-ms, --grace-ms,
+//            --steady, --retry-pause-ms, --interval-ms (FailoverOptions)
+//
 // For the profile of the host (see the README): `compare-loadgen --serve-host POLLERS` runs an
 // AgentHost with that many poller threads in this process instead (prints `listening on ...`
 // and serves until killed), so that the host's threading can be varied without a code change.
@@ -52,12 +65,18 @@ struct Options {
     var serveHost: Int? = nil
     var callerPlugins: String? = nil
     var stallSeconds = 5.0
+    var readyTimeout = 0.0
+    var failover = FailoverOptions()
 
     init(_ arguments: [String]) {
         var iterator = arguments.makeIterator()
         func value(_ name: String) -> String {
             guard let value = iterator.next() else { fail("\(name) needs a value") }
             return value
+        }
+        func seconds(_ name: String) -> Double {
+            guard let number = Double(value(name)), number >= 0 else { fail("\(name) needs a number of seconds") }
+            return number
         }
         func count(_ name: String) -> Int {
             guard let number = Int(value(name)), number >= 0 else { fail("\(name) needs a whole number") }
@@ -75,6 +94,15 @@ struct Options {
             case "--raw-host-rpc": rawHostRPC = count(argument)
             case "--serve-host": serveHost = count(argument)
             case "--caller-plugins": callerPlugins = value(argument)
+            case "--ready-timeout": readyTimeout = seconds(argument)
+            case "--failover-lanes": failover.lanes = count(argument)
+            case "--fresh-lanes": failover.freshLanes = count(argument)
+            case "--deadline-ms": failover.deadlineMs = count(argument)
+            case "--grace-ms": failover.graceMs = count(argument)
+            case "--after-kill": failover.afterKill = seconds(argument)
+            case "--steady": failover.steady = seconds(argument)
+            case "--retry-pause-ms": failover.retryPauseMs = count(argument)
+            case "--interval-ms": failover.intervalMs = count(argument)
             case "--stall-seconds":
                 guard let seconds = Double(value(argument)), seconds > 0 else { fail("--stall-seconds needs a number") }
                 stallSeconds = seconds
@@ -275,6 +303,18 @@ if let pollers = options.serveHost {
 }
 let client = try WorkerClient(address: options.host, logger: logger)
 var result: [String: Any] = [:]
+
+if options.readyTimeout > 0 {
+    let waited = try await awaitRoutes(client, options: options)
+    note("routes ready after \(String(format: "%.0f", waited * 1000)) ms")
+}
+if options.failover.lanes > 0 {
+    let figures = try await runFailover(client, options: options.failover)
+    let json = try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys])
+    FileHandle.standardOutput.write(json + Data("\n".utf8))
+    await client.close()
+    exit(0)
+}
 
 // Warm-up: connections, agent instances, code paths (untimed).
 if options.warmup > 0 {
