@@ -446,9 +446,19 @@ final class RoutingTable: Sendable {
         }
     }
 
-    /// Removes and returns the requests waiting for `host`'s answer.
-    func forgetPending(onHost host: String) -> [PendingRequest] {
-        state.withLock { state in state.removePending(answeredBy: host) }
+    /// Removes and returns the requests waiting for `host`'s answer (to agent type
+    /// `agentType` only, when given).
+    func forgetPending(onHost host: String, agentType: String? = nil) -> [PendingRequest] {
+        state.withLock { state in
+            guard let agentType else { return state.removePending(answeredBy: host) }
+            var removed: [PendingRequest] = []
+            for (id, request) in state.pending where request.responder == .host(host) && request.target.type == agentType {
+                state.pending[id] = nil
+                state.deadlines.cancel(id)
+                removed.append(request)
+            }
+            return removed
+        }
     }
 
     /// Removes and returns every request waiting for another host's answer (the cluster's

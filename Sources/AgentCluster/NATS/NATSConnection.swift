@@ -469,6 +469,7 @@ public final class NATSConnection: Sendable {
         for subscription in subscriptions { eventRelay.unsubscribed(subscription) }
         state.withLock { $0.requests }?.failAll(
             with: NATSError(code: .connectionClosed, message: "request to NATS at \(address): the connection closed", address: address))
+        eventRelay.willClose()
         // nats.c's close flushes and joins its threads: a thread of its own, not the caller's.
         let handle = handle
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in

@@ -17,6 +17,8 @@ final class ConnectionEvents: Sendable {
         var reconnectObservers: [Int: @Sendable () -> Void] = [:]
         var nextID = 0
         var closed = false
+        /// ``NATSConnection/close()`` has begun: the connection's loss is its doing.
+        var closing = false
         var closedWaiters: [CheckedContinuation<Void, Never>] = []
         /// The subjects of the connection's live subscriptions by their nats.c pointer, to name
         /// the subject in an asynchronous error without touching the subscription.
@@ -91,8 +93,15 @@ final class ConnectionEvents: Sendable {
     // MARK: - From nats.c's callback thread
 
     func connectionLost() {
-        logger.warning("NATS connection lost; reconnecting", metadata: ["nats.address": "\(address)"])
+        let closing = state.withLock { $0.closing }
+        logger.log(level: closing ? .debug : .warning, closing ? "NATS connection closing" : "NATS connection lost; reconnecting",
+                   metadata: ["nats.address": "\(address)"])
         broadcast(.disconnected)
+    }
+
+    /// The connection is being closed on purpose (its loss is then no news).
+    func willClose() {
+        state.withLock { $0.closing = true }
     }
 
     func reconnected(to url: String) {
