@@ -105,8 +105,10 @@ extension AgentHost {
 
     /// Hands a response (`bytes`: an `agents.Message` carrying `response`, whose request id is
     /// this host's) from `responder` to the caller of its request.
+    /// - Parameter responder: who sent it; nil for an answer from another host on the reply
+    ///   subject of the request.
     func deliver(
-        _ bytes: UnsafeRawBufferPointer, _ response: RpcResponseHeader, from responder: RoutingTable.Responder, logger: Logger
+        _ bytes: UnsafeRawBufferPointer, _ response: RpcResponseHeader, from responder: RoutingTable.Responder?, logger: Logger
     ) {
         guard let hostID = UInt64(response.requestID) else {
             logger.warning("response with a request id the host never issued dropped", metadata: ["request.id": "\(response.requestID)"])

@@ -556,11 +556,16 @@ final class RoutingTable: Sendable {
         case wrongResponder(PendingRequest)
     }
 
-    /// Matches a response from `responder` to its request.
-    func routeResponse(hostRequestID: UInt64, responder: Responder) -> ResponseRoute {
+    /// Matches a response from `responder` to its request (nil: from the host the request was
+    /// sent to, on the reply subject only that host was given).
+    func routeResponse(hostRequestID: UInt64, responder: Responder?) -> ResponseRoute {
         state.withLock { state in
             guard let request = state.pending[hostRequestID] else { return .unknown }
-            guard request.responder == responder else { return .wrongResponder(request) }
+            if let responder {
+                guard request.responder == responder else { return .wrongResponder(request) }
+            } else {
+                guard case .host = request.responder else { return .wrongResponder(request) }
+            }
             state.pending[hostRequestID] = nil
             state.deadlines.cancel(hostRequestID)
             if case .client(let clientID) = responder { state.clients[clientID]?.pendingAsTarget.remove(hostRequestID) }

@@ -200,7 +200,7 @@ final class ClusterMember: Sendable {
         let subjects = [
             (ClusterNames.events(name), handleEvent(_:)),
             (ClusterNames.requests(name), handleRequest(_:)),
-            (ClusterNames.replies(name) + ".*", handleReply(_:)),
+            (ClusterNames.replies(name) + ".>", handleReply(_:)),
             (ClusterNames.control(name), handleControl(_:)),
             (ClusterNames.heartbeats, handleHeartbeat(_:)),
         ]
@@ -366,11 +366,10 @@ final class ClusterMember: Sendable {
         guard isConnected else { return "this host's connection to NATS (\(connection.address)) is down" }
         let left = deadline - .now
         let remaining = max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
-        let headers: NATSHeaders = [ClusterNames.hostHeader: name, ClusterNames.deadlineHeader: String(remaining)]
         do {
             try connection.publish(
-                ClusterNames.requests(owner), payload: bytes, replyTo: "\(ClusterNames.replies(name)).\(hostRequestID)",
-                headers: headers)
+                ClusterNames.requests(owner), payload: bytes,
+                replyTo: ClusterNames.replySubject(host: name, requestID: hostRequestID, waitsMilliseconds: remaining))
             return nil
         } catch {
             return "\(error)"
@@ -380,9 +379,7 @@ final class ClusterMember: Sendable {
     /// Sends an answer to a request that came from another host.
     func reply(_ message: MessageBuffer, to caller: PeerCaller) {
         do {
-            try message.withUnsafeBytes { bytes in
-                try connection.publish(caller.replySubject, payload: bytes, headers: [ClusterNames.hostHeader: name])
-            }
+            try message.withUnsafeBytes { bytes in try connection.publish(caller.replySubject, payload: bytes) }
         } catch {
             logger.warning("answer to another host's request not sent", metadata: [
                 "cluster.peer": "\(caller.host)", "error": "\(error)",
@@ -422,10 +419,10 @@ final class ClusterMember: Sendable {
     }
 
     private func handleRequest(_ message: NATSMessage) {
-        guard let host, let replySubject = message.replySubject else { return }
-        let caller = PeerCaller(host: message.headers[ClusterNames.hostHeader] ?? "?", replySubject: replySubject)
-        let waits = message.headers[ClusterNames.deadlineHeader].flatMap(Int64.init).map { Duration.milliseconds($0) }
-        let deadline = ContinuousClock.now + min(waits ?? host.configuration.rpcTimeout, host.configuration.rpcTimeout)
+        guard let host, let replySubject = message.replySubject,
+              let (from, _, waits) = ClusterNames.parseReplySubject(replySubject) else { return }
+        let caller = PeerCaller(host: from, replySubject: replySubject)
+        let deadline = ContinuousClock.now + min(.milliseconds(waits), host.configuration.rpcTimeout)
         message.payload.withUnsafeBytes { bytes in
             guard case .request(let request)? = try? Envelope.parse(bytes) else {
                 logger.warning("malformed request from another host dropped", metadata: ["cluster.peer": "\(caller.host)"])
@@ -436,7 +433,7 @@ final class ClusterMember: Sendable {
     }
 
     private func handleReply(_ message: NATSMessage) {
-        guard let host, let id = message.subject.split(separator: ".").last.flatMap({ UInt64($0) }) else { return }
+        guard let host, let (_, id, _) = ClusterNames.parseReplySubject(message.subject) else { return }
         if message.isNoResponders {
             // The host serving the type is gone (nothing listens on its subject).
             if let request = table.takePendingOnHost(hostRequestID: id), case .host(let owner) = request.responder {
@@ -444,13 +441,13 @@ final class ClusterMember: Sendable {
             }
             return
         }
-        let from = message.headers[ClusterNames.hostHeader] ?? ""
         message.payload.withUnsafeBytes { bytes in
             guard case .response(let response)? = try? Envelope.parse(bytes) else {
-                logger.warning("malformed answer from another host dropped", metadata: ["cluster.peer": "\(from)"])
+                logger.warning("malformed answer from another host dropped", metadata: ["request.id": "\(id)"])
                 return
             }
-            host.deliver(bytes, response, from: .host(from), logger: logger)
+            // Only the host the request went to was given this reply subject.
+            host.deliver(bytes, response, from: nil, logger: logger)
         }
     }
 

@@ -33,8 +33,23 @@ enum ClusterNames {
     static func events(_ host: String) -> String { "agentd.h.\(token(host)).events" }
     /// RPC requests for agent types this host's workers serve.
     static func requests(_ host: String) -> String { "agentd.h.\(token(host)).requests" }
-    /// Answers to this host's requests: one subject per request.
+    /// Answers to this host's requests: one subject per request,
+    /// `agentd.h.<token(host)>.replies.<request id>.<milliseconds the caller still waits>`, so
+    /// that a request carries its caller's host and deadline without headers (nats.c parses
+    /// headers on every message that has them).
     static func replies(_ host: String) -> String { "agentd.h.\(token(host)).replies" }
+
+    static func replySubject(host: String, requestID: UInt64, waitsMilliseconds: Int64) -> String {
+        "\(replies(host)).\(requestID).\(waitsMilliseconds)"
+    }
+
+    /// The calling host and how long it still waits, from a request's reply subject.
+    static func parseReplySubject(_ subject: String) -> (host: String, requestID: UInt64, waitsMilliseconds: Int64)? {
+        let parts = subject.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 6, parts[0] == "agentd", parts[1] == "h", parts[3] == "replies",
+              let host = text(ofToken: parts[2]), let id = UInt64(parts[4]), let waits = Int64(parts[5]) else { return nil }
+        return (host, id, waits)
+    }
     /// Control-channel messages for this host's workers.
     static func control(_ host: String) -> String { "agentd.h.\(token(host)).control" }
 
@@ -48,8 +63,6 @@ enum ClusterNames {
 
     /// Message header: the sending host's name.
     static let hostHeader = "Agentd-Host"
-    /// Message header: the milliseconds a request's caller still waits.
-    static let deadlineHeader = "Agentd-Deadline-Ms"
 
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
