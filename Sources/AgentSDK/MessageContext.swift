@@ -20,6 +20,11 @@ public struct MessageContext: Sendable {
     public let messageID: String
     /// Whether the message is an RPC (its handler's result is the answer).
     public let isRPC: Bool
+    /// W3C trace context of the span the runtime started for this handler, when the message
+    /// carried one (nil otherwise, and with a runtime older than ABI 1.3). What the handler
+    /// publishes and sends carries it on by itself; use it to record spans of your own.
+    public var traceparent: String? = nil
+    public var tracestate: String? = nil
 
     /// This agent's id.
     public var agentID: AgentID { agentContext.agentID }

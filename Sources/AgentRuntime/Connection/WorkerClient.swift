@@ -26,6 +26,8 @@ public final class WorkerClient: Sendable {
         public var contentType: String
         public var payload: [UInt8]
         public var sender: AgentID?
+        /// The W3C `traceparent` attribute, if the event carries one.
+        public var traceparent: String? = nil
     }
 
     /// An RPC's answer.
@@ -115,9 +117,10 @@ public final class WorkerClient: Sendable {
 
     /// Sends an RPC to `target` and returns its answer.
     /// - Throws: ``RuntimeError`` with the error text the host or the agent sent back.
+    /// - Parameter trace: W3C trace context to send in the request's metadata (as AutoGen does).
     public func send(_ payload: [UInt8], messageType: String, contentType: String = "application/json",
-                     to target: AgentID, timeout: Duration = .seconds(60)) async throws -> Response {
-        try await issue(payload, messageType: messageType, contentType: contentType, to: target, timeout: timeout).value()
+                     to target: AgentID, timeout: Duration = .seconds(60), trace: TraceContext? = nil) async throws -> Response {
+        try await issue(payload, messageType: messageType, contentType: contentType, to: target, timeout: timeout, trace: trace).value()
     }
 
     /// Writes an RPC to the stream now (so that requests started one after the other reach
@@ -131,7 +134,7 @@ public final class WorkerClient: Sendable {
     /// Writes the request and registers its answer slot, with its deadline (checked by one
     /// sweeper per client, not a timer per call).
     private func issue(_ payload: [UInt8], messageType: String, contentType: String, to target: AgentID,
-                       timeout: Duration) -> ResponseSlot {
+                       timeout: Duration, trace: TraceContext? = nil) -> ResponseSlot {
         let slot = ResponseSlot()
         let deadline = ContinuousClock.now + timeout
         let (id, closed, startSweeper): (String, Status?, Bool) = state.withLock { state in
@@ -151,7 +154,7 @@ public final class WorkerClient: Sendable {
         let bytes = payload.withUnsafeBytes {
             OutboundCodec.request(
                 id: id, senderType: nil, senderKey: nil, targetType: target.type, targetKey: target.key,
-                messageType: messageType, contentType: contentType, payload: $0)
+                messageType: messageType, contentType: contentType, payload: $0, trace: trace)
         }
         if !connection.send(MessageBuffer(bytes)) {
             resolve(id, .failure(RuntimeError("the channel to the host is closed")))
@@ -228,7 +231,8 @@ public final class WorkerClient: Sendable {
                 topic: TopicID(type: message.topicType.string, source: message.topicSource.string),
                 messageType: message.messageType.string, contentType: message.contentType.string,
                 payload: Array(message.payload.buffer),
-                sender: senderType.isEmpty ? nil : AgentID(type: senderType, key: message.senderKey.string))
+                sender: senderType.isEmpty ? nil : AgentID(type: senderType, key: message.senderKey.string),
+                traceparent: message.traceparent.isEmpty ? nil : message.traceparent.string)
             for continuation in state.withLock({ $0.events }) { continuation.yield(event) }
         case .request:
             _ = connection.send(MessageBuffer(OutboundCodec.errorResponse(

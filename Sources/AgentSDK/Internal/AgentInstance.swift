@@ -106,12 +106,18 @@ final class AgentInstance: @unchecked Sendable {
         }
         let senderType = String(message.sender_type)
         let topicType = String(message.topic_type)
-        let delivery = MessageContext(
+        var delivery = MessageContext(
             agentContext: context,
             sender: senderType.isEmpty ? nil : AgentID(type: senderType, key: String(message.sender_key)),
             topic: isRPC || topicType.isEmpty ? nil : TopicID(type: topicType, source: String(message.topic_source)),
             messageID: String(message.message_id),
             isRPC: isRPC)
+        // ABI 1.3's fields, when the runtime's message has them.
+        if Int(message.size) >= MemoryLayout<agentd_message>.offset(of: \agentd_message.tracestate)! + MemoryLayout<agentd_str>.size,
+           message.traceparent.length > 0 {
+            delivery.traceparent = String(message.traceparent)
+            delivery.tracestate = message.tracestate.length > 0 ? String(message.tracestate) : nil
+        }
         let payload = Data(message.payload)
 
         // The answer may come before this function returns AGENTD_PENDING (the ABI allows it).

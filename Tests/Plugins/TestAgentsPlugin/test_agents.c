@@ -24,6 +24,8 @@
 //                content type, payload), or fails it with the answer's status and error (when the
 //                error text is empty: "relay: T/K answered with status N"). If send() itself
 //                refuses, the call fails at once with send's status.
+//   tracer       any RPC ("*") -> `Trace` {"traceparent": P, "tracestate": S}: the W3C trace
+//                context the runtime gave the handler (ABI 1.3; empty strings when none).
 //   publisher    RPC `Publish` {"topic": T, "source": S, "text": X} -> host->publish(`Note`
 //                {"text": X}) to topic (T, S) as this agent, then reply `Published` {"ok": true};
 //                if publish refuses: fail with its status.
@@ -59,6 +61,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -697,6 +700,18 @@ static agentd_status on_close(void *instance, const agentd_message *m) {
     return set_gate(m, 0);
 }
 
+static agentd_status on_trace(void *instance, const agentd_message *m) {
+    (void)instance;
+    int covered = m->size >= offsetof(agentd_message, tracestate) + sizeof(agentd_str);
+    json_buffer reply = {0};
+    buffer_append_str(&reply, "{\"traceparent\": ");
+    json_append_string(&reply, covered ? m->traceparent.data : "", covered ? m->traceparent.length : 0);
+    buffer_append_str(&reply, ", \"tracestate\": ");
+    json_append_string(&reply, covered ? m->tracestate.data : "", covered ? m->tracestate.length : 0);
+    buffer_append_str(&reply, "}");
+    return reply_json(m, "Trace", &reply);
+}
+
 // --- The descriptor -----------------------------------------------------------------------------
 
 #define HANDLER(type, fn) {sizeof(agentd_handler), type, fn}
@@ -711,6 +726,7 @@ static const agentd_handler relay_handlers[] = {HANDLER("Relay", on_relay)};
 static const agentd_handler publisher_handlers[] = {
     HANDLER("Publish", on_publish), HANDLER("PublishAsPlugin", on_publish), HANDLER("PublishAsNobody", on_publish)};
 static const agentd_handler settings_handlers[] = {HANDLER("Setting", on_setting)};
+static const agentd_handler tracer_handlers[] = {HANDLER("*", on_trace)};
 static const agentd_subscription blocker_subscriptions[] = {
     {sizeof(agentd_subscription), AGENTD_SUBSCRIBE_TOPIC_TYPE, "block-fanout"},
 };
@@ -780,6 +796,13 @@ static const agentd_agent_type test_types[] = {
         .description = "Publish {topic, source, text}: publishes Note {text} to (topic, source)",
         .handlers = publisher_handlers,
         .handler_count = COUNT(publisher_handlers),
+    },
+    {
+        .size = sizeof(agentd_agent_type),
+        .name = "tracer",
+        .description = "Any RPC: answers Trace {traceparent, tracestate} as the runtime gave them",
+        .handlers = tracer_handlers,
+        .handler_count = COUNT(tracer_handlers),
     },
     {
         .size = sizeof(agentd_agent_type),
