@@ -111,6 +111,10 @@ let package = Package(
             ]
         ),
 
+        // Agents' state in a JetStream key-value bucket: a StateStore shared by the hosts' runtimes
+        // of a cluster.
+        .target(name: "AgentClusterState", dependencies: ["AgentState", "AgentCluster", "AgentCore"]),
+
         // The plugin ABI: include/agent_plugin.h, the one header plugin authors read.
         .target(name: "AgentPluginABI"),
 
@@ -303,6 +307,9 @@ let package = Package(
                 "AgentCluster", "AgentTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        .testTarget(
+            name: "AgentClusterStateTests",
+            dependencies: ["AgentClusterState", "AgentState", "AgentCluster", "AgentCore", "AgentTestSupport"]),
         .testTarget(name: "AgentSDKTests", dependencies: ["AgentSDK", "AgentPluginABI", "AgentTestSupport"]),
         .testTarget(
             name: "AgentRuntimeTests",

@@ -31,7 +31,9 @@ public final class NATSConnection: Sendable {
     let handle: LibraryHandle
     let eventRelay: ConnectionEvents
     let blockingCalls: BlockingCallThreads
-    let jetStreamTimeout: Duration
+    /// How long each JetStream request (every key-value call) waits for the server: the
+    /// connection's ``Options/jetStreamTimeout``.
+    public let jetStreamTimeout: Duration
     private let callbackToken: UInt
     private let state = Mutex(State())
 
