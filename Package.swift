@@ -129,7 +129,7 @@ let package = Package(
             name: "AgentRuntime",
             dependencies: [
                 "AgentPluginABI", "CAgentWire", "CRuntimeSupport", "ProtoWire", "AgentCore", "AgentHost",
-                "AgentConfig", "AgentState", "GRPCTransport",
+                "AgentConfig", "AgentState", "AgentCluster", "AgentClusterState", "GRPCTransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]

@@ -10,7 +10,7 @@ extension RuntimeConfiguration {
             "tls_certificate", "tls_key", "tls_client_ca", "auth_tokens", "auth_tokens_file",
         ]),
         ("plugins", ["directory"]),
-        ("state", ["store", "path", "sync"]),
+        ("state", ["store", "path", "sync", "nats"]),
         ("agents", ["idle_seconds", "max_resident"]),
         ("log", ["level"]),
         ("cluster", [
@@ -51,6 +51,13 @@ extension RuntimeConfiguration {
                 pluginSettings[name] = section.values
                 pluginSettingEntries[name] = section.entries
             }
+        }
+        if state.store == .nats, state.nats == nil, cluster == nil,
+           let section = document.sections.first(where: { $0.name == "state" }) {
+            throw ConfigurationError(
+                .missingKey,
+                "not set, and there is no [cluster] nats: [state] store = nats (line \(section["store"]?.line ?? section.line)) needs the NATS servers, like nats = nats://10.0.0.5:4222",
+                path: section.path, section: "state", key: "nats")
         }
     }
 
@@ -209,9 +216,16 @@ extension RuntimeConfiguration {
             switch entry.key {
             case "store":
                 guard let store = StateSettings.Store(rawValue: entry.value.lowercased()) else {
-                    throw .invalidValue(entry, "\(quoted(entry.value)) is not a state store; use sqlite or none")
+                    throw .invalidValue(entry, "\(quoted(entry.value)) is not a state store; use sqlite, nats or none")
                 }
                 state.store = store
+            case "nats":
+                guard !entry.value.isEmpty else {
+                    throw .invalidValue(entry, "is empty; give the NATS servers, like nats://10.0.0.5:4222")
+                }
+                state.nats = try Self.value(of: entry) { text throws(SettingValueError) in
+                    try SettingValue.list(text, advice: "list servers as nats://HOST:PORT, nats://HOST:PORT", SettingValue.natsServer)
+                }
             case "path":
                 guard !entry.value.isEmpty else {
                     throw .invalidValue(entry, "is empty; give the SQLite file agents' state is kept in (default \(StateSettings.defaultPath))")

@@ -4,6 +4,9 @@ public struct StateSettings: Sendable, Hashable {
     public enum Store: String, Sendable, Hashable, CaseIterable {
         /// One SQLite file (`[state] path`).
         case sqlite
+        /// NATS JetStream key-value (`[state] nats`, or `[cluster] nats`): state that can follow a
+        /// shared agent type's keys to runtimes on other machines.
+        case nats
         /// No store: state lives in the plugins' memory only, and is lost when the runtime
         /// stops or an agent is retired.
         case none
@@ -28,6 +31,8 @@ public struct StateSettings: Sendable, Hashable {
     /// folder without one).
     public var path: String?
     public var sync: Sync
+    /// `[state] nats = URL, URL`: the NATS servers of `store = nats` (nil: `[cluster] nats`).
+    public var nats: [String]?
     /// `[agents] idle_seconds`: an agent that received nothing for this long is retired
     /// (final checkpoint, then `destroy`). Zero: never for idleness.
     public var idle: Duration
@@ -40,6 +45,7 @@ public struct StateSettings: Sendable, Hashable {
         self.store = store
         self.path = path
         self.sync = sync
+        self.nats = nil
         self.idle = idle
         self.maxResident = maxResident
     }

@@ -1,3 +1,4 @@
+import AgentCluster
 import AgentConfig
 import AgentHost
 import AgentState
@@ -51,6 +52,10 @@ extension AgentRuntime {
         /// The SQLite file agents' state is kept in (nil: no store — state lives in plugin
         /// memory only), and how durable its commits are.
         public var stateStorePath: String?
+        /// The NATS servers of a JetStream key-value state store (`[state] store = nats`), used
+        /// instead of ``stateStorePath`` when set: state that follows a shared type's keys to
+        /// runtimes on other machines.
+        public var stateNATS: NATSConnection.Options?
         public var stateDurability: SQLiteStateStore.Durability
         /// Retire an agent idle this long (zero: never for idleness).
         public var idleAgentTimeout: Duration
@@ -131,6 +136,18 @@ extension AgentRuntime.Configuration {
             stateStorePath: file.state.store == .sqlite ? file.state.resolvedPath(configurationPath: file.path) : nil,
             stateDurability: file.state.sync == .full ? .full : .normal,
             idleAgentTimeout: file.state.idle, maxResidentAgents: file.state.maxResident)
+        if file.state.store == .nats {
+            var options = NATSConnection.Options(servers: file.state.nats ?? file.cluster?.nats ?? [])
+            // The cluster's credentials, where the runtime has a [cluster] section.
+            if let cluster = file.cluster {
+                if cluster.tlsCA != nil || cluster.tlsCertificate != nil {
+                    options.tls = .init(caFile: cluster.tlsCA, certificateFile: cluster.tlsCertificate, privateKeyFile: cluster.tlsKey)
+                }
+                options.token = cluster.token
+                options.credentialsFile = cluster.credentialsFile
+            }
+            stateNATS = options
+        }
     }
 }
 

@@ -1,3 +1,5 @@
+import AgentCluster
+import AgentClusterState
 import AgentCore
 import AgentHost
 import AgentPluginABI
@@ -36,6 +38,8 @@ public final class AgentRuntime: Sendable {
     }
 
     private struct State: ~Copyable {
+        /// The NATS connection of a `[state] store = nats` store, closed at shutdown.
+        var stateConnection: NATSConnection?
         var embeddedHost: AgentHost?
         var running: Running?
         var stopped = false
@@ -99,7 +103,7 @@ public final class AgentRuntime: Sendable {
     /// - Throws: if the embedded host cannot listen or join its cluster, or the plugin directory
     ///   cannot be read.
     public func start() async throws {
-        let states = try openStateStore()
+        let states = try await openStateStore()
         let (address, authToken) = try await startEmbeddedHostIfNeeded()
         let connection = HostConnection(
             address: address, clientID: configuration.clientID, maxMessageBytes: configuration.maxMessageBytes,
@@ -183,7 +187,30 @@ public final class AgentRuntime: Sendable {
     }
 
     /// The agents' state store, when one is configured.
-    private func openStateStore() throws -> AgentStates? {
+    private func openStateStore() async throws -> AgentStates? {
+        if let options = configuration.stateNATS {
+            var named = options
+            named.name = named.name ?? "agentd runtime \(configuration.clientID) state"
+            let store: NATSStateStore
+            do {
+                let connection = try await NATSConnection.connect(named, logger: logger)
+                do {
+                    store = try await NATSStateStore.open(connection: connection)
+                } catch {
+                    await connection.close()
+                    throw error
+                }
+            } catch {
+                throw RuntimeError("the state store cannot be opened: \(error) ([state] store = nats, [state] nats)")
+            }
+            state.withLock { $0.stateConnection = store.connection }
+            logger.info("state store open", metadata: [
+                "state.store": "\(store.name)", "agents.idle": "\(configuration.idleAgentTimeout)",
+                "agents.max_resident": "\(configuration.maxResidentAgents)",
+            ])
+            // Each write is a round trip to NATS: on the writer thread, never inline.
+            return AgentStates(store: store, name: store.name, inlineCommits: false, logger: logger)
+        }
         guard let path = configuration.stateStorePath else { return nil }
         do {
             let store = try SQLiteStateStore(path: path, durability: configuration.stateDurability)
@@ -305,6 +332,7 @@ public final class AgentRuntime: Sendable {
             plugins = running.reloader.stop()
             await running.reloading.value
         }
+        if let stateConnection = state.withLock({ $0.stateConnection }) { await stateConnection.close() }
         // The embedded host's calls complete on the handler threads' queue: it stops first.
         await host?.shutdown()
         workers.stop()

@@ -40,6 +40,17 @@ struct RuntimeConfigurationTests {
         let hosts = try RuntimeConfiguration.parse(text: "[runtime]\nhost = a.example:1,  [::1]:2 ,b:3", path: "a.ini")
         #expect(hosts.hostAddress == "a.example:1, [::1]:2, b:3", "a failover list")
         #expect(throws: ConfigurationError.self) { try RuntimeConfiguration.parse(text: "[runtime]\nhost = a:1,,b:2", path: "a.ini") }
+        let nats = try RuntimeConfiguration.parse(text: "[state]\nstore = nats\nnats = 10.0.0.5:4222, nats://10.0.0.6:4222", path: "a.ini")
+        #expect(nats.state.store == .nats)
+        #expect(nats.state.nats == ["nats://10.0.0.5:4222", "nats://10.0.0.6:4222"])
+        let viaCluster = try RuntimeConfiguration.parse(text: "[state]\nstore = nats\n[cluster]\nnats = nats://10.0.0.7:4222", path: "a.ini")
+        #expect(viaCluster.state.nats == nil && viaCluster.cluster?.nats == ["nats://10.0.0.7:4222"], "the cluster's servers, taken by the runtime")
+        let missing = #expect(throws: ConfigurationError.self) { try RuntimeConfiguration.parse(text: "[state]\nstore = nats", path: "a.ini") }
+        #expect(missing?.description == "a.ini: [state] nats: not set, and there is no [cluster] nats: [state] store = nats (line 2) needs the NATS servers, like nats = nats://10.0.0.5:4222")
+        let badServer = #expect(throws: ConfigurationError.self) {
+            try RuntimeConfiguration.parse(text: "[state]\nstore = nats\nnats = ftp://x:1", path: "a.ini")
+        }
+        #expect(badServer?.description.hasPrefix("a.ini:3: [state] nats:") == true)
         let none = try RuntimeConfiguration.parse(text: "[state]\nstore = none\n[agents]\nidle_seconds = 0", path: "a.ini")
         #expect(none.state.store == .none)
         #expect(none.state.idle == .zero)
@@ -223,7 +234,7 @@ struct RuntimeConfigurationTests {
             description: "agentd.ini:2: [host] max_message_bytes: \"2048 MiB\" is too large; the most is 2147483647 bytes (2 GiB - 1, gRPC's limit)"),
         BadSetting(
             text: "[state]\nstore = redis", code: .invalidValue, line: 2, section: "state", key: "store",
-            description: "agentd.ini:2: [state] store: \"redis\" is not a state store; use sqlite or none"),
+            description: "agentd.ini:2: [state] store: \"redis\" is not a state store; use sqlite, nats or none"),
         BadSetting(
             text: "[state]\nsync = always", code: .invalidValue, line: 2, section: "state", key: "sync",
             description: "agentd.ini:2: [state] sync: \"always\" is not a sync mode; use normal (a checkpoint survives the runtime being killed) or full (a power loss too)"),

@@ -23,15 +23,15 @@ struct SharedTypeTests {
             self.directory = directory
         }
 
-        func start(_ name: String, on host: AgentHost? = nil) async throws -> AgentRuntime {
-            let runtime = try AgentRuntime(
-                configuration: .init(
-                    hostAddress: "127.0.0.1:\((host ?? self.host).port)", clientID: name, rpcTimeout: .seconds(10), workers: 2,
-                    pluginDirectory: "\(directory)/plugins", watchPlugins: false,
-                    reconnectInitialBackoff: .milliseconds(20), reconnectMaxBackoff: .milliseconds(200),
-                    pluginSettings: ["counter-plugin": ["shared": "true"]],
-                    stateStorePath: "\(directory)/agents.db"),
-                logger: Logger(label: "test.\(name)"))
+        func start(_ name: String, on host: AgentHost? = nil, stateNATS: NATSConnection.Options? = nil) async throws -> AgentRuntime {
+            var configuration = AgentRuntime.Configuration(
+                hostAddress: "127.0.0.1:\((host ?? self.host).port)", clientID: name, rpcTimeout: .seconds(10), workers: 2,
+                pluginDirectory: "\(directory)/plugins", watchPlugins: false,
+                reconnectInitialBackoff: .milliseconds(20), reconnectMaxBackoff: .milliseconds(200),
+                pluginSettings: ["counter-plugin": ["shared": "true"]],
+                stateStorePath: "\(directory)/agents.db")
+            configuration.stateNATS = stateNATS
+            let runtime = try AgentRuntime(configuration: configuration, logger: Logger(label: "test.\(name)"))
             try await runtime.start()
             runtimes.withLock { $0[name] = runtime }
             return runtime
@@ -136,7 +136,7 @@ struct SharedTypeTests {
         await client.close()
     }
 
-    @Test("in a cluster, runtimes of one shared type on two hosts split its keys; callers on either host reach each key's one instance")
+    @Test("in a cluster, runtimes of one shared type on two hosts, their state in NATS key-value, split its keys; callers on either host reach each key's one instance")
     func acrossHosts() async throws {
         let nats = try await NATSServer.start()
         defer { nats.stop() }
@@ -150,8 +150,10 @@ struct SharedTypeTests {
         let b = try await clusterHost("b")
         do {
             try await withCluster(host: clusterHost("a")) { cluster in
-                let first = try await cluster.start("runtime-a", on: cluster.host)
-                let second = try await cluster.start("runtime-b", on: b)
+                // State in NATS JetStream key-value ([state] store = nats), as on two machines.
+                let store = NATSConnection.Options(servers: [nats.url])
+                let first = try await cluster.start("runtime-a", on: cluster.host, stateNATS: store)
+                let second = try await cluster.start("runtime-b", on: b, stateNATS: store)
                 // Both hosts know both workers once each has seen the other's in the cluster.
                 let viaA = try WorkerClient(address: "127.0.0.1:\(cluster.host.port)")
                 let viaB = try WorkerClient(address: "127.0.0.1:\(b.port)")
@@ -175,6 +177,16 @@ struct SharedTypeTests {
                 }
                 #expect(wrong.isEmpty, "\(wrong.prefix(10))")
                 #expect(answered.values.reduce(0, +) >= keys.count * 2 - 4, "most Adds answered")
+                // Host a's runtime leaves: its keys move to host b's, their state through NATS.
+                await cluster.stop("runtime-a")
+                let alone = await poll { second.sharedTypeMembers["counter"] == ["runtime-b"] }
+                #expect(alone)
+                var lost: [String] = []
+                for key in keys {
+                    let stored = try await count(viaA, key: key)
+                    if stored != answered[key, default: 0] { lost.append("\(key): \(stored) stored, \(answered[key, default: 0]) answered") }
+                }
+                #expect(lost.isEmpty, "\(lost.prefix(10))")
                 await viaA.close()
                 await viaB.close()
             }
