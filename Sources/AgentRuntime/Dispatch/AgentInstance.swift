@@ -302,8 +302,9 @@ final class AgentInstance: Schedulable {
             case discard
             case checkpoint(PluginAgentType?)
             case migrate
-            case job(Job)
-            case handle(IncomingMessage, PluginAgentType?)
+            /// A unit to run, with the run serial it was taken under.
+            case job(Job, serial: Int)
+            case handle(IncomingMessage, PluginAgentType?, serial: Int)
             case idle
         }
         var unit: Step?
@@ -323,7 +324,7 @@ final class AgentInstance: Schedulable {
                 if let job = state.jobs.popFirst() {
                     state.phase = .running
                     state.runSerial &+= 1
-                    return .job(job)
+                    return .job(job, serial: state.runSerial)
                 }
                 guard let message = state.mailbox.popFirst() else {
                     state.phase = .idle
@@ -331,7 +332,7 @@ final class AgentInstance: Schedulable {
                 }
                 state.phase = .running
                 state.runSerial &+= 1
-                return .handle(message, state.currentType)
+                return .handle(message, state.currentType, serial: state.runSerial)
             }
             switch step {
             case .discard: discardInstance()
@@ -342,11 +343,13 @@ final class AgentInstance: Schedulable {
             case .job, .handle: unit = step
             }
         }
-        let serial = state.withLock { $0.runSerial }
+        let serial: Int
         switch unit {
-        case .job(let job):
+        case .job(let job, let taken):
+            serial = taken
             job.run(self)
-        case .handle(let message, let type):
+        case .handle(let message, let type, let taken):
+            serial = taken
             if let pending = handle(message, on: type) {
                 let waiting: Bool = state.withLock { state in
                     guard !pending.completed.load(ordering: .relaxed) else { return false }
@@ -369,7 +372,7 @@ final class AgentInstance: Schedulable {
                 if !deferred, checkpoint(instanceType) { return }
             }
         default:
-            break
+            return
         }
         let reschedule: Bool = state.withLock { state in
             // Only the phase this run set: a checkpoint the job wrote may have been committed,
