@@ -293,7 +293,7 @@ let package = Package(
         .testTarget(
             name: "AgentHostTests",
             dependencies: [
-                "AgentHost", "AgentCluster", "ProtoWire", "GRPCTransport", "AgentTestSupport",
+                "AgentHost", "AgentCore", "AgentCluster", "ProtoWire", "GRPCTransport", "AgentTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig"]),
