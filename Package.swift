@@ -181,7 +181,7 @@ let package = Package(
         .target(
             name: "HostLauncher",
             dependencies: [
-                "AgentConfig", "AgentHost", "AgentCluster", "GRPCTransport",
+                "AgentConfig", "AgentCore", "AgentHost", "AgentCluster", "GRPCTransport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -297,6 +297,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig"]),
+        .testTarget(
+            name: "HostLauncherTests",
+            dependencies: ["HostLauncher", "AgentCore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "AgentClusterTests",
             dependencies: [
