@@ -185,7 +185,7 @@ let package = Package(
         .target(
             name: "HostLauncher",
             dependencies: [
-                "AgentConfig", "AgentHost", "AgentCluster", "GRPCTransport",
+                "AgentConfig", "AgentCore", "AgentHost", "AgentCluster", "GRPCTransport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -297,10 +297,13 @@ let package = Package(
         .testTarget(
             name: "AgentHostTests",
             dependencies: [
-                "AgentHost", "AgentCluster", "ProtoWire", "GRPCTransport", "AgentTestSupport",
+                "AgentHost", "AgentCore", "AgentCluster", "ProtoWire", "GRPCTransport", "AgentTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig"]),
+        .testTarget(
+            name: "HostLauncherTests",
+            dependencies: ["HostLauncher", "AgentCore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "AgentClusterTests",
             dependencies: [

@@ -12,7 +12,7 @@ extension RuntimeConfiguration {
         ("plugins", ["directory"]),
         ("state", ["store", "path", "sync", "nats"]),
         ("agents", ["idle_seconds", "max_resident"]),
-        ("log", ["level"]),
+        ("log", ["level", "format"]),
         ("cluster", [
             "nats", "name", "lease_seconds", "tls_ca", "tls_certificate", "tls_key", "token", "token_file",
             "credentials",
@@ -344,6 +344,13 @@ extension RuntimeConfiguration {
                         "\(quoted(entry.value)) is not a log level; use one of \(Self.logLevels.joined(separator: ", "))")
                 }
                 logLevel = level
+            case "format":
+                guard let format = LogFormat(rawValue: entry.value.lowercased()) else {
+                    throw .invalidValue(
+                        entry,
+                        "\(quoted(entry.value)) is not a log format; use one of \(LogFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                logFormat = format
             default:
                 throw Self.unknownKey(entry)
             }

@@ -40,6 +40,7 @@ import Musl
 /// | `[host] auth_tokens = TOKEN, ...` or `auth_tokens_file = PATH` | tokens a call must carry one of | none: no token needed |
 /// | `[plugins] directory = PATH` | the folder of agent plugins, relative to the INI file | none: required to run |
 /// | `[log] level = LEVEL` | trace, debug, info, notice, warning, error or critical | info |
+/// | `[log] format = text` or `json` | text lines, or one JSON object per line | text |
 /// | `[cluster] nats = URL, ...` | the NATS servers the cluster's hosts meet on (`nats://HOST:PORT`, `tls://HOST:PORT` or `HOST:PORT`) | none: required in `[cluster]` |
 /// | `[cluster] name = TEXT` | this host's name in the cluster, unique per host | `HOSTNAME:PORT` |
 /// | `[cluster] lease_seconds = SECONDS` | how long a host whose heartbeats stopped still counts as alive, 1...300 | 3 |
@@ -135,6 +136,8 @@ public struct RuntimeConfiguration: Sendable, Hashable {
 
     /// `[log] level`: one of ``logLevels``, in lower case.
     public var logLevel: String
+    /// `[log] format`: text lines or JSON lines.
+    public var logFormat: LogFormat = .text
 
     /// Each `[plugin.NAME]` section's settings, keyed by NAME, handed to that plugin as they
     /// are written (quotes and escapes resolved).

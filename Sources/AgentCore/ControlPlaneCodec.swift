@@ -512,7 +512,7 @@ public enum ControlPlaneCodec {
     }
 
     /// How AutoGen's runtimes prefix a message's full name to make an Any's type URL.
-    private static let typeURLPrefix = "type.googleapis.com/"
+    static let typeURLPrefix = "type.googleapis.com/"
     private static let saveStateRequestName = String(cString: agents__save_state_request__descriptor.name)
     private static let saveStateResponseName = String(cString: agents__save_state_response__descriptor.name)
     private static let loadStateRequestName = String(cString: agents__load_state_request__descriptor.name)
@@ -590,7 +590,7 @@ public enum ControlPlaneCodec {
     // MARK: protobuf-c
 
     /// `message` packed by the generated `…__get_packed_size` and `…__pack` of its type.
-    private static func packed<Message>(
+    static func packed<Message>(
         _ message: UnsafePointer<Message>,
         _ packedSize: (UnsafePointer<Message>?) -> Int,
         _ pack: (UnsafePointer<Message>?, UnsafeMutablePointer<UInt8>?) -> Int
@@ -606,7 +606,7 @@ public enum ControlPlaneCodec {
     /// `read`, and frees it with `…__free_unpacked` — so `read` must copy out what it keeps
     /// (every C string and pointer in the message dies with it).
     /// - Throws: `malformed(…)` if protobuf-c cannot unpack `bytes`; whatever `read` throws.
-    private static func unpacked<Message, Result, Failure: Error>(
+    static func unpacked<Message, Result, Failure: Error>(
         _ bytes: UnsafeRawBufferPointer,
         _ descriptor: ProtobufCMessageDescriptor,
         _ unpack: (UnsafeMutablePointer<ProtobufCAllocator>?, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Message>?,
@@ -660,7 +660,7 @@ public enum ControlPlaneCodec {
     }
 
     /// ``unpacked(_:_:_:_:malformed:_:)`` for a reader that cannot fail.
-    private static func unpacked<Message, Result>(
+    static func unpacked<Message, Result>(
         _ bytes: UnsafeRawBufferPointer,
         _ descriptor: ProtobufCMessageDescriptor,
         _ unpack: (UnsafeMutablePointer<ProtobufCAllocator>?, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Message>?,
@@ -673,7 +673,7 @@ public enum ControlPlaneCodec {
     }
 
     /// A Swift copy of a C string field (empty for NULL); invalid UTF-8 is repaired.
-    private static func string(_ field: UnsafePointer<CChar>?) -> String {
+    static func string(_ field: UnsafePointer<CChar>?) -> String {
         field.map { String(cString: $0) } ?? ""
     }
 
@@ -685,7 +685,7 @@ public enum ControlPlaneCodec {
 
     /// Runs `body` with a ``PackArena`` and frees the arena once `body` — and the pack call in
     /// it — has returned.
-    private static func withPackArena<Result>(_ body: (inout PackArena) -> Result) -> Result {
+    static func withPackArena<Result>(_ body: (inout PackArena) -> Result) -> Result {
         var arena = PackArena()
         defer { arena.deallocateAll() }
         return body(&arena)
@@ -696,7 +696,7 @@ public enum ControlPlaneCodec {
 /// and arrays — which protobuf-c reads during the pack call and which must stay put until then.
 /// Not copyable: its one owner frees it, once. It holds C structs, pointers and bytes only, so it
 /// frees their memory without deinitialising them.
-private struct PackArena: ~Copyable {
+struct PackArena: ~Copyable {
     private var allocations: [UnsafeMutableRawPointer] = []
 
     /// A NUL-terminated copy of `text` (C reads it up to its first NUL).

@@ -81,6 +81,10 @@ public final class AgentHost: Sendable {
     private let server: Server
     private let sweeper = Mutex<Task<Void, Never>?>(nil)
     let isShuttingDown = ShutdownFlag()
+    /// `grpc.health.v1.Health`: what it reports and its open watches.
+    let health = HealthService()
+    /// When the host started serving (for its status's uptime).
+    let startedAt = ContinuousClock.now
     /// The host's membership of a cluster, once it has joined one.
     private let clusterSlot = Mutex<ClusterMember?>(nil)
 
@@ -187,6 +191,7 @@ public final class AgentHost: Sendable {
     /// closes the listener.
     public func shutdown(gracePeriod: Duration = .seconds(2)) async {
         guard isShuttingDown.set() else { return }
+        health.shutdownStarted()
         logger.info("host shutting down", metadata: ["host.address": "\(address)"])
         sweeper.withLock { $0?.cancel() }
         if let cluster { await cluster.leave() }
@@ -196,6 +201,7 @@ public final class AgentHost: Sendable {
         for connection in table.allConnections() {
             connection.call.finish(Status(.unavailable, "the host is shutting down"))
         }
+        health.stop()
         await server.shutdown(gracePeriod: gracePeriod)
         logger.info("host stopped")
     }
@@ -216,7 +222,7 @@ final class ShutdownFlag: Sendable {
 
 import Synchronization
 
-/// Routes the six `agents.AgentRpc` methods to their handlers.
+/// Routes the six `agents.AgentRpc` methods to their handlers, and the health and status calls.
 final class HostRouter: CallRouter, @unchecked Sendable {
     // @unchecked Sendable: `host` is set once, right after the server starts and before
     // any call can reach `handler(for:)` that needs it (calls arriving earlier see nil and
@@ -241,6 +247,9 @@ final class HostRouter: CallRouter, @unchecked Sendable {
             call.finish(Status(.unauthenticated, "a valid authorization token is required"))
             return nil
         }
+        // Health and status calls are not a worker's: they need no client-id.
+        if call.method.hasPrefix(HealthService.methodPrefix) { return host.health.handler(for: call) }
+        if call.method == AgentHost.statusMethod { return StatusCall(host: host) }
         guard let clientID = call.metadata["client-id"], !clientID.isEmpty else {
             host.logger.warning("call without client-id metadata refused", metadata: [
                 "grpc.method": "\(call.method)", "peer": "\(call.peer)",

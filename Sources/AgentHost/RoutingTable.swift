@@ -629,4 +629,31 @@ final class RoutingTable: Sendable {
     func allConnections() -> [WorkerConnection] {
         state.withLock { state in state.clients.values.flatMap { [$0.data, $0.control].compactMap { $0 } } }
     }
+
+    // MARK: Status
+
+    /// A connected worker as `agentd status` shows it.
+    struct WorkerSummary: Sendable {
+        var connection: WorkerConnection
+        /// Every agent type it serves (shared ones included), sorted.
+        var agentTypes: [String]
+        /// Those it serves as shared, sorted.
+        var sharedAgentTypes: [String]
+        var subscriptionCount: Int
+        /// Whether it has a control channel open too (every agentd runtime does).
+        var hasControlChannel: Bool
+    }
+
+    /// Every client with an open data channel, by client id.
+    func workerSummaries() -> [WorkerSummary] {
+        state.withLock { state in
+            state.clients.compactMap { id, client -> WorkerSummary? in
+                guard let data = client.data else { return nil }
+                return WorkerSummary(
+                    connection: data, agentTypes: client.agentTypes.sorted(),
+                    sharedAgentTypes: client.agentTypes.filter { state.sharedTypes[$0]?.contains(id) == true }.sorted(),
+                    subscriptionCount: client.subscriptionIDs.count, hasControlChannel: client.control != nil)
+            }.sorted { $0.connection.clientID < $1.connection.clientID }
+        }
+    }
 }

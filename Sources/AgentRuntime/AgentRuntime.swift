@@ -135,8 +135,11 @@ public final class AgentRuntime: Sendable {
         let stateRequests = StateRequestServer(
             agents: stateRequestsOverride ?? router, servesAgentType: { router.servedTypes.contains($0) },
             timeout: configuration.handlerTimeout, maxMessageBytes: configuration.maxMessageBytes, logger: logger)
+        let statusRequests = StatusRequestServer(
+            status: { [weak self] in self?.status() ?? .null }, maxMessageBytes: configuration.maxMessageBytes,
+            logger: logger)
         let control = HostControlChannel(
-            connection: connection, requests: stateRequests,
+            connection: connection, requests: stateRequests, status: statusRequests,
             backoff: .init(initialBackoff: configuration.reconnectInitialBackoff, maxBackoff: configuration.reconnectMaxBackoff),
             logger: logger)
         state.withLock {

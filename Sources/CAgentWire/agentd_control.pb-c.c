@@ -97,6 +97,96 @@ void   agentd__delete_state_response__free_unpacked
   assert(message->base.descriptor == &agentd__delete_state_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   agentd__status_request__init
+                     (Agentd__StatusRequest         *message)
+{
+  static const Agentd__StatusRequest init_value = AGENTD__STATUS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t agentd__status_request__get_packed_size
+                     (const Agentd__StatusRequest *message)
+{
+  assert(message->base.descriptor == &agentd__status_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t agentd__status_request__pack
+                     (const Agentd__StatusRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &agentd__status_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t agentd__status_request__pack_to_buffer
+                     (const Agentd__StatusRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &agentd__status_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Agentd__StatusRequest *
+       agentd__status_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Agentd__StatusRequest *)
+     protobuf_c_message_unpack (&agentd__status_request__descriptor,
+                                allocator, len, data);
+}
+void   agentd__status_request__free_unpacked
+                     (Agentd__StatusRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &agentd__status_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   agentd__status_response__init
+                     (Agentd__StatusResponse         *message)
+{
+  static const Agentd__StatusResponse init_value = AGENTD__STATUS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t agentd__status_response__get_packed_size
+                     (const Agentd__StatusResponse *message)
+{
+  assert(message->base.descriptor == &agentd__status_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t agentd__status_response__pack
+                     (const Agentd__StatusResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &agentd__status_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t agentd__status_response__pack_to_buffer
+                     (const Agentd__StatusResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &agentd__status_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Agentd__StatusResponse *
+       agentd__status_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Agentd__StatusResponse *)
+     protobuf_c_message_unpack (&agentd__status_response__descriptor,
+                                allocator, len, data);
+}
+void   agentd__status_response__free_unpacked
+                     (Agentd__StatusResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &agentd__status_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor agentd__delete_state_request__field_descriptors[1] =
 {
   {
@@ -171,5 +261,74 @@ const ProtobufCMessageDescriptor agentd__delete_state_response__descriptor =
   agentd__delete_state_response__field_indices_by_name,
   1,  agentd__delete_state_response__number_ranges,
   (ProtobufCMessageInit) agentd__delete_state_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define agentd__status_request__field_descriptors NULL
+#define agentd__status_request__field_indices_by_name NULL
+#define agentd__status_request__number_ranges NULL
+const ProtobufCMessageDescriptor agentd__status_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "agentd.StatusRequest",
+  "StatusRequest",
+  "Agentd__StatusRequest",
+  "agentd",
+  sizeof(Agentd__StatusRequest),
+  0,
+  agentd__status_request__field_descriptors,
+  agentd__status_request__field_indices_by_name,
+  0,  agentd__status_request__number_ranges,
+  (ProtobufCMessageInit) agentd__status_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor agentd__status_response__field_descriptors[2] =
+{
+  {
+    "json",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Agentd__StatusResponse, json),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Agentd__StatusResponse, error),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned agentd__status_response__field_indices_by_name[] = {
+  1,   /* field[1] = error */
+  0,   /* field[0] = json */
+};
+static const ProtobufCIntRange agentd__status_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor agentd__status_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "agentd.StatusResponse",
+  "StatusResponse",
+  "Agentd__StatusResponse",
+  "agentd",
+  sizeof(Agentd__StatusResponse),
+  2,
+  agentd__status_response__field_descriptors,
+  agentd__status_response__field_indices_by_name,
+  1,  agentd__status_response__number_ranges,
+  (ProtobufCMessageInit) agentd__status_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

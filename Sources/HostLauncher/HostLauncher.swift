@@ -131,7 +131,8 @@ public enum HostLauncher {
             }
         }
         let logger = makeLogger(
-            label: "agentd.host", level: options.logLevel ?? Logger.Level(rawValue: settings.logLevel) ?? .info)
+            label: "agentd.host", level: options.logLevel ?? Logger.Level(rawValue: settings.logLevel) ?? .info,
+            format: settings.logFormat)
         let listen = options.listen ?? settings.host.listen
         let configuration = self.configuration(
             settings.host, cluster: settings.cluster, listen: listen, maxMessageBytes: options.maxMessageBytes,
@@ -183,13 +184,20 @@ public enum HostLauncher {
             clientCertificateAuthority: settings.tlsClientCA?.contents)
     }
 
-    /// The root logger: structured lines on standard error. Bootstraps the logging system, so
-    /// once per process.
-    public static func makeLogger(label: String, level: Logger.Level) -> Logger {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+    /// The root logger: structured lines on standard error, as text or as JSON lines
+    /// (``JSONLogHandler``; `[log] format`). Bootstraps the logging system, so once per process.
+    public static func makeLogger(label: String, level: Logger.Level, format: LogFormat = .text) -> Logger {
+        LoggingSystem.bootstrap { label -> any LogHandler in
+            switch format {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            case .json:
+                var handler = JSONLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
         }
         var logger = Logger(label: label)
         logger.logLevel = level

@@ -6,7 +6,7 @@ struct Agentd: AsyncParsableCommand {
         commandName: "agentd",
         abstract: "An AutoGen-compatible agent host and plugin runtime.",
         subcommands: [
-            HostCommand.self, RunCommand.self, SendCommand.self, PublishCommand.self, StateCommand.self, PluginCommand.self,
+            HostCommand.self, RunCommand.self, SendCommand.self, PublishCommand.self, StateCommand.self, StatusCommand.self, PluginCommand.self,
         ]
     )
 }

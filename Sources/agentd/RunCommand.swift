@@ -61,7 +61,8 @@ struct RunCommand: AsyncParsableCommand {
                 throw ExitCode(2)
             }
         }
-        let logger = HostLauncher.makeLogger(label: "agentd.run", level: Logger.Level(rawValue: settings.logLevel) ?? .info)
+        let logger = HostLauncher.makeLogger(
+            label: "agentd.run", level: Logger.Level(rawValue: settings.logLevel) ?? .info, format: settings.logFormat)
         let embedded = HostLauncher.configuration(settings.host, cluster: settings.cluster, listen: listen ?? settings.host.listen)
         let runtime = try AgentRuntime(
             configuration: .init(

@@ -248,6 +248,9 @@ struct RuntimeConfigurationTests {
             text: "[log]\nlevel = verbose", code: .invalidValue, line: 2, section: "log", key: "level",
             description: "agentd.ini:2: [log] level: \"verbose\" is not a log level; use one of trace, debug, info, notice, warning, error, critical"),
         BadSetting(
+            text: "[log]\nformat = logfmt", code: .invalidValue, line: 2, section: "log", key: "format",
+            description: "agentd.ini:2: [log] format: \"logfmt\" is not a log format; use one of text, json"),
+        BadSetting(
             text: "[runtime]\nclient_id =", code: .invalidValue, line: 2, section: "runtime", key: "client_id",
             description: "agentd.ini:2: [runtime] client_id: is empty; remove the key to have a client id generated"),
         BadSetting(
@@ -270,7 +273,7 @@ struct RuntimeConfigurationTests {
             description: "agentd.ini:2: [runtime] listen: unknown key here (it belongs in [host]); the keys of [runtime] are host, rpc_timeout, workers, client_id, tls_ca, tls_certificate, tls_key, auth_token, auth_token_file, publish_buffer, mailbox_limit, handler_timeout"),
         BadSetting(
             text: "[log]\nLevel = info", code: .unknownKey, line: 2, section: "log", key: "Level",
-            description: "agentd.ini:2: [log] Level: unknown key (did you mean level?); the keys of [log] are level"),
+            description: "agentd.ini:2: [log] Level: unknown key (did you mean level?); the keys of [log] are level, format"),
         BadSetting(
             text: "[plugins]\ndirectory = p\nrecursive = yes", code: .unknownKey, line: 3, section: "plugins", key: "recursive",
             description: "agentd.ini:3: [plugins] recursive: unknown key; the keys of [plugins] are directory"),
@@ -287,6 +290,14 @@ struct RuntimeConfigurationTests {
         #expect(error.section == bad.section)
         #expect(error.key == bad.key)
         #expect(error.description == bad.description)
+    }
+
+    @Test("[log] format is text unless the file says json (in any case)")
+    func logFormat() throws {
+        #expect(try RuntimeConfiguration.parse(text: "[log]\nlevel = info\n", path: "a.ini").logFormat == .text)
+        #expect(try RuntimeConfiguration.parse(text: "[log]\nformat = json\n", path: "a.ini").logFormat == .json)
+        #expect(try RuntimeConfiguration.parse(text: "[log]\nformat = JSON\nlevel = debug", path: "a.ini").logFormat == .json)
+        #expect(try RuntimeConfiguration.parse(text: "[log]\nformat = text\n", path: "a.ini").logFormat == .text)
     }
 
     @Test("running agents without [plugins] directory is an error naming the file and key")

@@ -21,7 +21,8 @@ import Synchronization
 /// fresh `rpc_id`, addressed to its own `clientid=` — and counts the stream as attached once
 /// the host routes the probe back (both hosts route `clientid=` destinations without looking
 /// inside). ``waitUntilAttached(timeout:)`` waits for that; the runtime's `start()` does, so
-/// that once the runtime says it is ready, state requests reach it.
+/// that once the runtime says it is ready, state requests reach it. agentd's status requests
+/// travel the same way and go to a ``StatusRequestServer``.
 final class HostControlChannel: Sendable {
     private struct State: ~Copyable {
         var stream: ClientCall?
@@ -37,6 +38,7 @@ final class HostControlChannel: Sendable {
 
     private let connection: HostConnection
     private let requests: StateRequestServer
+    private let status: StatusRequestServer?
     private let backoff: HostConnection.Reconnection
     private let logger: Logger
     private let state = Mutex(State())
@@ -45,12 +47,14 @@ final class HostControlChannel: Sendable {
     ///   - connection: the data channel's connection, whose channel, `client-id` and token the
     ///     control stream shares.
     ///   - requests: what answers the state requests that arrive.
+    ///   - status: what answers agentd's status requests (nil: they are dropped, logged).
     ///   - backoff: the waits between attempts to open the stream again (its `initialBackoff`
     ///     and `maxBackoff`).
-    init(connection: HostConnection, requests: StateRequestServer, backoff: HostConnection.Reconnection,
-         logger: Logger) {
+    init(connection: HostConnection, requests: StateRequestServer, status: StatusRequestServer? = nil,
+         backoff: HostConnection.Reconnection, logger: Logger) {
         self.connection = connection
         self.requests = requests
+        self.status = status
         self.backoff = backoff
         self.logger = logger
     }
@@ -162,6 +166,12 @@ final class HostControlChannel: Sendable {
         }
         if message.respondTo.isEmpty, message.rpcMessage == nil {
             attached(by: message.rpcID, on: call)
+            return
+        }
+        if let status, StatusRequestServer.serves(message) {
+            status.serve(message) { [weak self] answer in
+                self?.send(answer, rpcID: message.rpcID, arrivedOn: call)
+            }
             return
         }
         requests.serve(message) { [weak self] answer in

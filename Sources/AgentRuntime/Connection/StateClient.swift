@@ -6,7 +6,8 @@ import Synchronization
 
 /// A client of the state protocol, for `agentd state` and tests: it opens a control channel
 /// (`OpenControlChannel`) to a host under a `client-id` of its own, and asks an agent's runtime,
-/// through the host, to save, load or delete the agent's state.
+/// through the host, to save, load or delete the agent's state — or, for `agentd status`, a
+/// runtime for its status (``runtimeStatus(ofClient:timeout:)``).
 ///
 /// Each request goes as `ControlMessage{rpc_id: a fresh UUID, destination:
 /// "agentid=<type>/<key>", respond_to: "clientid=<this client's id>", rpcMessage:
@@ -72,14 +73,9 @@ public final class StateClient: Sendable {
 
     private struct State: ~Copyable {
         /// Requests waiting for their answer, by rpc_id.
-        var pending: [String: Pending] = [:]
+        var pending: [String: AnswerSlot] = [:]
         /// Set once the channel has ended.
         var ended: Failure?
-    }
-
-    private struct Pending: Sendable {
-        var slot: AnswerSlot
-        var expected: ControlPlaneCodec.StateMessage.Kind
     }
 
     /// Opens the control channel to the host at `address` (connecting now; requests fail with
@@ -133,18 +129,48 @@ public final class StateClient: Sendable {
         guard let expected = request.kind.errorResponse("")?.kind else {
             preconditionFailure("\(request.kind.messageName) is not a request")
         }
+        let message = try await exchange(
+            ControlPlaneCodec.encodeStateMessage(request), destination: "agentid=\(agent)",
+            action: Self.action(request, agent), timeout: timeout)
+        let response: ControlPlaneCodec.StateMessage?
+        do {
+            response = try message.rpcMessage.flatMap { try ControlPlaneCodec.decodeStateMessage($0) }
+        } catch {
+            throw Failure(.unexpectedAnswer, "the answer is malformed: \(error)")
+        }
+        guard let response, response.kind == expected else {
+            let type = message.rpcMessage?.typeURL ?? "no message"
+            throw Failure(.unexpectedAnswer, "the answer carries \(type), not the \(expected.messageName) the request asks for")
+        }
+        switch response {
+        case .saveStateResponse(_, let error), .loadStateResponse(let error), .deleteStateResponse(let error):
+            if !error.isEmpty { throw Failure(.answeredWithError, error) }
+        case .saveStateRequest, .loadStateRequest, .deleteStateRequest:
+            break
+        }
+        return response
+    }
+
+    /// Sends `ControlMessage{rpc_id: a fresh UUID, destination, respond_to: this client,
+    /// rpcMessage}` and returns the message that comes back with its `rpc_id`, whatever it
+    /// carries.
+    /// - Parameter action: what the request does, for the timeout's message ("saving the state
+    ///   of echo/k").
+    /// - Throws: ``Failure``: the channel's end or the timeout.
+    func exchange(
+        _ rpcMessage: ControlPlaneCodec.AnyMessage, destination: String, action: String, timeout: Duration
+    ) async throws(Failure) -> ControlPlaneCodec.ControlMessage {
         let rpcID = UUID().uuidString.lowercased()
         let slot = AnswerSlot()
         let ended: Failure? = state.withLock { state in
             if let ended = state.ended { return ended }
-            state.pending[rpcID] = Pending(slot: slot, expected: expected)
+            state.pending[rpcID] = slot
             return nil
         }
         if let ended { throw ended }
         let message = ControlPlaneCodec.encodeControlMessage(.init(
-            rpcID: rpcID, destination: "agentid=\(agent)", respondTo: "clientid=\(clientID)",
-            rpcMessage: ControlPlaneCodec.encodeStateMessage(request)))
-        let (address, action) = (self.address, Self.action(request, agent))
+            rpcID: rpcID, destination: destination, respondTo: "clientid=\(clientID)", rpcMessage: rpcMessage))
+        let address = self.address
         let timer = Task { [weak self] in
             try? await Task.sleep(for: timeout)
             guard !Task.isCancelled else { return }
@@ -178,39 +204,16 @@ public final class StateClient: Sendable {
 
     // MARK: Answers
 
-    private func resolve(_ rpcID: String, _ result: Result<ControlPlaneCodec.StateMessage, Failure>) {
+    private func resolve(_ rpcID: String, _ result: Result<ControlPlaneCodec.ControlMessage, Failure>) {
         let pending = state.withLock { $0.pending.removeValue(forKey: rpcID) }
-        pending?.slot.fulfil(result)
+        pending?.fulfil(result)
     }
 
     private func receive(_ buffer: MessageBuffer) {
         guard let message = try? buffer.withUnsafeBytes({ try ControlPlaneCodec.decodeControlMessage($0) }) else {
             return
         }
-        guard let expected = state.withLock({ $0.pending[message.rpcID]?.expected }) else { return }
-        let response: ControlPlaneCodec.StateMessage?
-        do {
-            response = try message.rpcMessage.flatMap { try ControlPlaneCodec.decodeStateMessage($0) }
-        } catch {
-            resolve(message.rpcID, .failure(Failure(.unexpectedAnswer, "the answer is malformed: \(error)")))
-            return
-        }
-        guard let response, response.kind == expected else {
-            let type = message.rpcMessage?.typeURL ?? "no message"
-            resolve(message.rpcID, .failure(Failure(
-                .unexpectedAnswer, "the answer carries \(type), not the \(expected.messageName) the request asks for")))
-            return
-        }
-        switch response {
-        case .saveStateResponse(_, let error), .loadStateResponse(let error), .deleteStateResponse(let error):
-            if !error.isEmpty {
-                resolve(message.rpcID, .failure(Failure(.answeredWithError, error)))
-                return
-            }
-        case .saveStateRequest, .loadStateRequest, .deleteStateRequest:
-            break
-        }
-        resolve(message.rpcID, .success(response))
+        resolve(message.rpcID, .success(message))
     }
 
     private func ended(with status: Status) {
@@ -228,7 +231,7 @@ public final class StateClient: Sendable {
             defer { state.pending = [:] }
             return Array(state.pending.values)
         }
-        for request in pending { request.slot.fulfil(.failure(failure)) }
+        for request in pending { request.fulfil(.failure(failure)) }
     }
 
     /// As in "saving the state of echo/k".
@@ -264,13 +267,13 @@ private struct Weak<Object: AnyObject & Sendable>: Sendable {
 /// One request's answer, which may come before or after someone waits for it.
 private final class AnswerSlot: Sendable {
     private struct State: ~Copyable {
-        var result: Result<ControlPlaneCodec.StateMessage, StateClient.Failure>?
-        var waiter: CheckedContinuation<Result<ControlPlaneCodec.StateMessage, StateClient.Failure>, Never>?
+        var result: Result<ControlPlaneCodec.ControlMessage, StateClient.Failure>?
+        var waiter: CheckedContinuation<Result<ControlPlaneCodec.ControlMessage, StateClient.Failure>, Never>?
     }
     private let state = Mutex(State())
 
-    func fulfil(_ result: Result<ControlPlaneCodec.StateMessage, StateClient.Failure>) {
-        let waiter = state.withLock { state -> CheckedContinuation<Result<ControlPlaneCodec.StateMessage, StateClient.Failure>, Never>? in
+    func fulfil(_ result: Result<ControlPlaneCodec.ControlMessage, StateClient.Failure>) {
+        let waiter = state.withLock { state -> CheckedContinuation<Result<ControlPlaneCodec.ControlMessage, StateClient.Failure>, Never>? in
             guard state.result == nil else { return nil }
             state.result = result
             defer { state.waiter = nil }
@@ -279,9 +282,9 @@ private final class AnswerSlot: Sendable {
         waiter?.resume(returning: result)
     }
 
-    func value() async throws(StateClient.Failure) -> ControlPlaneCodec.StateMessage {
+    func value() async throws(StateClient.Failure) -> ControlPlaneCodec.ControlMessage {
         let result = await withCheckedContinuation { continuation in
-            let ready = state.withLock { state -> Result<ControlPlaneCodec.StateMessage, StateClient.Failure>? in
+            let ready = state.withLock { state -> Result<ControlPlaneCodec.ControlMessage, StateClient.Failure>? in
                 if let result = state.result { return result }
                 state.waiter = continuation
                 return nil

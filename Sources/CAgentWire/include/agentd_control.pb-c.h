@@ -18,6 +18,8 @@ PROTOBUF_C__BEGIN_DECLS
 
 typedef struct Agentd__DeleteStateRequest Agentd__DeleteStateRequest;
 typedef struct Agentd__DeleteStateResponse Agentd__DeleteStateResponse;
+typedef struct Agentd__StatusRequest Agentd__StatusRequest;
+typedef struct Agentd__StatusResponse Agentd__StatusResponse;
 
 
 /* --- enums --- */
@@ -53,6 +55,41 @@ struct  Agentd__DeleteStateResponse
 #define AGENTD__DELETE_STATE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&agentd__delete_state_response__descriptor) \
     , (char *)protobuf_c_empty_string }
+
+
+/*
+ * What a runtime serves now, for `agentd status`: sent to `clientid=<the runtime's client id>`.
+ * Answered with a StatusResponse. A worker that is not an agentd runtime does not answer.
+ */
+struct  Agentd__StatusRequest
+{
+  ProtobufCMessage base;
+};
+#define AGENTD__STATUS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&agentd__status_request__descriptor) \
+     }
+
+
+/*
+ * The answer to a StatusRequest.
+ */
+struct  Agentd__StatusResponse
+{
+  ProtobufCMessage base;
+  /*
+   * One JSON object: the runtime's client id, its plugins (name, version, content hash, agent
+   * types, shared or not) and its resident agents (count per agent type, and the keys of the
+   * shared types). Its keys are listed in the README (`agentd status`).
+   */
+  char *json;
+  /*
+   * Empty on success, otherwise why there is no status (then json is empty).
+   */
+  char *error;
+};
+#define AGENTD__STATUS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&agentd__status_response__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /* Agentd__DeleteStateRequest methods */
@@ -93,6 +130,44 @@ Agentd__DeleteStateResponse *
 void   agentd__delete_state_response__free_unpacked
                      (Agentd__DeleteStateResponse *message,
                       ProtobufCAllocator *allocator);
+/* Agentd__StatusRequest methods */
+void   agentd__status_request__init
+                     (Agentd__StatusRequest         *message);
+size_t agentd__status_request__get_packed_size
+                     (const Agentd__StatusRequest   *message);
+size_t agentd__status_request__pack
+                     (const Agentd__StatusRequest   *message,
+                      uint8_t             *out);
+size_t agentd__status_request__pack_to_buffer
+                     (const Agentd__StatusRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Agentd__StatusRequest *
+       agentd__status_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   agentd__status_request__free_unpacked
+                     (Agentd__StatusRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Agentd__StatusResponse methods */
+void   agentd__status_response__init
+                     (Agentd__StatusResponse         *message);
+size_t agentd__status_response__get_packed_size
+                     (const Agentd__StatusResponse   *message);
+size_t agentd__status_response__pack
+                     (const Agentd__StatusResponse   *message,
+                      uint8_t             *out);
+size_t agentd__status_response__pack_to_buffer
+                     (const Agentd__StatusResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Agentd__StatusResponse *
+       agentd__status_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   agentd__status_response__free_unpacked
+                     (Agentd__StatusResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Agentd__DeleteStateRequest_Closure)
@@ -100,6 +175,12 @@ typedef void (*Agentd__DeleteStateRequest_Closure)
                   void *closure_data);
 typedef void (*Agentd__DeleteStateResponse_Closure)
                  (const Agentd__DeleteStateResponse *message,
+                  void *closure_data);
+typedef void (*Agentd__StatusRequest_Closure)
+                 (const Agentd__StatusRequest *message,
+                  void *closure_data);
+typedef void (*Agentd__StatusResponse_Closure)
+                 (const Agentd__StatusResponse *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -109,6 +190,8 @@ typedef void (*Agentd__DeleteStateResponse_Closure)
 
 extern const ProtobufCMessageDescriptor agentd__delete_state_request__descriptor;
 extern const ProtobufCMessageDescriptor agentd__delete_state_response__descriptor;
+extern const ProtobufCMessageDescriptor agentd__status_request__descriptor;
+extern const ProtobufCMessageDescriptor agentd__status_response__descriptor;
 
 PROTOBUF_C__END_DECLS
 
