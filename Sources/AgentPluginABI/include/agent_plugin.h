@@ -372,7 +372,12 @@ typedef struct agentd_host_api {
     agentd_status (*reply)(agentd_call *call, agentd_str message_type, agentd_str content_type,
                            agentd_bytes payload);
 
-    /** Answers an RPC with an error; `message` is what the caller sees. */
+    /** Answers an RPC with an error; `message` is what the caller sees. For an event, finishes
+     *  a pending one as failed (`message` is logged).
+     *  Returns `status` itself — not AGENTD_OK — when the answer is taken, so that a handler can
+     *  `return host->fail(m->call, AGENTD_INVALID_ARGUMENT, why);`, and AGENTD_MISUSE (nothing
+     *  done) for a call already answered or never issued. So "taken" is: the return value
+     *  equals the `status` passed. */
     agentd_status (*fail)(agentd_call *call, agentd_status status, agentd_str message);
 
     /** Writes a line to the runtime's log, tagged with the plugin (and agent, if not NULL). */
