@@ -37,7 +37,7 @@
 static const agentd_host_api *g_host;
 static agentd_plugin_ref *g_self;
 
-#include "../Support/plugin_json.h"
+#include <agent_plugin_json.h>
 
 // --- The agent ----------------------------------------------------------------------------------
 
@@ -74,14 +74,7 @@ static agentd_status reply_count(const counter *self, const agentd_message *m) {
     buffer_append_str(&reply, ", \"key\": ");
     json_append_string(&reply, m->agent_key.data, m->agent_key.length);
     buffer_append_str(&reply, "}");
-    if (reply.out_of_memory) {
-        buffer_free(&reply);
-        return fail_text(m, AGENTD_FAILED, "counter: out of memory");
-    }
-    agentd_bytes payload = {(const uint8_t *)reply.data, reply.length};
-    agentd_status status = m->host->reply(m->call, agentd_cstr("Count"), agentd_cstr("application/json"), payload);
-    buffer_free(&reply);  // the runtime copied it
-    return status;
+    return agentd_reply_json(m, "Count", &reply);
 }
 
 static agentd_status on_add(void *instance, const agentd_message *m) {

@@ -27,7 +27,7 @@
 static const agentd_host_api *g_host;
 static agentd_plugin_ref *g_self;
 
-#include "../Support/plugin_json.h"
+#include <agent_plugin_json.h>
 
 // --- The agent ----------------------------------------------------------------------------------
 
@@ -100,14 +100,7 @@ static agentd_status on_echo(void *instance, const agentd_message *m) {
     json_append_string(&reply, text.data, text.length);
     buffer_append_str(&reply, "}");
     buffer_free(&text);
-    if (reply.out_of_memory) {
-        buffer_free(&reply);
-        return fail_text(m, AGENTD_FAILED, "echo: out of memory");
-    }
-
-    agentd_bytes payload = {(const uint8_t *)reply.data, reply.length};
-    agentd_status status = m->host->reply(m->call, agentd_cstr("Echo"), agentd_cstr("application/json"), payload);
-    buffer_free(&reply);  // the runtime copied it
+    agentd_status status = agentd_reply_json(m, "Echo", &reply);
     if (status == AGENTD_OK && self) self->echoes++;
     return status;
 }

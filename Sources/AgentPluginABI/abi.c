@@ -11,3 +11,4 @@ _Static_assert(offsetof(agentd_message, size) == 0, "every struct begins with it
 _Static_assert(offsetof(agentd_host_api, size) == 0, "every struct begins with its size");
 _Static_assert(offsetof(agentd_response, size) == 0, "every struct begins with its size");
 _Static_assert(offsetof(agentd_subscription, size) == 0, "every struct begins with its size");
+_Static_assert(sizeof(agentd_status) == 4 && sizeof(agentd_log_level) == 4 && sizeof(agentd_subscription_kind) == 4, "enum fields are 4 bytes, as agent_plugin.h says");

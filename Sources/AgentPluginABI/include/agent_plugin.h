@@ -84,6 +84,39 @@
  *   delivered (one message at a time per agent). An event handler may return AGENTD_PENDING
  *   too, and finishes later with `reply` (its payload is ignored) or `fail` (logged).
  * - `send` completions run on a runtime thread that also reads from the host: return quickly.
+ *   A completion may run BEFORE send() returns (the request is registered before it is
+ *   written, so a fast answer, or a timeout, can arrive first, on another thread): set up
+ *   whatever the completion reads before calling send(), and do not touch `context` after a
+ *   send() that returned AGENTD_OK unless the completion cannot have freed it.
+ * - create, destroy, snapshot and restore run on runtime threads, never concurrently with a
+ *   handler of the same instance nor with each other for it: create on the thread that
+ *   delivers the agent's first message (restore right after it, on the same thread); snapshot
+ *   between two messages, on the runtime thread that finished the agent's message (or, when
+ *   the handler answered later, the thread its answer came from), or on the thread serving a
+ *   state request (`agentd state save`) or retiring the agent; destroy on whichever runtime
+ *   thread retires the agent, unloads the plugin or moves
+ *   the agent to a new version (a hot reload also creates, restores and destroys a trial
+ *   instance of the new version on the reloading thread, before the swap). A plugin's
+ *   `unload` runs on the thread that unloads it (the reloader, or the one stopping the
+ *   runtime), after everything else. None of them runs on a thread the plugin created.
+ * - `restore` failing: see agentd_agent_type.restore (the stored state is kept, the agent's
+ *   messages are answered with an error; at a hot reload the new version is refused).
+ *
+ * Sizes
+ *
+ * A message (payload plus the envelope's ids, type names and metadata) must fit the host's
+ * `[host] max_message_bytes` (4 MiB by default, as in AutoGen). The runtime does not check the
+ * size before queueing: publish() and send() of a larger payload return AGENTD_OK, and then the
+ * host refuses it — a publish is dropped (not delivered to anyone, logged by the host), and a
+ * send() completes with an error response saying the message is too large. An answer over the
+ * limit is refused the same way, and its caller receives an error instead.
+ *
+ * Enum fields
+ *
+ * Enum-typed fields (agentd_status, agentd_log_level, agentd_subscription_kind) are C enums:
+ * int-sized (4 bytes) with every compiler on the platforms agentd supports, values 0..127.
+ * Fields added in later minors use fixed-width integer types (uint32_t `flags`), and so will
+ * every new one; the existing enum fields keep their type so the layout does not change.
  * ---------------------------------------------------------------------------------------------
  */
 #ifndef AGENTD_AGENT_PLUGIN_H
@@ -372,7 +405,12 @@ typedef struct agentd_host_api {
     agentd_status (*reply)(agentd_call *call, agentd_str message_type, agentd_str content_type,
                            agentd_bytes payload);
 
-    /** Answers an RPC with an error; `message` is what the caller sees. */
+    /** Answers an RPC with an error; `message` is what the caller sees. For an event, finishes
+     *  a pending one as failed (`message` is logged).
+     *  Returns `status` itself — not AGENTD_OK — when the answer is taken, so that a handler can
+     *  `return host->fail(m->call, AGENTD_INVALID_ARGUMENT, why);`, and AGENTD_MISUSE (nothing
+     *  done) for a call already answered or never issued. So "taken" is: the return value
+     *  equals the `status` passed. */
     agentd_status (*fail)(agentd_call *call, agentd_status status, agentd_str message);
 
     /** Writes a line to the runtime's log, tagged with the plugin (and agent, if not NULL). */

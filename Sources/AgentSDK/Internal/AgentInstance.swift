@@ -158,9 +158,10 @@ final class AgentInstance: @unchecked Sendable {
     }
 
     /// Turns a message away without a task, failing it with `text` (for an event, the runtime
-    /// logs it) and returning the error status (for an RPC, the status of `fail`).
+    /// logs it) and returning the error status (for an RPC whose answer the runtime refused,
+    /// the status of `fail`).
     private func refuse(_ call: CallToken, isRPC: Bool, _ code: AgentError.Code, _ text: String) -> agentd_status {
         let failed = host.fail(call, code, text)
-        return isRPC ? failed : code.cStatus
+        return isRPC && failed != AGENTD_OK ? failed : code.cStatus
     }
 }

@@ -101,8 +101,15 @@ final class HostFunctions: @unchecked Sendable {
         }
     }
 
+    /// Answers an RPC with an error, or finishes a pending event as failed.
+    ///
+    /// - Returns: `AGENTD_OK` when the runtime took the answer, otherwise what it returned
+    ///   (`AGENTD_MISUSE`: a call already answered or unknown). The runtime's `fail` returns the
+    ///   status it was given when it takes the answer (so that a C handler can
+    ///   `return host->fail(…)`), not `AGENTD_OK`.
     func fail(_ call: CallToken, _ code: AgentError.Code, _ message: String) -> agentd_status {
-        message.withView { table.fail!(call.pointer, code.cStatus, $0) }
+        let status = message.withView { table.fail!(call.pointer, code.cStatus, $0) }
+        return status == code.cStatus ? AGENTD_OK : status
     }
 
     func log(agent: OpaquePointer?, level: AgentLogger.Level, _ message: String) {

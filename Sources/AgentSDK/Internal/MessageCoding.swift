@@ -123,8 +123,25 @@ private struct StrictlyDecoded<M: Decodable>: Decodable {
     let keys: ObjectKeys
 
     init(from decoder: any Decoder) throws {
-        value = try decoder.singleValueContainer().decode(M.self)
+        // AutoGen builds a message with `cls(**json)`: anything but an object is refused, even
+        // where `M` would decode from it (`[]` decodes a message without properties).
         keys = try ObjectKeys(from: decoder)
+        guard keys.presentKeys != nil else {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: [], debugDescription: "the payload is \(Self.kind(of: decoder)), not a JSON object"))
+        }
+        value = try decoder.singleValueContainer().decode(M.self)
+    }
+
+    /// What a JSON value that is not an object is, for an error message.
+    private static func kind(of decoder: any Decoder) -> String {
+        if (try? decoder.unkeyedContainer()) != nil { return "a JSON array" }
+        guard let single = try? decoder.singleValueContainer() else { return "not JSON" }
+        if single.decodeNil() { return "null" }
+        if (try? single.decode(Bool.self)) != nil { return "a JSON boolean" }
+        if (try? single.decode(Double.self)) != nil { return "a JSON number" }
+        if (try? single.decode(String.self)) != nil { return "a JSON string" }
+        return "not a JSON object"
     }
 }
 

@@ -76,6 +76,24 @@ struct AgentInstanceTests {
                 == .fail(status: AGENTD_INVALID_ARGUMENT.rawValue, message: "politely refused"))
     }
 
+    @Test("an RPC failed on purpose logs nothing: the runtime's fail() returns the status it was given")
+    func failureIsNoRefusedAnswer() async throws {
+        let bench = try plugin.create(AgentID(type: "workbench", key: "quiet"))
+        defer { bench.destroy() }
+        // Undecodable input, a thrown AgentError, any other thrown error. None
+        // of these handlers suspends, so each task has ended (and logged, if it would) before
+        // the C handler returned.
+        for (type, json) in [("Echo", "{oops"), ("Echo", "[]"), ("Refuse", #"{"politely": true}"#),
+                             ("Refuse", #"{"politely": false}"#)] {
+            let answer = try await bench.handle(type, json: json, rpc: true)
+            guard case .fail = answer else {
+                Issue.record("\(type) \(json): expected a failure, got \(answer)")
+                continue
+            }
+        }
+        #expect(runtime.logs.filter { $0.level == AGENTD_LOG_ERROR.rawValue }.map(\.text) == [])
+    }
+
     @Test("the handler sees its agent id, the sender, and the topic of an event")
     func deliveryContext() async throws {
         let bench = try plugin.create(AgentID(type: "workbench", key: "k1"))

@@ -81,6 +81,20 @@ struct MessageCodingTests {
         #expect(error.message.hasSuffix(#"(payload: {"name": "Ada")"#))
     }
 
+    @Test("anything but a JSON object is refused, even for a message without properties (cls(**json))",
+          arguments: [("[]", "a JSON array"), ("[1]", "a JSON array"), ("null", "null"), ("true", "a JSON boolean"),
+                      ("0", "a JSON number"), (#""x""#, "a JSON string")])
+    func notAnObject(json: String, kind: String) throws {
+        for decode in [{ _ = try MessageCoding.decode(Whoami.self, from: $0) },
+                       { _ = try MessageCoding.decode(Greeting.self, from: $0) },
+                       { _ = try MessageCoding.decode(Lenient.self, from: $0) }] as [(Data) throws -> Void] {
+            let error = try #require(throws: AgentError.self) { try decode(Data(json.utf8)) }
+            #expect(error.code == .invalidArgument)
+            #expect(error.message.contains("the payload is \(kind), not a JSON object"), "\(error.message)")
+        }
+        _ = try MessageCoding.decode(Whoami.self, from: Data("{}".utf8))
+    }
+
     @Test("a missing or mistyped key is named")
     func missingAndMistyped() throws {
         let missing = try #require(throws: AgentError.self) {

@@ -158,7 +158,9 @@ final class FakeRuntime: @unchecked Sendable {
         }
         table.fail = { call, status, message in
             guard let call = FakeCall.from(call) else { return AGENTD_MISUSE }
-            return call.record(.fail(status: status.rawValue, message: String(borrowed: message)))
+            // As the runtime: the status it was given when it takes the answer, MISUSE when not.
+            let recorded = call.record(.fail(status: status.rawValue, message: String(borrowed: message)))
+            return recorded == AGENTD_OK ? status : recorded
         }
         table.log = { plugin, agent, level, message in
             guard let plugin else { return }

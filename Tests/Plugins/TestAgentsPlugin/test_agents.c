@@ -70,7 +70,7 @@
 static const agentd_host_api *g_host;
 static agentd_plugin_ref *g_self;
 
-#include "../../../Plugins/Support/plugin_json.h"
+#include <agent_plugin_json.h>
 
 // --- Helpers ------------------------------------------------------------------------------------
 
@@ -145,17 +145,6 @@ static bool require_string(const agentd_message *m, const char *agent, const cha
     }
     *status = fail_with(m, AGENTD_FAILED, "%s: out of memory", agent);
     return false;
-}
-
-static agentd_status reply_json(const agentd_message *m, const char *message_type, json_buffer *json) {
-    if (json->out_of_memory) {
-        buffer_free(json);
-        return fail_with(m, AGENTD_FAILED, "%.*s: out of memory", clip(m->agent_type.length), m->agent_type.data);
-    }
-    agentd_status status = m->host->reply(m->call, agentd_cstr(message_type), agentd_cstr("application/json"),
-                                          bytes_of(json));
-    buffer_free(json);
-    return status;
 }
 
 // A counter's state: the byte 1, then the count as 8 bytes little-endian.
@@ -353,7 +342,7 @@ static agentd_status on_get(void *instance, const agentd_message *m) {
     buffer_append_str(&reply, ", \"key\": ");
     json_append_string(&reply, m->agent_key.data, m->agent_key.length);
     buffer_append_str(&reply, "}");
-    return reply_json(m, "Count", &reply);
+    return agentd_reply_json(m, "Count", &reply);
 }
 
 static agentd_status counter_create(agentd_plugin_ref *plugin, const agentd_agent_type *type,
@@ -588,7 +577,7 @@ static agentd_status on_publish(void *instance, const agentd_message *m) {
     if (status != AGENTD_OK || !m->is_rpc) return status;
     json_buffer reply = {0};
     buffer_append_str(&reply, "{\"ok\": true}");
-    return reply_json(m, "Published", &reply);
+    return agentd_reply_json(m, "Published", &reply);
 }
 
 // --- settings -----------------------------------------------------------------------------------
@@ -621,7 +610,7 @@ static agentd_status on_setting(void *instance, const agentd_message *m) {
     buffer_append_str(&reply, "{\"value\": ");
     json_append_string(&reply, value.data, value.length);
     buffer_append_str(&reply, "}");
-    return reply_json(m, "SettingValue", &reply);
+    return agentd_reply_json(m, "SettingValue", &reply);
 }
 
 // --- blocker ------------------------------------------------------------------------------------
@@ -663,7 +652,7 @@ static agentd_status on_block(void *instance, const agentd_message *m) {
     if (!m->is_rpc) return AGENTD_OK;
     json_buffer reply = {0};
     buffer_append_str(&reply, opened ? "{\"opened\": true}" : "{\"opened\": false}");
-    return reply_json(m, "Unblocked", &reply);
+    return agentd_reply_json(m, "Unblocked", &reply);
 }
 
 static agentd_status set_gate(const agentd_message *m, int open) {
@@ -674,7 +663,7 @@ static agentd_status set_gate(const agentd_message *m, int open) {
     if (!m->is_rpc) return AGENTD_OK;
     json_buffer reply = {0};
     buffer_append_str(&reply, "{}");
-    return reply_json(m, open ? "Opened" : "Closed", &reply);
+    return agentd_reply_json(m, open ? "Opened" : "Closed", &reply);
 }
 
 static agentd_status on_blocked(void *instance, const agentd_message *m) {
@@ -687,7 +676,7 @@ static agentd_status on_blocked(void *instance, const agentd_message *m) {
     snprintf(text, sizeof text, "{\"blocked\": %d}", blocked);
     json_buffer reply = {0};
     buffer_append_str(&reply, text);
-    return reply_json(m, "Blocking", &reply);
+    return agentd_reply_json(m, "Blocking", &reply);
 }
 
 static agentd_status on_open(void *instance, const agentd_message *m) {
@@ -709,7 +698,7 @@ static agentd_status on_trace(void *instance, const agentd_message *m) {
     buffer_append_str(&reply, ", \"tracestate\": ");
     json_append_string(&reply, covered ? m->tracestate.data : "", covered ? m->tracestate.length : 0);
     buffer_append_str(&reply, "}");
-    return reply_json(m, "Trace", &reply);
+    return agentd_reply_json(m, "Trace", &reply);
 }
 
 // --- The descriptor -----------------------------------------------------------------------------

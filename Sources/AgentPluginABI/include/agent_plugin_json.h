@@ -1,10 +1,22 @@
-// plugin_json.h — a small, strict JSON scanner and writer for the example and test plugins.
+// agent_plugin_json.h — a small, strict JSON scanner and writer for C plugins, and a helper that
+// answers an RPC with the JSON it built. Installed beside agent_plugin.h; optional.
 //
-// Not part of the plugin ABI (that is agent_plugin.h alone): a helper the C plugins in this
-// repository share, so that each reads its JSON payloads the same way. Include it in one .c
-// file of a plugin; everything here is `static`, so each plugin .so keeps its own copy and
-// plugins stay self-contained (the finders are `static inline`, so a plugin that uses only one of
-// them compiles without unused-function warnings).
+// Not part of the plugin ABI (that is agent_plugin.h alone): a convenience the C plugins in this
+// repository share, so that each reads its JSON payloads the same way. Include it in ONE .c file
+// of a plugin (`#include <agent_plugin_json.h>`, with -I the directory of agent_plugin.h):
+// everything here is `static`, so each plugin .so keeps its own copy and plugins stay
+// self-contained (the finders are `static inline`, so a plugin that uses only one of them compiles
+// without unused-function warnings). C99, libc only.
+//
+//     json_scanner scanner;
+//     json_buffer name;                                         // decoded, NUL-terminated
+//     if (json_find_string_member(&scanner, m->payload, "name", &name) != MEMBER_FOUND) ...
+//     json_buffer reply = {0};
+//     buffer_append_str(&reply, "{\"text\": ");
+//     json_append_string(&reply, name.data, name.length);     // escaped, quoted
+//     buffer_append_str(&reply, "}");
+//     buffer_free(&name);
+//     return agentd_reply_json(m, "Greeting", &reply);         // answers, frees the buffer
 #ifndef AGENTD_PLUGIN_JSON_H
 #define AGENTD_PLUGIN_JSON_H
 
@@ -13,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "agent_plugin.h"
 
 // --- A small JSON scanner ---------------------------------------------------------------------
 //
@@ -551,6 +565,23 @@ malformed:
 no_memory:
     buffer_free(&key);
     return INTEGER_NO_MEMORY;
+}
+
+// --- Answering with JSON ---------------------------------------------------------------------
+
+// Answers the RPC `m` with the JSON in `json` as a `message_type` (application/json), and frees
+// the buffer (the runtime copies the payload before reply() returns). A buffer that ran out of
+// memory answers with AGENTD_FAILED instead. Returns what reply() or fail() returned.
+static inline agentd_status agentd_reply_json(const agentd_message *m, const char *message_type, json_buffer *json) {
+    agentd_status status;
+    if (json->out_of_memory) {
+        status = m->host->fail(m->call, AGENTD_FAILED, agentd_cstr("out of memory while writing the answer"));
+    } else {
+        agentd_bytes payload = {(const uint8_t *)json->data, json->length};
+        status = m->host->reply(m->call, agentd_cstr(message_type), agentd_cstr("application/json"), payload);
+    }
+    buffer_free(json);
+    return status;
 }
 
 #endif
