@@ -22,6 +22,18 @@ final class LocalRouter: Sendable {
         /// Shared types → the workers (client ids) serving them, as the host last said.
         var placements: [String: [String]] = [:]
 
+        /// Makes ``subscriptions`` again from the served types' declarations.
+        mutating func indexSubscriptions() {
+            var index = SubscriptionIndex()
+            for type in types.values {
+                for (number, kind) in type.subscriptions.enumerated() {
+                    // Validated by the loader, unique by construction.
+                    try? index.insert(Subscription(id: "\(type.name)#\(number)", agentType: type.name, kind: kind))
+                }
+            }
+            subscriptions = index
+        }
+
         /// Whether key `key` of shared type `type` is placed on this runtime (`selfID`); true
         /// until the host has said who serves the type.
         func owns(_ type: String, key: String, selfID: String) -> Bool {
@@ -94,18 +106,20 @@ final class LocalRouter: Sendable {
                 routing.types[type.name] = type
                 routing.withdrawn.remove(type.name)
             }
-            var index = SubscriptionIndex()
-            for type in routing.types.values {
-                for (number, kind) in type.subscriptions.enumerated() {
-                    // Validated by the loader, unique by construction.
-                    try? index.insert(Subscription(id: "\(type.name)#\(number)", agentType: type.name, kind: kind))
-                }
-            }
-            routing.subscriptions = index
+            routing.indexSubscriptions()
             let changed = Set(types.map(\.name)).union(withdrawn)
             return routing.agents.values.filter { changed.contains($0.id.type) }.map { ($0, routing.types[$0.id.type]) }
         }
         for (agent, type) in retargets { agent.retarget(to: type) }
+    }
+
+    /// Stops serving `names`, which the host refused to register for this runtime (no agent
+    /// of them can have been reached: the host never routed to them here).
+    func forget(_ names: Set<String>) {
+        routing.withLock { routing in
+            for name in names { routing.types[name] = nil }
+            routing.indexSubscriptions()
+        }
     }
 
     /// The names of the agent types served, sorted.

@@ -217,8 +217,13 @@ final class Reloader: Sendable {
             refuse(error)
             return
         }
+        // Served here before the host hears of them: the host routes to a type (a shared
+        // type's keys above all) as soon as it is registered, and a message arriving in between
+        // would be refused as "not served by this runtime".
+        router.serve(plugin.agentTypes)
         let accepted = await registrations.register(plugin.agentTypes, plugin: plugin)
-        router.serve(accepted)
+        let refused = Set(plugin.agentTypes.map(\.name)).subtracting(accepted.map(\.name))
+        if !refused.isEmpty { router.forget(refused) }
         for type in accepted { await registrations.subscribe(type) }
         state.withLock { $0.served[path] = plugin }
         logger.info("plugin loaded", metadata: [
