@@ -127,7 +127,8 @@ struct NATSConnectionTests {
         }
         #expect(error?.code == .noResponders)
         #expect(error?.subject == "nobody.here")
-        #expect(clock.now - start < .seconds(2))
+        // Long before the request's own 10 s timeout (the bound is loose for loaded CI machines).
+        #expect(clock.now - start < .seconds(5))
 
         _ = try connection.subscribe(to: "silent") { _ in }
         try await connection.flush()
@@ -153,7 +154,8 @@ struct NATSConnectionTests {
         let error = await #expect(throws: NATSError.self) {
             _ = try await NATSConnection.connect(.init(servers: addresses), logger: LogCapture().logger())
         }
-        #expect(clock.now - start < .seconds(3))
+        // Not a hang (nothing waits for a server to appear); loose for loaded CI machines.
+        #expect(clock.now - start < .seconds(10))
         #expect(error?.code == .connectionFailed)
         #expect(error?.address == addresses.joined(separator: ", "))
         #expect(error?.description.contains("nats://127.0.0.1:1, nats://127.0.0.1:9") == true)

@@ -193,7 +193,7 @@ struct ClusterTests {
             _ = try await slow.waitForRequest()
             let late = try await caller.waitForResponse(to: "2", timeout: .seconds(10))
             #expect(late.error.contains("No response from agent sleepy/k"))
-            #expect(ContinuousClock.now - started < .seconds(6))
+            #expect(ContinuousClock.now - started < .seconds(8), "answered at the host's 2 s deadline, not the caller's 10 s wait")
 
             // The serving host shuts down with a request pending.
             try caller.request(id: "3", target: AgentRef("sleepy", "k2"))
@@ -346,7 +346,8 @@ struct ClusterTests {
         } catch {
             #expect("\(error)".contains("127.0.0.1:1"))
         }
-        #expect(ContinuousClock.now - started < .seconds(5))
+        // Not a hang; loose for loaded CI machines.
+        #expect(ContinuousClock.now - started < .seconds(10))
     }
 
     @Test("control messages reach the owner on another host, and the answer comes back")
