@@ -71,11 +71,12 @@ def agentd_host_path() -> Path:
 
 
 class NatsServer:
-    """nats-server with JetStream on a port it picks, storing in ``directory``."""
+    """nats-server with JetStream on a port it picks, storing in ``directory``; ``extra_args``
+    go to its command line (e.g. ``("--auth", TOKEN)``)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra_args: Sequence[str] = ()) -> None:
         self.directory = directory
-        self.argv = [nats_server_path(), "-js", "-sd", str(directory), "-a", "127.0.0.1", "-p", "-1"]
+        self.argv = [nats_server_path(), "-js", "-sd", str(directory), "-a", "127.0.0.1", "-p", "-1", *extra_args]
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True,

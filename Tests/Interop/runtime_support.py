@@ -366,6 +366,34 @@ def compile_sample_pb2(out_dir: Path) -> ModuleType:
     return module
 
 
+class ProtobufJsonSerializer(MessageSerializer[Any]):
+    """A protobuf class in protobuf's JSON mapping (google.protobuf.json_format), registered as
+    ``application/json`` under the message's full name: what AutoGen's send_message needs for a
+    protobuf class, since it encodes every RPC payload as JSON (README.md, "Protobuf from
+    Python", registers the same)."""
+
+    def __init__(self, cls: Any) -> None:
+        self.cls = cls
+
+    @property
+    def data_content_type(self) -> str:
+        return "application/json"
+
+    @property
+    def type_name(self) -> str:
+        return str(self.cls.DESCRIPTOR.full_name)
+
+    def serialize(self, message: Any) -> bytes:
+        from google.protobuf import json_format
+
+        return json_format.MessageToJson(message, indent=None).encode("utf-8")
+
+    def deserialize(self, payload: bytes) -> Any:
+        from google.protobuf import json_format
+
+        return json_format.Parse(payload, self.cls())
+
+
 # --- Raw JSON payloads ----------------------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ from runtime_support import (
     OUR_HOST,
     PROTO,
     SETUPS,
+    ProtobufJsonSerializer,
     SHUTDOWN_DEADLINE,
     RawJson,
     RawJsonSerializer,
@@ -295,6 +296,101 @@ def test_orders_protobuf_rpc(start_runtime: RuntimeLauncher, sample_pb2: ModuleT
             )
             assert future.done()
             assert future.result() == OrderReceipt(order_id="o-2", total_items=4, note="orders/k1: 1 item(s) x 4")
+
+    run(body())
+
+
+def test_orders_rpc_from_send_message_in_protobufs_json_mapping(start_runtime: RuntimeLauncher, sample_pb2: ModuleType) -> None:
+    """AutoGen's own send_message reaches the orders agent with a protobuf class: it encodes the
+    request as JSON (always, whatever payload_serialization_format says), so the worker
+    registers a serializer in protobuf's JSON mapping (ProtobufJsonSerializer, as README.md
+    shows) and the plugin answers in that form, which comes back as an OrderReceipt. Without it,
+    send_message refuses the class. Refusals carry the plugin's reason."""
+    Order, OrderReceipt = sample_pb2.Order, sample_pb2.OrderReceipt
+    setup = start_runtime([PROTO])
+
+    async def body() -> None:
+        async with worker(setup.address) as bare, worker(
+            setup.address, payload_serialization_format=PROTOBUF_DATA_CONTENT_TYPE
+        ) as caller:
+            # Only AutoGen's protobuf serializer: send_message cannot encode the request.
+            add_serializers(bare, Order, OrderReceipt)
+            with pytest.raises(ValueError, match="Unknown type agentd.samples.Order with content type application/json"):
+                await asyncio.wait_for(bare.send_message(Order(id="x"), AgentId("orders", "k")), FAST)
+
+            add_serializers(caller, Order, OrderReceipt)
+            for cls in (Order, OrderReceipt):
+                caller.add_message_serializer(ProtobufJsonSerializer(cls))
+            target = AgentId("orders", "k2")
+            answer = await asyncio.wait_for(
+                caller.send_message(Order(id='o-3 ✓ "q" \\ 😀', items=["apple", "pear", "plum"], quantity=4), target), FAST
+            )
+            assert isinstance(answer, OrderReceipt), f"answer not decoded as OrderReceipt: {answer!r}"
+            assert answer == OrderReceipt(order_id='o-3 ✓ "q" \\ 😀', total_items=12, note="orders/k2: 3 item(s) x 4")
+            # All defaults: MessageToJson writes "{}".
+            answer = await asyncio.wait_for(caller.send_message(Order(), target), FAST)
+            assert answer == OrderReceipt(order_id="", total_items=0, note="orders/k2: 0 item(s) x 0")
+
+            with pytest.raises(Exception, match=r"orders: quantity must not be negative \(got -1\)"):
+                await asyncio.wait_for(caller.send_message(Order(id="n", quantity=-1), target), FAST)
+
+            # The same agent still takes protobuf events from this worker (its publish format).
+            sink: asyncio.Queue[Delivery] = asyncio.Queue()
+            collector = f"receipts-{uid()}"
+            await RawCollector.register(caller, collector, lambda: RawCollector(sink), skip_direct_message_subscription=True)
+            await caller.add_subscription(TypeSubscription("order-receipts", collector))
+            await caller.publish_message(Order(id="o-4", items=["x"], quantity=2), TopicId("orders", "s9"))
+            [got] = await take(sink, 1)
+            assert got.message == OrderReceipt(order_id="o-4", total_items=2, note="orders/s9: 1 item(s) x 2")
+
+    run(body())
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"id": "a", "items": ["b"], "quantity": "7"}', None),  # an int32 may be a string
+        (b'{"id": null, "items": null, "quantity": null}', None),
+        (b'{"id": "a", "colour": "red"}', r"unknown member"),
+        (b'{"id": 5}', r'"id" is not a string'),
+        (b'{"items": ["a", 1]}', r'an element of "items" is not a string'),
+        (b'{"quantity": 1.5}', r'"quantity" is not an int32'),
+        (b'{"quantity": 4294967296}', r'"quantity" is not an int32'),
+        (b'{"id": "a\\u0000b"}', r"a string holds U\+0000"),
+        (b'{"id": "unterminated', r"unterminated string"),
+        (b"[]", r"the top-level value is not an object"),
+    ],
+    ids=["quantity-string", "nulls", "unknown-member", "id-number", "items-number", "fraction", "int32-overflow",
+         "nul", "unterminated", "array"],
+)
+@pytest.mark.parametrize("start_runtime", [OUR_HOST], indirect=True)
+def test_orders_json_rpc_reads_protobufs_json_mapping(
+    start_runtime: RuntimeLauncher, sample_pb2: ModuleType, payload: bytes, reason: str
+) -> None:
+    """The orders agent reads an Order's JSON as proto3's JSON mapping says (an int32 as a
+    number or a string, null for a default) and refuses the rest with a reason, fast."""
+    OrderReceipt = sample_pb2.OrderReceipt
+    setup = start_runtime([PROTO])
+    RawOrder = type("Order", (RawJson,), {})
+
+    async def body() -> None:
+        async with worker(setup.address) as caller:
+            serializer = RawJsonSerializer("agentd.samples.Order")
+            caller.add_message_serializer(serializer)
+            caller.add_message_serializer(ProtobufJsonSerializer(OrderReceipt))
+            # send_message names the type after the class: make it the Order's full name.
+            caller._serialization_registry.type_name = lambda message: "agentd.samples.Order"  # type: ignore[method-assign]  # noqa: SLF001
+            call = caller.send_message(RawOrder(payload), AgentId("orders", "j"))
+            if reason is None:
+                answer = await asyncio.wait_for(call, FAST)
+                assert isinstance(answer, OrderReceipt), repr(answer)
+                expected = 7 if b'"7"' in payload else 0
+                assert answer.total_items == expected
+            else:
+                with pytest.raises(Exception) as caught:
+                    await asyncio.wait_for(call, FAST)
+                assert not isinstance(caught.value, asyncio.TimeoutError), "no answer"
+                assert re.search(reason, str(caught.value)), str(caught.value)
 
     run(body())
 

@@ -302,31 +302,23 @@ static bool json_value(json_scanner *s, int depth, json_kind *kind) {
     }
 }
 
-typedef enum json_member_result {
-    MEMBER_FOUND,       // `value` holds the decoded string
-    MEMBER_MISSING,
-    MEMBER_NOT_STRING,
-    MEMBER_MALFORMED,   // the document is not valid JSON, or not an object (see scanner.error)
-    MEMBER_NO_MEMORY,
-} json_member_result;
+// --- Every member of an object -------------------------------------------------------------------
 
-// Validates `json` as a whole and finds the top-level object member `name` (the last one if it
-// is repeated). On MEMBER_FOUND `value` holds the decoded, NUL-terminated string (free it with
-// buffer_free); on MEMBER_MALFORMED `s->error` and `s->error_offset` say why.
-static inline json_member_result json_find_string_member(json_scanner *s, agentd_bytes json, const char *name,
-                                                         json_buffer *value) {
+// Called with each top-level member's name (decoded, NUL-terminated) and the scanner at its
+// value, which the callback must scan past (or fail with json_error). Returns false to stop.
+typedef bool (*json_member_visitor)(json_scanner *s, const json_buffer *name, void *context);
+
+// Validates `json` as one object and calls `visit` for each member in order. False (with
+// `s->error`) when the document is malformed, is not an object, or `visit` failed.
+static inline bool json_each_member(json_scanner *s, agentd_bytes json, json_member_visitor visit, void *context) {
     static const uint8_t empty[1];
-    memset(value, 0, sizeof *value);
     s->start = s->p = json.data ? json.data : empty;
     s->end = s->p + json.length;
     s->error = NULL;
     s->error_offset = 0;
 
     json_skip_space(s);
-    if (s->p >= s->end) {
-        json_error(s, "empty payload");
-        return MEMBER_MALFORMED;
-    }
+    if (s->p >= s->end) return json_error(s, "empty payload");
     if (*s->p != '{') {
         json_kind kind;
         if (json_value(s, 0, &kind)) {
@@ -334,44 +326,41 @@ static inline json_member_result json_find_string_member(json_scanner *s, agentd
             if (s->p != s->end) json_error(s, "trailing characters after the JSON value");
             else json_error(s, "the top-level value is not an object");
         }
-        return MEMBER_MALFORMED;
+        return false;
     }
-
-    json_member_result result = MEMBER_MISSING;
+    json_buffer key = {0};
     s->p++;
     json_skip_space(s);
     if (s->p < s->end && *s->p == '}') {
         s->p++;
     } else {
-        json_buffer key = {0};
         for (;;) {
             json_skip_space(s);
             if (s->p >= s->end || *s->p != '"') {
                 json_error(s, "expected a member name");
-                goto malformed;
+                goto fail;
             }
             key.length = 0;
-            if (!json_string(s, &key)) goto malformed;
-            if (key.out_of_memory) goto no_memory;
+            if (!json_string(s, &key)) goto fail;
+            if (!key.data) buffer_append(&key, "", 0);
+            if (key.out_of_memory) {
+                json_error(s, "out of memory");
+                goto fail;
+            }
             json_skip_space(s);
             if (s->p >= s->end || *s->p != ':') {
                 json_error(s, "expected ':'");
-                goto malformed;
+                goto fail;
             }
             s->p++;
             json_skip_space(s);
-            bool wanted = key.length == strlen(name) && memcmp(key.data, name, key.length) == 0;
-            if (wanted && s->p < s->end && *s->p == '"') {
-                value->length = 0;
-                if (!json_string(s, value)) goto malformed;
-                if (value->out_of_memory) goto no_memory;
-                if (!value->data) buffer_append(value, "", 0);  // an empty string still gets a buffer
-                if (value->out_of_memory) goto no_memory;
-                result = MEMBER_FOUND;
-            } else {
-                json_kind kind;
-                if (!json_value(s, 1, &kind)) goto malformed;
-                if (wanted) result = MEMBER_NOT_STRING;
+            if (s->p >= s->end) {
+                json_error(s, "unexpected end of input");
+                goto fail;
+            }
+            if (!visit(s, &key, context)) {
+                json_error(s, "malformed member");  // kept if the visitor said why
+                goto fail;
             }
             json_skip_space(s);
             if (s->p < s->end && *s->p == ',') {
@@ -383,28 +372,64 @@ static inline json_member_result json_find_string_member(json_scanner *s, agentd
                 break;
             }
             json_error(s, "expected ',' or '}'");
-            goto malformed;
+            goto fail;
         }
-        buffer_free(&key);
-        goto done;
-    malformed:
-        buffer_free(&key);
-        buffer_free(value);
-        return MEMBER_MALFORMED;
-    no_memory:
-        buffer_free(&key);
-        buffer_free(value);
-        return MEMBER_NO_MEMORY;
     }
-done:
+    buffer_free(&key);
     json_skip_space(s);
-    if (s->p != s->end) {
-        buffer_free(value);
-        json_error(s, "trailing characters after the JSON value");
-        return MEMBER_MALFORMED;
+    if (s->p != s->end) return json_error(s, "trailing characters after the JSON value");
+    return true;
+fail:
+    buffer_free(&key);
+    return false;
+}
+
+
+typedef enum json_member_result {
+    MEMBER_FOUND,       // `value` holds the decoded string
+    MEMBER_MISSING,
+    MEMBER_NOT_STRING,
+    MEMBER_MALFORMED,   // the document is not valid JSON, or not an object (see scanner.error)
+    MEMBER_NO_MEMORY,
+} json_member_result;
+
+typedef struct json_string_search {
+    const char *name;
+    json_buffer *value;
+    json_member_result result;
+    bool no_memory;
+} json_string_search;
+
+static inline bool json_string_search_visit(json_scanner *s, const json_buffer *key, void *context) {
+    json_string_search *search = context;
+    bool wanted = key->length == strlen(search->name) && memcmp(key->data, search->name, key->length) == 0;
+    if (wanted && *s->p == '"') {
+        search->value->length = 0;
+        if (!json_string(s, search->value)) return false;
+        if (!search->value->data) buffer_append(search->value, "", 0);  // an empty string still gets a buffer
+        if (search->value->out_of_memory) return !(search->no_memory = true);
+        search->result = MEMBER_FOUND;
+        return true;
     }
-    if (result != MEMBER_FOUND) buffer_free(value);
-    return result;
+    json_kind kind;
+    if (!json_value(s, 1, &kind)) return false;
+    if (wanted) search->result = MEMBER_NOT_STRING;
+    return true;
+}
+
+// Validates `json` as a whole and finds the top-level object member `name` (the last one if it
+// is repeated). On MEMBER_FOUND `value` holds the decoded, NUL-terminated string (free it with
+// buffer_free); on MEMBER_MALFORMED `s->error` and `s->error_offset` say why.
+static inline json_member_result json_find_string_member(json_scanner *s, agentd_bytes json, const char *name,
+                                                         json_buffer *value) {
+    memset(value, 0, sizeof *value);
+    json_string_search search = {name, value, MEMBER_MISSING, false};
+    if (!json_each_member(s, json, json_string_search_visit, &search)) {
+        buffer_free(value);
+        return search.no_memory ? MEMBER_NO_MEMORY : MEMBER_MALFORMED;
+    }
+    if (search.result != MEMBER_FOUND) buffer_free(value);
+    return search.result;
 }
 
 // Appends `length` bytes of `text` as a JSON string literal, quotes included. Bytes that are not
@@ -478,6 +503,27 @@ static inline bool json_token_integer(const uint8_t *start, const uint8_t *end, 
     return true;
 }
 
+typedef struct json_integer_search {
+    const char *name;
+    int64_t *value;
+    size_t *members;
+    json_integer_result result;
+} json_integer_search;
+
+static inline bool json_integer_search_visit(json_scanner *s, const json_buffer *key, void *context) {
+    json_integer_search *search = context;
+    if (search->members) (*search->members)++;
+    bool wanted = key->length == strlen(search->name) && memcmp(key->data, search->name, key->length) == 0;
+    const uint8_t *token = s->p;
+    json_kind kind;
+    if (!json_value(s, 1, &kind)) return false;
+    if (wanted) {
+        bool number = *token == '-' || (*token >= '0' && *token <= '9');
+        search->result = number && json_token_integer(token, s->p, search->value) ? INTEGER_FOUND : INTEGER_NOT_INTEGER;
+    }
+    return true;
+}
+
 // Validates `json` as a whole and finds the top-level object member `name` (the last one if it
 // is repeated): an integer written without fraction or exponent, within int64 ("3", "-12"; not
 // "3.0", "1e3" or "\"3\""). `*members`, when not NULL, receives how many members the object
@@ -485,86 +531,11 @@ static inline bool json_token_integer(const uint8_t *start, const uint8_t *end, 
 // `s->error_offset` say why.
 static inline json_integer_result json_find_integer_member(json_scanner *s, agentd_bytes json, const char *name,
                                                            int64_t *value, size_t *members) {
-    static const uint8_t empty[1];
-    s->start = s->p = json.data ? json.data : empty;
-    s->end = s->p + json.length;
-    s->error = NULL;
-    s->error_offset = 0;
     if (members) *members = 0;
-
-    json_skip_space(s);
-    if (s->p >= s->end) {
-        json_error(s, "empty payload");
-        return INTEGER_MALFORMED;
-    }
-    if (*s->p != '{') {
-        json_kind kind;
-        if (json_value(s, 0, &kind)) {
-            json_skip_space(s);
-            if (s->p != s->end) json_error(s, "trailing characters after the JSON value");
-            else json_error(s, "the top-level value is not an object");
-        }
-        return INTEGER_MALFORMED;
-    }
-
-    json_integer_result result = INTEGER_MISSING;
-    json_buffer key = {0};
-    s->p++;
-    json_skip_space(s);
-    if (s->p < s->end && *s->p == '}') {
-        s->p++;
-    } else {
-        for (;;) {
-            json_skip_space(s);
-            if (s->p >= s->end || *s->p != '"') {
-                json_error(s, "expected a member name");
-                goto malformed;
-            }
-            key.length = 0;
-            if (!json_string(s, &key)) goto malformed;
-            if (key.out_of_memory) goto no_memory;
-            json_skip_space(s);
-            if (s->p >= s->end || *s->p != ':') {
-                json_error(s, "expected ':'");
-                goto malformed;
-            }
-            s->p++;
-            json_skip_space(s);
-            if (members) (*members)++;
-            bool wanted = key.length == strlen(name) && memcmp(key.data, name, key.length) == 0;
-            const uint8_t *token = s->p;
-            json_kind kind;
-            if (!json_value(s, 1, &kind)) goto malformed;
-            if (wanted) {
-                bool number = *token == '-' || (*token >= '0' && *token <= '9');
-                result = number && json_token_integer(token, s->p, value) ? INTEGER_FOUND : INTEGER_NOT_INTEGER;
-            }
-            json_skip_space(s);
-            if (s->p < s->end && *s->p == ',') {
-                s->p++;
-                continue;
-            }
-            if (s->p < s->end && *s->p == '}') {
-                s->p++;
-                break;
-            }
-            json_error(s, "expected ',' or '}'");
-            goto malformed;
-        }
-    }
-    buffer_free(&key);
-    json_skip_space(s);
-    if (s->p != s->end) {
-        json_error(s, "trailing characters after the JSON value");
-        return INTEGER_MALFORMED;
-    }
-    return result;
-malformed:
-    buffer_free(&key);
-    return INTEGER_MALFORMED;
-no_memory:
-    buffer_free(&key);
-    return INTEGER_NO_MEMORY;
+    json_integer_search search = {name, value, members, INTEGER_MISSING};
+    if (!json_each_member(s, json, json_integer_search_visit, &search))
+        return s->error && strcmp(s->error, "out of memory") == 0 ? INTEGER_NO_MEMORY : INTEGER_MALFORMED;
+    return search.result;
 }
 
 // --- Answering with JSON ---------------------------------------------------------------------
