@@ -52,7 +52,7 @@ static const agentd_host_api *g_host;
 static agentd_plugin_ref *g_self;
 
 // The JSON helper the example plugins share (it needs g_host and g_self declared before it).
-#include "../Support/plugin_json.h"
+#include <agent_plugin_json.h>
 
 static bool is_content_type(agentd_str ct, const char *expected) {
     size_t n = strlen(expected);
