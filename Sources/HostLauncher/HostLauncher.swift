@@ -82,6 +82,7 @@ public enum HostLauncher {
             return error.exitStatus
         }
         await ShutdownSignal.wait()
+        ServiceNotification.stopping()
         await host.shutdown()
         return 0
     }
@@ -109,6 +110,7 @@ public enum HostLauncher {
         case .failure(let failure): return failure.exitStatus
         }
         ShutdownSignal.waitBlocking()
+        ServiceNotification.stopping()
         let stopped = Latch()
         Task.detached {
             await host.shutdown()
@@ -119,7 +121,8 @@ public enum HostLauncher {
     }
 
     /// Loads the settings, sets up logging, puts the SIGTERM/SIGINT handlers in place, starts
-    /// the host and prints `listening on HOST:PORT`.
+    /// the host, prints `listening on HOST:PORT` and tells systemd it is ready (`READY=1`, when
+    /// started as a `Type=notify` service: ``ServiceNotification``).
     public static func start(_ options: Options, program: String) async throws(StartFailure) -> AgentHost {
         var settings = RuntimeConfiguration()
         if let path = options.config {
@@ -148,6 +151,7 @@ public enum HostLauncher {
             throw .cannotListen
         }
         announce("listening on \(host.address)")
+        ServiceNotification.ready(status: "listening on \(host.address)")
         return host
     }
 

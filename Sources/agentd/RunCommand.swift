@@ -17,7 +17,8 @@ struct RunCommand: AsyncParsableCommand {
             Reads the INI file (see Config/agentd.ini). Without [runtime] host it starts an \
             embedded host listening on [host] listen, which other workers (AutoGen's Python \
             ones too) can join. Prints "listening on HOST:PORT" (embedded host) and "ready" \
-            once the plugins are loaded. SIGTERM or SIGINT shut it down gracefully.
+            once the plugins are loaded (and READY=1 to systemd's $NOTIFY_SOCKET). SIGTERM or \
+            SIGINT shut it down gracefully.
             """
     )
 
@@ -104,13 +105,16 @@ struct RuntimeService: Service {
         if let embeddedHost = runtime.embeddedHost {
             HostLauncher.announce("listening on \(embeddedHost.address)")
         }
-        HostLauncher.announce("ready: \(runtime.plugins.map { "\($0.name) \($0.version)" }.joined(separator: ", "))")
+        let ready = "ready: \(runtime.plugins.map { "\($0.name) \($0.version)" }.joined(separator: ", "))"
+        HostLauncher.announce(ready)
+        ServiceNotification.ready(status: ready)
         let hangups = Task {
             for await _ in await UnixSignalsSequence(trapping: .sighup) {
                 await runtime.rescan()
             }
         }
         try? await gracefulShutdown()
+        ServiceNotification.stopping()
         hangups.cancel()
         await runtime.shutdown()
     }
