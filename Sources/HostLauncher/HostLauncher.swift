@@ -190,18 +190,23 @@ public enum HostLauncher {
 
     /// The root logger: structured lines on standard error, as text or as JSON lines
     /// (``JSONLogHandler``; `[log] format`). Bootstraps the logging system, so once per process.
-    public static func makeLogger(label: String, level: Logger.Level, format: LogFormat = .text) -> Logger {
+    /// With `levelControl`, every logger's level is the control's, changeable while the process
+    /// runs (its level is set to `level` here).
+    public static func makeLogger(
+        label: String, level: Logger.Level, format: LogFormat = .text, levelControl: LogLevelControl? = nil
+    ) -> Logger {
+        levelControl?.level = level
         LoggingSystem.bootstrap { label -> any LogHandler in
+            var handler: any LogHandler
             switch format {
-            case .text:
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
-            case .json:
-                var handler = JSONLogHandler.standardError(label: label)
+            case .text: handler = StreamLogHandler.standardError(label: label)
+            case .json: handler = JSONLogHandler.standardError(label: label)
+            }
+            guard let levelControl else {
                 handler.logLevel = level
                 return handler
             }
+            return ControlledLevelLogHandler(base: handler, control: levelControl)
         }
         var logger = Logger(label: label)
         logger.logLevel = level
