@@ -89,6 +89,11 @@ public final class AgentRuntime: Sendable {
         state.withLock { $0.running?.router }?.receive(message)
     }
 
+    /// The parts ``reconfigure(_:)`` changes, once started (nil before ``start()``).
+    var reconfigurableParts: (router: LocalRouter, requests: OutboundRequests, reloader: Reloader)? {
+        state.withLock { $0.running.map { ($0.router, $0.context.requests, $0.reloader) } }
+    }
+
     /// The address of the host this runtime is connected to.
     public var hostAddress: String? { state.withLock { $0.running?.connection.address } }
 

@@ -82,6 +82,7 @@ public enum HostLauncher {
             return error.exitStatus
         }
         await ShutdownSignal.wait()
+        ServiceNotification.stopping()
         await host.shutdown()
         return 0
     }
@@ -109,6 +110,7 @@ public enum HostLauncher {
         case .failure(let failure): return failure.exitStatus
         }
         ShutdownSignal.waitBlocking()
+        ServiceNotification.stopping()
         let stopped = Latch()
         Task.detached {
             await host.shutdown()
@@ -119,7 +121,8 @@ public enum HostLauncher {
     }
 
     /// Loads the settings, sets up logging, puts the SIGTERM/SIGINT handlers in place, starts
-    /// the host and prints `listening on HOST:PORT`.
+    /// the host, prints `listening on HOST:PORT` and tells systemd it is ready (`READY=1`, when
+    /// started as a `Type=notify` service: ``ServiceNotification``).
     public static func start(_ options: Options, program: String) async throws(StartFailure) -> AgentHost {
         var settings = RuntimeConfiguration()
         if let path = options.config {
@@ -148,6 +151,7 @@ public enum HostLauncher {
             throw .cannotListen
         }
         announce("listening on \(host.address)")
+        ServiceNotification.ready(status: "listening on \(host.address)")
         return host
     }
 
@@ -186,18 +190,23 @@ public enum HostLauncher {
 
     /// The root logger: structured lines on standard error, as text or as JSON lines
     /// (``JSONLogHandler``; `[log] format`). Bootstraps the logging system, so once per process.
-    public static func makeLogger(label: String, level: Logger.Level, format: LogFormat = .text) -> Logger {
+    /// With `levelControl`, every logger's level is the control's, changeable while the process
+    /// runs (its level is set to `level` here).
+    public static func makeLogger(
+        label: String, level: Logger.Level, format: LogFormat = .text, levelControl: LogLevelControl? = nil
+    ) -> Logger {
+        levelControl?.level = level
         LoggingSystem.bootstrap { label -> any LogHandler in
+            var handler: any LogHandler
             switch format {
-            case .text:
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
-            case .json:
-                var handler = JSONLogHandler.standardError(label: label)
+            case .text: handler = StreamLogHandler.standardError(label: label)
+            case .json: handler = JSONLogHandler.standardError(label: label)
+            }
+            guard let levelControl else {
                 handler.logLevel = level
                 return handler
             }
+            return ControlledLevelLogHandler(base: handler, control: levelControl)
         }
         var logger = Logger(label: label)
         logger.logLevel = level

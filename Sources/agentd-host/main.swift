@@ -30,6 +30,7 @@ let usage = """
                               with an error. Default: 60.
       --log-level LEVEL       Log level: trace, debug, info, notice, warning, error, critical.
                               Default: info.
+      --version               Print the version and exit.
       -h, --help              Show this help.
 
     Exit status: 0 after a graceful shutdown; 1 if it cannot listen; 2 if the INI file is bad;
@@ -52,6 +53,10 @@ func parse(_ arguments: [String]) -> HostLauncher.Options {
         index += 1
         if argument == "-h" || argument == "--help" {
             HostLauncher.announce(usage)
+            exit(0)
+        }
+        if argument == "--version" {
+            HostLauncher.announce(AgentdVersion.string)
             exit(0)
         }
         var name = argument

@@ -17,7 +17,7 @@ struct RunCommand: AsyncParsableCommand {
             Reads the INI file (see Config/agentd.ini). Without [runtime] host it starts an \
             embedded host listening on [host] listen, which other workers (AutoGen's Python \
             ones too) can join. Prints "listening on HOST:PORT" (embedded host) and "ready" \
-            once the plugins are loaded. SIGTERM or SIGINT shut it down gracefully.
+            once the plugins are loaded (and READY=1 to systemd's $NOTIFY_SOCKET). SIGTERM or             SIGINT shut it down gracefully. SIGHUP re-reads the INI file — [log] level, [runtime]             mailbox_limit and rpc_timeout, and [plugin.NAME] settings apply at once; other changed             keys are logged as needing a restart — and rescans the plugin directory.
             """
     )
 
@@ -34,9 +34,11 @@ struct RunCommand: AsyncParsableCommand {
     var plugins: String?
 
     func run() async throws {
+        let document: IniDocument
         let settings: RuntimeConfiguration
         do {
-            settings = try RuntimeConfiguration.load(path: config)
+            document = try IniDocument.load(path: config)
+            settings = try RuntimeConfiguration(document: document)
         } catch {
             FileHandle.standardError.write(Data("agentd: \(error)\n".utf8))
             throw ExitCode(2)
@@ -61,8 +63,10 @@ struct RunCommand: AsyncParsableCommand {
                 throw ExitCode(2)
             }
         }
+        let levels = LogLevelControl(.info)
         let logger = HostLauncher.makeLogger(
-            label: "agentd.run", level: Logger.Level(rawValue: settings.logLevel) ?? .info, format: settings.logFormat)
+            label: "agentd.run", level: Logger.Level(rawValue: settings.logLevel) ?? .info, format: settings.logFormat,
+            levelControl: levels)
         let embedded = HostLauncher.configuration(settings.host, cluster: settings.cluster, listen: listen ?? settings.host.listen)
         let runtime = try AgentRuntime(
             configuration: .init(
@@ -72,7 +76,11 @@ struct RunCommand: AsyncParsableCommand {
         // The runtime starts inside the service group, so SIGTERM/SIGINT are handled
         // gracefully from the first moment (also while plugins load).
         let group = ServiceGroup(
-            services: [RuntimeService(runtime: runtime, logger: logger)],
+            services: [
+                RuntimeService(
+                    runtime: runtime, logger: logger,
+                    hangup: HangupReload(path: config, runtime: runtime, levels: levels, logger: logger, started: document)),
+            ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         try await group.run()
@@ -86,11 +94,15 @@ extension RunCommand {
     }
 }
 
-/// Runs the runtime until a graceful shutdown is requested; SIGHUP rescans the plugin
-/// directory.
-struct RuntimeService: Service {
+/// Runs the runtime until a graceful shutdown is requested; SIGHUP re-reads the INI file
+/// (``HangupReload``) and rescans the plugin directory.
+struct RuntimeService: Service, CustomStringConvertible {
     let runtime: AgentRuntime
     let logger: Logger
+    let hangup: HangupReload
+
+    /// How ServiceLifecycle's logs name it (not a dump of every field).
+    var description: String { "RuntimeService" }
 
     func run() async throws {
         let runtime = self.runtime
@@ -104,13 +116,18 @@ struct RuntimeService: Service {
         if let embeddedHost = runtime.embeddedHost {
             HostLauncher.announce("listening on \(embeddedHost.address)")
         }
-        HostLauncher.announce("ready: \(runtime.plugins.map { "\($0.name) \($0.version)" }.joined(separator: ", "))")
+        let ready = "ready: \(runtime.plugins.map { "\($0.name) \($0.version)" }.joined(separator: ", "))"
+        HostLauncher.announce(ready)
+        ServiceNotification.ready(status: ready)
+        let hangup = self.hangup
         let hangups = Task {
+            var applied = hangup.started
             for await _ in await UnixSignalsSequence(trapping: .sighup) {
-                await runtime.rescan()
+                applied = await hangup.reload(after: applied)
             }
         }
         try? await gracefulShutdown()
+        ServiceNotification.stopping()
         hangups.cancel()
         await runtime.shutdown()
     }

@@ -59,8 +59,13 @@ final class LocalRouter: Sendable {
 
     private let context: DispatchContext
     private let handles: HandleTable<AgentInstance>
-    /// Messages that may wait for one agent.
-    let mailboxLimit: Int
+    /// Messages that may wait for one agent (`[runtime] mailbox_limit`; SIGHUP may change it:
+    /// a mailbox already past a lowered limit keeps its messages and refuses new ones).
+    var mailboxLimit: Int {
+        get { mailboxLimitValue.load(ordering: .relaxed) }
+        set { mailboxLimitValue.store(newValue, ordering: .relaxed) }
+    }
+    private let mailboxLimitValue: Atomic<Int>
     let residency: Residency
     private let logger: Logger
     private let routing = Mutex(Routing())
@@ -86,7 +91,7 @@ final class LocalRouter: Sendable {
         self.clientID = clientID
         self.context = context
         self.handles = handles
-        self.mailboxLimit = mailboxLimit
+        mailboxLimitValue = Atomic(mailboxLimit)
         self.residency = residency
         self.logger = logger
     }

@@ -14,6 +14,8 @@ final class OutboundRequests: Sendable {
         var callback: agentd_response_fn
         var context: UnsafeMutableRawPointer?
         var target: String
+        /// How long it waits for its answer (the timeout when it was sent).
+        var timeout: Duration = .zero
         /// The plugin the callback is in (kept loaded until it has been called).
         var plugin: LoadedPlugin?
     }
@@ -22,18 +24,25 @@ final class OutboundRequests: Sendable {
         var pending: [String: Request] = [:]
         var deadlines = DeadlineQueue<String>()
         var nextID: UInt64 = 1
+        /// How long a request sent now waits for its answer (`[runtime] rpc_timeout`; SIGHUP
+        /// may change it: requests already sent keep theirs).
+        var timeout: Duration
     }
 
     private let outbox: Outbox
     private let retirement: PluginRetirement
-    /// How long a request waits for its answer.
-    let timeout: Duration
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     init(outbox: Outbox, retirement: PluginRetirement, timeout: Duration) {
         self.outbox = outbox
         self.retirement = retirement
-        self.timeout = timeout
+        state = Mutex(State(timeout: timeout))
+    }
+
+    /// How long a request sent from now on waits for its answer.
+    var timeout: Duration {
+        get { state.withLock { $0.timeout } }
+        set { state.withLock { $0.timeout = newValue } }
     }
 
     /// Sends an RPC as `sender` (nil: no sending agent) and keeps `callback` for its answer.
@@ -44,9 +53,11 @@ final class OutboundRequests: Sendable {
               context: UnsafeMutableRawPointer?, trace: TraceContext? = nil) -> agentd_status {
         guard AgentID.isValidType(targetType) else { return AGENTD_INVALID_ARGUMENT }
         plugin?.activityDidStart()
-        let request = Request(callback: callback, context: context, target: "\(targetType)/\(targetKey)", plugin: plugin)
-        let deadline = ContinuousClock.now + timeout
+        var request = Request(callback: callback, context: context, target: "\(targetType)/\(targetKey)", plugin: plugin)
+        let now = ContinuousClock.now
         let id: String = state.withLock { state in
+            request.timeout = state.timeout
+            let deadline = now + state.timeout
             let id = String(state.nextID)
             state.nextID += 1
             state.pending[id] = request
@@ -91,7 +102,7 @@ final class OutboundRequests: Sendable {
             state.deadlines.removeExpired(now: now).compactMap { state.pending.removeValue(forKey: $0) }
         }
         for request in expired {
-            fail(request, status: AGENTD_TIMEOUT, reason: "No answer from \(request.target) within \(timeout).")
+            fail(request, status: AGENTD_TIMEOUT, reason: "No answer from \(request.target) within \(request.timeout).")
         }
     }
 

@@ -9,8 +9,8 @@ import Glibc
 /// what still runs in it (so that a replaced version is unloaded only once idle).
 public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
     // @unchecked Sendable: every stored property is immutable after init (the counters are
-    // atomics); `handle`, `imageBase` and `descriptor` are C pointers the runtime only reads,
-    // valid until unload.
+    // atomics, the settings are behind a Mutex); `handle`, `imageBase` and `descriptor` are C
+    // pointers the runtime only reads, valid until unload.
 
     /// The plugin's own name (from its descriptor).
     public let name: String
@@ -36,8 +36,14 @@ public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
     private let referenceBits: UInt
     var reference: OpaquePointer? { OpaquePointer(bitPattern: referenceBits) }
     /// The plugin's settings ([plugin.NAME]) as C strings, borrowed by `setting` callers
-    /// until unload.
-    private let settingStorage: [String: CString]
+    /// until unload: the current ones, and every value a SIGHUP replaced (a plugin may still
+    /// hold its view).
+    private let settingStorage: Mutex<SettingStorage>
+
+    private struct SettingStorage {
+        var current: [String: (text: String, value: CString)]
+        var replaced: [CString] = []
+    }
     /// Agent instances its create() made that are not destroyed yet.
     private let liveInstances = Atomic<Int>(0)
     /// Handlers running in it, calls it has not answered, and its send() completions not
@@ -68,12 +74,38 @@ public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
         self.imageBase = imageBase
         self.descriptor = descriptor
         self.shadowPath = shadowPath
-        settingStorage = settings.mapValues(CString.init)
+        settingStorage = Mutex(SettingStorage(current: settings.mapValues { ($0, CString($0)) }))
     }
 
-    /// A setting's value as a borrowed C view (valid until unload).
+    /// A setting's value as a borrowed C view (valid until unload, even after a SIGHUP replaced
+    /// the value: later calls see the new one).
     func setting(_ key: String) -> agentd_str? {
-        settingStorage[key]?.view
+        settingStorage.withLock { $0.current[key]?.value.view }
+    }
+
+    /// Takes `settings` (the plugin's `[plugin.NAME]` section re-read on SIGHUP) as the values
+    /// `setting` answers from now on; views of replaced values stay valid until unload.
+    /// - Returns: the keys whose value changed, was added or was removed, sorted.
+    @discardableResult
+    func replaceSettings(_ settings: [String: String]) -> [String] {
+        settingStorage.withLock { storage in
+            var changed: [String] = []
+            var next: [String: (text: String, value: CString)] = [:]
+            for (key, text) in settings {
+                if let kept = storage.current[key], kept.text == text {
+                    next[key] = kept
+                } else {
+                    next[key] = (text, CString(text))
+                    changed.append(key)
+                }
+            }
+            for (key, old) in storage.current where next[key]?.value !== old.value {
+                storage.replaced.append(old.value)
+                if next[key] == nil { changed.append(key) }
+            }
+            storage.current = next
+            return changed.sorted()
+        }
     }
 
     public var description: String { "\(name) \(version) (\(path), \(contentHash))" }

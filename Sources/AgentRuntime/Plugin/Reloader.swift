@@ -31,11 +31,15 @@ final class Reloader: Sendable {
         var retiredSwiftImages = 0
         var stopped = false
         var watcher: DirectoryWatcher?
+        /// `[plugin.NAME]` settings by plugin name, for plugins loaded from now on (SIGHUP
+        /// replaces them: ``replacePluginSettings(_:)``).
+        var pluginSettings: [String: [String: String]]
     }
 
     private enum Request {
         case rescan(CheckedContinuation<Void, Never>?)
         case restore(CheckedContinuation<Result<Void, any Error>, Never>)
+        case settings([String: [String: String]], CheckedContinuation<[String: [String]], Never>)
     }
 
     private let settings: Settings
@@ -44,7 +48,7 @@ final class Reloader: Sendable {
     private let registrations: HostRegistrations
     private let context: DispatchContext
     private let logger: Logger
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let requests: AsyncStream<Request>.Continuation
     private let pending: AsyncStream<Request>
 
@@ -56,6 +60,7 @@ final class Reloader: Sendable {
         self.registrations = registrations
         self.context = context
         self.logger = logger
+        state = Mutex(State(pluginSettings: settings.pluginSettings))
         (pending, requests) = AsyncStream.makeStream(of: Request.self)
     }
 
@@ -74,6 +79,8 @@ final class Reloader: Sendable {
                 } catch {
                     waiter.resume(returning: .failure(error))
                 }
+            case .settings(let settings, let waiter):
+                waiter.resume(returning: applyPluginSettings(settings))
             }
         }
     }
@@ -97,6 +104,30 @@ final class Reloader: Sendable {
             requests.yield(.restore(continuation))
         }
         try result.get()
+    }
+
+    /// Takes `settings` (every `[plugin.NAME]` section, re-read on SIGHUP) as the plugins'
+    /// settings: the plugins in service answer `setting()` with them from now on (values handed
+    /// out before stay valid until unload), and plugins loaded later get them. Between rescans,
+    /// so that no plugin is loaded with the old ones after the new ones were taken.
+    /// - Returns: the changed keys of each plugin in service whose settings changed.
+    func replacePluginSettings(_ settings: [String: [String: String]]) async -> [String: [String]] {
+        await withCheckedContinuation { continuation in
+            requests.yield(.settings(settings, continuation))
+        }
+    }
+
+    private func applyPluginSettings(_ settings: [String: [String: String]]) -> [String: [String]] {
+        let served = state.withLock { state in
+            state.pluginSettings = settings
+            return Array(state.served.values)
+        }
+        var changed: [String: [String]] = [:]
+        for plugin in served {
+            let keys = plugin.replaceSettings(settings[plugin.name] ?? [:])
+            if !keys.isEmpty { changed[plugin.name] = keys }
+        }
+        return changed
     }
 
     /// Asks for a rescan without waiting (the directory watcher, SIGHUP).
@@ -205,7 +236,8 @@ final class Reloader: Sendable {
     }
 
     private func load(_ path: String, taken: Set<String>) throws(PluginLoadError) -> LoadedPlugin {
-        try loader.load(path: path, settings: settings.pluginSettings, takenAgentTypes: taken, context: context)
+        try loader.load(
+            path: path, settings: state.withLock { $0.pluginSettings }, takenAgentTypes: taken, context: context)
     }
 
     private func add(path: String) async {
