@@ -17,7 +17,7 @@ public struct TraceContext: Sendable, Hashable {
     public init?(traceparent: String, tracestate: String = "") {
         let parts = traceparent.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count >= 4, parts[0].count == 2, parts[0] != "ff", parts[1].count == 32, parts[2].count == 16,
-              parts[3].count == 2, parts.allSatisfy({ $0.allSatisfy(\.isHexDigit) && $0 == $0.lowercased() }),
+              parts[3].count == 2, parts.allSatisfy({ $0.utf8.allSatisfy(Self.isLowerHex) }),
               parts[0] != "00" || parts.count == 4,
               parts[1].contains(where: { $0 != "0" }), parts[2].contains(where: { $0 != "0" })
         else { return nil }
@@ -35,6 +35,12 @@ public struct TraceContext: Sendable, Hashable {
     }
 
     public var traceparent: String { "00-\(traceID)-\(spanID)-\(flags)" }
+
+    /// `0-9a-f` in ASCII (W3C allows lower case only; `Character.isHexDigit` also takes
+    /// full-width digits).
+    private static func isLowerHex(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
+    }
 
     /// The context of a new span in the same trace, whose parent is this one's span: what a
     /// handler's outgoing messages carry.

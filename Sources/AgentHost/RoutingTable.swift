@@ -142,6 +142,9 @@ final class RoutingTable: Sendable {
         var subscriptions: [String: SubscriptionIndex] = [:]
         /// Shared agent type → its workers on other hosts (client id → host).
         var sharedMembers: [String: [String: String]] = [:]
+        /// Host → subscriptions that duplicate an indexed one there (another worker of the same
+        /// shared type), by id.
+        var standby: [String: [String: Subscription]] = [:]
     }
 
     private let state = Mutex(State())
@@ -335,7 +338,7 @@ final class RoutingTable: Sendable {
 
     /// The subscriptions of this host's clients (what it publishes to the cluster).
     func localSubscriptions() -> [Subscription] {
-        state.withLock { state in Array(state.subscriptions.byID.values) }
+        state.withLock { state in Array(state.subscriptions.byID.values) + Array(state.standby.values) }
     }
 
     /// The workers serving shared agent type `name`, if it is one.
@@ -380,19 +383,35 @@ final class RoutingTable: Sendable {
     /// A subscription of a worker of `host`; replaces one with the same id there.
     func setRemoteSubscription(_ subscription: Subscription, host: String) {
         state.withLock { state in
-            _ = state.remote.subscriptions[host, default: SubscriptionIndex()].remove(id: subscription.id)
-            // A duplicate (agent type, topic) on that host is already covered by the first.
-            try? state.remote.subscriptions[host, default: SubscriptionIndex()].insert(subscription)
+            removeRemote(id: subscription.id, host: host, in: &state)
+            do throws(SubscriptionError) {
+                try state.remote.subscriptions[host, default: SubscriptionIndex()].insert(subscription)
+            } catch {
+                // The same (agent type, topic) from another worker of a shared type there: kept
+                // aside, and indexed when the first goes.
+                state.remote.standby[host, default: [:]][subscription.id] = subscription
+            }
             state.recipients.removeAll(keepingCapacity: true)
         }
     }
 
     func removeRemoteSubscription(id: String, host: String) {
         state.withLock { state in
-            guard state.remote.subscriptions[host]?.remove(id: id) != nil else { return }
-            if state.remote.subscriptions[host]?.count == 0 { state.remote.subscriptions[host] = nil }
+            removeRemote(id: id, host: host, in: &state)
             state.recipients.removeAll(keepingCapacity: true)
         }
+    }
+
+    /// Takes subscription `id` of `host` out (a standby twin takes its place in the index).
+    private func removeRemote(id: String, host: String, in state: inout State) {
+        if state.remote.standby[host]?.removeValue(forKey: id) != nil { return }
+        guard let removed = state.remote.subscriptions[host]?.remove(id: id) else { return }
+        if let twin = state.remote.standby[host]?.values.first(where: { $0.agentType == removed.agentType && $0.kind == removed.kind }) {
+            state.remote.standby[host]?[twin.id] = nil
+            try? state.remote.subscriptions[host]?.insert(twin)
+        }
+        if state.remote.subscriptions[host]?.count == 0 { state.remote.subscriptions[host] = nil }
+        if state.remote.standby[host]?.isEmpty == true { state.remote.standby[host] = nil }
     }
 
     /// `client` of `host` serves shared type `agentType` (`present`), or no longer does.
@@ -419,6 +438,7 @@ final class RoutingTable: Sendable {
     func forgetHost(_ host: String) -> (unanswered: [PendingRequest], sharedChanges: [SharedType]) {
         state.withLock { state in
             state.remote.subscriptions[host] = nil
+            state.remote.standby[host] = nil
             state.remote.typeOwners = state.remote.typeOwners.filter { $0.value.host != host }
             var changed: [String] = []
             for (type, members) in state.remote.sharedMembers where members.values.contains(host) {

@@ -4,6 +4,7 @@ import AgentTestSupport
 import Foundation
 import GRPCTransport
 import Logging
+import ProtoWire
 import Testing
 
 /// Hosts joined through a real `nats-server` (JetStream, free port, temporary folder), each
@@ -318,6 +319,29 @@ struct ClusterTests {
         }
     }
 
+    @Test("a host whose entries another host removed (taking it for dead while it was only slow) publishes them again")
+    func evictedHostRepublishes() async throws {
+        try await withCluster { cluster in
+            let worker = try await cluster.hosts[1].worker("w", clientID: "w-1")
+            try await worker.register("sturdy")
+            try await worker.subscribe(id: "s-sturdy", topicType: "news", agentType: "sturdy")
+            try await cluster.waitForOwner(of: "sturdy", on: 0, toBe: 1)
+            try await cluster.waitForSubscription("s-sturdy", on: 0)
+            // What a host that took b for dead does: remove b's claim and subscription.
+            let outsider = try await NATSConnection.connect(.init(servers: [cluster.nats.url]), logger: Logger(label: "outsider"))
+            let types = try await outsider.bindBucket(named: ClusterNames.agentTypesBucket)
+            let subscriptions = try await outsider.bindBucket(named: ClusterNames.subscriptionsBucket)
+            try await types.delete(ClusterNames.token("sturdy"))
+            try await subscriptions.delete(ClusterNames.subscriptionKey(host: "b", id: "s-sturdy"))
+            let forgotten = await poll { cluster.hosts[0].host.table.remoteOwner(of: "sturdy") == nil }
+            #expect(forgotten, "a never saw the removal")
+            // b notices and publishes them again: a routes to it again.
+            try await cluster.waitForOwner(of: "sturdy", on: 0, toBe: 1)
+            try await cluster.waitForSubscription("s-sturdy", on: 0)
+            await outsider.close()
+        }
+    }
+
     @Test("a host shuts down at once while NATS is unreachable")
     func shutdownDuringOutage() async throws {
         try await withCluster(hosts: 1) { cluster in
@@ -371,6 +395,46 @@ struct ClusterTests {
             try ownerControl.send(answer)
             let answered = try await askerControl.waitForMessage(rpcID: "save-1")
             #expect(byteDifference(answered.bytes, answer.bytes) == nil)
+        }
+    }
+
+    /// Each worker of a shared type subscribes it; the host keeps the second (same agent type
+    /// and topic) on standby and still publishes it to the cluster. The other hosts'
+    /// `RoutingTable.setRemoteSubscription` drops that one as a duplicate for good (`try?`), so
+    /// when the first worker leaves, its host promotes the twin locally but the others forget
+    /// the topic: events published there never reach the shared type again.
+    @Test("events from another host still reach a shared type after the worker whose subscription was indexed leaves")
+    func sharedTwinSubscriptionSurvives() async throws {
+        try await withCluster { cluster in
+            let publisher = try await cluster.hosts[0].worker("publisher")
+            var workers: [RawWorker] = []
+            for name in ["one", "two"] {
+                let worker = try await cluster.hosts[1].worker(name, clientID: name)
+                var request = ProtoWriter()
+                request.stringField(1, "shards")
+                var metadata = worker.metadata
+                metadata.add("agentd-shared", "1")
+                _ = try await worker.channel.unary(
+                    method: "/agents.AgentRpc/RegisterAgent", request: MessageBuffer(request.bytes), metadata: metadata,
+                    waitForReady: true)
+                try await worker.subscribe(id: "s-\(name)", topicType: "t", agentType: "shards")
+                workers.append(worker)
+            }
+            try await cluster.waitForSubscription("s-one", on: 0)
+            let bothKnown = await poll { cluster.hosts[0].host.table.sharedType("shards")?.members == ["one", "two"] }
+            try #require(bothKnown)
+            try publisher.publish(topicType: "t", source: "k", id: "before")
+            let before = await poll { workers.contains { $0.log.value.events.contains { $0.id == "before" } } }
+            try #require(before, "the first event never arrived")
+
+            await workers[0].disconnect()
+            let oneGone = await poll { cluster.hosts[0].host.table.sharedType("shards")?.members == ["two"] }
+            try #require(oneGone)
+            // b still serves the shared type through "two", whose subscription b now indexes.
+            #expect(cluster.hosts[1].host.table.localSubscriptions().contains { $0.id == "s-two" })
+            try publisher.publish(topicType: "t", source: "k", id: "after")
+            let after = await poll(timeout: .seconds(5)) { workers[1].log.value.events.contains { $0.id == "after" } }
+            #expect(after, "host a forgot topic t: s-two was dropped as a duplicate, s-one removed (a lists \(cluster.hosts[0].host.table.allSubscriptions().map(\.id)))")
         }
     }
 }

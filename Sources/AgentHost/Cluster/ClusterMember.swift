@@ -64,6 +64,11 @@ final class ClusterMember: Sendable {
         var eventSubjects: [String: String] = [:]
         var forwardFailures = 0
         var nameClashLogged = false
+        /// A resynchronisation is queued for an eviction (not queued again until it runs).
+        var resynchronisationQueued = false
+        /// When this host joined: a holder not heard from yet counts as alive until a lease
+        /// after that.
+        var joined = ContinuousClock.now
     }
 
     private struct Background {
@@ -264,26 +269,25 @@ final class ClusterMember: Sendable {
             defer { background = Background() }
             return background
         }
-        // The last key-value writes (the operations task ends after them), at most 2 s.
-        if let operations = background.tasks.first {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await operations.value }
-                group.addTask { try? await Task.sleep(for: .seconds(2)) }
-                await group.next()
-                group.cancelAll()
-            }
-        }
+        // The operations still queued finish at once (no writes while leaving: each answers its
+        // waiter); one under way may take its JetStream timeout: at most 2 s are waited for it.
+        if let operations = background.tasks.first { await Self.bounded(.seconds(2)) { await operations.value } }
         if state.withLock({ $0.connected }) {
+            // This host's entries, removed together, at most 2 s (the others remove what is left
+            // once the leave heartbeat is heard).
             let claims = state.withLock { state in state.claims.map { ($0.key, $0.value.revision) } }
-            for (type, revision) in claims {
-                try? await agentTypes.delete(ClusterNames.token(type), ifRevision: revision)
+            let subscriptionKeys = table.localSubscriptions().map { ClusterNames.subscriptionKey(host: name, id: $0.id) }
+            let memberKeys = table.localSharedMembers().flatMap { type, clients in
+                clients.map { ClusterNames.sharedMemberKey(type: type, host: name, client: $0) }
             }
-            for subscription in table.localSubscriptions() {
-                try? await subscriptions.delete(ClusterNames.subscriptionKey(host: name, id: subscription.id))
-            }
-            for (type, clients) in table.localSharedMembers() {
-                for client in clients {
-                    try? await sharedMembers.delete(ClusterNames.sharedMemberKey(type: type, host: name, client: client))
+            let (agentTypes, subscriptions, sharedMembers) = (self.agentTypes, self.subscriptions, self.sharedMembers)
+            await Self.bounded(.seconds(2)) {
+                await withTaskGroup(of: Void.self) { group in
+                    for (type, revision) in claims {
+                        group.addTask { try? await agentTypes.delete(ClusterNames.token(type), ifRevision: revision) }
+                    }
+                    for key in subscriptionKeys { group.addTask { try? await subscriptions.delete(key) } }
+                    for key in memberKeys { group.addTask { try? await sharedMembers.delete(key) } }
                 }
             }
         }
@@ -295,6 +299,22 @@ final class ClusterMember: Sendable {
         logger.info("left the cluster")
     }
 
+    /// Waits for `work` at most `limit` (past it, the work goes on in the background: a task
+    /// group would wait for its child, which an awaited task's value does not let cancel).
+    private static func bounded(_ limit: Duration, _ work: @escaping @Sendable () async -> Void) async {
+        let (ended, end) = AsyncStream.makeStream(of: Void.self)
+        Task {
+            await work()
+            end.finish()
+        }
+        let timer = Task {
+            try? await Task.sleep(for: limit)
+            end.finish()
+        }
+        for await _ in ended {}
+        timer.cancel()
+    }
+
     var status: ClusterStatus {
         let (connected, peers) = state.withLock { state in (state.connected, state.lastHeard.keys.sorted()) }
         return ClusterStatus(
@@ -303,6 +323,9 @@ final class ClusterMember: Sendable {
     }
 
     var isConnected: Bool { state.withLock { $0.connected } }
+
+    /// Key-value writes may be made: connected, and not leaving (then only the leave's own).
+    private var canWrite: Bool { state.withLock { $0.connected && !$0.leaving } }
 
     // MARK: - What this host's workers do
 
@@ -442,8 +465,9 @@ final class ClusterMember: Sendable {
             return
         }
         message.payload.withUnsafeBytes { bytes in
-            guard case .response(let response)? = try? Envelope.parse(bytes) else {
-                logger.warning("malformed answer from another host dropped", metadata: ["request.id": "\(id)"])
+            guard case .response(let response)? = try? Envelope.parse(bytes), response.requestID == String(id) else {
+                logger.warning("malformed answer from another host dropped (or one for another request than its subject's)",
+                               metadata: ["request.id": "\(id)"])
                 return
             }
             // Only the host the request went to was given this reply subject.
@@ -608,8 +632,10 @@ final class ClusterMember: Sendable {
     private func agentTypeChanged(_ event: KeyValueWatch.Event) {
         guard case .entry(let entry) = event, let type = ClusterNames.text(ofToken: Substring(entry.key)) else { return }
         guard entry.operation == .put, let claim = TypeClaim(entry.value) else {
-            let removed = state.withLock { $0.remoteClaims.removeValue(forKey: type) }
+            let (removed, ours) = state.withLock { ($0.remoteClaims.removeValue(forKey: type), $0.claims[type] != nil) }
             if let removed { table.removeRemoteOwner(agentType: type, host: removed.host) }
+            // Another host removed a claim this host still holds: it took this host for dead.
+            if ours { evicted("agent type \(type)") }
             return
         }
         if claim.host == name {
@@ -637,7 +663,11 @@ final class ClusterMember: Sendable {
     }
 
     private func subscriptionChanged(_ event: KeyValueWatch.Event) {
-        guard case .entry(let entry) = event, let (owner, id) = ClusterNames.parseSubscriptionKey(entry.key), owner != name else { return }
+        guard case .entry(let entry) = event, let (owner, id) = ClusterNames.parseSubscriptionKey(entry.key) else { return }
+        guard owner != name else {
+            if entry.operation != .put, table.localSubscriptions().contains(where: { $0.id == id }) { evicted("subscription \(id)") }
+            return
+        }
         guard entry.operation == .put else {
             state.withLock { _ = $0.remoteSubscriptionKeys[owner]?.removeValue(forKey: entry.key) }
             table.removeRemoteSubscription(id: id, host: owner)
@@ -656,8 +686,13 @@ final class ClusterMember: Sendable {
     }
 
     private func sharedMemberChanged(_ event: KeyValueWatch.Event) {
-        guard case .entry(let entry) = event, let (type, owner, client) = ClusterNames.parseSharedMemberKey(entry.key),
-              owner != name else { return }
+        guard case .entry(let entry) = event, let (type, owner, client) = ClusterNames.parseSharedMemberKey(entry.key) else { return }
+        guard owner != name else {
+            if entry.operation != .put, table.localSharedMembers()[type]?.contains(client) == true {
+                evicted("worker \(client) of shared type \(type)")
+            }
+            return
+        }
         let present = entry.operation == .put
         state.withLock { state in
             if present {
@@ -670,6 +705,20 @@ final class ClusterMember: Sendable {
         if let changed = table.setRemoteSharedMember(agentType: type, client: client, host: owner, present: present) {
             host?.announce(changed)
         }
+    }
+
+    /// Another host removed an entry this host still has (it took this host for dead: its
+    /// heartbeats stalled for a lease without the connection dropping): publish them again.
+    private func evicted(_ what: String) {
+        let first = state.withLock { state in
+            defer { state.resynchronisationQueued = true }
+            return !state.resynchronisationQueued
+        }
+        guard first else { return }
+        logger.warning("another host removed this host's entries (it took this host for dead): publishing them again", metadata: [
+            "removed": "\(what)",
+        ])
+        enqueue.yield(.resynchronise)
     }
 
     // MARK: - Key-value writes
@@ -689,7 +738,7 @@ final class ClusterMember: Sendable {
                 }
                 if let claim { try? await agentTypes.delete(ClusterNames.token(type), ifRevision: claim) }
             case .putSubscription(let subscription):
-                guard isConnected else { continue }
+                guard canWrite else { continue }
                 do {
                     _ = try await subscriptions.put(
                         ClusterNames.subscriptionKey(host: name, id: subscription.id),
@@ -700,12 +749,13 @@ final class ClusterMember: Sendable {
                     ])
                 }
             case .deleteSubscription(let id):
-                guard isConnected else { continue }
+                guard canWrite else { continue }
                 try? await subscriptions.delete(ClusterNames.subscriptionKey(host: name, id: id))
             case .resynchronise:
+                state.withLock { $0.resynchronisationQueued = false }
                 await resynchronise()
             case .putSharedMember(let type, let client):
-                guard isConnected else { continue }
+                guard canWrite else { continue }
                 do {
                     _ = try await sharedMembers.put(ClusterNames.sharedMemberKey(type: type, host: name, client: client), value: [])
                 } catch {
@@ -714,7 +764,7 @@ final class ClusterMember: Sendable {
                     ])
                 }
             case .deleteSharedMember(let type, let client):
-                guard isConnected else { continue }
+                guard canWrite else { continue }
                 try? await sharedMembers.delete(ClusterNames.sharedMemberKey(type: type, host: name, client: client))
             case .removeHost(let gone, let entries):
                 // Every host that saw it die tries; the revision lets one succeed, and not remove
@@ -726,7 +776,9 @@ final class ClusterMember: Sendable {
     }
 
     private func performClaim(type: String, client: String) async -> ClaimResult {
-        guard isConnected else { return .deferred("this host's connection to NATS (\(connection.address)) is down") }
+        guard canWrite else {
+            return .deferred(isConnected ? "the host is leaving the cluster" : "this host's connection to NATS (\(connection.address)) is down")
+        }
         let key = ClusterNames.token(type)
         let mine = TypeClaim(host: name, client: client, incarnation: incarnation)
         do {
@@ -734,7 +786,7 @@ final class ClusterMember: Sendable {
                 do {
                     let revision = try await agentTypes.create(key, value: mine.encoded)
                     state.withLock { $0.claims[type] = (client, revision) }
-                    return .claimed
+                    return await keptIfStillServed(type, client: client, key: key, revision: revision)
                 } catch let error as NATSError where error.code == .keyExists {
                     guard let entry = try await agentTypes.get(key), entry.operation == .put,
                           let holder = TypeClaim(entry.value) else { continue }
@@ -744,12 +796,17 @@ final class ClusterMember: Sendable {
                     }
                     // The same client moved here, a previous process of this host left it, or its
                     // host is out of the cluster: take it over.
-                    let holderAlive = holder.host != name && state.withLock { $0.lastHeard[holder.host] != nil }
+                    let holderAlive = holder.host != name && state.withLock { state in
+                        state.lastHeard[holder.host] != nil || ContinuousClock.now - state.joined < configuration.lease
+                    }
                     guard holder.client == client || holder.host == name || !holderAlive else { return .heldBy(holder) }
                     do {
                         let revision = try await agentTypes.update(key, value: mine.encoded, ifRevision: entry.revision)
                         state.withLock { $0.claims[type] = (client, revision) }
                         if holder.host != name { typeMoved(type, from: holder.host, to: name) }
+                        if case .deferred(let reason) = await keptIfStillServed(type, client: client, key: key, revision: revision) {
+                            return .deferred(reason)
+                        }
                         if holder.host != name {
                             logger.info("agent type taken over from another host", metadata: [
                                 "agent.type": "\(type)", "client.id": "\(client)", "previous.host": "\(holder.host)",
@@ -766,6 +823,15 @@ final class ClusterMember: Sendable {
         } catch {
             return .deferred("\(error)")
         }
+    }
+
+    /// A claim just written, kept if `client` still holds `type` here; removed if the worker
+    /// left while it was being made (its departure found nothing to release yet).
+    private func keptIfStillServed(_ type: String, client: String, key: String, revision: UInt64) async -> ClaimResult {
+        guard table.localAgentTypes()[type] != client else { return .claimed }
+        state.withLock { _ = $0.claims.removeValue(forKey: type) }
+        try? await agentTypes.delete(key, ifRevision: revision)
+        return .deferred("the worker left while its claim was being made")
     }
 
     /// Makes the buckets say what this host serves now: claims its types (again), writes its
@@ -794,6 +860,16 @@ final class ClusterMember: Sendable {
                 logger.error("agent type claimed on another host while this host was cut off from NATS: the other claim stands, and this host's client no longer receives the type's messages", metadata: [
                     "agent.type": "\(type)", "client.id": "\(client)", "holder.client": "\(holder.client)", "holder.host": "\(holder.host)",
                 ])
+            }
+        }
+        // Claims of this host the store still has for types it no longer serves (a release
+        // whose delete failed), and those this process's table does not know.
+        if let keys = try? await agentTypes.keys() {
+            for key in keys {
+                guard let type = ClusterNames.text(ofToken: Substring(key)), localTypes[type] == nil,
+                      let entry = try? await agentTypes.get(key), entry.operation == .put,
+                      let claim = TypeClaim(entry.value), claim.host == name else { continue }
+                try? await agentTypes.delete(key, ifRevision: entry.revision)
             }
         }
         let stale = state.withLock { state in

@@ -270,6 +270,8 @@ final class AgentInstance: Schedulable {
     /// A pending call was answered (from any thread): the agent checkpoints (where it keeps
     /// state) and takes its next message.
     func callDidComplete(_ call: HandlerCall) {
+        // The handler's span ends with its answer: what the agent sends later is not in it.
+        setTrace(nil)
         let resume: Bool = state.withLock { state in
             call.completed.store(true, ordering: .relaxed)
             guard case .waiting(let key) = state.phase, key == call.key else { return false }
