@@ -43,6 +43,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // gRPC's C core from Debian's libgrpc-dev; the module map names the libraries.
@@ -79,11 +81,24 @@ let package = Package(
             dependencies: ["ProtoWire", "CAgentWire", .product(name: "HeapModule", package: "swift-collections")]
         ),
 
+        // Prometheus metrics: each host's and runtime's own registry (swift-metrics' API over
+        // swift-prometheus), and the HTTP listener that serves GET /metrics (POSIX sockets, a
+        // thread of its own).
+        .target(
+            name: "AgentMetrics",
+            dependencies: [
+                "GRPCTransport",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+
         // The agents.AgentRpc server.
         .target(
             name: "AgentHost",
             dependencies: [
-                "AgentCore", "ProtoWire", "GRPCTransport", "AgentCluster",
+                "AgentCore", "ProtoWire", "GRPCTransport", "AgentCluster", "AgentMetrics",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
@@ -125,7 +140,8 @@ let package = Package(
             name: "AgentRuntime",
             dependencies: [
                 "AgentPluginABI", "CAgentWire", "CRuntimeSupport", "ProtoWire", "AgentCore", "AgentHost",
-                "AgentConfig", "AgentState", "GRPCTransport",
+                "AgentConfig", "AgentState", "GRPCTransport", "AgentMetrics",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
@@ -288,12 +304,13 @@ let package = Package(
 
         .testTarget(name: "GRPCTransportTests", dependencies: ["GRPCTransport", "AgentTestSupport"]),
         .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire"]),
+        .testTarget(name: "AgentMetricsTests", dependencies: ["AgentMetrics", "AgentTestSupport"]),
         .testTarget(name: "AgentStateTests", dependencies: ["AgentState", "AgentCore", "CSQLite"]),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "ProtoWire"]),
         .testTarget(
             name: "AgentHostTests",
             dependencies: [
-                "AgentHost", "AgentCluster", "ProtoWire", "GRPCTransport", "AgentTestSupport",
+                "AgentHost", "AgentCluster", "ProtoWire", "GRPCTransport", "AgentTestSupport", "AgentMetrics",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig"]),
@@ -308,6 +325,7 @@ let package = Package(
             name: "AgentRuntimeTests",
             dependencies: [
                 "AgentRuntime", "AgentHost", "AgentCluster", "ProtoWire", "CAgentWire", "GRPCTransport", "AgentConfig", "AgentTestSupport",
+                "AgentMetrics",
             ]),
 
         // Fuzz targets (Fuzz/README.md): libFuzzer entry points, built with -sanitize=fuzzer,address
