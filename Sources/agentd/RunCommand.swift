@@ -103,6 +103,7 @@ struct RuntimeService: Service {
         if let embeddedHost = runtime.embeddedHost {
             HostLauncher.announce("listening on \(embeddedHost.address)")
         }
+        if let metrics = runtime.metricsAddress { HostLauncher.announce("metrics on http://\(metrics)/metrics") }
         HostLauncher.announce("ready: \(runtime.plugins.map { "\($0.name) \($0.version)" }.joined(separator: ", "))")
         let hangups = Task {
             for await _ in await UnixSignalsSequence(trapping: .sighup) {
