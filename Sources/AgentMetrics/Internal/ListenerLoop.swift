@@ -47,15 +47,19 @@ final class ListenerLoop: Sendable {
         var connections: [ScrapeConnection] = []
         defer { for connection in connections { connection.close() } }
         var descriptors: [pollfd] = []
+        /// Out of descriptors (EMFILE): accepting waits until then instead of spinning.
+        var acceptPausedUntil: ContinuousClock.Instant?
         while true {
+            if let until = acceptPausedUntil, until <= .now { acceptPausedUntil = nil }
             descriptors.removeAll(keepingCapacity: true)
             descriptors.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
-            descriptors.append(pollfd(fd: listening, events: Int16(POLLIN), revents: 0))
+            descriptors.append(pollfd(fd: listening, events: acceptPausedUntil == nil ? Int16(POLLIN) : 0, revents: 0))
             for connection in connections {
                 descriptors.append(pollfd(fd: connection.fd, events: connection.wantsToWrite ? Int16(POLLOUT) : Int16(POLLIN), revents: 0))
             }
             let now = ContinuousClock.now
-            let timeout = connections.map { Self.milliseconds(from: now, to: $0.deadline) }.min() ?? -1
+            let deadlines = connections.map(\.deadline) + (acceptPausedUntil.map { [$0] } ?? [])
+            let timeout = deadlines.map { Self.milliseconds(from: now, to: $0) }.min() ?? -1
             let ready = poll(&descriptors, nfds_t(descriptors.count), Int32(clamping: timeout))
             if ready < 0 && errno != EINTR { return }
             if descriptors[0].revents != 0 { return }
@@ -72,19 +76,20 @@ final class ListenerLoop: Sendable {
                 connection.close()
                 return true
             }
-            if descriptors[1].revents != 0 { accept(into: &connections) }
+            if descriptors[1].revents != 0, !accept(into: &connections) { acceptPausedUntil = .now + .milliseconds(100) }
         }
     }
 
     /// Accepts what waits (without blocking), evicting the oldest connection still sending its
-    /// request when all places are taken: a client that opens connections and sends nothing
-    /// cannot keep a scraper out for longer than it takes to open more.
-    private func accept(into connections: inout [ScrapeConnection]) {
+    /// request when all places are taken: connections that send nothing only churn, and a
+    /// scraper, which sends its request at once, is served.
+    /// - Returns: false when the process is out of descriptors (EMFILE, ENFILE, ENOMEM...).
+    private func accept(into connections: inout [ScrapeConnection]) -> Bool {
         while true {
             let fd = Glibc.accept(listening, nil, nil)
             if fd < 0 {
                 if errno == EINTR || errno == ECONNABORTED { continue }
-                return  // EAGAIN: none left; EMFILE and the like: try again at the next wake-up
+                return errno == EAGAIN || errno == EWOULDBLOCK
             }
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
