@@ -43,6 +43,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // gRPC's C core from Debian's libgrpc-dev; the module map names the libraries.
@@ -79,11 +81,24 @@ let package = Package(
             dependencies: ["ProtoWire", "CAgentWire", .product(name: "HeapModule", package: "swift-collections")]
         ),
 
+        // Prometheus metrics: each host's and runtime's own registry (swift-metrics' API over
+        // swift-prometheus), and the HTTP listener that serves GET /metrics (POSIX sockets, a
+        // thread of its own).
+        .target(
+            name: "AgentMetrics",
+            dependencies: [
+                "GRPCTransport",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+
         // The agents.AgentRpc server.
         .target(
             name: "AgentHost",
             dependencies: [
-                "AgentCore", "ProtoWire", "GRPCTransport", "AgentCluster",
+                "AgentCore", "ProtoWire", "GRPCTransport", "AgentCluster", "AgentMetrics",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
@@ -129,7 +144,8 @@ let package = Package(
             name: "AgentRuntime",
             dependencies: [
                 "AgentPluginABI", "CAgentWire", "CRuntimeSupport", "ProtoWire", "AgentCore", "AgentHost",
-                "AgentConfig", "AgentState", "AgentCluster", "AgentClusterState", "GRPCTransport",
+                "AgentConfig", "AgentState", "AgentCluster", "AgentClusterState", "GRPCTransport", "AgentMetrics",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
@@ -292,12 +308,13 @@ let package = Package(
 
         .testTarget(name: "GRPCTransportTests", dependencies: ["GRPCTransport", "AgentTestSupport"]),
         .testTarget(name: "ProtoWireTests", dependencies: ["ProtoWire"]),
+        .testTarget(name: "AgentMetricsTests", dependencies: ["AgentMetrics", "AgentTestSupport"]),
         .testTarget(name: "AgentStateTests", dependencies: ["AgentState", "AgentCore", "CSQLite"]),
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "ProtoWire"]),
         .testTarget(
             name: "AgentHostTests",
             dependencies: [
-                "AgentHost", "AgentCore", "AgentCluster", "ProtoWire", "GRPCTransport", "AgentTestSupport",
+                "AgentHost", "AgentCore", "AgentCluster", "ProtoWire", "GRPCTransport", "AgentTestSupport", "AgentMetrics",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig"]),
@@ -318,6 +335,7 @@ let package = Package(
             name: "AgentRuntimeTests",
             dependencies: [
                 "AgentRuntime", "AgentHost", "AgentCluster", "ProtoWire", "CAgentWire", "GRPCTransport", "AgentConfig", "AgentTestSupport",
+                "AgentMetrics",
             ]),
 
         // Fuzz targets (Fuzz/README.md): libFuzzer entry points, built with -sanitize=fuzzer,address

@@ -42,6 +42,9 @@ public struct HostSettings: Sendable, Hashable {
     /// `auth_tokens = TOKEN, ...` or `auth_tokens_file = PATH`: when not empty, every call
     /// must carry one of these in `authorization: Bearer <token>` metadata.
     public var authTokens: [String]
+    /// `metrics_listen = HOST:PORT`: serve Prometheus metrics (`GET /metrics`) there; `nil`:
+    /// none (the default).
+    public var metricsListen: String?
 
     public init(
         listen: String = HostSettings.defaultListen,
@@ -52,8 +55,10 @@ public struct HostSettings: Sendable, Hashable {
         tlsCertificate: PEMFile? = nil,
         tlsKey: PEMFile? = nil,
         tlsClientCA: PEMFile? = nil,
-        authTokens: [String] = []
+        authTokens: [String] = [],
+        metricsListen: String? = nil
     ) {
+        self.metricsListen = metricsListen
         self.listen = listen
         self.maxMessageBytes = maxMessageBytes
         self.rpcTimeout = rpcTimeout

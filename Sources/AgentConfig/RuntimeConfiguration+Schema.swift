@@ -3,11 +3,11 @@ extension RuntimeConfiguration {
     static let knownKeys: [(section: String, keys: [String])] = [
         ("runtime", [
             "host", "rpc_timeout", "workers", "client_id", "tls_ca", "tls_certificate", "tls_key", "auth_token",
-            "auth_token_file", "publish_buffer", "mailbox_limit", "handler_timeout",
+            "auth_token_file", "publish_buffer", "mailbox_limit", "handler_timeout", "metrics_listen",
         ]),
         ("host", [
             "listen", "max_message_bytes", "rpc_timeout", "queue_limit_messages", "queue_limit_bytes",
-            "tls_certificate", "tls_key", "tls_client_ca", "auth_tokens", "auth_tokens_file",
+            "tls_certificate", "tls_key", "tls_client_ca", "auth_tokens", "auth_tokens_file", "metrics_listen",
         ]),
         ("plugins", ["directory"]),
         ("state", ["store", "path", "sync", "nats"]),
@@ -105,6 +105,8 @@ extension RuntimeConfiguration {
                 }
             case "handler_timeout":
                 handlerTimeout = try Self.value(of: entry, SettingValue.seconds)
+            case "metrics_listen":
+                metricsListen = try Self.listenAddress(entry)
             default:
                 throw Self.unknownKey(entry)
             }
@@ -117,9 +119,9 @@ extension RuntimeConfiguration {
         for entry in section.entries {
             switch entry.key {
             case "listen":
-                host.listen = try Self.value(of: entry) { text throws(SettingValueError) in
-                    try SettingValue.hostAndPort(text, allowsPortZero: true).description
-                }
+                host.listen = try Self.listenAddress(entry)
+            case "metrics_listen":
+                host.metricsListen = try Self.listenAddress(entry)
             case "max_message_bytes":
                 host.maxMessageBytes = try Self.value(of: entry) { text throws(SettingValueError) in
                     try SettingValue.byteCount(text, largest: HostSettings.largestMaxMessageBytes)
@@ -358,6 +360,13 @@ extension RuntimeConfiguration {
     }
 
     // MARK: - Values
+
+    /// An address to listen on: `HOST:PORT`, port 0 allowed (a free port).
+    private static func listenAddress(_ entry: IniEntry) throws(ConfigurationError) -> String {
+        try value(of: entry) { text throws(SettingValueError) in
+            try SettingValue.hostAndPort(text, allowsPortZero: true).description
+        }
+    }
 
     /// Parses an entry's value, turning a refusal into an error located at the entry.
     private static func value<Value>(

@@ -31,6 +31,7 @@ import Musl
 /// | `[runtime] publish_buffer = N` | publishes kept while the host is unreachable, 0...10000000 | 10000 |
 /// | `[runtime] mailbox_limit = N` | messages that may wait for one agent, 1...10000000 | 10000 |
 /// | `[runtime] handler_timeout = SECONDS` | how long a handler may leave a message pending | 60 |
+/// | `[runtime] metrics_listen = HOST:PORT` | serve the runtime's (and its embedded host's) Prometheus metrics there | none: off |
 /// | `[host] listen = HOST:PORT` | where the (embedded) host listens | `127.0.0.1:50051` |
 /// | `[host] max_message_bytes = N` | the largest message, in bytes, or with `KiB`/`MiB` | 4 MiB |
 /// | `[host] rpc_timeout = SECONDS` | when the host answers an unanswered RPC with an error | 60 |
@@ -38,6 +39,7 @@ import Musl
 /// | `[host] tls_certificate = PATH`, `tls_key = PATH` | listen with TLS (PEM chain and key) | none: plaintext |
 /// | `[host] tls_client_ca = PATH` | mutual TLS: clients need a certificate this CA signed | none |
 /// | `[host] auth_tokens = TOKEN, ...` or `auth_tokens_file = PATH` | tokens a call must carry one of | none: no token needed |
+/// | `[host] metrics_listen = HOST:PORT` | serve the host's Prometheus metrics there | none: off |
 /// | `[plugins] directory = PATH` | the folder of agent plugins, relative to the INI file | none: required to run |
 /// | `[log] level = LEVEL` | trace, debug, info, notice, warning, error or critical | info |
 /// | `[log] format = text` or `json` | text lines, or one JSON object per line | text |
@@ -118,6 +120,9 @@ public struct RuntimeConfiguration: Sendable, Hashable {
     /// `[runtime] handler_timeout`: how long a handler may leave a message pending before the
     /// runtime answers it with an error.
     public var handlerTimeout: Duration
+    /// `[runtime] metrics_listen`: where to serve Prometheus metrics (`GET /metrics`); `nil`:
+    /// nowhere (the default).
+    public var metricsListen: String?
 
     /// `[host]`: the embedded host's settings, and `agentd host --config`'s.
     public var host: HostSettings
@@ -159,6 +164,7 @@ public struct RuntimeConfiguration: Sendable, Hashable {
         publishBuffer: Int = RuntimeConfiguration.defaultPublishBuffer,
         mailboxLimit: Int = RuntimeConfiguration.defaultMailboxLimit,
         handlerTimeout: Duration = RuntimeConfiguration.defaultHandlerTimeout,
+        metricsListen: String? = nil,
         host: HostSettings = HostSettings(),
         state: StateSettings = StateSettings(),
         cluster: ClusterSettings? = nil,
@@ -179,6 +185,7 @@ public struct RuntimeConfiguration: Sendable, Hashable {
         self.publishBuffer = publishBuffer
         self.mailboxLimit = mailboxLimit
         self.handlerTimeout = handlerTimeout
+        self.metricsListen = metricsListen
         self.host = host
         self.state = state
         self.cluster = cluster

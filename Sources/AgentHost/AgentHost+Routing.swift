@@ -9,11 +9,14 @@ extension AgentHost {
     /// Sends an event to this host's workers that serve an agent type subscribed to its topic
     /// type, and — for a worker's publish, not one forwarded by another host — once to each
     /// other host of the cluster that serves one.
-    func publish(_ message: MessageBuffer, _ event: CloudEventHeader, forwarded: Bool, logger: Logger) {
+    func publish(
+        _ message: MessageBuffer, _ event: CloudEventHeader, forwarded: Bool, logger: Logger, tally: ChannelTally? = nil
+    ) {
         let recipients = table.recipients(ofTopicType: event.topicType)
         let limits = configuration.queueLimits
+        var (copies, full) = (recipients.local.count, 0)
         for recipient in recipients.local {
-            recipient.sendEvent(message, limits: limits, logger: logger)
+            if !recipient.sendEvent(message, limits: limits, logger: logger) { full += 1 }
         }
         var hosts = recipients.hosts
         if !recipients.shared.isEmpty {
@@ -25,7 +28,8 @@ extension AgentHost {
                 case .local(let owner):
                     guard !sent.contains(ObjectIdentifier(owner)) else { continue }
                     sent.append(ObjectIdentifier(owner))
-                    owner.sendEvent(message, limits: limits, logger: logger)
+                    copies += 1
+                    if !owner.sendEvent(message, limits: limits, logger: logger) { full += 1 }
                 case .host(let host):
                     if !hosts.contains(host) { hosts.append(host) }
                 case .none:
@@ -36,6 +40,7 @@ extension AgentHost {
         if !forwarded, !hosts.isEmpty, let cluster {
             cluster.forwardEvent(message, to: hosts, topicType: event.topicType)
         }
+        tally?.published(queued: copies - full, full: full, hosts: forwarded || cluster == nil ? 0 : hosts.count)
     }
 
     /// Routes an RPC (`bytes`: an `agents.Message` carrying `request`) to the worker serving
@@ -45,7 +50,7 @@ extension AgentHost {
     ///   its caller's).
     func route(
         _ bytes: UnsafeRawBufferPointer, _ request: RpcRequestHeader, from caller: Caller,
-        deadline: ContinuousClock.Instant, logger: Logger
+        deadline: ContinuousClock.Instant, logger: Logger, tally: ChannelTally? = nil
     ) {
         let target = AgentID(type: request.targetType, key: request.targetKey)
         let fromPeer: Bool
@@ -58,12 +63,14 @@ extension AgentHost {
             do {
                 rewritten = try Envelope.replacingRequestID(in: bytes, messageField: 1, body: request.body, with: String(hostID))
             } catch {
+                tally?.routedRequest(droppedFor: .malformed)
                 if case .deliver(let pending) = table.routeResponse(hostRequestID: hostID, responder: route.responder!) {
                     answer(pending, error: "Malformed request to \(target): \(error)")
                 }
                 return
             }
         case .unknownAgentType:
+            tally?.dropped(.request, .unknownAgentType)
             let reason: String
             if case .peer = caller, let cluster {
                 // The caller's host thought the type was here: it moved or went meanwhile.
@@ -74,6 +81,7 @@ extension AgentHost {
             answer(caller, requestID: request.requestID, error: "Agent type '\(request.targetType)' \(reason) (request to \(target)).")
             return
         case .ownerNotConnected(let owner):
+            tally?.dropped(.request, .ownerNotConnected)
             answer(caller, requestID: request.requestID,
                    error: "Agent type '\(request.targetType)' belongs to client \(owner), which has no open channel (request to \(target)).")
             return
@@ -83,19 +91,22 @@ extension AgentHost {
             let limits = configuration.queueLimits
             switch destination.call.send(MessageBuffer(rewritten), maxMessages: limits.messages, maxBytes: limits.bytes) {
             case .queued:
-                break
+                tally?.routedRequest()
             case .full:
+                tally?.routedRequest(droppedFor: .queueFull)
                 if case .deliver(let pending) = table.routeResponse(hostRequestID: hostID, responder: .client(destination.clientID)) {
                     answer(pending, error: "The worker serving \(target) is overloaded (\(limits.messages) messages wait for it); the request was not delivered.")
                 }
             case .closed:
+                tally?.routedRequest(droppedFor: .connectionClosed)
                 // The destination's stream is ending; its departure answers the caller.
                 logger.debug("request to a closing channel", metadata: ["agent.id": "\(target)"])
             }
         case .forwardToHost(let hostID, let owner):
             guard let cluster else { return }
-            if let failure = cluster.forwardRequest(rewritten, hostRequestID: hostID, to: owner, deadline: deadline),
-               case .deliver(let pending) = table.routeResponse(hostRequestID: hostID, responder: .host(owner)) {
+            let failure = cluster.forwardRequest(rewritten, hostRequestID: hostID, to: owner, deadline: deadline)
+            tally?.routedRequest(droppedFor: failure == nil ? nil : .hostUnreachable)
+            if let failure, case .deliver(let pending) = table.routeResponse(hostRequestID: hostID, responder: .host(owner)) {
                 answer(pending, error: "The request to \(target) could not reach host \(owner), which serves agent type '\(target.type)': \(failure)")
             }
         default:
@@ -108,24 +119,32 @@ extension AgentHost {
     /// - Parameter responder: who sent it; nil for an answer from another host on the reply
     ///   subject of the request.
     func deliver(
-        _ bytes: UnsafeRawBufferPointer, _ response: RpcResponseHeader, from responder: RoutingTable.Responder?, logger: Logger
+        _ bytes: UnsafeRawBufferPointer, _ response: RpcResponseHeader, from responder: RoutingTable.Responder?, logger: Logger,
+        tally: ChannelTally? = nil
     ) {
         guard let hostID = UInt64(response.requestID) else {
+            tally?.dropped(.response, .noPendingRequest)
             logger.warning("response with a request id the host never issued dropped", metadata: ["request.id": "\(response.requestID)"])
             return
         }
         switch table.routeResponse(hostRequestID: hostID, responder: responder) {
         case .deliver(let request):
+            tally?.routed(.response)
             do {
                 let rewritten = try Envelope.replacingRequestID(
                     in: bytes, messageField: 2, body: response.body, with: request.originalRequestID)
+                tally?.delivered(.response)
+                metrics?.rpcAnswered(request)
                 send(MessageBuffer(rewritten), to: request.caller)
             } catch {
+                tally?.dropped(.response, .malformed)
                 answer(request, error: "The answer from \(request.target) was malformed: \(error)")
             }
         case .unknown:
+            tally?.dropped(.response, .noPendingRequest)
             logger.debug("response to no waiting request dropped (answered already, or timed out)", metadata: ["request.id": "\(response.requestID)"])
         case .wrongResponder(let request):
+            tally?.dropped(.response, .wrongResponder)
             logger.warning("response from a client the request was not sent to dropped", metadata: [
                 "request.id": "\(response.requestID)", "agent.id": "\(request.target)",
             ])

@@ -1,5 +1,6 @@
 import AgentCore
 import ProtoWire
+import AgentMetrics
 import GRPCTransport
 import Logging
 
@@ -39,6 +40,12 @@ public final class AgentHost: Sendable {
         /// The cluster to join (``AgentHost/start(configuration:logger:queues:)``); nil: the
         /// host runs alone.
         public var cluster: ClusterConfiguration?
+        /// `HOST:PORT` to serve Prometheus metrics on (`GET /metrics`; port 0 picks one); nil:
+        /// no listener.
+        public var metricsListen: String?
+        /// The registry the host's metrics go to (a runtime passes its own, so that one scrape
+        /// shows both); nil: a registry of its own when ``metricsListen`` is set, else no metrics.
+        public var metricsRegistry: MetricsRegistry?
 
         public init(
             listen: String = "127.0.0.1:50051",
@@ -48,8 +55,12 @@ public final class AgentHost: Sendable {
             queueLimits: QueueLimits = QueueLimits(),
             credentials: ServerCredentials = .insecure,
             authTokens: [String] = [],
-            cluster: ClusterConfiguration? = nil
+            cluster: ClusterConfiguration? = nil,
+            metricsListen: String? = nil,
+            metricsRegistry: MetricsRegistry? = nil
         ) {
+            self.metricsListen = metricsListen
+            self.metricsRegistry = metricsRegistry
             self.cluster = cluster
             self.queueLimits = queueLimits
             self.listen = listen
@@ -77,7 +88,11 @@ public final class AgentHost: Sendable {
 
     public let configuration: Configuration
     let logger: Logger
-    let table = RoutingTable()
+    let table: RoutingTable
+    /// The host's metrics (nil: it keeps none).
+    let metrics: HostMetrics?
+    /// Serves them, when ``Configuration/metricsListen`` is set.
+    let metricsListener: MetricsListener?
     private let server: Server
     private let sweeper = Mutex<Task<Void, Never>?>(nil)
     let isShuttingDown = ShutdownFlag()
@@ -124,6 +139,10 @@ public final class AgentHost: Sendable {
     public init(configuration: Configuration, logger: Logger, queues: CompletionQueueGroup? = nil) throws {
         self.configuration = configuration
         self.logger = logger
+        let table = RoutingTable()
+        self.table = table
+        // Before the server: a metrics address it cannot listen on fails the start with nothing to stop.
+        (metrics, metricsListener) = try HostMetrics.start(configuration, table: table, logger: logger)
         let router = HostRouter(tokens: BearerTokens(configuration.authTokens))
         // The C core refuses what exceeds its own limit by ending the whole stream; let it
         // through up to well past ours, so that we refuse it instead, with a log line and an
@@ -141,6 +160,7 @@ public final class AgentHost: Sendable {
                     try? await Task.sleep(for: interval)
                     guard let self else { return }
                     for request in table.expiredRequests(now: .now) {
+                        metrics?.rpcTimedOut()
                         logger.warning("RPC timed out", metadata: [
                             "caller": "\(request.caller)", "agent.id": "\(request.target)",
                             "request.id": "\(request.originalRequestID)",
@@ -203,6 +223,8 @@ public final class AgentHost: Sendable {
         }
         health.stop()
         await server.shutdown(gracePeriod: gracePeriod)
+        metricsListener?.stop()
+        metrics?.close()
         logger.info("host stopped")
     }
 

@@ -12,10 +12,13 @@ final class DataChannel: ServerCallHandler {
     let host: AgentHost
     let connection: WorkerConnection
     private let logger: Logger
+    /// What this channel's messages came to (nil: the host keeps no metrics).
+    private let tally: ChannelTally?
 
     init(host: AgentHost, connection: WorkerConnection) {
         self.host = host
         self.connection = connection
+        tally = host.metrics?.openTally()
         var logger = host.logger
         logger[metadataKey: "client.id"] = "\(connection.clientID)"
         self.logger = logger
@@ -34,12 +37,15 @@ final class DataChannel: ServerCallHandler {
             do {
                 envelope = try Envelope.parse(bytes)
             } catch {
+                tally?.unparsable()
                 logger.warning("malformed message dropped", metadata: [
                     "error": "\(error)", "message.bytes": "\(bytes.count)",
                 ])
                 return
             }
+            tally?.received(.init(envelope))
             if bytes.count > host.configuration.maxMessageBytes {
+                tally?.dropped(.init(envelope), .oversized)
                 refuseOversized(envelope, size: bytes.count)
                 return
             }
@@ -47,14 +53,15 @@ final class DataChannel: ServerCallHandler {
             case .event(let event):
                 guard event.topicType != Placement.noticeTopicType else {
                     // Only the host says where a shared type's keys are.
+                    tally?.dropped(.event, .reservedTopic)
                     logger.warning("publish to the host's own placement topic dropped", metadata: ["topic.type": "\(event.topicType)"])
                     return
                 }
-                host.publish(message, event, forwarded: false, logger: logger)
+                host.publish(message, event, forwarded: false, logger: logger, tally: tally)
             case .request(let request):
-                host.route(bytes, request, from: .worker(connection), deadline: .now + host.configuration.rpcTimeout, logger: logger)
+                host.route(bytes, request, from: .worker(connection), deadline: .now + host.configuration.rpcTimeout, logger: logger, tally: tally)
             case .response(let response):
-                host.deliver(bytes, response, from: .client(connection.clientID), logger: logger)
+                host.deliver(bytes, response, from: .client(connection.clientID), logger: logger, tally: tally)
             }
         }
     }
@@ -86,6 +93,7 @@ final class DataChannel: ServerCallHandler {
     }
 
     func callDidEnd(_ call: ServerCall, cancelled: Bool) {
+        if let tally { host.metrics?.closeTally(tally) }
         guard let departure = host.table.detachData(connection) else { return }
         host.cluster?.workerLeft(
             client: connection.clientID, types: departure.agentTypes.filter { !departure.sharedTypes.contains($0) },

@@ -645,6 +645,11 @@ final class RoutingTable: Sendable {
         }
     }
 
+    /// The open data channels and how many RPCs wait for an answer (metrics).
+    func load() -> (dataChannels: [WorkerConnection], pendingRPCs: Int) {
+        state.withLock { state in (state.clients.values.compactMap(\.data), state.pending.count) }
+    }
+
     /// All open data and control channels (shutdown).
     func allConnections() -> [WorkerConnection] {
         state.withLock { state in state.clients.values.flatMap { [$0.data, $0.control].compactMap { $0 } } }

@@ -26,9 +26,10 @@ final class WorkerConnection: Sendable, CustomStringConvertible {
 
     /// Sends an event unless this connection's queue is at its bound; a dropped event is
     /// counted and logged (the first, then every 1,000th), naming the slow client.
-    @inline(__always)
-    func sendEvent(_ message: MessageBuffer, limits: AgentHost.QueueLimits, logger: Logger) {
-        guard call.send(message, maxMessages: limits.messages, maxBytes: limits.bytes) == .full else { return }
+    /// - Returns: false if it was dropped.
+    @inline(__always) @discardableResult
+    func sendEvent(_ message: MessageBuffer, limits: AgentHost.QueueLimits, logger: Logger) -> Bool {
+        guard call.send(message, maxMessages: limits.messages, maxBytes: limits.bytes) == .full else { return true }
         let count = dropped.wrappingAdd(1, ordering: .relaxed).newValue
         if count == 1 || count % 1000 == 0 {
             logger.warning("slow subscriber: events dropped because its queue is full", metadata: [
@@ -36,6 +37,7 @@ final class WorkerConnection: Sendable, CustomStringConvertible {
                 "queue.limit.messages": "\(limits.messages)", "queue.limit.bytes": "\(limits.bytes)",
             ])
         }
+        return false
     }
 
     /// Events dropped for this connection so far.

@@ -1,6 +1,7 @@
 import AgentCluster
 import AgentConfig
 import AgentHost
+import AgentMetrics
 import AgentState
 import Foundation
 import GRPCTransport
@@ -61,6 +62,12 @@ extension AgentRuntime {
         public var idleAgentTimeout: Duration
         /// At most this many resident agents (least recently used retired first).
         public var maxResidentAgents: Int
+        /// `HOST:PORT` to serve Prometheus metrics on (`GET /metrics`; port 0 picks one): the
+        /// runtime's and its embedded host's. Nil: no listener.
+        public var metricsListen: String?
+        /// The registry the runtime's metrics (and its embedded host's, unless that has its own)
+        /// go to; nil: a registry of its own when ``metricsListen`` is set, else no metrics.
+        public var metricsRegistry: MetricsRegistry?
 
         public init(
             hostAddress: String? = nil,
@@ -85,8 +92,12 @@ extension AgentRuntime {
             stateStorePath: String? = nil,
             stateDurability: SQLiteStateStore.Durability = .normal,
             idleAgentTimeout: Duration = StateSettings.defaultIdle,
-            maxResidentAgents: Int = StateSettings.defaultMaxResident
+            maxResidentAgents: Int = StateSettings.defaultMaxResident,
+            metricsListen: String? = nil,
+            metricsRegistry: MetricsRegistry? = nil
         ) {
+            self.metricsListen = metricsListen
+            self.metricsRegistry = metricsRegistry
             self.hostAddress = hostAddress
             self.embeddedHost = embeddedHost
             self.clientID = clientID
@@ -135,7 +146,8 @@ extension AgentRuntime.Configuration {
             authToken: file.authToken,
             stateStorePath: file.state.store == .sqlite ? file.state.resolvedPath(configurationPath: file.path) : nil,
             stateDurability: file.state.sync == .full ? .full : .normal,
-            idleAgentTimeout: file.state.idle, maxResidentAgents: file.state.maxResident)
+            idleAgentTimeout: file.state.idle, maxResidentAgents: file.state.maxResident,
+            metricsListen: file.metricsListen)
         if file.state.store == .nats {
             var options = NATSConnection.Options(servers: file.state.nats ?? file.cluster?.nats ?? [])
             // The cluster's credentials, where the runtime has a [cluster] section.

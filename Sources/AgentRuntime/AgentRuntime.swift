@@ -2,6 +2,7 @@ import AgentCluster
 import AgentClusterState
 import AgentCore
 import AgentHost
+import AgentMetrics
 import AgentPluginABI
 import AgentState
 import Foundation
@@ -41,6 +42,7 @@ public final class AgentRuntime: Sendable {
         /// The NATS connection of a `[state] store = nats` store, closed at shutdown.
         var stateConnection: NATSConnection?
         var embeddedHost: AgentHost?
+        var metricsListener: MetricsListener?
         var running: Running?
         var stopped = false
     }
@@ -55,6 +57,8 @@ public final class AgentRuntime: Sendable {
     /// What answers the control channel's state requests instead of the runtime's agents,
     /// when given at init (the control channel's tests); nil: the agents (``stateControl``).
     let stateRequestsOverride: (any AgentStateControl)?
+    /// The runtime's metrics (nil: it keeps none).
+    let metrics: RuntimeMetrics?
     private let state = Mutex(State())
 
     public convenience init(configuration: Configuration, logger: Logger) throws {
@@ -69,6 +73,8 @@ public final class AgentRuntime: Sendable {
         handles = HandleSpace()
         loader = try PluginLoader(references: handles.plugins, logger: logger)
         retirement = PluginRetirement(loader: loader, logger: logger)
+        metrics = (configuration.metricsRegistry ?? configuration.metricsListen.map { _ in MetricsRegistry() })
+            .map(RuntimeMetrics.init)
     }
 
     /// The plugins in service, by file name order.
@@ -97,6 +103,9 @@ public final class AgentRuntime: Sendable {
     /// The address of the host this runtime is connected to.
     public var hostAddress: String? { state.withLock { $0.running?.connection.address } }
 
+    /// Serves the runtime's metrics, once started.
+    var metricsListener: MetricsListener? { state.withLock { $0.metricsListener } }
+
     /// The embedded host, when the runtime runs one.
     public var embeddedHost: AgentHost? { state.withLock { $0.embeddedHost } }
 
@@ -108,6 +117,8 @@ public final class AgentRuntime: Sendable {
     /// - Throws: if the embedded host cannot listen or join its cluster, or the plugin directory
     ///   cannot be read.
     public func start() async throws {
+        let metricsListener = try makeMetricsListener()
+        state.withLock { $0.metricsListener = metricsListener }
         let states = try await openStateStore()
         let (address, authToken) = try await startEmbeddedHostIfNeeded()
         let connection = HostConnection(
@@ -124,7 +135,7 @@ public final class AgentRuntime: Sendable {
             handlerTimeout: configuration.handlerTimeout, logger: logger)
         let context = DispatchContext(
             workers: workers, invoker: invoker, outbox: outbox, requests: requests, retirement: retirement,
-            states: states, logger: logger)
+            states: states, metrics: metrics, logger: logger)
         let router = LocalRouter(
             context: context, handles: handles.agents, mailboxLimit: configuration.mailboxLimit,
             residency: .init(idle: configuration.idleAgentTimeout, maxResident: configuration.maxResidentAgents),
@@ -136,6 +147,7 @@ public final class AgentRuntime: Sendable {
                 pluginSettings: configuration.pluginSettings, maxRetiredSwiftImages: configuration.maxRetiredSwiftImages),
             loader: loader, router: router, registrations: registrations, context: context, logger: logger)
         let reloading = Task { await reloader.run() }
+        metrics?.observe(.init(router: router, states: states, reloader: reloader, connection: connection))
         // The one place the state protocol's AgentStateControl is chosen: the agents themselves.
         let stateRequests = StateRequestServer(
             agents: stateRequestsOverride ?? router, servesAgentType: { router.servedTypes.contains($0) },
@@ -160,7 +172,10 @@ public final class AgentRuntime: Sendable {
                 // RPCs our agents sent will never be answered on a new stream: answer them now.
                 requests.failAll(reason: "The connection to the host was lost (\(status)).")
             },
-            restore: { try await reloader.restoreRegistrations() }))
+            restore: { [metrics] in
+                try await reloader.restoreRegistrations()
+                metrics?.reconnected()
+            }))
         control.open()
         logger.info("runtime connected", metadata: [
             "host.address": "\(address)", "client.id": "\(configuration.clientID)",
@@ -227,7 +242,8 @@ public final class AgentRuntime: Sendable {
                 "agents.idle": "\(configuration.idleAgentTimeout)", "agents.max_resident": "\(configuration.maxResidentAgents)",
             ])
             return AgentStates(
-                store: store, name: path, inlineCommits: configuration.stateDurability == .normal, logger: logger)
+                store: store, name: path, inlineCommits: configuration.stateDurability == .normal,
+                checkpointLatency: metrics?.checkpointLatency, logger: logger)
         } catch {
             throw RuntimeError("\(error) ([state] path; [state] store = none runs without one)")
         }
@@ -284,7 +300,10 @@ public final class AgentRuntime: Sendable {
         }
         // One completion queue for the process: the host's calls run on the handler threads
         // too (gRPC's poller hands wake-ups between threads when a process has several).
-        let host = try await AgentHost.start(configuration: configuration.embeddedHost, logger: logger, queues: workers.completions)
+        var hostConfiguration = configuration.embeddedHost
+        // One scrape shows both: the host's metrics go to the runtime's registry unless it has its own.
+        if hostConfiguration.metricsRegistry == nil { hostConfiguration.metricsRegistry = metrics?.registry }
+        let host = try await AgentHost.start(configuration: hostConfiguration, logger: logger, queues: workers.completions)
         state.withLock { $0.embeddedHost = host }
         return (Self.address(connectingTo: host, tls: configuration.hostCredentials.isTLS),
                 configuration.authToken ?? configuration.embeddedHost.authTokens.first)
@@ -349,6 +368,8 @@ public final class AgentRuntime: Sendable {
             running.router.destroyAgents()
         }
         for plugin in plugins { loader.unload(plugin) }
+        state.withLock { $0.metricsListener.take() }?.stop()
+        metrics?.close()
         retirement.unloadIdle()
         loader.removeShadowDirectory()
         handles.close()

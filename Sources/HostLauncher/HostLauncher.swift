@@ -25,11 +25,14 @@ public enum HostLauncher {
         /// Seconds.
         public var rpcTimeout: Double?
         public var logLevel: Logger.Level?
+        /// `HOST:PORT` to serve Prometheus metrics on (overrides `[host] metrics_listen`).
+        public var metricsListen: String?
 
         public init(
             config: String? = nil, listen: String? = nil, maxMessageBytes: Int? = nil,
-            rpcTimeout: Double? = nil, logLevel: Logger.Level? = nil
+            rpcTimeout: Double? = nil, logLevel: Logger.Level? = nil, metricsListen: String? = nil
         ) {
+            self.metricsListen = metricsListen
             self.config = config
             self.listen = listen
             self.maxMessageBytes = maxMessageBytes
@@ -43,6 +46,13 @@ public enum HostLauncher {
                 if maxMessageBytes <= 0 { return "--max-message-bytes must be positive" }
                 if maxMessageBytes > HostSettings.largestMaxMessageBytes {
                     return "--max-message-bytes must be at most \(HostSettings.largestMaxMessageBytes)"
+                }
+            }
+            if let metricsListen {
+                do throws(ConfigurationError) {
+                    _ = try HostAndPort(parsing: metricsListen)
+                } catch {
+                    return "--metrics-listen: \(error.message)"
                 }
             }
             if let rpcTimeout {
@@ -137,6 +147,7 @@ public enum HostLauncher {
             label: "agentd.host", level: options.logLevel ?? Logger.Level(rawValue: settings.logLevel) ?? .info,
             format: settings.logFormat)
         let listen = options.listen ?? settings.host.listen
+        if let metricsListen = options.metricsListen { settings.host.metricsListen = metricsListen }
         let configuration = self.configuration(
             settings.host, cluster: settings.cluster, listen: listen, maxMessageBytes: options.maxMessageBytes,
             rpcTimeout: options.rpcTimeout.map { .milliseconds(Int64($0 * 1000)) })
@@ -151,6 +162,7 @@ public enum HostLauncher {
             throw .cannotListen
         }
         announce("listening on \(host.address)")
+        if let metrics = host.metricsAddress { announce("metrics on http://\(metrics)/metrics") }
         ServiceNotification.ready(status: "listening on \(host.address)")
         return host
     }
@@ -166,7 +178,7 @@ public enum HostLauncher {
             rpcTimeout: rpcTimeout ?? settings.rpcTimeout,
             queueLimits: .init(messages: settings.queueLimitMessages, bytes: settings.queueLimitBytes),
             credentials: serverCredentials(settings), authTokens: settings.authTokens,
-            cluster: cluster.map(clusterConfiguration))
+            cluster: cluster.map(clusterConfiguration), metricsListen: settings.metricsListen)
     }
 
     /// The cluster to join, as `[cluster]` says.

@@ -12,7 +12,7 @@ import Logging
 let program = "agentd-host"
 
 let usage = """
-    USAGE: agentd-host [--config FILE] [--listen HOST:PORT] [--max-message-bytes N] [--rpc-timeout SECONDS] [--log-level LEVEL]
+    USAGE: agentd-host [--config FILE] [--listen HOST:PORT] [--max-message-bytes N] [--rpc-timeout SECONDS] [--log-level LEVEL] [--metrics-listen HOST:PORT]
 
     Runs the agents.AgentRpc host that workers connect to (the same host as `agentd host`).
     Prints one line "listening on HOST:PORT" to standard output once it serves (useful with
@@ -30,6 +30,9 @@ let usage = """
                               with an error. Default: 60.
       --log-level LEVEL       Log level: trace, debug, info, notice, warning, error, critical.
                               Default: info.
+      --metrics-listen HOST:PORT
+                              Serve Prometheus metrics (GET /metrics) on HOST:PORT and print
+                              "metrics on http://HOST:PORT/metrics". Default: off.
       --version               Print the version and exit.
       -h, --help              Show this help.
 
@@ -40,7 +43,7 @@ let usage = """
 /// A bad command line: the message, then a pointer to --help; exit status 64 (EX_USAGE, as
 /// ArgumentParser's for `agentd host`).
 func usageError(_ message: String) -> Never {
-    HostLauncher.printError("\(program): \(message)\nUsage: agentd-host [--config FILE] [--listen HOST:PORT] [--max-message-bytes N] [--rpc-timeout SECONDS] [--log-level LEVEL]\n  See 'agentd-host --help' for more.")
+    HostLauncher.printError("\(program): \(message)\nUsage: agentd-host [--config FILE] [--listen HOST:PORT] [--max-message-bytes N] [--rpc-timeout SECONDS] [--log-level LEVEL] [--metrics-listen HOST:PORT]\n  See 'agentd-host --help' for more.")
     exit(64)
 }
 
@@ -65,7 +68,7 @@ func parse(_ arguments: [String]) -> HostLauncher.Options {
             name = String(argument[..<equals])
             inlineValue = String(argument[argument.index(after: equals)...])
         }
-        guard ["--config", "--listen", "--max-message-bytes", "--rpc-timeout", "--log-level"].contains(name) else {
+        guard ["--config", "--listen", "--max-message-bytes", "--rpc-timeout", "--log-level", "--metrics-listen"].contains(name) else {
             usageError(argument.hasPrefix("-") ? "unknown option '\(name)'" : "unexpected argument '\(argument)'")
         }
         let value: String
@@ -82,6 +85,8 @@ func parse(_ arguments: [String]) -> HostLauncher.Options {
             options.config = value
         case "--listen":
             options.listen = value
+        case "--metrics-listen":
+            options.metricsListen = value
         case "--max-message-bytes":
             guard let number = Int(value) else { usageError("--max-message-bytes: '\(value)' is not a whole number of bytes") }
             options.maxMessageBytes = number

@@ -29,6 +29,9 @@ struct HostCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. Default: info.")
     var logLevel: Logger.Level?
 
+    @Option(help: "HOST:PORT to serve Prometheus metrics on (GET /metrics). Default: off ([host] metrics_listen).")
+    var metricsListen: String?
+
     func validate() throws {
         if let problem = options.problem { throw ValidationError(problem) }
     }
@@ -36,7 +39,7 @@ struct HostCommand: AsyncParsableCommand {
     private var options: HostLauncher.Options {
         HostLauncher.Options(
             config: config, listen: listen, maxMessageBytes: maxMessageBytes, rpcTimeout: rpcTimeout,
-            logLevel: logLevel)
+            logLevel: logLevel, metricsListen: metricsListen)
     }
 
     /// What agentd-host runs too (Sources/HostLauncher): settings, start, shutdown on a signal.

@@ -116,6 +116,7 @@ struct RuntimeService: Service, CustomStringConvertible {
         if let embeddedHost = runtime.embeddedHost {
             HostLauncher.announce("listening on \(embeddedHost.address)")
         }
+        if let metrics = runtime.metricsAddress { HostLauncher.announce("metrics on http://\(metrics)/metrics") }
         let ready = "ready: \(runtime.plugins.map { "\($0.name) \($0.version)" }.joined(separator: ", "))"
         HostLauncher.announce(ready)
         ServiceNotification.ready(status: ready)

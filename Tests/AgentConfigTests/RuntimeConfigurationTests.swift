@@ -267,10 +267,10 @@ struct RuntimeConfigurationTests {
             description: "agentd.ini:1: [plugin.] has no plugin name; write [plugin.NAME]"),
         BadSetting(
             text: "[runtime]\nrpc_timout = 5", code: .unknownKey, line: 2, section: "runtime", key: "rpc_timout",
-            description: "agentd.ini:2: [runtime] rpc_timout: unknown key (did you mean rpc_timeout?); the keys of [runtime] are host, rpc_timeout, workers, client_id, tls_ca, tls_certificate, tls_key, auth_token, auth_token_file, publish_buffer, mailbox_limit, handler_timeout"),
+            description: "agentd.ini:2: [runtime] rpc_timout: unknown key (did you mean rpc_timeout?); the keys of [runtime] are host, rpc_timeout, workers, client_id, tls_ca, tls_certificate, tls_key, auth_token, auth_token_file, publish_buffer, mailbox_limit, handler_timeout, metrics_listen"),
         BadSetting(
             text: "[runtime]\nlisten = 127.0.0.1:1", code: .unknownKey, line: 2, section: "runtime", key: "listen",
-            description: "agentd.ini:2: [runtime] listen: unknown key here (it belongs in [host]); the keys of [runtime] are host, rpc_timeout, workers, client_id, tls_ca, tls_certificate, tls_key, auth_token, auth_token_file, publish_buffer, mailbox_limit, handler_timeout"),
+            description: "agentd.ini:2: [runtime] listen: unknown key here (it belongs in [host]); the keys of [runtime] are host, rpc_timeout, workers, client_id, tls_ca, tls_certificate, tls_key, auth_token, auth_token_file, publish_buffer, mailbox_limit, handler_timeout, metrics_listen"),
         BadSetting(
             text: "[log]\nLevel = info", code: .unknownKey, line: 2, section: "log", key: "Level",
             description: "agentd.ini:2: [log] Level: unknown key (did you mean level?); the keys of [log] are level, format"),

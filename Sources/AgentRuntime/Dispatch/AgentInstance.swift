@@ -144,11 +144,14 @@ final class AgentInstance: Schedulable {
     }
     /// The plugin said (`state_changed`) that the message being handled changed the state.
     private let changed = Atomic<Bool>(false)
+    /// Its agent type's handler calls and failures (nil: the runtime keeps no metrics).
+    let handlerTally: HandlerTally?
 
     init(handle: OpaquePointer, id: AgentID, type: PluginAgentType, context: DispatchContext, tick: Int) {
         handleBits = UInt(bitPattern: Int(bitPattern: handle))
         self.id = id
         self.context = context
+        handlerTally = context.metrics?.handlerTally(forType: id.type)
         typeText = CString(id.type)
         keyText = CString(id.key)
         state = Mutex(State(currentType: type, lastActive: tick))

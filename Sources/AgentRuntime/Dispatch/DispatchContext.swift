@@ -12,10 +12,13 @@ final class DispatchContext: Sendable {
     let retirement: PluginRetirement
     /// The state store and its writer (nil: `[state] store = none`).
     let states: AgentStates?
+    /// The runtime's metrics (nil: it keeps none).
+    let metrics: RuntimeMetrics?
     let logger: Logger
 
     init(workers: WorkerPool, invoker: HandlerInvoker, outbox: Outbox, requests: OutboundRequests,
-         retirement: PluginRetirement, states: AgentStates?, logger: Logger) {
+         retirement: PluginRetirement, states: AgentStates?, metrics: RuntimeMetrics? = nil, logger: Logger) {
+        self.metrics = metrics
         self.workers = workers
         self.invoker = invoker
         self.outbox = outbox

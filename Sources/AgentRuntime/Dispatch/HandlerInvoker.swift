@@ -38,6 +38,7 @@ final class HandlerInvoker: Sendable {
         let requestID = isRPC ? message.messageID.string : ""
         let plugin = type.plugin
         plugin.activityDidStart()
+        agent.handlerTally?.called()
         let checkpoints = agent.keepsState(type)
         let call = calls.insert {
             HandlerCall(handle: $0, agent: agent, plugin: plugin, isRPC: isRPC, requestID: requestID,
@@ -88,6 +89,7 @@ final class HandlerInvoker: Sendable {
         // Answered already (reply/fail during the handler), or answered now.
         guard calls.remove(call.handle) != nil else { return nil }
         defer { retirement.activityDidEnd(plugin) }
+        if status != AGENTD_OK { agent.handlerTally?.failed() }
         if isRPC {
             if status == AGENTD_OK {
                 answer(call, .reply(messageType: "", contentType: "application/json", payload: []))
@@ -177,6 +179,7 @@ final class HandlerInvoker: Sendable {
     /// `fail` on a call taken out of its table: answers the RPC with an error (an event's
     /// failure is logged), and the agent goes on.
     func fail(_ call: HandlerCall, status: agentd_status, message: String) {
+        call.agent.handlerTally?.failed()
         let text = message.isEmpty ? "The handler for '\(call.messageType)' of agent \(call.agent.id) failed with \(StatusText.name(status))." : message
         if call.isRPC {
             answer(call, .error(text))
@@ -194,6 +197,7 @@ final class HandlerInvoker: Sendable {
         let expired = deadlines.withLock { $0.removeExpired(now: now) }
         for key in expired {
             guard let call = calls.remove(OpaquePointer(bitPattern: key)) else { continue }
+            call.agent.handlerTally?.failed()
             let text = "The handler for '\(call.messageType)' of agent \(call.agent.id) did not finish within \(handlerTimeout)."
             if call.isRPC { outbox.answer(requestID: call.requestID, error: text) }
             logger.error("handler timed out", metadata: [

@@ -81,6 +81,8 @@ final class LocalRouter: Sendable {
     var retiredCount: Int { retired.load(ordering: .relaxed) }
     private let intakeOpen = Atomic<Bool>(true)
     private let overloadRefusals = Atomic<Int>(0)
+    /// Messages refused so far because their agent's mailbox was full.
+    var overloadRefusalCount: Int { overloadRefusals.load(ordering: .relaxed) }
     private let refusedAtShutdown = Atomic<Int>(0)
 
     /// This runtime's client id (the host's name for it in placement notices).
@@ -144,6 +146,7 @@ final class LocalRouter: Sendable {
             logger.warning("malformed message from the host dropped", metadata: ["message.bytes": "\(buffer.count)"])
             return
         }
+        context.metrics?.intake.received(message.kind)
         if message.kind != .response && !intakeOpen.load(ordering: .acquiring) {
             refuseWhileShuttingDown(message)
             return

@@ -204,6 +204,7 @@ final class Reloader: Sendable {
     }
 
     private func refuse(_ error: PluginLoadError, keeping old: LoadedPlugin? = nil) {
+        context.metrics?.pluginRefused()
         var metadata: Logger.Metadata = [
             "plugin.path": "\(error.path)", "reason": "\(error.reason)", "code": "\(error.code)",
         ]
@@ -258,6 +259,7 @@ final class Reloader: Sendable {
         if !refused.isEmpty { router.forget(refused) }
         for type in accepted { await registrations.subscribe(type) }
         state.withLock { $0.served[path] = plugin }
+        context.metrics?.pluginLoaded()
         logger.info("plugin loaded", metadata: [
             "plugin": "\(plugin.name)", "plugin.version": "\(plugin.version)", "plugin.path": "\(path)",
             "plugin.hash": "\(plugin.contentHash)", "agent.types": "\(accepted.map(\.name))",
@@ -272,6 +274,7 @@ final class Reloader: Sendable {
                 if let data = FileManager.default.contents(atPath: path) {
                     state.withLock { $0.refused[path] = ContentHash.of(data) }
                 }
+                context.metrics?.pluginRefused()
                 logger.error("new plugin version refused; the old version keeps serving", metadata: [
                     "plugin.path": "\(path)", "plugin": "\(old.name)",
                     "reason": "\(retired) retired versions of Swift plugins are mapped already (the limit is \(limit)); Swift images can never be unloaded, so restart the runtime to replace it",
@@ -309,6 +312,7 @@ final class Reloader: Sendable {
         for type in accepted { await registrations.subscribe(type) }
         for name in withdrawn { await registrations.withdraw(name) }
         state.withLock { $0.served[path] = new }
+        context.metrics?.pluginReloaded()
         logger.info("plugin replaced", metadata: [
             "plugin": "\(new.name)", "plugin.path": "\(path)",
             "plugin.version": "\(new.version)", "plugin.hash": "\(new.contentHash)",
@@ -324,6 +328,7 @@ final class Reloader: Sendable {
         if plugin.isSwift { state.withLock { $0.retiredSwiftImages += 1 } }
         for name in names.sorted() { await registrations.withdraw(name) }
         state.withLock { _ = $0.served.removeValue(forKey: path) }
+        context.metrics?.pluginRemoved()
         logger.info("plugin removed", metadata: [
             "plugin": "\(plugin.name)", "plugin.version": "\(plugin.version)",
             "plugin.path": "\(path)", "plugin.hash": "\(plugin.contentHash)",

@@ -1,5 +1,6 @@
 import AgentCore
 import AgentState
+import CoreMetrics
 import Logging
 import Synchronization
 
@@ -16,11 +17,13 @@ final class AgentStates: Sendable {
 
     /// - Parameter inlineCommits: commit on the handler's thread when no commit runs (for a
     ///   store whose commits do not wait for the disk; see ``CheckpointWriter``).
-    init(store: any StateStore, name: String, inlineCommits: Bool, logger: Logger) {
+    /// - Parameter checkpointLatency: records each checkpoint's time to its commit (metrics).
+    init(store: any StateStore, name: String, inlineCommits: Bool, checkpointLatency: CoreMetrics.Timer? = nil,
+         logger: Logger) {
         self.store = store
         self.name = name
         self.logger = logger
-        writer = CheckpointWriter(store: store, inline: inlineCommits)
+        writer = CheckpointWriter(store: store, inline: inlineCommits, latency: checkpointLatency)
     }
 
     /// A checkpoint that could not be written: counted, and logged (the first, then every

@@ -1,5 +1,7 @@
 import AgentCore
 import AgentState
+import AgentMetrics
+import CoreMetrics
 import GRPCTransport
 import Synchronization
 #if canImport(Glibc)
@@ -26,6 +28,7 @@ final class CheckpointWriter: @unchecked Sendable {
     struct Job: Sendable {
         var write: StateWrite
         var done: @Sendable (Result<UInt64, StateStoreError>) -> Void
+        var submitted = ContinuousClock.now
     }
 
     let store: any StateStore
@@ -41,8 +44,11 @@ final class CheckpointWriter: @unchecked Sendable {
     private var thread: NativeThread?
     private let commits = Atomic<Int>(0)
     private let written = Atomic<Int>(0)
+    /// Each checkpoint's time from submission to commit (or failure), when metrics are kept.
+    private let latency: CoreMetrics.Timer?
 
-    init(store: any StateStore, inline: Bool, batchLimit: Int = 1024) {
+    init(store: any StateStore, inline: Bool, batchLimit: Int = 1024, latency: CoreMetrics.Timer? = nil) {
+        self.latency = latency
         self.store = store
         self.inline = inline
         self.batchLimit = batchLimit
@@ -128,6 +134,10 @@ final class CheckpointWriter: @unchecked Sendable {
             written.add(batch.count, ordering: .relaxed)
         } catch {
             results = Array(repeating: .failure(error), count: batch.count)
+        }
+        if let latency {
+            let now = ContinuousClock.now
+            for job in batch { latency.recordDuration(now - job.submitted) }
         }
         for (job, result) in zip(batch, results) { job.done(result) }
     }

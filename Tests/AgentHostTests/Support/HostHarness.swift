@@ -60,16 +60,18 @@ private func testLogger() -> Logger {
 ///   - credentials, authTokens: the host's TLS and tokens (plaintext and none by default).
 ///   - clientCredentials: how the harness's connections reach it.
 ///   - logger: the host's logger (by default, see `AGENT_HOST_TEST_LOG`).
+///   - queueLimits, metricsListen: its outbound queue bound and metrics listener.
 func withHost(
     maxMessageBytes: Int = 4 * 1024 * 1024, rpcTimeout: Duration = .seconds(60),
     credentials: ServerCredentials = .insecure, authTokens: [String] = [],
+    queueLimits: AgentHost.QueueLimits = .init(), metricsListen: String? = nil,
     clientCredentials: ChannelCredentials = .insecure, logger: Logger? = nil,
     _ body: (HostHarness) async throws -> Void
 ) async throws {
     let host = try AgentHost(
         configuration: .init(
             listen: "127.0.0.1:0", maxMessageBytes: maxMessageBytes, rpcTimeout: rpcTimeout,
-            credentials: credentials, authTokens: authTokens),
+            queueLimits: queueLimits, credentials: credentials, authTokens: authTokens, metricsListen: metricsListen),
         logger: logger ?? testLogger())
     let harness = HostHarness(host: host, clientCredentials: clientCredentials)
     do {

@@ -24,7 +24,7 @@ struct RuntimeHarness {
         maxRetiredSwiftImages: Int = 16, mailboxLimit: Int = 10_000, handlerTimeout: Duration = .seconds(60),
         probe: Bool = false, shutdownGracePeriod: Duration = .seconds(5),
         stateStorePath: String? = nil, idleAgentTimeout: Duration = .seconds(300), maxResidentAgents: Int = 100_000,
-        pluginDirectory existing: String? = nil
+        pluginDirectory existing: String? = nil, metricsListen: String? = nil
     ) async throws -> RuntimeHarness {
         let directory = existing ?? NSTemporaryDirectory() + "agentd-runtime-test-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -44,7 +44,7 @@ struct RuntimeHarness {
                 shutdownGracePeriod: shutdownGracePeriod,
                 maxRetiredSwiftImages: maxRetiredSwiftImages, mailboxLimit: mailboxLimit,
                 handlerTimeout: handlerTimeout, pluginSettings: settings, stateStorePath: stateStorePath,
-                idleAgentTimeout: idleAgentTimeout, maxResidentAgents: maxResidentAgents),
+                idleAgentTimeout: idleAgentTimeout, maxResidentAgents: maxResidentAgents, metricsListen: metricsListen),
             logger: log.logger())
         try await runtime.start()
         let client = try WorkerClient(address: runtime.hostAddress!)
