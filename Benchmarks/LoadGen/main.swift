@@ -38,6 +38,13 @@
 //            answered, with an error, late, or not at all). Also --deadline-ms, --grace-ms,
 //            --steady, --retry-pause-ms, --interval-ms (FailoverOptions)
 //
+// For Benchmarks/shared (Shared.swift): --shared-mode throughput|move, load on the shared agent
+//   type bench-work over many keys, from several runtimes: throughput with many RPCs in flight
+//   (--work-keys, --work-lanes, --work-us, --work-warmup, --work-seconds), and the keys' moves
+//   when a runtime joins or leaves (--move-rate, --move-lanes, --probes, --controls,
+//   --probe-pause-ms, --probe-us, --pipelined, --pipeline-depth, --pipeline-pause-ms, --members, --members-after, --move-steady, --after-mark;
+//   `mark NS` on stdin). Also --work-retry-pause-ms, --work-deadline-ms, --work-timeout-ms.
+//
 // For the profile of the host (see the README): `compare-loadgen --serve-host POLLERS` runs an
 // AgentHost with that many poller threads in this process instead (prints `listening on ...`
 // and serves until killed), so that the host's threading can be varied without a code change.
@@ -67,6 +74,7 @@ struct Options {
     var stallSeconds = 5.0
     var readyTimeout = 0.0
     var failover = FailoverOptions()
+    var shared = SharedOptions()
 
     init(_ arguments: [String]) {
         var iterator = arguments.makeIterator()
@@ -103,6 +111,30 @@ struct Options {
             case "--steady": failover.steady = seconds(argument)
             case "--retry-pause-ms": failover.retryPauseMs = count(argument)
             case "--interval-ms": failover.intervalMs = count(argument)
+            case "--shared-mode":
+                shared.mode = value(argument)
+                if shared.mode != "throughput" && shared.mode != "move" { fail("--shared-mode takes throughput or move") }
+            case "--work-keys": shared.keys = max(1, count(argument))
+            case "--work-lanes": shared.lanes = max(1, count(argument))
+            case "--work-us": shared.workUs = count(argument)
+            case "--work-warmup": shared.warmupSeconds = seconds(argument)
+            case "--work-seconds": shared.measureSeconds = seconds(argument)
+            case "--move-rate": shared.moveRate = seconds(argument)
+            case "--move-lanes": shared.moveLanes = max(1, count(argument))
+            case "--probes": shared.probes = count(argument)
+            case "--controls": shared.controls = count(argument)
+            case "--pipelined": shared.pipelined = count(argument)
+            case "--pipeline-depth": shared.pipelineDepth = max(1, count(argument))
+            case "--pipeline-pause-ms": shared.pipelinePauseMs = count(argument)
+            case "--probe-pause-ms": shared.probePauseMs = count(argument)
+            case "--probe-us": shared.probeUs = count(argument)
+            case "--work-retry-pause-ms": shared.retryPauseMs = count(argument)
+            case "--members": shared.membersBefore = value(argument).split(separator: ",").map(String.init)
+            case "--members-after": shared.membersAfter = value(argument).split(separator: ",").map(String.init)
+            case "--move-steady": shared.steady = seconds(argument)
+            case "--after-mark": shared.afterMark = seconds(argument)
+            case "--work-deadline-ms": shared.deadlineMs = count(argument)
+            case "--work-timeout-ms": shared.timeoutMs = max(1, count(argument))
             case "--stall-seconds":
                 guard let seconds = Double(value(argument)), seconds > 0 else { fail("--stall-seconds needs a number") }
                 stallSeconds = seconds
@@ -307,6 +339,17 @@ var result: [String: Any] = [:]
 if options.readyTimeout > 0 {
     let waited = try await awaitRoutes(client, options: options)
     note("routes ready after \(String(format: "%.0f", waited * 1000)) ms")
+}
+if let mode = options.shared.mode {
+    let waited = try await awaitWorkRoute(client, timeout: max(options.readyTimeout, 30))
+    note("bench-work routed after \(String(format: "%.0f", waited * 1000)) ms")
+    let figures = mode == "move"
+        ? try await runSharedMove(client, options: options.shared)
+        : try await runSharedThroughput(client, options: options.shared)
+    let json = try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys])
+    FileHandle.standardOutput.write(json + Data("\n".utf8))
+    await client.close()
+    exit(0)
 }
 if options.failover.lanes > 0 {
     let figures = try await runFailover(client, options: options.failover)

@@ -36,7 +36,20 @@
 //                              restored and destroyed, by every bench-state agent of the process
 //                              (for pacing a load, and counting resident agents).
 //
+//   bench-work                 SHARED (AGENTD_AGENT_TYPE_SHARED, ABI 1.3), for Benchmarks/shared: an
+//                              agent that works, keeping a per-key counter (snapshot/restore: the
+//                              JSON {"count": N}, so its state follows its key from runtime to runtime).
+//   RPC `Work` {"us": N}       burns N µs of CPU (default `[plugin.bench-agents] work_us`, 1000) by
+//                              a loop calibrated at load against the thread's CPU clock (not a
+//                              sleep: the handler keeps its worker thread busy that long), counts
+//                              one, calls state_changed and replies `WorkDone` {"count": C,
+//                              "rt": "LABEL", "pid": P, "cpu_ns": T}: the counter after this call,
+//                              the runtime that answered (`[plugin.bench-agents] label`, default
+//                              its pid), and the CPU time the loop took on the handler's thread.
+//   RPC `Peek` {}              the same answer without working or changing anything (cpu_ns 0).
+//
 // AutoGen's side of the comparison implements the same agents in Python (Benchmarks/compare).
+// (bench-work has no AutoGen counterpart: AutoGen serves a type from one worker.)
 #include <agent_plugin.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -45,6 +58,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct bench_counter {
     long long count;
@@ -366,6 +380,166 @@ static const agentd_subscription state_subscriptions[] = {
     {sizeof(agentd_subscription), AGENTD_SUBSCRIBE_TOPIC_TYPE, "bench-state-events"},
 };
 
+// MARK: bench-work: a shared type whose handler burns CPU
+
+typedef struct bench_work {
+    long long count;
+} bench_work;
+
+/* [plugin.bench-agents] work_us (default 1000) and label (default: the pid), read once by the
+ * first create. */
+static pthread_once_t g_work_settings_once = PTHREAD_ONCE_INIT;
+static agentd_plugin_ref *g_work_plugin;
+static long long g_work_default_us = 1000;
+static char g_work_label[64];
+/* Loop iterations per µs of CPU (calibrated once, when the plugin is loaded). */
+static pthread_once_t g_work_calibrate_once = PTHREAD_ONCE_INIT;
+static double g_work_iterations_per_us;
+static uint64_t g_work_sink;
+
+static long long thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* xorshift64: a chain of dependent integer operations. The empty asm makes every iteration's
+ * value one the compiler must produce (without it, clang -O3 folds the whole loop away). */
+static uint64_t burn(uint64_t iterations) {
+    uint64_t x = 0x9e3779b97f4a7c15ULL ^ iterations;
+    for (uint64_t i = 0; i < iterations; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        __asm__ volatile("" : "+r"(x));
+    }
+    return x;
+}
+
+static void work_calibrate(void) {
+    /* The fastest of several 2 ms rounds on the thread's CPU clock: the least disturbed one
+     * (time on the CPU clock already leaves out the time the thread was preempted). */
+    uint64_t iterations = 200000;
+    double best = 0;
+    for (int round = 0; round < 7; round++) {
+        long long start = thread_cpu_ns();
+        __atomic_store_n(&g_work_sink, burn(iterations), __ATOMIC_RELAXED);
+        long long spent = thread_cpu_ns() - start;
+        if (spent <= 0) continue;
+        double rate = (double)iterations / ((double)spent / 1000.0);
+        if (rate > best) best = rate;
+        if (round == 0) iterations = (uint64_t)(rate * 2000.0);  /* then rounds of ~2 ms */
+    }
+    g_work_iterations_per_us = best > 0 ? best : 100.0;
+}
+
+static void work_read_settings(void) {
+    agentd_str value;
+    if (g_host->setting(g_work_plugin, agentd_cstr("work_us"), &value) == AGENTD_OK && value.length < 16) {
+        char text[16];
+        memcpy(text, value.data, value.length);
+        text[value.length] = 0;
+        long long us = strtoll(text, NULL, 10);
+        if (us >= 0) g_work_default_us = us;
+    }
+    if (g_host->setting(g_work_plugin, agentd_cstr("label"), &value) == AGENTD_OK && value.length > 0 &&
+        value.length < sizeof g_work_label) {
+        memcpy(g_work_label, value.data, value.length);
+        g_work_label[value.length] = 0;
+        for (size_t i = 0; i < value.length; i++) {
+            if (g_work_label[i] == '"' || g_work_label[i] == '\\') g_work_label[i] = '_';
+        }
+    } else {
+        snprintf(g_work_label, sizeof g_work_label, "pid-%d", (int)getpid());
+    }
+}
+
+static agentd_status work_create(agentd_plugin_ref *plugin, const agentd_agent_type *type, agentd_agent_ref *agent,
+                                 agentd_str key, void **instance) {
+    (void)type;
+    (void)agent;
+    (void)key;
+    __atomic_store_n(&g_work_plugin, plugin, __ATOMIC_RELAXED);  /* the same one every time */
+    pthread_once(&g_work_settings_once, work_read_settings);
+    bench_work *work = calloc(1, sizeof *work);
+    if (!work) return AGENTD_FAILED;
+    *instance = work;
+    return AGENTD_OK;
+}
+
+static agentd_status work_answer(const bench_work *work, const agentd_message *m, long long cpu_ns) {
+    char json[200];
+    int n = snprintf(json, sizeof json, "{\"count\": %lld, \"rt\": \"%s\", \"pid\": %d, \"cpu_ns\": %lld}", work->count,
+                     g_work_label, (int)getpid(), cpu_ns);
+    return m->host->reply(m->call, agentd_cstr("WorkDone"), agentd_cstr("application/json"),
+                          (agentd_bytes){(const uint8_t *)json, (size_t)n});
+}
+
+/* The request's "us" field, if it has one (a small JSON object: no full parser needed). */
+static long long work_us(const agentd_message *m) {
+    const char *data = (const char *)m->payload.data;
+    size_t length = m->payload.length;
+    for (size_t i = 0; i + 4 <= length; i++) {
+        if (memcmp(data + i, "\"us\"", 4) != 0) continue;
+        size_t j = i + 4;
+        while (j < length && (data[j] == ' ' || data[j] == ':')) j++;
+        long long us = 0;
+        int digits = 0;
+        while (j < length && data[j] >= '0' && data[j] <= '9' && digits < 12) us = us * 10 + (data[j++] - '0'), digits++;
+        if (digits) return us;
+    }
+    return g_work_default_us;
+}
+
+static agentd_status work_on_work(void *instance, const agentd_message *m) {
+    if (!m->is_rpc) return AGENTD_OK;
+    bench_work *work = instance;
+    long long us = work_us(m);
+    long long cpu_ns = 0;
+    if (us > 0) {
+        pthread_once(&g_work_calibrate_once, work_calibrate);
+        long long start = thread_cpu_ns();
+        __atomic_store_n(&g_work_sink, burn((uint64_t)(g_work_iterations_per_us * (double)us)), __ATOMIC_RELAXED);
+        cpu_ns = thread_cpu_ns() - start;
+    }
+    work->count++;
+    report_change(m);
+    return work_answer(work, m, cpu_ns);
+}
+
+static agentd_status work_on_peek(void *instance, const agentd_message *m) {
+    if (!m->is_rpc) return AGENTD_OK;
+    return work_answer(instance, m, 0);
+}
+
+static agentd_status work_snapshot(void *instance, agentd_write_fn write, void *sink) {
+    const bench_work *work = instance;
+    char json[48];
+    int n = snprintf(json, sizeof json, "{\"count\": %lld}", work->count);
+    write(sink, (agentd_bytes){(const uint8_t *)json, (size_t)n});
+    return AGENTD_OK;
+}
+
+static agentd_status work_restore(void *instance, agentd_bytes bytes) {
+    bench_work *work = instance;
+    char text[48];
+    if (bytes.length == 0 || bytes.length >= sizeof text) return AGENTD_INVALID_ARGUMENT;
+    memcpy(text, bytes.data, bytes.length);
+    text[bytes.length] = 0;
+    const char *colon = strchr(text, ':');
+    if (strncmp(text, "{\"count\"", 8) != 0 || !colon) return AGENTD_INVALID_ARGUMENT;
+    char *end;
+    long long count = strtoll(colon + 1, &end, 10);
+    if (end == colon + 1 || count < 0) return AGENTD_INVALID_ARGUMENT;
+    work->count = count;
+    return AGENTD_OK;
+}
+
+static const agentd_handler work_handlers[] = {
+    {sizeof(agentd_handler), "Work", work_on_work},
+    {sizeof(agentd_handler), "Peek", work_on_peek},
+};
+
 // MARK: The descriptor
 
 static const agentd_handler handlers[] = {
@@ -406,6 +580,13 @@ static const agentd_agent_type types[] = {
         .handler_count = sizeof state_handlers / sizeof state_handlers[0], .create = state_create, .destroy = state_destroy,
         .snapshot = state_snapshot, .restore = state_restore,
     },
+    {
+        .size = sizeof(agentd_agent_type), .name = "bench-work",
+        .description = "burns CPU per Work RPC and counts them, keeping its state; shared (bench)",
+        .handlers = work_handlers, .handler_count = sizeof work_handlers / sizeof work_handlers[0],
+        .create = work_create, .destroy = destroy, .snapshot = work_snapshot, .restore = work_restore,
+        .flags = AGENTD_AGENT_TYPE_SHARED,
+    },
 };
 
 static const agentd_plugin plugin = {
@@ -422,5 +603,8 @@ static const agentd_plugin plugin = {
 AGENTD_EXPORT const agentd_plugin *agentd_plugin_entry(const agentd_host_api *host, agentd_plugin_ref *self) {
     (void)self;
     g_host = host;
+    /* bench-work's loop, calibrated now: at start-up rather than in the first Work a runtime
+     * handles (which a key moved to a runtime just joined would then wait for). */
+    pthread_once(&g_work_calibrate_once, work_calibrate);
     return &plugin;
 }
