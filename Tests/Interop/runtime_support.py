@@ -33,7 +33,7 @@ from types import ModuleType
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
-from autogen_core import MessageSerializer
+from autogen_core import MessageSerializer, try_get_known_serializers_for_type
 
 from conftest import HERE, LISTENING, REPO, STARTUP_DEADLINE, ChildProcess, HostProcess, agentd_path, host_kind
 
@@ -458,3 +458,29 @@ def tap_response_outcomes(runtime: Any) -> "asyncio.Queue[ResponseOutcome]":
 
     runtime._process_response = recording  # noqa: SLF001
     return outcomes
+
+
+# --- The example counter's messages (Plugins/CounterAgent) --------------------------------------------
+
+
+@dataclass
+class Add:
+    amount: int
+
+
+@dataclass
+class Get:
+    pass
+
+
+@dataclass
+class Count:
+    count: int
+    key: str
+
+
+def add_counter_serializers(runtime: Any) -> None:
+    """Registers the counter's messages; a caller needs the reply type (Count) too, or the answer
+    arrives undecodable."""
+    for t in (Add, Get, Count):
+        runtime.add_message_serializer(try_get_known_serializers_for_type(t))

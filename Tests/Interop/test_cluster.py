@@ -51,6 +51,7 @@ from interop_support import (
     worker,
 )
 from runtime_support import RuntimeLog
+from runtime_support import Add, Count, Get, add_counter_serializers
 
 pytestmark = pytest.mark.agentd_only
 
@@ -73,25 +74,6 @@ def uid() -> str:
 # --- The C counter (Plugins/CounterAgent) ---------------------------------------------------------
 
 
-@dataclass
-class Add:
-    amount: int
-
-
-@dataclass
-class Get:
-    pass
-
-
-@dataclass
-class Count:
-    count: int
-    key: str
-
-
-def add_counter_serializers(runtime: Any) -> None:
-    for t in (Add, Get, Count):
-        runtime.add_message_serializer(try_get_known_serializers_for_type(t))
 
 
 # --- Publish / subscribe ---------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from autogen_core import AgentId, TopicId, try_get_known_serializers_for_type
 from conftest import agentd_path
 from interop_support import DEADLINE, run, worker
 from runtime_support import OUR_HOST, RuntimeLauncher, RuntimeLog, RuntimeSetup, launcher_fixture
+from runtime_support import Add, Count, Get, add_counter_serializers
 
 COUNTER = "libCounterAgent.so"
 TALLY = "libTallyAgent.so"
@@ -109,26 +110,6 @@ def stop_gracefully(setup: RuntimeSetup) -> None:
 # --- The C counter ------------------------------------------------------------------------------
 
 
-@dataclass
-class Add:
-    amount: int
-
-
-@dataclass
-class Get:
-    pass
-
-
-@dataclass
-class Count:
-    count: int
-    key: str
-
-
-def add_counter_serializers(runtime: Any) -> None:
-    # A caller needs the reply type (Count) too, or the answer arrives undecodable.
-    for t in (Add, Get, Count):
-        runtime.add_message_serializer(try_get_known_serializers_for_type(t))
 
 
 @dataclass

@@ -41,6 +41,7 @@ from cluster_support import Cluster, cluster_fixture
 from conftest import HostProcess, agentd_path
 from interop_support import DEADLINE, run, worker
 from runtime_support import RuntimeLog, RuntimeProcess, plugin_build_dir, write_ini
+from runtime_support import Add, Count, Get, add_counter_serializers
 
 pytestmark = pytest.mark.agentd_only
 
@@ -56,25 +57,6 @@ PLACEMENT_CHANGED = "shared agent type's placement changed"
 # --- The C counter (Plugins/CounterAgent) ---------------------------------------------------------
 
 
-@dataclass
-class Add:
-    amount: int
-
-
-@dataclass
-class Get:
-    pass
-
-
-@dataclass
-class Count:
-    count: int
-    key: str
-
-
-def add_counter_serializers(runtime: Any) -> None:
-    for t in (Add, Get, Count):
-        runtime.add_message_serializer(try_get_known_serializers_for_type(t))
 
 
 def bits(value: int) -> Set[int]:
