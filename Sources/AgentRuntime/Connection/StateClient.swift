@@ -180,18 +180,12 @@ public final class StateClient: Sendable {
         }
         defer { timer.cancel() }
         if !stream.send(MessageBuffer(message)) {
-            // The stream has ended or is ending: its status says why (its end resolves every
-            // pending request; if it came before this request was pending, it is here now).
-            // Should the status not come within a second, the request is answered without it.
-            if let ended = state.withLock({ $0.ended }) {
-                resolve(rpcID, .failure(ended))
-            } else {
-                let address = self.address
-                Task { [weak self] in
-                    try? await Task.sleep(for: .seconds(1))
-                    self?.resolve(rpcID, .failure(Failure(.channelFailed, "the control channel to the host at \(address) is closed")))
-                }
-            }
+            // The stream has ended or is ending: its status says why. Its end resolves every
+            // request pending then (this one was made pending before the send); if the end came
+            // before, it is here now. A call's end always comes (and the timer above stays as the
+            // last resort): no guess without the status, which a loaded machine can delay past
+            // any fixed wait.
+            if let ended = state.withLock({ $0.ended }) { resolve(rpcID, .failure(ended)) }
         }
         return try await slot.value()
     }
