@@ -100,7 +100,7 @@ final class DataChannel: ServerCallHandler {
             sharedTypes: departure.sharedTypes, subscriptionIDs: departure.subscriptionIDs)
         for shared in departure.sharedChanges { host.announce(shared) }
         for request in departure.unanswered {
-            host.answer(request, error: "The worker serving \(request.target) disconnected before answering.")
+            host.answer(request, error: "The worker serving \(request.target) disconnected before answering; the request may or may not have been handled.")
         }
         // A cancelled stream is a lost connection, a cancel by the worker, or a message so far
         // over the limit that the C core ended the stream before we could refuse it.
