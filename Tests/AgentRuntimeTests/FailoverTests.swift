@@ -83,16 +83,9 @@ struct FailoverTests {
     func failoverInCluster() async throws {
         let nats = try await NATSServer.start()
         defer { nats.stop() }
-        func clusterHost(_ name: String) async throws -> AgentHost {
-            try await AgentHost.start(
-                configuration: .init(
-                    listen: "127.0.0.1:0",
-                    cluster: ClusterConfiguration(nats: NATSConnection.Options(servers: [nats.url]), name: name, lease: .seconds(1))),
-                logger: Logger(label: "test.\(name)"))
-        }
-        let a = try await clusterHost("a")
-        let b = try await clusterHost("b")
-        let c = try await clusterHost("c")
+        let a = try await clusterHost("a", nats: nats)
+        let b = try await clusterHost("b", nats: nats)
+        let c = try await clusterHost("c", nats: nats)
         let directory = try pluginDirectory()
         let log = LogCapture()
         let runtime = try runtime(hosts: "127.0.0.1:\(a.port), 127.0.0.1:\(b.port)", directory: directory, log: log)

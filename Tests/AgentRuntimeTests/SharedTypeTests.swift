@@ -140,16 +140,9 @@ struct SharedTypeTests {
     func acrossHosts() async throws {
         let nats = try await NATSServer.start()
         defer { nats.stop() }
-        func clusterHost(_ name: String) async throws -> AgentHost {
-            try await AgentHost.start(
-                configuration: .init(
-                    listen: "127.0.0.1:0",
-                    cluster: ClusterConfiguration(nats: NATSConnection.Options(servers: [nats.url]), name: name, lease: .seconds(1))),
-                logger: Logger(label: "test.\(name)"))
-        }
-        let b = try await clusterHost("b")
+        let b = try await clusterHost("b", nats: nats)
         do {
-            try await withCluster(host: clusterHost("a")) { cluster in
+            try await withCluster(host: clusterHost("a", nats: nats)) { cluster in
                 // State in NATS JetStream key-value ([state] store = nats), as on two machines.
                 let store = NATSConnection.Options(servers: [nats.url])
                 let first = try await cluster.start("runtime-a", on: cluster.host, stateNATS: store)

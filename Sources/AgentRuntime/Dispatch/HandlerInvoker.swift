@@ -64,6 +64,7 @@ final class HandlerInvoker: Sendable {
         // carries that span.
         let trace = message.traceparent.isEmpty
             ? nil : TraceContext(traceparent: message.traceparent.string, tracestate: message.tracestate.string)?.child()
+        // (No-op for an untraced message to an agent whose last message was untraced too.)
         agent.setTrace(trace)
         let status: agentd_status
         if let trace {
@@ -77,7 +78,7 @@ final class HandlerInvoker: Sendable {
         } else {
             status = withExtendedLifetime(message) { handler(instance.pointer, &view) }
         }
-        if status != AGENTD_PENDING { agent.setTrace(nil) }
+        if trace != nil, status != AGENTD_PENDING { agent.setTrace(nil) }
         if status == AGENTD_PENDING {
             let deadline = ContinuousClock.now + handlerTimeout
             call.timed.store(true, ordering: .sequentiallyConsistent)

@@ -1,3 +1,6 @@
+import Logging
+import AgentHost
+import AgentCluster
 import AgentCore
 import AgentRuntime
 import AgentTestSupport
@@ -84,4 +87,13 @@ func withRuntime(
         throw error
     }
     await harness.stop()
+}
+
+/// A host on 127.0.0.1 (port 0) in the cluster of `nats`, named `name`, with a 1 s lease.
+func clusterHost(_ name: String, nats: NATSServer) async throws -> AgentHost {
+    try await AgentHost.start(
+        configuration: .init(
+            listen: "127.0.0.1:0",
+            cluster: ClusterConfiguration(nats: NATSConnection.Options(servers: [nats.url]), name: name, lease: .seconds(1))),
+        logger: Logger(label: "test.\(name)"))
 }
