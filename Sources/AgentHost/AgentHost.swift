@@ -133,6 +133,9 @@ public final class AgentHost: Sendable {
         Dictionary(table.allConnections().map { ($0.clientID, $0.queuedMessages) }, uniquingKeysWith: max)
     }
 
+    /// Events (and their bytes) kept now for late subscribers.
+    public var lateUsage: (events: Int, bytes: Int) { late?.usage ?? (0, 0) }
+
     /// Events dropped for each connected client because it read too slowly.
     public func droppedEvents() -> [String: Int] {
         Dictionary(table.allConnections().map { ($0.clientID, $0.droppedEvents) }, uniquingKeysWith: max)

@@ -21,9 +21,10 @@ final class HostHarness: Sendable {
 
     /// A connected worker with an open data channel.
     /// - Parameter authToken: sent as `authorization: Bearer <token>` on every call, when set.
-    func worker(_ name: String, clientID: String? = nil, authToken: String? = nil) async throws -> RawWorker {
+    func worker(_ name: String, clientID: String? = nil, authToken: String? = nil, acknowledged: Bool = false) async throws -> RawWorker {
         let worker = try await RawWorker.connect(
-            to: target, name: name, clientID: clientID, credentials: clientCredentials, authToken: authToken)
+            to: target, name: name, clientID: clientID, credentials: clientCredentials, authToken: authToken,
+            acknowledged: acknowledged)
         channels.withLock { $0.append(worker.channel) }
         return worker
     }
@@ -66,12 +67,14 @@ func withHost(
     credentials: ServerCredentials = .insecure, authTokens: [String] = [],
     queueLimits: AgentHost.QueueLimits = .init(), metricsListen: String? = nil,
     clientCredentials: ChannelCredentials = .insecure, logger: Logger? = nil,
+    lateWindow: Duration = .zero, lateWindowBytes: Int = 64 * 1024 * 1024,
     _ body: (HostHarness) async throws -> Void
 ) async throws {
     let host = try AgentHost(
         configuration: .init(
             listen: "127.0.0.1:0", maxMessageBytes: maxMessageBytes, rpcTimeout: rpcTimeout,
-            queueLimits: queueLimits, credentials: credentials, authTokens: authTokens, metricsListen: metricsListen),
+            queueLimits: queueLimits, credentials: credentials, authTokens: authTokens, metricsListen: metricsListen,
+            lateWindow: lateWindow, lateWindowBytes: lateWindowBytes),
         logger: logger ?? testLogger())
     let harness = HostHarness(host: host, clientCredentials: clientCredentials)
     do {
