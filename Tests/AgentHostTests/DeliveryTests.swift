@@ -140,4 +140,23 @@ struct DeliveryTests {
             #expect(byteDifference(kept, Array(sent.suffix(kept.count))) == nil, "the newest are kept")
         }
     }
+
+    @Test("acknowledgements, kept events and late deliveries are counted in the host's metrics")
+    func metrics() async throws {
+        try await withHost(metricsListen: "127.0.0.1:0", lateWindow: .seconds(30)) { harness in
+            let publisher = try await harness.worker("publisher", acknowledged: true)
+            for index in 0..<3 { try publisher.publish(topicType: "later", source: "k\(index)") }
+            _ = try await publisher.waitFor("acknowledged") { $0.acknowledged == 3 }
+            let subscriber = try await harness.worker("subscriber")
+            try await subscriber.register("listener")
+            try await subscriber.subscribe(id: "a", topicType: "later", agentType: "listener")
+            _ = try await subscriber.waitFor("the kept events") { $0.events.count == 3 }
+            let metrics = try scrape(harness.host)
+            #expect(metrics.value("agentd_host_publishes_acknowledged_total", [:]) == 3)
+            #expect(metrics.value("agentd_host_events_kept_for_late_subscribers_total", [:]) == 3)
+            #expect(metrics.value("agentd_host_events_delivered_late_total", [:]) == 3)
+            #expect(metrics.value("agentd_host_events_expired_total", [:]) == 0)
+            #expect((metrics.value("agentd_host_late_window_bytes", [:]) ?? 0) > 0)
+        }
+    }
 }

@@ -1,8 +1,10 @@
 import AgentHost
+import AgentTestSupport
 import Foundation
 import GRPCTransport
 import Logging
 import Synchronization
+import Testing
 
 /// An ``AgentHost`` on 127.0.0.1 (port 0) and the connections a test opens to it, all torn
 /// down by ``withHost(maxMessageBytes:rpcTimeout:_:)``.
@@ -84,4 +86,13 @@ func withHost(
         throw error
     }
     await harness.tearDown()
+}
+
+/// A real HTTP scrape of the host's /metrics, parsed strictly.
+func scrape(_ host: AgentHost) throws -> PrometheusExposition {
+    let address = try #require(host.metricsAddress)
+    let reply = try HTTPExchange.get("/metrics", from: address)
+    #expect(reply.status == 200)
+    #expect(reply.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8")
+    return try PrometheusExposition(parsing: reply.text)
 }
