@@ -654,7 +654,7 @@ final class ClusterMember: Sendable {
         if let previousHost, previousHost != claim.host {
             typeMoved(type, from: previousHost, to: claim.host)
         }
-        if let local = table.setRemoteOwner(agentType: type, host: claim.host, client: claim.client) {
+        if let local = changingRecipients({ table.setRemoteOwner(agentType: type, host: claim.host, client: claim.client) }) {
             logger.warning("agent type now held on another host: this host's client no longer serves it", metadata: [
                 "agent.type": "\(type)", "client.id": "\(local)", "holder.client": "\(claim.client)", "holder.host": "\(claim.host)",
                 "claimed.here": "\(lostClaim != nil)",
@@ -682,7 +682,14 @@ final class ClusterMember: Sendable {
             state.remoteSubscriptionKeys[owner, default: [:]][entry.key] = entry.revision
             if state.lastHeard[owner] == nil { state.lastHeard[owner] = (.now, nil) }
         }
-        table.setRemoteSubscription(subscription, host: owner)
+        changingRecipients { table.setRemoteSubscription(subscription, host: owner) }
+    }
+
+    /// A change of the other hosts' tables that may give events kept for late subscribers new
+    /// recipients (``AgentHost/changingRecipients(_:)``).
+    private func changingRecipients<T>(_ change: () -> T) -> T {
+        guard let host else { return change() }
+        return host.changingRecipients(change)
     }
 
     private func sharedMemberChanged(_ event: KeyValueWatch.Event) {
