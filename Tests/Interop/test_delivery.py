@@ -71,6 +71,8 @@ if COUNT / RATE <= KILL_AFTER + DOWN_FOR:
 STALL = 6.0
 #: How long a burst may take to be delivered in all, after its last publish.
 SETTLE_DEADLINE = 30.0
+#: `agentd send`'s error while the host does not know an agent type (yet).
+NOT_SERVED = "is not registered with the host"
 
 
 def free_port() -> int:
@@ -172,15 +174,28 @@ class DeliveryRig:
     def burst_status(self, run_id: str) -> Dict[str, Any]:
         return self.send(f"burst/{run_id}", "BurstStatus", {"run": run_id})
 
-    def tally(self, run_id: str, of: int) -> TallyCount:
-        r = self.send(f"burst-tally/{run_id}", "Tally", {"of": of})
+    def tally(self, run_id: str, of: int, deadline: float = 0.0) -> TallyCount:
+        r = self.send_when_served(f"burst-tally/{run_id}", "Tally", {"of": of}, deadline)
         return TallyCount(r["received"], r["distinct"], r["duplicates"], r["out_of_order"], r["malformed"], r["of"],
                      r["missing"], r["first_missing"], r["beyond"], r)
+
+    def send_when_served(self, agent: str, message_type: str, payload: Dict[str, Any], deadline: float
+                         ) -> Dict[str, Any]:
+        """``send``, tried again while the host does not know the agent's type yet (a runtime
+        registers again a moment after the host is back), until ``deadline`` seconds from now."""
+        end = time.monotonic() + deadline
+        while True:
+            try:
+                return self.send(agent, message_type, payload)
+            except AssertionError as e:
+                if NOT_SERVED not in str(e) or time.monotonic() > end:
+                    raise
+            time.sleep(0.1)
 
     def wait_burst_done(self, run_id: str, deadline: float) -> Dict[str, Any]:
         end = time.monotonic() + deadline
         while True:
-            status = self.burst_status(run_id)
+            status = self.send_when_served(f"burst/{run_id}", "BurstStatus", {"run": run_id}, deadline)
             if status["done"]:
                 return status
             if time.monotonic() > end:
@@ -198,7 +213,7 @@ class DeliveryRig:
         last: Optional[TallyCount] = None
         changed = time.monotonic()
         while True:
-            tally = self.tally(run_id, accepted)
+            tally = self.tally(run_id, accepted, deadline=SETTLE_DEADLINE)
             if tally.missing == 0:
                 return tally
             if last is None or tally.received != last.received:
