@@ -34,7 +34,6 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from autogen_core import try_get_known_serializers_for_type
 from cluster_support import agentd_cli
 from conftest import HostProcess, agentd_path, host_kind
 from interop_support import DEADLINE, run, worker
-from runtime_support import RuntimeProcess, plugin_build_dir, write_ini
+from runtime_support import RuntimeLog, RuntimeProcess, plugin_build_dir, write_ini
 
 pytestmark = pytest.mark.agentd_only  # the feature is our host's and our runtime's
 
@@ -66,11 +65,16 @@ if COUNT / RATE <= KILL_AFTER + DOWN_FOR:
         f"{KILL_AFTER} s and the host's return {DOWN_FOR} s later"
     )
 
+#: How far ahead the burst is told to start: an `agentd send` round trip (a process start) takes
+#: a moment, and the kill must still fall KILL_AFTER s into the burst.
+START_LEAD = 1.0
 #: How long the tally may stay unchanged, the burst being done, before the test stops waiting
 #: for the rest (a runtime reconnects within ~1.5 s of the host's return; its backoff is capped at 5 s).
 STALL = 6.0
 #: How long a burst may take to be delivered in all, after its last publish.
 SETTLE_DEADLINE = 30.0
+#: What a runtime logs once it has registered again with a host that came back.
+RECONNECTED = "reconnected to the host"
 #: `agentd send`'s error while the host does not know an agent type (yet).
 NOT_SERVED = "is not registered with the host"
 
@@ -165,14 +169,13 @@ class DeliveryRig:
         answer_type, _, text = result.stdout.strip().partition(" ")
         return dict(json.loads(text), _type=answer_type)
 
-    def start_burst(self, run_id: str, count: int, rate: int) -> float:
-        """Starts burst run ``run_id`` on the publisher; returns when it had started (time.monotonic,
-        the same clock as the plugin's CLOCK_MONOTONIC)."""
-        self.send(f"burst/{run_id}", "Burst", {"count": count, "rate": rate, "run": run_id})
-        return self.burst_status(run_id)["started_ns"] / 1e9
-
-    def burst_status(self, run_id: str) -> Dict[str, Any]:
-        return self.send(f"burst/{run_id}", "BurstStatus", {"run": run_id})
+    def start_burst(self, run_id: str, count: int, rate: int, lead: float = 0.0) -> float:
+        """Starts burst run ``run_id`` on the publisher, its first publish ``lead`` seconds from
+        now; returns that time (time.monotonic, the plugin's CLOCK_MONOTONIC)."""
+        start = time.monotonic() + lead
+        self.send(f"burst/{run_id}", "Burst", {"count": count, "rate": rate, "run": run_id,
+                                               "start_ns": int(start * 1e9)})
+        return start
 
     def tally(self, run_id: str, of: int, deadline: float = 0.0) -> TallyCount:
         r = self.send_when_served(f"burst-tally/{run_id}", "Tally", {"of": of}, deadline)
@@ -275,25 +278,37 @@ def start_pair(rig: DeliveryRig, acknowledged: Optional[bool] = None) -> Tuple[R
     return publisher, subscriber
 
 
-def kill_mid_burst(rig: DeliveryRig, run_id: str, *, stop_subscriber: Optional[RuntimeProcess] = None
-                   ) -> Tuple[Dict[str, Any], TallyCount]:
+def kill_mid_burst(rig: DeliveryRig, run_id: str, *,
+                   late: Optional[Tuple[RuntimeProcess, RuntimeProcess]] = None) -> Tuple[Dict[str, Any], TallyCount]:
     """The scenario: a burst of COUNT at RATE/s; the host killed KILL_AFTER s in and started again
-    on its port DOWN_FOR s later. With ``stop_subscriber``, that runtime is stopped (SIGSTOP)
-    right after the kill and continued one second after the host is back. Returns the burst's
-    final status and the tally once everything accepted has arrived (or stopped arriving)."""
-    started = rig.start_burst(run_id, COUNT, RATE)
+    on its port DOWN_FOR s later. With ``late`` = (publisher, subscriber), the subscriber runtime
+    is stopped (SIGSTOP) right after the kill and continued one second after the host is back,
+    and not before the publisher has reconnected (so the publisher has sent again what was not
+    acknowledged before the subscriber subscribes again). Returns the burst's final status and
+    the tally once everything accepted has arrived (or stopped arriving)."""
+    started = rig.start_burst(run_id, COUNT, RATE, lead=START_LEAD)
+    assert time.monotonic() < started + KILL_AFTER, (
+        f"starting the burst took {time.monotonic() - started + START_LEAD:.1f} s: the kill could not fall "
+        f"{KILL_AFTER} s into it (is the machine overloaded?)")
     pause_until(started + KILL_AFTER)
     rig.kill_host()
     killed_at = time.monotonic()
-    at_kill = rig.killed[-1]
-    assert at_kill.proc.returncode == -signal.SIGKILL
-    if stop_subscriber is not None:
-        stop_subscriber.proc.send_signal(signal.SIGSTOP)
+    assert rig.killed[-1].proc.returncode == -signal.SIGKILL
+    if late is not None:
+        publisher, subscriber = late
+        publisher_log = RuntimeLog(publisher)
+        reconnections = len(publisher_log.find(RECONNECTED))
+        subscriber.proc.send_signal(signal.SIGSTOP)
     pause_until(killed_at + DOWN_FOR)
     rig.start_host()
-    if stop_subscriber is not None:
-        pause_until(time.monotonic() + 1.0)
-        stop_subscriber.proc.send_signal(signal.SIGCONT)
+    if late is not None:
+        back = time.monotonic()
+        end = back + DEADLINE
+        while len(publisher_log.find(RECONNECTED)) == reconnections:
+            assert time.monotonic() < end, f"the publisher did not reconnect within {DEADLINE} s of the host's return"
+            time.sleep(0.02)
+        pause_until(back + 1.0)
+        subscriber.proc.send_signal(signal.SIGCONT)
     status = rig.wait_burst_done(run_id, deadline=COUNT / RATE + 20)
     # The kill must have fallen in the middle of the burst, or the test proved nothing.
     assert status["finished_ns"] / 1e9 > killed_at + DOWN_FOR, (
@@ -331,8 +346,8 @@ def test_host_killed_mid_burst_loses_nothing(rig: DeliveryRig) -> None:
 
 
 def test_subscriber_back_after_the_publisher_flushed(rig: DeliveryRig) -> None:
-    _, subscriber = start_pair(rig)
-    status, tally = kill_mid_burst(rig, "late", stop_subscriber=subscriber)
+    publisher, subscriber = start_pair(rig)
+    status, tally = kill_mid_burst(rig, "late", late=(publisher, subscriber))
     print(f"\nacknowledged, subscriber back late: {status['accepted']:,} accepted, {status['refused']:,} refused; "
           f"lost {tally.missing:,}, duplicated {tally.duplicates:,}, out of order {tally.out_of_order:,}")
     assert_exactly_once_in_order(status, tally)
@@ -418,6 +433,19 @@ def test_autogen_worker_unchanged_beside_acknowledged_runtimes(rig: DeliveryRig)
 
     async def scenario() -> None:
         async with worker(rig.address) as py:
+            # Every message the host sends AutoGen's worker, as the worker sees it: one of
+            # AutoGen's own kinds, never something it cannot place (an acknowledgement).
+            kinds: List[Optional[str]] = []
+            conn = py._host_connection  # noqa: SLF001
+            assert conn is not None
+            original_recv = conn.recv
+
+            async def recording_recv() -> Any:
+                message = await original_recv()
+                kinds.append(message.WhichOneof("message"))
+                return message
+
+            conn.recv = recording_recv  # type: ignore[method-assign]
             for cls in (BurstEvent, Tally, TallyReport, Echo):
                 py.add_message_serializer(try_get_known_serializers_for_type(cls))
             await BurstListener.register(py, "py-burst-listener", lambda: BurstListener(seen))
@@ -451,5 +479,7 @@ def test_autogen_worker_unchanged_beside_acknowledged_runtimes(rig: DeliveryRig)
             answer = await asyncio.to_thread(
                 rig.send, "relay/r", "Relay", {"to_type": "py-echo", "to_key": "k", "text": "hi"})
             assert answer["_type"] == "Echo" and answer["text"].startswith("hi (answered by python k"), answer
+            assert None not in kinds and kinds.count("cloudEvent") >= count, \
+                f"AutoGen's worker received {len(kinds)} messages, of kinds {sorted(set(map(str, kinds)))}"
 
     run(scenario())

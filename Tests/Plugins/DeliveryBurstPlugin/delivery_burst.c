@@ -3,7 +3,7 @@
 // "delivery-burst" 1.0.0, agent type `burst`. Its partner is DeliveryTallyPlugin (`burst-tally`),
 // which counts what arrives.
 //
-//   RPC `Burst` {"count": N, "rate": R, "run": ID, "topic": T, "bytes": B, "retry_ms": M}
+//   RPC `Burst` {"count": N, "rate": R, "run": ID, "topic": T, "bytes": B, "retry_ms": M, "start_ns": T0}
 //       starts a thread that makes N publish attempts of `BurstEvent` {"run": ID, "seq": S} to topic
 //       (T, ID) — T defaults to "burst" — at R attempts per second (R = 0: as fast as publish
 //       returns), and answers `BurstStarted` {"run": ID} at once. S numbers the ACCEPTED publishes
@@ -14,6 +14,9 @@
 //       string that brings the payload to at least B bytes. With "retry_ms": M > 0 (optional, for
 //       throughput measurements; at most 1000) a refused publish is tried again after M ms: the burst
 //       then goes on until N are accepted (R still paces the attempts; refusals are counted).
+//       With "start_ns": T0 (optional) the first attempt waits until CLOCK_MONOTONIC time T0 (at
+//       most 60 s ahead; a time past starts at once): a test that kills something "1.5 s into the
+//       burst" then knows when that is whatever the RPC's round trip took.
 //       Refused with AGENTD_INVALID_ARGUMENT when a member is missing or malformed, or when run ID
 //       was already started (each run id is used once).
 //   RPC `BurstStatus` {"run": ID}
@@ -57,6 +60,7 @@ typedef struct burst_run {
     int64_t rate;  // attempts per second; 0: unpaced
     int64_t pad_to;
     int64_t retry_ms;  // > 0: retry a refused publish after this long, until `count` are accepted
+    int64_t start_ns;  // CLOCK_MONOTONIC time of the first attempt; 0: at once
     pthread_t thread;
     bool thread_started;
     // Written by the burst's thread, read by BurstStatus on runtime threads.
@@ -117,6 +121,11 @@ static void *run_burst(void *argument) {
     burst_run *r = argument;
     json_buffer event = {0};
     agentd_str topic_type = agentd_cstr(r->topic), topic_source = agentd_cstr(r->run);
+    // Wait for the start time in short steps, so that unload does not wait for it.
+    while (now_ns() < r->start_ns && !atomic_load(&r->stop)) {
+        long long step = now_ns() + 100000000LL;
+        sleep_until_ns(step < r->start_ns ? step : r->start_ns);
+    }
     long long start = now_ns();
     atomic_store(&r->started_ns, start);
     int64_t accepted = 0, refused = 0;
@@ -237,7 +246,8 @@ static agentd_status on_burst(void *instance, const agentd_message *m) {
         !read_integer(m, "count", false, 0, 0, INT32_MAX, &r->count, &status) ||
         !read_integer(m, "rate", false, 0, 0, 10000000, &r->rate, &status) ||
         !read_integer(m, "bytes", true, 0, 0, PAD_MAX, &r->pad_to, &status) ||
-        !read_integer(m, "retry_ms", true, 0, 0, 1000, &r->retry_ms, &status)) {
+        !read_integer(m, "retry_ms", true, 0, 0, 1000, &r->retry_ms, &status) ||
+        !read_integer(m, "start_ns", true, 0, 0, now_ns() + 60000000000LL, &r->start_ns, &status)) {
         free(r);
         return status;
     }
@@ -301,7 +311,7 @@ static const agentd_handler burst_handlers[] = {
 static const agentd_agent_type burst_types[] = {{
     .size = sizeof(agentd_agent_type),
     .name = "burst",
-    .description = "Burst {count, rate, run, topic?, bytes?, retry_ms?}: publishes numbered BurstEvents from a thread; "
+    .description = "Burst {count, rate, run, topic?, bytes?, retry_ms?, start_ns?}: publishes numbered BurstEvents from a thread; "
                    "BurstStatus {run}",
     .handlers = burst_handlers,
     .handler_count = sizeof burst_handlers / sizeof burst_handlers[0],
