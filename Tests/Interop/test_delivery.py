@@ -31,11 +31,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
@@ -45,7 +47,7 @@ from autogen_core import AgentId, MessageContext, RoutedAgent, TopicId, TypeSubs
 from autogen_core import try_get_known_serializers_for_type
 
 from cluster_support import agentd_cli
-from conftest import HostProcess, agentd_path, host_kind
+from conftest import ChildProcess, HostProcess, agentd_path, host_kind
 from interop_support import DEADLINE, run, worker
 from runtime_support import RuntimeLog, RuntimeProcess, plugin_build_dir, write_ini
 
@@ -73,10 +75,38 @@ START_LEAD = 1.0
 STALL = 6.0
 #: How long a burst may take to be delivered in all, after its last publish.
 SETTLE_DEADLINE = 30.0
+#: The runtime's count of its publishes the host acknowledged.
+ACKNOWLEDGED = "agentd_runtime_publishes_acknowledged_total"
 #: What a runtime logs once it has registered again with a host that came back.
 RECONNECTED = "reconnected to the host"
 #: `agentd send`'s error while the host does not know an agent type (yet).
 NOT_SERVED = "is not registered with the host"
+
+
+METRICS_ON = re.compile(r"^metrics on (http://\S+/metrics)\s*$")
+
+
+def scrape(url: str, name: str) -> float:
+    """The value of the unlabelled metric ``name`` at ``url`` (0 when it is not there yet)."""
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode("utf-8")
+    for line in text.splitlines():
+        metric, _, value = line.partition(" ")
+        if metric == name:
+            return float(value)
+    return 0.0
+
+
+def wait_metric(url: str, name: str, at_least: float, deadline: float = DEADLINE) -> float:
+    """Polls ``name`` at ``url`` until it reaches ``at_least``; returns it (fails at the deadline)."""
+    end = time.monotonic() + deadline
+    while True:
+        value = scrape(url, name)
+        if value >= at_least:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"{name} at {url} is {value:g} after {deadline} s, not {at_least:g} or more")
+        time.sleep(0.05)
 
 
 def free_port() -> int:
@@ -86,6 +116,16 @@ def free_port() -> int:
 
 
 # --- The processes ---------------------------------------------------------------------------------
+
+
+def metrics_url(process: ChildProcess) -> str:
+    """The metrics address a host or runtime printed (``metrics on http://HOST:PORT/metrics``),
+    among the lines it printed so far or the next ones."""
+    for line in process.stdout_lines:
+        match = METRICS_ON.match(line)
+        if match:
+            return match.group(1)
+    return process.wait_line(METRICS_ON, "metrics on http://HOST:PORT/metrics").group(1)
 
 
 @dataclass
@@ -121,8 +161,9 @@ class DeliveryRig:
         agentd = agentd_path()
         if not (agentd.is_file() and os.access(agentd, os.X_OK)):
             pytest.fail(f"agentd binary not found at {agentd}: build it (swift build) or set AGENTD", pytrace=False)
-        host = HostProcess([str(agentd), "host", "--listen", self.address])
+        host = HostProcess([str(agentd), "host", "--listen", self.address, "--metrics-listen", "127.0.0.1:0"])
         self.hosts.append(host)
+        host.metrics_url = metrics_url(host)  # type: ignore[attr-defined]
         return host
 
     @property
@@ -149,13 +190,14 @@ class DeliveryRig:
             if not source.is_file():
                 pytest.fail(f"{source} not found: build the plugins first (swift build)", pytrace=False)
             shutil.copy2(source, plugin_dir / name)
-        runtime_section = f"[runtime]\nhost = {self.address}\n"
+        runtime_section = f"[runtime]\nhost = {self.address}\nmetrics_listen = 127.0.0.1:0\n"
         if acknowledged is not None:
             runtime_section += f"acknowledged_delivery = {'true' if acknowledged else 'false'}\n"
         ini = directory / "agentd.ini"
         write_ini(ini, extra=runtime_section)
         runtime = RuntimeProcess([str(agentd_path()), "run", "--config", str(ini)], cwd=directory, embedded=False)
         self.runtimes.append(runtime)
+        runtime.metrics_url = metrics_url(runtime)  # type: ignore[attr-defined]
         return runtime
 
     # Agents, from the shell's side
@@ -337,31 +379,46 @@ def assert_exactly_once_in_order(status: Dict[str, Any], tally: TallyCount) -> N
 # --- The kill ------------------------------------------------------------------------------------------
 
 
+def report(what: str, status: Dict[str, Any], tally: TallyCount, publisher: RuntimeProcess,
+           subscriber: RuntimeProcess) -> None:
+    """One line for ``-s`` / ``-rP``: what was accepted, lost, doubled, and what the runtimes counted."""
+    def metric(runtime: RuntimeProcess, name: str) -> str:
+        return f"{scrape(runtime.metrics_url, name):g}"  # type: ignore[attr-defined]
+
+    print(f"\n{what}: {status['accepted']:,} accepted, {status['refused']:,} refused; lost {tally.missing:,}, "
+          f"duplicated {tally.duplicates:,}, out of order {tally.out_of_order:,}; publisher: acknowledged "
+          f"{metric(publisher, ACKNOWLEDGED)}, resent {metric(publisher, 'agentd_runtime_publishes_resent_total')}; "
+          f"subscriber: duplicates dropped {metric(subscriber, 'agentd_runtime_events_duplicates_dropped_total')}")
+
+
 def test_host_killed_mid_burst_loses_nothing(rig: DeliveryRig) -> None:
-    start_pair(rig)
+    publisher, subscriber = start_pair(rig)
     status, tally = kill_mid_burst(rig, "kill")
-    print(f"\nacknowledged, host killed: {status['accepted']:,} accepted, {status['refused']:,} refused; "
-          f"lost {tally.missing:,}, duplicated {tally.duplicates:,}, out of order {tally.out_of_order:,}")
+    report("acknowledged, host killed", status, tally, publisher, subscriber)
     assert_exactly_once_in_order(status, tally)
+    # Acknowledgements were in force: the host acknowledged every publish (the warm-up's too).
+    wait_metric(publisher.metrics_url, ACKNOWLEDGED, status["accepted"] + 1)  # type: ignore[attr-defined]
 
 
 def test_subscriber_back_after_the_publisher_flushed(rig: DeliveryRig) -> None:
     publisher, subscriber = start_pair(rig)
     status, tally = kill_mid_burst(rig, "late", late=(publisher, subscriber))
-    print(f"\nacknowledged, subscriber back late: {status['accepted']:,} accepted, {status['refused']:,} refused; "
-          f"lost {tally.missing:,}, duplicated {tally.duplicates:,}, out of order {tally.out_of_order:,}")
+    report("acknowledged, subscriber back late", status, tally, publisher, subscriber)
     assert_exactly_once_in_order(status, tally)
+    wait_metric(publisher.metrics_url, ACKNOWLEDGED, status["accepted"] + 1)  # type: ignore[attr-defined]
+    # The restarted host handed the subscriber events it had kept for it.
+    wait_metric(rig.host.metrics_url, "agentd_host_events_delivered_late_total", 1)  # type: ignore[attr-defined]
 
 
 def test_unacknowledged_kill_runs(rig: DeliveryRig) -> None:
     """The contrast: the same kill without acknowledgements. Losses are possible; this only checks
     that the runtimes take the setting and come through it (what was lost is printed)."""
-    start_pair(rig, acknowledged=False)
+    publisher, subscriber = start_pair(rig, acknowledged=False)
     status, tally = kill_mid_burst(rig, "unacknowledged")
-    print(f"\nunacknowledged, host killed: {status['accepted']:,} accepted, {status['refused']:,} refused; "
-          f"lost {tally.missing:,}, duplicated {tally.duplicates:,}, out of order {tally.out_of_order:,}")
+    report("unacknowledged, host killed", status, tally, publisher, subscriber)
     assert status["done"] and status["attempted"] == COUNT, status
     assert tally.malformed == 0 and tally.beyond == 0, tally.raw
+    assert scrape(publisher.metrics_url, ACKNOWLEDGED) == 0  # type: ignore[attr-defined]
 
 
 # --- AutoGen's worker beside our runtimes ------------------------------------------------------------
