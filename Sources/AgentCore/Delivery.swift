@@ -99,6 +99,10 @@ public enum Delivery {
     public struct Publisher: Hashable, Sendable {
         public var high: UInt64
         public var low: UInt64
+        public init(high: UInt64, low: UInt64) {
+            self.high = high
+            self.low = low
+        }
     }
 
     private static func hexValue(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> UInt64? {

@@ -33,7 +33,7 @@ extension AgentHost {
         _ message: MessageBuffer, _ event: CloudEventHeader, forwarded: Bool, late: LateEvents, logger: Logger,
         tally: ChannelTally?
     ) {
-        late.publish((message, event.topicType, event.topicSource, forwarded)) { _ in
+        late.publish((message, event.topicType, event.topicSource, forwarded)) {
             route(message, event, to: table.recipients(ofTopicType: event.topicType), forwarded: forwarded,
                   reporting: true, logger: logger, tally: tally)
         }
@@ -52,29 +52,28 @@ extension AgentHost {
 
     /// Hands an event to `recipients`.
     /// - Parameters:
-    ///   - reporting: return whom it reached (``LateEvents/Reached`` keys); otherwise an empty set.
+    ///   - reporting: return whom it reached; otherwise nobody.
     ///   - skipping: whom not to send it to (reached already).
     @discardableResult
     private func route(
         _ message: MessageBuffer, _ event: CloudEventHeader, to recipients: RoutingTable.Recipients, forwarded: Bool,
         reporting: Bool = false, logger: Logger, tally: ChannelTally?
-    ) -> Set<String> {
+    ) -> LateEvents.Reached {
         route(message, topicType: event.topicType, topicSource: event.topicSource, to: recipients, forwarded: forwarded,
-              reporting: reporting, skipping: [], logger: logger, tally: tally)
+              reporting: reporting, skipping: LateEvents.Reached(), logger: logger, tally: tally)
     }
 
     private func route(
         _ message: MessageBuffer, topicType: String, topicSource: String, to recipients: RoutingTable.Recipients,
-        forwarded: Bool, reporting: Bool, skipping: Set<String>, logger: Logger, tally: ChannelTally?
-    ) -> Set<String> {
+        forwarded: Bool, reporting: Bool, skipping: LateEvents.Reached, logger: Logger, tally: ChannelTally?
+    ) -> LateEvents.Reached {
         let limits = configuration.queueLimits
-        var reached = Set<String>()
+        var reached = LateEvents.Reached()
         var (copies, full) = (0, 0)
         func send(_ connection: WorkerConnection) {
             if reporting {
-                let key = LateEvents.Reached.client(connection.clientID)
-                guard !skipping.contains(key) else { return }
-                reached.insert(key)
+                guard !skipping.clients.contains(connection.clientID) else { return }
+                reached.clients.append(connection.clientID)
             }
             copies += 1
             if !connection.sendEvent(message, limits: limits, logger: logger) { full += 1 }
@@ -100,8 +99,8 @@ extension AgentHost {
         }
         if !forwarded, !hosts.isEmpty, let cluster {
             if reporting {
-                hosts.removeAll { skipping.contains(LateEvents.Reached.host($0)) }
-                for host in hosts { reached.insert(LateEvents.Reached.host(host)) }
+                hosts.removeAll { skipping.hosts.contains($0) }
+                reached.hosts = hosts
             }
             if !hosts.isEmpty { cluster.forwardEvent(message, to: hosts, topicType: topicType) }
         }

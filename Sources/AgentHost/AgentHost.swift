@@ -133,6 +133,9 @@ public final class AgentHost: Sendable {
         Dictionary(table.allConnections().map { ($0.clientID, $0.queuedMessages) }, uniquingKeysWith: max)
     }
 
+    /// Events (and their bytes) kept now for late subscribers.
+    public var lateUsage: (events: Int, bytes: Int) { late?.usage ?? (0, 0) }
+
     /// Events dropped for each connected client because it read too slowly.
     public func droppedEvents() -> [String: Int] {
         Dictionary(table.allConnections().map { ($0.clientID, $0.droppedEvents) }, uniquingKeysWith: max)
@@ -161,7 +164,7 @@ public final class AgentHost: Sendable {
             ? LateEvents(window: configuration.lateWindow, byteLimit: configuration.lateWindowBytes, logger: logger) : nil
         self.late = late
         // Before the server: a metrics address it cannot listen on fails the start with nothing to stop.
-        (metrics, metricsListener) = try HostMetrics.start(configuration, table: table, logger: logger)
+        (metrics, metricsListener) = try HostMetrics.start(configuration, table: table, ledger: ledger, late: late, logger: logger)
         let router = HostRouter(tokens: BearerTokens(configuration.authTokens))
         // The C core refuses what exceeds its own limit by ending the whole stream; let it
         // through up to well past ours, so that we refuse it instead, with a log line and an
@@ -191,7 +194,7 @@ public final class AgentHost: Sendable {
             }
         }
         router.host = self
-        ledger.start()
+        ledger.start { [weak self] in await self?.cluster?.flushForwardedEvents() }
         logger.info("host listening", metadata: [
             "host.address": "\(address)", "host.transport": "\(configuration.credentials)",
             "host.auth": "\(configuration.authTokens.isEmpty ? "none" : "bearer token")",

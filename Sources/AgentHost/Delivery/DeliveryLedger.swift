@@ -28,8 +28,8 @@ final class DeliveryLedger: Sendable {
     }
 
     private struct Checkpoint {
-        /// Publishers and the count to acknowledge to each.
-        var publishes: [(Member, UInt64)]
+        /// Publishers, the count to acknowledge to each, and how many of those are new.
+        var publishes: [(Member, UInt64, UInt64)]
         /// Runtimes and the count each must have confirmed first.
         var confirmations: [(Member, UInt64)]
         var takenAt: ContinuousClock.Instant
@@ -54,6 +54,7 @@ final class DeliveryLedger: Sendable {
     let parkingWindow: Duration
     /// Acknowledgements sent, events parked and sent again (for metrics).
     let acknowledgementsSent = Atomic<Int>(0)
+    let eventsAcknowledged = Atomic<Int>(0)
     let eventsResent = Atomic<Int>(0)
     let eventsParkedExpired = Atomic<Int>(0)
 
@@ -63,15 +64,20 @@ final class DeliveryLedger: Sendable {
     }
 
     /// Starts taking checkpoints.
-    func start() {
+    /// - Parameter barrier: awaited before acknowledgements are sent (the cluster's: events
+    ///   forwarded to other hosts have reached the NATS server).
+    func start(barrier: @escaping @Sendable () async -> Void = {}) {
         ticker.withLock { ticker in
             ticker = Task.detached { [weak self] in
-                var idle = false
+                var pace = Self.tick
                 while !Task.isCancelled {
-                    // Idle (no acknowledged stream): a slower pace, so that an idle host sleeps.
-                    try? await Task.sleep(for: idle ? .milliseconds(100) : Self.tick)
+                    try? await Task.sleep(for: pace)
                     guard let self else { return }
-                    idle = !self.takeCheckpoint(now: .now)
+                    let round = self.checkpoint(now: .now)
+                    if !round.acknowledgements.isEmpty { await barrier() }
+                    self.finish(round)
+                    // Nothing waiting: a slower pace, so that an idle host sleeps.
+                    pace = round.busy ? Self.tick : .milliseconds(20)
                 }
             }
         }
@@ -110,20 +116,29 @@ final class DeliveryLedger: Sendable {
         }
     }
 
-    /// One checkpoint, and the acknowledgements of those before it that are complete.
-    /// - Returns: whether there is anything to keep track of (acknowledged streams, parked events).
-    @discardableResult
-    func takeCheckpoint(now: ContinuousClock.Instant) -> Bool {
+    /// What one round of the ticker found.
+    struct Round {
+        var acknowledgements: [(WorkerConnection, UInt64)] = []
+        var givenUp: [WorkerConnection] = []
+        var expired: [(String, Int)] = []
+        /// Something is waiting (checkpoints not complete, new publishes, parked events).
+        var busy = false
+    }
+
+    /// One checkpoint, and the acknowledgements of those before it that are complete (sent by
+    /// ``finish(_:)``).
+    func checkpoint(now: ContinuousClock.Instant) -> Round {
         var acknowledgements: [(WorkerConnection, UInt64)] = []
         var givenUp: [WorkerConnection] = []
         var expired: [(String, Int)] = []
         let busy = state.withLock { state -> Bool in
-            var publishes: [(Member, UInt64)] = []
+            var publishes: [(Member, UInt64, UInt64)] = []
             for member in state.members.values {
                 // Acquiring: the sends of every event counted here happened before.
                 let count = member.stream.received.load(ordering: .acquiring)
-                if count > member.stream.checkpointed.load(ordering: .relaxed) {
-                    publishes.append((member, count))
+                let previous = member.stream.checkpointed.load(ordering: .relaxed)
+                if count > previous {
+                    publishes.append((member, count, count - previous))
                     member.stream.checkpointed.store(count, ordering: .relaxed)
                 }
             }
@@ -148,14 +163,23 @@ final class DeliveryLedger: Sendable {
                     }
                 }
                 state.checkpoints.removeFirst()
-                for (member, count) in head.publishes { acknowledgements.append((member.connection, count)) }
+                for (member, count, newly) in head.publishes {
+                    acknowledgements.append((member.connection, count))
+                    eventsAcknowledged.wrappingAdd(Int(newly), ordering: .relaxed)
+                }
             }
             for (clientID, parked) in state.parked where parked.until <= now {
                 expired.append((clientID, parked.messages.count))
                 state.parked[clientID] = nil
             }
-            return !state.members.isEmpty || !state.parked.isEmpty
+            return !publishes.isEmpty || !state.checkpoints.isEmpty || !state.parked.isEmpty
         }
+        return Round(acknowledgements: acknowledgements, givenUp: givenUp, expired: expired, busy: busy)
+    }
+
+    /// Sends a round's acknowledgements and logs what it gave up.
+    func finish(_ round: Round) {
+        let (acknowledgements, givenUp, expired) = (round.acknowledgements, round.givenUp, round.expired)
         for (connection, count) in acknowledgements {
             _ = connection.send(MessageBuffer(Delivery.acknowledgement(count: count)))
         }
@@ -171,7 +195,6 @@ final class DeliveryLedger: Sendable {
                 "client.id": "\(clientID)", "events": "\(count)", "window": "\(parkingWindow)",
             ])
         }
-        return busy
     }
 
     /// Streams speaking acknowledged delivery now.

@@ -21,16 +21,24 @@ final class LateEvents: Sendable {
         let topicSource: String
         /// Forwarded by another host: delivered to this host's workers only.
         let forwarded: Bool
-        /// Whom it reached: ``Reached`` keys.
-        var reached: Set<String>
+        /// Whom it reached.
+        var reached: Reached
         let keptAt: ContinuousClock.Instant
         var bytes: Int { message.count }
     }
 
-    /// Keys for whom an event reached.
-    enum Reached {
-        static func client(_ id: String) -> String { "c\u{0}" + id }
-        static func host(_ name: String) -> String { "h\u{0}" + name }
+    /// Whom an event reached: this host's workers (client ids) and other hosts (names). Arrays:
+    /// an event reaches a few, and appending a client id's string only retains it.
+    struct Reached: Sendable {
+        var clients: [String] = []
+        var hosts: [String] = []
+        var isEmpty: Bool { clients.isEmpty && hosts.isEmpty }
+        var count: Int { clients.count + hosts.count }
+
+        mutating func formUnion(_ other: Reached) {
+            clients.append(contentsOf: other.clients)
+            hosts.append(contentsOf: other.hosts)
+        }
     }
 
     private struct State: ~Copyable {
@@ -64,13 +72,13 @@ final class LateEvents: Sendable {
     @inline(__always)
     var isActive: Bool { active.load(ordering: .relaxed) }
 
-    /// Routes an event under the lock with `route` (given whom to skip: nobody; returns whom it
-    /// reached) and keeps it if it reached nobody, or during the start window.
+    /// Routes an event under the lock with `route` (returns whom it reached) and keeps it if it
+    /// reached nobody, or during the start window.
     func publish(_ entry: (message: MessageBuffer, topicType: String, topicSource: String, forwarded: Bool),
-                 route: (Set<String>) -> Set<String>) {
+                 route: () -> Reached) {
         let now = ContinuousClock.now
         let evicted = state.withLock { state -> Int in
-            let reached = route([])
+            let reached = route()
             guard reached.isEmpty || now < startWindowEnds else { return 0 }
             state.entries.append(Entry(
                 message: entry.message, topicType: entry.topicType, topicSource: entry.topicSource,
@@ -92,7 +100,7 @@ final class LateEvents: Sendable {
     /// the recipients it has now and had not reached (`route`: whom to skip → whom it reached),
     /// in order, all under the lock.
     func changingRecipients<T, E: Error>(
-        _ change: () throws(E) -> T, route: (Entry) -> Set<String>
+        _ change: () throws(E) -> T, route: (Entry) -> Reached
     ) throws(E) -> T {
         try state.withLock { (state) throws(E) -> T in
             let result = try change()
