@@ -32,10 +32,8 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import signal
 import socket
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -49,7 +47,7 @@ from autogen_core import try_get_known_serializers_for_type
 from cluster_support import agentd_cli
 from conftest import ChildProcess, HostProcess, agentd_path, host_kind
 from interop_support import DEADLINE, run, worker
-from runtime_support import RuntimeLog, RuntimeProcess, plugin_build_dir, write_ini
+from runtime_support import RuntimeLog, RuntimeProcess, runtime_folder, write_ini
 
 pytestmark = pytest.mark.agentd_only  # the feature is our host's and our runtime's
 
@@ -129,9 +127,10 @@ def metrics_url(process: ChildProcess) -> str:
 
 
 @dataclass
-class TallyCount:
-    """A TallyReport, as the tests read it."""
+class TallyReport:
+    """DeliveryTallyPlugin's answer to Tally: what the tests read, and what AutoGen's worker decodes."""
 
+    run: str
     received: int
     distinct: int
     duplicates: int
@@ -141,7 +140,8 @@ class TallyCount:
     missing: int
     first_missing: List[int]
     beyond: int
-    raw: Dict[str, Any]
+    first_ns: int
+    last_ns: int
 
 
 class DeliveryRig:
@@ -182,14 +182,7 @@ class DeliveryRig:
     def start_runtime(self, plugins: List[str], *, acknowledged: Optional[bool] = None) -> RuntimeProcess:
         """``agentd run`` with copies of ``plugins``, joined to the host by ``[runtime] host``;
         ``acknowledged`` sets ``[runtime] acknowledged_delivery`` (None: the default)."""
-        directory = Path(tempfile.mkdtemp(prefix=f"run{len(self.runtimes)}-", dir=self.base))
-        plugin_dir = directory / "plugins"
-        plugin_dir.mkdir()
-        for name in plugins:
-            source = plugin_build_dir() / name
-            if not source.is_file():
-                pytest.fail(f"{source} not found: build the plugins first (swift build)", pytrace=False)
-            shutil.copy2(source, plugin_dir / name)
+        directory, _ = runtime_folder(self.base, f"run{len(self.runtimes)}-", plugins)
         runtime_section = f"[runtime]\nhost = {self.address}\nmetrics_listen = 127.0.0.1:0\n"
         if acknowledged is not None:
             runtime_section += f"acknowledged_delivery = {'true' if acknowledged else 'false'}\n"
@@ -219,10 +212,10 @@ class DeliveryRig:
                                                "start_ns": int(start * 1e9)})
         return start
 
-    def tally(self, run_id: str, of: int, deadline: float = 0.0) -> TallyCount:
-        r = self.send_when_served(f"burst-tally/{run_id}", "Tally", {"of": of}, deadline)
-        return TallyCount(r["received"], r["distinct"], r["duplicates"], r["out_of_order"], r["malformed"], r["of"],
-                     r["missing"], r["first_missing"], r["beyond"], r)
+    def tally(self, run_id: str, of: int, deadline: float = 0.0) -> TallyReport:
+        answer = self.send_when_served(f"burst-tally/{run_id}", "Tally", {"of": of}, deadline)
+        del answer["_type"]
+        return TallyReport(**answer)
 
     def send_when_served(self, agent: str, message_type: str, payload: Dict[str, Any], deadline: float
                          ) -> Dict[str, Any]:
@@ -247,7 +240,7 @@ class DeliveryRig:
                 raise AssertionError(f"burst {run_id} not done within {deadline} s: {status}")
             time.sleep(0.1)
 
-    def wait_delivered(self, run_id: str, accepted: int) -> TallyCount:
+    def wait_delivered(self, run_id: str, accepted: int) -> TallyReport:
         """Polls the tally until every one of the ``accepted`` numbers has arrived, or until it
         has not changed for STALL seconds (then returns what arrived), within SETTLE_DEADLINE.
 
@@ -255,7 +248,7 @@ class DeliveryRig:
         acknowledged before it sends anything newer, on the same stream, so once 0...accepted-1
         are all in, a duplicate that was coming would have come."""
         end = time.monotonic() + SETTLE_DEADLINE
-        last: Optional[TallyCount] = None
+        last: Optional[TallyReport] = None
         changed = time.monotonic()
         while True:
             tally = self.tally(run_id, accepted, deadline=SETTLE_DEADLINE)
@@ -316,12 +309,12 @@ def start_pair(rig: DeliveryRig, acknowledged: Optional[bool] = None) -> Tuple[R
     publisher = rig.start_runtime([BURST], acknowledged=acknowledged)
     rig.start_burst("warm-up", 1, 0)
     warm = rig.wait_delivered("warm-up", 1)
-    assert (warm.missing, warm.duplicates) == (0, 0), warm.raw
+    assert (warm.missing, warm.duplicates) == (0, 0), warm
     return publisher, subscriber
 
 
 def kill_mid_burst(rig: DeliveryRig, run_id: str, *,
-                   late: Optional[Tuple[RuntimeProcess, RuntimeProcess]] = None) -> Tuple[Dict[str, Any], TallyCount]:
+                   late: Optional[Tuple[RuntimeProcess, RuntimeProcess]] = None) -> Tuple[Dict[str, Any], TallyReport]:
     """The scenario: a burst of COUNT at RATE/s; the host killed KILL_AFTER s in and started again
     on its port DOWN_FOR s later. With ``late`` = (publisher, subscriber), the subscriber runtime
     is stopped (SIGSTOP) right after the kill and continued one second after the host is back,
@@ -365,10 +358,10 @@ def pause_until(when: float) -> None:
         time.sleep(remaining)
 
 
-def assert_exactly_once_in_order(status: Dict[str, Any], tally: TallyCount) -> None:
+def assert_exactly_once_in_order(status: Dict[str, Any], tally: TallyReport) -> None:
     assert status["accepted"] > 0, status
     summary = (f"{status['accepted']:,} accepted ({status['refused']:,} refused) of {status['count']:,}; "
-               f"tally: {tally.raw}")
+               f"tally: {tally}")
     assert tally.missing == 0, f"{tally.missing:,} accepted publishes never arrived (first {tally.first_missing}): {summary}"
     assert tally.duplicates == 0, f"{tally.duplicates:,} arrived twice: {summary}"
     assert tally.out_of_order == 0, f"{tally.out_of_order:,} arrived out of order: {summary}"
@@ -379,7 +372,7 @@ def assert_exactly_once_in_order(status: Dict[str, Any], tally: TallyCount) -> N
 # --- The kill ------------------------------------------------------------------------------------------
 
 
-def report(what: str, status: Dict[str, Any], tally: TallyCount, publisher: RuntimeProcess,
+def report(what: str, status: Dict[str, Any], tally: TallyReport, publisher: RuntimeProcess,
            subscriber: RuntimeProcess) -> None:
     """One line for ``-s`` / ``-rP``: what was accepted, lost, doubled, and what the runtimes counted."""
     def metric(runtime: RuntimeProcess, name: str) -> str:
@@ -417,7 +410,7 @@ def test_unacknowledged_kill_runs(rig: DeliveryRig) -> None:
     status, tally = kill_mid_burst(rig, "unacknowledged")
     report("unacknowledged, host killed", status, tally, publisher, subscriber)
     assert status["done"] and status["attempted"] == COUNT, status
-    assert tally.malformed == 0 and tally.beyond == 0, tally.raw
+    assert tally.malformed == 0 and tally.beyond == 0, tally
     assert scrape(publisher.metrics_url, ACKNOWLEDGED) == 0  # type: ignore[attr-defined]
 
 
@@ -437,22 +430,6 @@ class Tally:
     """DeliveryTallyPlugin's RPC."""
 
     of: int
-
-
-@dataclass
-class TallyReport:
-    run: str
-    received: int
-    distinct: int
-    duplicates: int
-    out_of_order: int
-    malformed: int
-    of: int
-    missing: int
-    first_missing: List[int]
-    beyond: int
-    first_ns: int
-    last_ns: int
 
 
 @dataclass
@@ -514,23 +491,24 @@ def test_autogen_worker_unchanged_beside_acknowledged_runtimes(rig: DeliveryRig)
             status = await asyncio.to_thread(rig.wait_burst_done, "autogen", 20.0)
             assert status["accepted"] == count, status
             ours = await asyncio.to_thread(rig.wait_delivered, "autogen", count)
-            assert (ours.missing, ours.duplicates, ours.out_of_order, ours.received) == (0, 0, 0, count), ours.raw
+            assert (ours.missing, ours.duplicates, ours.out_of_order, ours.received) == (0, 0, 0, count), ours
             end = time.monotonic() + DEADLINE
             while len(seen) < count and time.monotonic() < end:
                 await asyncio.sleep(0.05)
             assert seen == list(range(count)), f"AutoGen's agent got {len(seen)} events: {seen[:10]}...{seen[-10:]}"
 
             # AutoGen's worker calls our agent, and gets the answer.
-            report = await asyncio.wait_for(
+            tally_answer = await asyncio.wait_for(
                 py.send_message(Tally(of=count), AgentId("burst-tally", "autogen")), DEADLINE)
-            assert isinstance(report, TallyReport) and (report.received, report.missing) == (count, 0), report
+            assert isinstance(tally_answer, TallyReport) and (tally_answer.received, tally_answer.missing) == (count, 0), \
+                tally_answer
 
             # AutoGen's worker publishes (its event ids are its own uuids): our runtime takes each once.
             for seq in range(100):
                 await py.publish_message(BurstEvent(run="from-python", seq=seq), TopicId("burst", "from-python"))
             theirs = await asyncio.to_thread(rig.wait_delivered, "from-python", 100)
             assert (theirs.missing, theirs.duplicates, theirs.out_of_order, theirs.received) == (0, 0, 0, 100), \
-                theirs.raw
+                theirs
 
             # Our runtime's agent calls AutoGen's (relay → py-echo), and gets its answer.
             answer = await asyncio.to_thread(
