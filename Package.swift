@@ -33,6 +33,9 @@ let package = Package(
         .library(name: "CrashingPlugin", type: .dynamic, targets: ["CrashingPlugin"]),
         .library(name: "VersionedPluginV1", type: .dynamic, targets: ["VersionedPluginV1"]),
         .library(name: "VersionedPluginV2", type: .dynamic, targets: ["VersionedPluginV2"]),
+        // The delivery tests and Benchmarks/delivery: a paced burst of numbered publishes, and its tally.
+        .library(name: "DeliveryBurstPlugin", type: .dynamic, targets: ["DeliveryBurstPlugin"]),
+        .library(name: "DeliveryTallyPlugin", type: .dynamic, targets: ["DeliveryTallyPlugin"]),
         // Benchmarks/compare: the receiving agents of our side (counting, fan-out).
         .library(name: "BenchAgents", type: .dynamic, targets: ["BenchAgents"]),
         // Benchmarks/compare: the calling agent of the RPC scenario (our side).
@@ -193,6 +196,14 @@ let package = Package(
             publicHeadersPath: ".", linkerSettings: plainCLibrary),
         .target(
             name: "VersionedPluginV2", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/VersionedPluginV2",
+            publicHeadersPath: ".", linkerSettings: plainCLibrary),
+        // Acknowledged delivery across a host's restart (Tests/Interop/test_delivery.py, Benchmarks/delivery):
+        // agent type `burst` publishes numbered events from a thread of its own; `burst-tally` counts them.
+        .target(
+            name: "DeliveryBurstPlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/DeliveryBurstPlugin",
+            publicHeadersPath: ".", linkerSettings: plainCLibrary),
+        .target(
+            name: "DeliveryTallyPlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/DeliveryTallyPlugin",
             publicHeadersPath: ".", linkerSettings: plainCLibrary),
 
         // The host command, shared by `agentd host` and `agentd-host`: INI settings and overrides
