@@ -69,7 +69,7 @@ struct MemoryBoundTests {
 
     /// Whether this process runs under AddressSanitizer (its freed memory stays resident in
     /// the quarantine, so resident-memory bounds say nothing there).
-    static let underAddressSanitizer = dlsym(UnsafeMutableRawPointer(bitPattern: -2), "__asan_init") != nil
+    static let underAddressSanitizer = dlsym(dlopen(nil, RTLD_LAZY), "__asan_init") != nil
 
     static func residentBytes() throws -> Int { try #require(ProcessMemory.residentBytes()) }
 
