@@ -90,12 +90,12 @@ struct MemoryBoundTests {
             let healthy = try await Reader.open(harness, name: "healthy", topicType: "flood", stalled: false)
             let publisher = try await harness.worker("publisher")
             let before = try Self.residentBytes()
-            // 192 MiB to each reader (24 MiB under AddressSanitizer, where only the accounting is
+            // 128 MiB to each reader (24 MiB under AddressSanitizer, where only the accounting is
             // checked), in rounds of 1 MiB the healthy reader keeps up with: far more than the
             // budget, the HTTP/2 windows and the socket buffers together. Unbounded, the host
             // would hold all of it (the readers share each event's bytes).
             let payload = String(repeating: "x", count: eventBytes)
-            let rounds = Self.underAddressSanitizer ? 24 : 192
+            let rounds = Self.underAddressSanitizer ? 24 : 128
             let perRound = 16
             for round in 0..<rounds {
                 for index in 0..<perRound {
