@@ -54,7 +54,7 @@ final class WorkerConnection: Sendable, CustomStringConvertible {
     @inline(__always) @discardableResult
     func sendEvent(_ message: MessageBuffer, limits: AgentHost.QueueLimits, logger: Logger) -> Bool {
         var overBudget = false
-        let write = { () -> Call.BoundedSendResult in
+        func write() -> Call.BoundedSendResult {
             guard withinBudget(message) else {
                 overBudget = true
                 return .full
