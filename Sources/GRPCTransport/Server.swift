@@ -26,6 +26,8 @@ public final class Server: CallOwner, @unchecked Sendable {
         public var acceptsPerQueue: Int
         /// Server-initiated keepalive pings (nil: the C core's default).
         public var keepaliveInterval: Duration?
+        /// Charged with every call's waiting messages (nil: none is).
+        public var sendBudget: SendBudget?
 
         public init(
             address: String,
@@ -34,8 +36,10 @@ public final class Server: CallOwner, @unchecked Sendable {
             maxSendMessageBytes: Int = Int(Int32.max),
             pollerThreads: Int = 2,
             acceptsPerQueue: Int = 16,
-            keepaliveInterval: Duration? = nil
+            keepaliveInterval: Duration? = nil,
+            sendBudget: SendBudget? = nil
         ) {
+            self.sendBudget = sendBudget
             self.address = address
             self.credentials = credentials
             self.maxReceiveMessageBytes = maxReceiveMessageBytes
@@ -155,7 +159,8 @@ public final class Server: CallOwner, @unchecked Sendable {
         live.increment()
         let serverCall = ServerCall(
             call: call, queue: slot.queue, owner: self, method: method, authority: authority,
-            metadata: metadata, deadlineMilliseconds: remaining == Int64.max ? nil : remaining)
+            metadata: metadata, deadlineMilliseconds: remaining == Int64.max ? nil : remaining,
+            sendBudget: configuration.sendBudget)
         if shuttingDown {
             serverCall.start(handler: nil, refusal: Status(.unavailable, "the server is shutting down"))
             return
