@@ -57,7 +57,8 @@ public final class AgentHost: Sendable {
         public var metricsRegistry: MetricsRegistry?
         /// How long events that reached no subscriber — and, after the host starts, every
         /// event — are kept for a subscription that arrives late (``Duration/zero``: none are
-        /// kept); also how long events a runtime had not confirmed wait for it to come back.
+        /// kept). Events a runtime had not confirmed wait for it to come back for this long, at
+        /// least 30 s.
         public var lateWindow: Duration
         /// The most the late-subscriber window holds, in bytes of events; past it the oldest go.
         public var lateWindowBytes: Int
@@ -183,7 +184,10 @@ public final class AgentHost: Sendable {
         self.table = table
         let outboundBudget = SendBudget(limit: max(1, configuration.outboundBudgetBytes))
         self.outboundBudget = outboundBudget
-        let ledger = DeliveryLedger(parkingWindow: max(configuration.lateWindow, .seconds(1)), logger: logger)
+        // A runtime back within 30 s finds what it had not confirmed: its reconnection backoff
+        // is at most 6 s, and the host notices a silently dropped stream within 30 s (its old id
+        // is refused until then).
+        let ledger = DeliveryLedger(parkingWindow: max(configuration.lateWindow, .seconds(30)), logger: logger)
         self.ledger = ledger
         let late = configuration.lateWindow > .zero
             ? LateEvents(window: configuration.lateWindow, byteLimit: configuration.lateWindowBytes, logger: logger) : nil
@@ -364,7 +368,7 @@ final class HostRouter: CallRouter, @unchecked Sendable {
         switch call.method {
         case "/agents.AgentRpc/OpenChannel":
             let delivery = call.metadata[Delivery.metadataKey] == "1"
-                ? AcknowledgedStream(limit: host.configuration.queueLimits.messages) : nil
+                ? AcknowledgedStream(limit: (host.configuration.queueLimits.messages, host.configuration.queueLimits.bytes)) : nil
             let connection = WorkerConnection(clientID: clientID, call: call, delivery: delivery)
             guard host.table.attachData(connection) else { return refuseSecondStream(call, clientID, host) }
             return DataChannel(host: host, connection: connection)
