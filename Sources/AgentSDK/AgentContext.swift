@@ -53,11 +53,20 @@ public struct AgentContext: Sendable {
     ///   (``AgentError/Code/invalidArgument``), or the runtime cannot publish now
     ///   (``AgentError/Code/unavailable``).
     public func publish<M: AgentMessage>(_ message: M, to topic: TopicID) throws {
-        let payload = try MessageCoding.encode(message)
-        let status = host.publish(from: agent, to: topic, messageType: M.messageType, payload: payload)
+        try publish(message, as: JSONMessageSerializer<M>(), to: topic)
+    }
+
+    /// Publishes an event that `serializer` writes, in its first content type (SPI: what
+    /// ``publish(_:to:)`` and `AgentSDKProtobuf`'s overload call).
+    @_spi(MessageSerializers)
+    public func publish<S: MessageSerializer>(_ message: S.Message, as serializer: S, to topic: TopicID) throws {
+        let contentType = serializer.contentTypes[0]
+        let payload = try serializer.serialize(message, as: contentType)
+        let status = host.publish(
+            from: agent, to: topic, messageType: serializer.messageType, contentType: contentType, payload: payload)
         guard status == AGENTD_OK else {
             let code = AgentError.Code(status)
-            throw AgentError(code, "publishing \(M.messageType) to \(topic) failed: \(code)")
+            throw AgentError(code, "publishing \(serializer.messageType) to \(topic) failed: \(code)")
         }
     }
 
@@ -83,22 +92,7 @@ public struct AgentContext: Sendable {
     public func send<M: AgentMessage, R: AgentMessage>(
         _ message: M, to target: AgentID, expecting: R.Type = R.self
     ) async throws -> R {
-        let response = try await request(message, to: target)
-        guard response.messageType.isEmpty || response.messageType == R.messageType else {
-            throw AgentError(
-                .invalidArgument,
-                "\(target) answered \(M.messageType) with \(response.messageType), not the expected \(R.messageType)")
-        }
-        guard !response.payload.isEmpty else {
-            throw AgentError(
-                .invalidArgument, "\(target) answered \(M.messageType) with no message, not the expected \(R.messageType)")
-        }
-        guard MessageCoding.isJSON(response.contentType) else {
-            throw AgentError(
-                .invalidArgument,
-                "\(target) answered \(M.messageType) with \(response.contentType), not JSON: the Swift SDK decodes only JSON")
-        }
-        return try MessageCoding.decode(R.self, from: response.payload)
+        try await send(message, as: JSONMessageSerializer<M>(), to: target, expecting: JSONMessageSerializer<R>())
     }
 
     /// Sends an RPC to an agent, as this agent, and waits for it to be handled; any answer is
@@ -106,7 +100,47 @@ public struct AgentContext: Sendable {
     ///
     /// - Throws: ``AgentError`` when the answer is an error.
     public func send<M: AgentMessage>(_ message: M, to target: AgentID) async throws {
-        _ = try await request(message, to: target)
+        try await send(message, as: JSONMessageSerializer<M>(), to: target)
+    }
+
+    /// Sends an RPC that `request` writes (in its first content type) and reads the answer with
+    /// `answer` (SPI: what ``send(_:to:expecting:)`` and `AgentSDKProtobuf`'s overloads call).
+    ///
+    /// - Throws: ``AgentError`` as ``send(_:to:expecting:)`` does; an answer of another message
+    ///   type, with no message, or in a content type `answer` does not read is
+    ///   ``AgentError/Code/invalidArgument``.
+    @_spi(MessageSerializers)
+    public func send<S: MessageSerializer, T: MessageSerializer>(
+        _ message: S.Message, as request: S, to target: AgentID, expecting answer: T
+    ) async throws -> T.Message {
+        let response = try await self.request(message, as: request, to: target)
+        guard response.messageType.isEmpty || response.messageType == answer.messageType else {
+            throw AgentError(
+                .invalidArgument,
+                "\(target) answered \(request.messageType) with \(response.messageType), not the expected \(answer.messageType)")
+        }
+        // (An empty payload is a message in protobuf, where every field has its default; an
+        // answer without a message type and payload is no answer at all.)
+        guard !response.payload.isEmpty || !response.messageType.isEmpty else {
+            throw AgentError(
+                .invalidArgument,
+                "\(target) answered \(request.messageType) with no message, not the expected \(answer.messageType)")
+        }
+        let contentType = ContentType.canonical(response.contentType)
+        guard answer.contentTypes.contains(contentType) else {
+            throw AgentError(
+                .invalidArgument,
+                "\(target) answered \(request.messageType) with \(response.contentType), but \(answer.messageType) is "
+                    + "read only as \(answer.contentTypeList)")
+        }
+        return try answer.deserialize(response.payload, as: contentType)
+    }
+
+    /// Sends an RPC that `request` writes and waits for it to be handled; any answer is ignored
+    /// (SPI: what ``send(_:to:)`` and `AgentSDKProtobuf`'s overload call).
+    @_spi(MessageSerializers)
+    public func send<S: MessageSerializer>(_ message: S.Message, as request: S, to target: AgentID) async throws {
+        _ = try await self.request(message, as: request, to: target)
     }
 
     /// Writes a line to the runtime's log, tagged with the plugin and this agent.
@@ -123,12 +157,15 @@ public struct AgentContext: Sendable {
 
     /// Sends the request and waits for the runtime's completion (which comes on a runtime
     /// thread; decoding happens back in the caller's task).
-    private func request<M: AgentMessage>(_ message: M, to target: AgentID) async throws -> RPCResponse {
-        let payload = try MessageCoding.encode(message)
+    private func request<S: MessageSerializer>(_ message: S.Message, as serializer: S, to target: AgentID)
+        async throws -> RPCResponse
+    {
+        let contentType = serializer.contentTypes[0]
+        let payload = try serializer.serialize(message, as: contentType)
         let response = await withCheckedContinuation { (continuation: CheckedContinuation<RPCResponse, Never>) in
             let pending = Unmanaged.passRetained(PendingResponse(continuation)).toOpaque()
             let status = host.send(
-                from: agent, to: target, messageType: M.messageType, payload: payload,
+                from: agent, to: target, messageType: serializer.messageType, contentType: contentType, payload: payload,
                 onResponse: { context, response in PendingResponse.complete(context, response) },
                 context: pending)
             if status != AGENTD_OK {
@@ -140,7 +177,7 @@ public struct AgentContext: Sendable {
         guard response.status == AGENTD_OK.rawValue else {
             let code = AgentError.Code(agentd_status(rawValue: response.status))
             let reason = response.error.isEmpty ? "\(code)" : response.error
-            throw AgentError(code, "sending \(M.messageType) to \(target) failed: \(reason)")
+            throw AgentError(code, "sending \(serializer.messageType) to \(target) failed: \(reason)")
         }
         return response
     }

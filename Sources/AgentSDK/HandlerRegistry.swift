@@ -43,18 +43,7 @@ public struct HandlerRegistry<A: Agent> {
         _ type: M.Type,
         _ handler: @escaping @Sendable (A, M, MessageContext) async throws -> Void
     ) {
-        let name = M.messageType
-        var handlers = entries[name] ?? MessageHandlers()
-        guard handlers.event == nil else {
-            problems.append("\(A.type): a second event handler for \(name)")
-            return
-        }
-        handlers.event = { agent, payload, context in
-            let message = try MessageCoding.decode(M.self, from: payload)
-            try await handler(unsafeDowncast(agent, to: A.self), message, context)
-            return .finished
-        }
-        entries[name] = handlers
+        on(JSONMessageSerializer<M>(), handler)
     }
 
     /// Registers the handler of RPCs carrying `M`; what it returns is the answer.
@@ -68,16 +57,51 @@ public struct HandlerRegistry<A: Agent> {
         _ type: M.Type,
         _ handler: @escaping @Sendable (A, M, MessageContext) async throws -> R
     ) {
-        let name = M.messageType
+        onRPC(JSONMessageSerializer<M>(), answer: JSONMessageSerializer<R>(), handler)
+    }
+
+    /// Registers the handler of events whose messages `serializer` reads (SPI: what ``on(_:_:)``
+    /// and `AgentSDKProtobuf`'s overloads register).
+    @_spi(MessageSerializers)
+    public mutating func on<S: MessageSerializer>(
+        _ serializer: S,
+        _ handler: @escaping @Sendable (A, S.Message, MessageContext) async throws -> Void
+    ) {
+        let name = serializer.messageType
+        var handlers = entries[name] ?? MessageHandlers()
+        guard handlers.event == nil else {
+            problems.append("\(A.type): a second event handler for \(name)")
+            return
+        }
+        handlers.event = MessageHandlers.Entry(contentTypes: serializer.contentTypes) { agent, payload, contentType, context in
+            let message = try serializer.deserialize(payload, as: contentType)
+            try await handler(unsafeDowncast(agent, to: A.self), message, context)
+            return .finished
+        }
+        entries[name] = handlers
+    }
+
+    /// Registers the handler of RPCs whose requests `request` reads; `answer` writes what the
+    /// handler returns, in the request's content type when it can (SPI: what ``onRPC(_:_:)``
+    /// and `AgentSDKProtobuf`'s overloads register).
+    @_spi(MessageSerializers)
+    public mutating func onRPC<S: MessageSerializer, T: MessageSerializer>(
+        _ request: S, answer: T,
+        _ handler: @escaping @Sendable (A, S.Message, MessageContext) async throws -> T.Message
+    ) {
+        let name = request.messageType
         var handlers = entries[name] ?? MessageHandlers()
         guard handlers.rpc == nil else {
             problems.append("\(A.type): a second RPC handler for \(name)")
             return
         }
-        handlers.rpc = { agent, payload, context in
-            let request = try MessageCoding.decode(M.self, from: payload)
-            let answer = try await handler(unsafeDowncast(agent, to: A.self), request, context)
-            return .answer(messageType: R.messageType, payload: try MessageCoding.encode(answer))
+        handlers.rpc = MessageHandlers.Entry(contentTypes: request.contentTypes) { agent, payload, contentType, context in
+            let message = try request.deserialize(payload, as: contentType)
+            let result = try await handler(unsafeDowncast(agent, to: A.self), message, context)
+            let answerType = answer.answerContentType(for: contentType)
+            return .answer(
+                messageType: answer.messageType, contentType: answerType,
+                payload: try answer.serialize(result, as: answerType))
         }
         entries[name] = handlers
     }
@@ -90,11 +114,18 @@ struct MessageHandlers: Sendable {
         /// An event was handled.
         case finished
         /// An RPC's answer, encoded.
-        case answer(messageType: String, payload: Data)
+        case answer(messageType: String, contentType: String, payload: Data)
     }
 
-    typealias Handler = @Sendable (AnyObject, Data, MessageContext) async throws -> Outcome
+    /// One handler: the content types its message is read from, and the call.
+    struct Entry: Sendable {
+        /// Canonical content types (``ContentType/canonical(_:)``); a message in another is
+        /// refused before a task starts.
+        let contentTypes: [String]
+        /// Called with the instance, the payload and its canonical content type.
+        let run: @Sendable (AnyObject, Data, String, MessageContext) async throws -> Outcome
+    }
 
-    var event: Handler?
-    var rpc: Handler?
+    var event: Entry?
+    var rpc: Entry?
 }

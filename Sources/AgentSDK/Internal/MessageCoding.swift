@@ -13,14 +13,6 @@ import Synchronization
 /// type never writes is unknown. The keys a type writes are learned from its own encoding, once
 /// per new key (a nil optional is not written, so a `null` value is never counted as unknown).
 enum MessageCoding {
-    static let jsonContentType = "application/json"
-
-    /// Whether a content type is JSON (`application/json`, with or without parameters).
-    static func isJSON(_ contentType: String) -> Bool {
-        contentType.isEmpty || contentType == jsonContentType
-            || contentType.hasPrefix(jsonContentType + ";")
-    }
-
     static func encode<M: AgentMessage>(_ message: M) throws -> Data {
         do {
             let encoder = JSONEncoder()
