@@ -23,12 +23,12 @@ private struct Told: AgentMessage {
 
 /// Answers a SourceContext with its file name upper-cased and counted; publishes the same for
 /// an event; relays an `Ask` as a protobuf RPC.
-private final class Counter: Agent {
-    static let type = "counter"
+private final class Measurer: Agent {
+    static let type = "measurer"
 
     init(context: AgentContext) {}
 
-    static func handlers(_ registry: inout HandlerRegistry<Counter>) {
+    static func handlers(_ registry: inout HandlerRegistry<Measurer>) {
         registry.onRPC(Request.self) { _, request, _ in
             Answer.with {
                 $0.name = request.fileName.uppercased()
@@ -49,9 +49,9 @@ private final class Counter: Agent {
 
 @Suite("AgentSDKProtobuf: swift-protobuf messages in handlers, publish and send")
 struct ProtobufAgentTests {
-    private static func counter(_ runtime: FakeRuntime = FakeRuntime()) throws -> FakeAgent {
-        let plugin = try #require(runtime.load(Plugin(name: "p", version: "1", agents: [Counter.self])))
-        return try plugin.create(AgentID(type: "counter", key: "k"))
+    private static func measurer(_ runtime: FakeRuntime = FakeRuntime()) throws -> FakeAgent {
+        let plugin = try #require(runtime.load(Plugin(name: "p", version: "1", agents: [Measurer.self])))
+        return try plugin.create(AgentID(type: "measurer", key: "k"))
     }
 
     private static func bytes(_ message: some SwiftProtobuf.Message) throws -> [UInt8] {
@@ -60,7 +60,7 @@ struct ProtobufAgentTests {
 
     @Test("an RPC in protobuf is read under the full name and answered in protobuf")
     func binaryRPC() async throws {
-        let agent = try Self.counter()
+        let agent = try Self.measurer()
         defer { agent.destroy() }
         let answer = try await agent.handle(
             "google.protobuf.SourceContext", payload: try Self.bytes(Request.with { $0.fileName = "hello" }), rpc: true,
@@ -76,7 +76,7 @@ struct ProtobufAgentTests {
 
     @Test("an RPC in protobuf's JSON mapping (AutoGen's send_message) is answered in it")
     func jsonRPC() async throws {
-        let agent = try Self.counter()
+        let agent = try Self.measurer()
         defer { agent.destroy() }
         // json_format writes lowerCamelCase names and reads the .proto's too.
         for request in [#"{"fileName": "hello"}"#, #"{"file_name": "hello"}"#] {
@@ -94,7 +94,7 @@ struct ProtobufAgentTests {
 
     @Test("an empty payload is the message with every field at its default, as protobuf says")
     func emptyMessage() async throws {
-        let agent = try Self.counter()
+        let agent = try Self.measurer()
         defer { agent.destroy() }
         let answer = try await agent.handle(
             "google.protobuf.SourceContext", payload: [], rpc: true, contentType: "application/x-protobuf")
@@ -106,7 +106,7 @@ struct ProtobufAgentTests {
     @Test("bytes that are not the message get a clear error answer, and nothing logs a refusal")
     func malformed() async throws {
         let runtime = FakeRuntime()
-        let agent = try Self.counter(runtime)
+        let agent = try Self.measurer(runtime)
         defer { agent.destroy() }
         // Field 1 (file_name) says 10 bytes follow; 2 do.
         let truncated = try await agent.handle(
@@ -133,14 +133,14 @@ struct ProtobufAgentTests {
 
     @Test("another content type is refused at once, naming the ones the handler reads")
     func otherContentType() async throws {
-        let agent = try Self.counter()
+        let agent = try Self.measurer()
         defer { agent.destroy() }
         let (status, call) = agent.deliver(
             "google.protobuf.SourceContext", payload: Array("hello".utf8), rpc: true, contentType: "text/plain")
         #expect(status == AGENTD_INVALID_ARGUMENT)
         #expect(call.answers == [.fail(
             status: AGENTD_INVALID_ARGUMENT.rawValue,
-            message: "google.protobuf.SourceContext arrived as text/plain: agent type counter reads it only as "
+            message: "google.protobuf.SourceContext arrived as text/plain: agent type measurer reads it only as "
                 + "application/x-protobuf or application/json")])
         // A JSON message's handler reads JSON only.
         let (jsonStatus, jsonCall) = agent.deliver(
@@ -148,20 +148,20 @@ struct ProtobufAgentTests {
         #expect(jsonStatus == AGENTD_INVALID_ARGUMENT)
         #expect(jsonCall.answers == [.fail(
             status: AGENTD_INVALID_ARGUMENT.rawValue,
-            message: "Ask arrived as application/x-protobuf: agent type counter reads it only as application/json")])
+            message: "Ask arrived as application/x-protobuf: agent type measurer reads it only as application/json")])
     }
 
     @Test("an event handler publishes a protobuf message: full name, application/x-protobuf, its bytes")
     func publish() async throws {
         let runtime = FakeRuntime()
-        let agent = try Self.counter(runtime)
+        let agent = try Self.measurer(runtime)
         defer { agent.destroy() }
         let answer = try await agent.handle(
             "google.protobuf.SourceContext", payload: try Self.bytes(Request.with { $0.fileName = "abc" }), rpc: false,
             topic: TopicID(type: "files", source: "s1"), contentType: "application/x-protobuf")
         #expect(answer == .reply(messageType: "", contentType: "", json: ""))
         #expect(runtime.publications == [FakeRuntime.Publication(
-            from: AgentID(type: "counter", key: "k"), topic: TopicID(type: "counts", source: "s1"),
+            from: AgentID(type: "measurer", key: "k"), topic: TopicID(type: "counts", source: "s1"),
             messageType: "google.protobuf.EnumValue", contentType: "application/x-protobuf",
             payload: try Self.bytes(Answer.with { $0.name = "ABC" }))])
     }
@@ -181,7 +181,7 @@ struct ProtobufAgentTests {
                 messageType: "google.protobuf.EnumValue", contentType: "application/x-protobuf",
                 payload: try! answer.serializedBytes())
         }
-        let agent = try Self.counter(runtime)
+        let agent = try Self.measurer(runtime)
         defer { agent.destroy() }
         for target in ["proto-speaker", "json-speaker"] {
             let answer = try await agent.handle("Ask", json: #"{"target": "\#(target)", "fileName": "f"}"#, rpc: true)
@@ -198,7 +198,7 @@ struct ProtobufAgentTests {
         let runtime = FakeRuntime { _ in
             .binaryAnswer(messageType: "google.protobuf.EnumValue", contentType: "text/plain", payload: Array("x".utf8))
         }
-        let agent = try Self.counter(runtime)
+        let agent = try Self.measurer(runtime)
         defer { agent.destroy() }
         let answer = try await agent.handle("Ask", json: #"{"target": "t", "fileName": "f"}"#, rpc: true)
         #expect(answer == .fail(
