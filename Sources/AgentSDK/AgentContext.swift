@@ -53,20 +53,21 @@ public struct AgentContext: Sendable {
     ///   (``AgentError/Code/invalidArgument``), or the runtime cannot publish now
     ///   (``AgentError/Code/unavailable``).
     public func publish<M: AgentMessage>(_ message: M, to topic: TopicID) throws {
-        try publish(message, as: JSONMessageSerializer<M>(), to: topic)
+        try publish(
+            EncodedMessage(messageType: M.messageType, contentType: ContentType.json, payload: MessageCoding.encode(message)),
+            to: topic)
     }
 
-    /// Publishes an event that `serializer` writes, in its first content type (SPI: what
-    /// ``publish(_:to:)`` and `AgentSDKProtobuf`'s overload call).
-    @_spi(MessageSerializers)
-    public func publish<S: MessageSerializer>(_ message: S.Message, as serializer: S, to topic: TopicID) throws {
-        let contentType = serializer.contentTypes[0]
-        let payload = try serializer.serialize(message, as: contentType)
+    /// Publishes an encoded event (SPI: what ``publish(_:to:)`` and `AgentSDKProtobuf`'s
+    /// overload call).
+    @_spi(MessageFormats)
+    public func publish(_ message: EncodedMessage, to topic: TopicID) throws {
         let status = host.publish(
-            from: agent, to: topic, messageType: serializer.messageType, contentType: contentType, payload: payload)
+            from: agent, to: topic, messageType: message.messageType, contentType: message.contentType,
+            payload: message.payload)
         guard status == AGENTD_OK else {
             let code = AgentError.Code(status)
-            throw AgentError(code, "publishing \(serializer.messageType) to \(topic) failed: \(code)")
+            throw AgentError(code, "publishing \(message.messageType) to \(topic) failed: \(code)")
         }
     }
 
@@ -92,7 +93,10 @@ public struct AgentContext: Sendable {
     public func send<M: AgentMessage, R: AgentMessage>(
         _ message: M, to target: AgentID, expecting: R.Type = R.self
     ) async throws -> R {
-        try await send(message, as: JSONMessageSerializer<M>(), to: target, expecting: JSONMessageSerializer<R>())
+        let answer = try await send(
+            EncodedMessage(messageType: M.messageType, contentType: ContentType.json, payload: MessageCoding.encode(message)),
+            to: target, expecting: R.messageType, readableAs: [ContentType.json])
+        return try MessageCoding.decode(R.self, from: answer.payload)
     }
 
     /// Sends an RPC to an agent, as this agent, and waits for it to be handled; any answer is
@@ -100,47 +104,53 @@ public struct AgentContext: Sendable {
     ///
     /// - Throws: ``AgentError`` when the answer is an error.
     public func send<M: AgentMessage>(_ message: M, to target: AgentID) async throws {
-        try await send(message, as: JSONMessageSerializer<M>(), to: target)
+        try await send(
+            EncodedMessage(messageType: M.messageType, contentType: ContentType.json, payload: MessageCoding.encode(message)),
+            to: target)
     }
 
-    /// Sends an RPC that `request` writes (in its first content type) and reads the answer with
-    /// `answer` (SPI: what ``send(_:to:expecting:)`` and `AgentSDKProtobuf`'s overloads call).
+    /// Sends an encoded RPC and returns the answer once it is known to be a `messageType` in one
+    /// of `contentTypes` (its content type made canonical). SPI: what ``send(_:to:expecting:)``
+    /// and `AgentSDKProtobuf`'s overload call.
     ///
     /// - Throws: ``AgentError`` as ``send(_:to:expecting:)`` does; an answer of another message
-    ///   type, with no message, or in a content type `answer` does not read is
-    ///   ``AgentError/Code/invalidArgument``.
-    @_spi(MessageSerializers)
-    public func send<S: MessageSerializer, T: MessageSerializer>(
-        _ message: S.Message, as request: S, to target: AgentID, expecting answer: T
-    ) async throws -> T.Message {
-        let response = try await self.request(message, as: request, to: target)
-        guard response.messageType.isEmpty || response.messageType == answer.messageType else {
+    ///   type, with no message, or in another content type is ``AgentError/Code/invalidArgument``.
+    @_spi(MessageFormats)
+    public func send(
+        _ message: EncodedMessage, to target: AgentID, expecting messageType: String, readableAs contentTypes: [String]
+    ) async throws -> EncodedMessage {
+        var answer = try await send(message, to: target)
+        guard answer.messageType.isEmpty || answer.messageType == messageType else {
             throw AgentError(
                 .invalidArgument,
-                "\(target) answered \(request.messageType) with \(response.messageType), not the expected \(answer.messageType)")
+                "\(target) answered \(message.messageType) with \(answer.messageType), not the expected \(messageType)")
         }
         // (An empty payload is a message in protobuf, where every field has its default; an
-        // answer without a message type and payload is no answer at all.)
-        guard !response.payload.isEmpty || !response.messageType.isEmpty else {
+        // answer with neither a message type nor a payload is no answer at all.)
+        guard !answer.payload.isEmpty || !answer.messageType.isEmpty else {
+            throw AgentError(
+                .invalidArgument, "\(target) answered \(message.messageType) with no message, not the expected \(messageType)")
+        }
+        let contentType = ContentType.canonical(answer.contentType)
+        guard contentTypes.contains(contentType) else {
             throw AgentError(
                 .invalidArgument,
-                "\(target) answered \(request.messageType) with no message, not the expected \(answer.messageType)")
+                "\(target) answered \(message.messageType) with \(answer.contentType), but \(messageType) is read only as "
+                    + contentTypes.joined(separator: " or "))
         }
-        let contentType = ContentType.canonical(response.contentType)
-        guard answer.contentTypes.contains(contentType) else {
-            throw AgentError(
-                .invalidArgument,
-                "\(target) answered \(request.messageType) with \(response.contentType), but \(answer.messageType) is "
-                    + "read only as \(answer.contentTypeList)")
-        }
-        return try answer.deserialize(response.payload, as: contentType)
+        answer.contentType = contentType
+        return answer
     }
 
-    /// Sends an RPC that `request` writes and waits for it to be handled; any answer is ignored
-    /// (SPI: what ``send(_:to:)`` and `AgentSDKProtobuf`'s overload call).
-    @_spi(MessageSerializers)
-    public func send<S: MessageSerializer>(_ message: S.Message, as request: S, to target: AgentID) async throws {
-        _ = try await self.request(message, as: request, to: target)
+    /// Sends an encoded RPC and returns whatever answer came, unchecked (SPI: what
+    /// ``send(_:to:)`` and `AgentSDKProtobuf`'s overload call).
+    ///
+    /// - Throws: ``AgentError`` when the answer is an error.
+    @_spi(MessageFormats)
+    @discardableResult
+    public func send(_ message: EncodedMessage, to target: AgentID) async throws -> EncodedMessage {
+        let response = try await request(message, to: target)
+        return EncodedMessage(messageType: response.messageType, contentType: response.contentType, payload: response.payload)
     }
 
     /// Writes a line to the runtime's log, tagged with the plugin and this agent.
@@ -157,15 +167,12 @@ public struct AgentContext: Sendable {
 
     /// Sends the request and waits for the runtime's completion (which comes on a runtime
     /// thread; decoding happens back in the caller's task).
-    private func request<S: MessageSerializer>(_ message: S.Message, as serializer: S, to target: AgentID)
-        async throws -> RPCResponse
-    {
-        let contentType = serializer.contentTypes[0]
-        let payload = try serializer.serialize(message, as: contentType)
+    private func request(_ message: EncodedMessage, to target: AgentID) async throws -> RPCResponse {
         let response = await withCheckedContinuation { (continuation: CheckedContinuation<RPCResponse, Never>) in
             let pending = Unmanaged.passRetained(PendingResponse(continuation)).toOpaque()
             let status = host.send(
-                from: agent, to: target, messageType: serializer.messageType, contentType: contentType, payload: payload,
+                from: agent, to: target, messageType: message.messageType, contentType: message.contentType,
+                payload: message.payload,
                 onResponse: { context, response in PendingResponse.complete(context, response) },
                 context: pending)
             if status != AGENTD_OK {
@@ -177,7 +184,7 @@ public struct AgentContext: Sendable {
         guard response.status == AGENTD_OK.rawValue else {
             let code = AgentError.Code(agentd_status(rawValue: response.status))
             let reason = response.error.isEmpty ? "\(code)" : response.error
-            throw AgentError(code, "sending \(serializer.messageType) to \(target) failed: \(reason)")
+            throw AgentError(code, "sending \(message.messageType) to \(target) failed: \(reason)")
         }
         return response
     }

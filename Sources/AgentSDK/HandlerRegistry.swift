@@ -43,7 +43,9 @@ public struct HandlerRegistry<A: Agent> {
         _ type: M.Type,
         _ handler: @escaping @Sendable (A, M, MessageContext) async throws -> Void
     ) {
-        on(JSONMessageSerializer<M>(), handler)
+        on(messageType: M.messageType, contentTypes: [ContentType.json]) { agent, payload, _, context in
+            try await handler(agent, try MessageCoding.decode(M.self, from: payload), context)
+        }
     }
 
     /// Registers the handler of RPCs carrying `M`; what it returns is the answer.
@@ -57,52 +59,53 @@ public struct HandlerRegistry<A: Agent> {
         _ type: M.Type,
         _ handler: @escaping @Sendable (A, M, MessageContext) async throws -> R
     ) {
-        onRPC(JSONMessageSerializer<M>(), answer: JSONMessageSerializer<R>(), handler)
+        onRPC(messageType: M.messageType, contentTypes: [ContentType.json]) { agent, payload, _, context in
+            let answer = try await handler(agent, try MessageCoding.decode(M.self, from: payload), context)
+            return EncodedMessage(messageType: R.messageType, contentType: ContentType.json, payload: try MessageCoding.encode(answer))
+        }
     }
 
-    /// Registers the handler of events whose messages `serializer` reads (SPI: what ``on(_:_:)``
-    /// and `AgentSDKProtobuf`'s overloads register).
-    @_spi(MessageSerializers)
-    public mutating func on<S: MessageSerializer>(
-        _ serializer: S,
-        _ handler: @escaping @Sendable (A, S.Message, MessageContext) async throws -> Void
+    /// Registers the handler of events of `messageType` as they arrive: the payload and its
+    /// canonical content type, one of `contentTypes` (a message in another is refused before
+    /// the handler runs). SPI: what ``on(_:_:)`` and `AgentSDKProtobuf`'s overload register.
+    @_spi(MessageFormats)
+    public mutating func on(
+        messageType: String, contentTypes: [String],
+        _ handler: @escaping @Sendable (A, Data, String, MessageContext) async throws -> Void
     ) {
-        let name = serializer.messageType
-        var handlers = entries[name] ?? MessageHandlers()
-        guard handlers.event == nil else {
-            problems.append("\(A.type): a second event handler for \(name)")
-            return
-        }
-        handlers.event = MessageHandlers.Entry(contentTypes: serializer.contentTypes) { agent, payload, contentType, context in
-            let message = try serializer.deserialize(payload, as: contentType)
-            try await handler(unsafeDowncast(agent, to: A.self), message, context)
+        add(\.event, "event", for: messageType, MessageHandlers.Entry(contentTypes: contentTypes) {
+            agent, payload, contentType, context in
+            try await handler(unsafeDowncast(agent, to: A.self), payload, contentType, context)
             return .finished
-        }
-        entries[name] = handlers
+        })
     }
 
-    /// Registers the handler of RPCs whose requests `request` reads; `answer` writes what the
-    /// handler returns, in the request's content type when it can (SPI: what ``onRPC(_:_:)``
-    /// and `AgentSDKProtobuf`'s overloads register).
-    @_spi(MessageSerializers)
-    public mutating func onRPC<S: MessageSerializer, T: MessageSerializer>(
-        _ request: S, answer: T,
-        _ handler: @escaping @Sendable (A, S.Message, MessageContext) async throws -> T.Message
+    /// Registers the handler of RPCs of `messageType` as they arrive (see
+    /// ``on(messageType:contentTypes:_:)``); the message it returns is the answer. SPI: what
+    /// ``onRPC(_:_:)`` and `AgentSDKProtobuf`'s overload register.
+    @_spi(MessageFormats)
+    public mutating func onRPC(
+        messageType: String, contentTypes: [String],
+        _ handler: @escaping @Sendable (A, Data, String, MessageContext) async throws -> EncodedMessage
     ) {
-        let name = request.messageType
+        add(\.rpc, "RPC", for: messageType, MessageHandlers.Entry(contentTypes: contentTypes) {
+            agent, payload, contentType, context in
+            .answer(try await handler(unsafeDowncast(agent, to: A.self), payload, contentType, context))
+        })
+    }
+
+    /// Puts the event or RPC handler of a message type in place, or notes a second one as a
+    /// problem.
+    private mutating func add(
+        _ slot: WritableKeyPath<MessageHandlers, MessageHandlers.Entry?>, _ kind: String, for name: String,
+        _ entry: MessageHandlers.Entry
+    ) {
         var handlers = entries[name] ?? MessageHandlers()
-        guard handlers.rpc == nil else {
-            problems.append("\(A.type): a second RPC handler for \(name)")
+        guard handlers[keyPath: slot] == nil else {
+            problems.append("\(A.type): a second \(kind) handler for \(name)")
             return
         }
-        handlers.rpc = MessageHandlers.Entry(contentTypes: request.contentTypes) { agent, payload, contentType, context in
-            let message = try request.deserialize(payload, as: contentType)
-            let result = try await handler(unsafeDowncast(agent, to: A.self), message, context)
-            let answerType = answer.answerContentType(for: contentType)
-            return .answer(
-                messageType: answer.messageType, contentType: answerType,
-                payload: try answer.serialize(result, as: answerType))
-        }
+        handlers[keyPath: slot] = entry
         entries[name] = handlers
     }
 }
@@ -114,7 +117,7 @@ struct MessageHandlers: Sendable {
         /// An event was handled.
         case finished
         /// An RPC's answer, encoded.
-        case answer(messageType: String, contentType: String, payload: Data)
+        case answer(EncodedMessage)
     }
 
     /// One handler: the content types its message is read from, and the call.

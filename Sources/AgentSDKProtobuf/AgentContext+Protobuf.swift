@@ -1,4 +1,4 @@
-@_spi(MessageSerializers) import AgentSDK
+@_spi(MessageFormats) import AgentSDK
 import SwiftProtobuf
 
 extension AgentContext {
@@ -8,7 +8,7 @@ extension AgentContext {
     ///
     /// - Throws: ``AgentError`` as ``AgentContext/publish(_:to:)`` does.
     public func publish<M: SwiftProtobuf.Message>(_ message: M, to topic: TopicID) throws {
-        try publish(message, as: ProtobufMessageSerializer<M>(), to: topic)
+        try publish(ProtobufCoding.encode(message, as: ContentType.protobuf), to: topic)
     }
 
     /// Sends an RPC carrying a protobuf message, as this agent, and returns its protobuf answer.
@@ -20,7 +20,10 @@ extension AgentContext {
     public func send<M: SwiftProtobuf.Message, R: SwiftProtobuf.Message>(
         _ message: M, to target: AgentID, expecting: R.Type = R.self
     ) async throws -> R {
-        try await send(message, as: ProtobufMessageSerializer<M>(), to: target, expecting: ProtobufMessageSerializer<R>())
+        let answer = try await send(
+            ProtobufCoding.encode(message, as: ContentType.protobuf), to: target, expecting: R.protoMessageName,
+            readableAs: ProtobufCoding.contentTypes)
+        return try ProtobufCoding.decode(R.self, from: answer.payload, as: answer.contentType)
     }
 
     /// Sends an RPC carrying a protobuf message, as this agent, and waits for it to be handled;
@@ -28,6 +31,6 @@ extension AgentContext {
     ///
     /// - Throws: ``AgentError`` when the answer is an error.
     public func send<M: SwiftProtobuf.Message>(_ message: M, to target: AgentID) async throws {
-        try await send(message, as: ProtobufMessageSerializer<M>(), to: target)
+        try await send(ProtobufCoding.encode(message, as: ContentType.protobuf), to: target)
     }
 }

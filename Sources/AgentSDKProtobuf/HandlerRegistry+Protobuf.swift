@@ -1,4 +1,4 @@
-@_spi(MessageSerializers) import AgentSDK
+@_spi(MessageFormats) import AgentSDK
 import SwiftProtobuf
 
 extension HandlerRegistry {
@@ -23,7 +23,9 @@ extension HandlerRegistry {
         _ type: M.Type,
         _ handler: @escaping @Sendable (A, M, MessageContext) async throws -> Void
     ) {
-        on(ProtobufMessageSerializer<M>(), handler)
+        on(messageType: M.protoMessageName, contentTypes: ProtobufCoding.contentTypes) { agent, payload, contentType, context in
+            try await handler(agent, try ProtobufCoding.decode(M.self, from: payload, as: contentType), context)
+        }
     }
 
     /// Registers the handler of RPCs carrying the protobuf message `M`; the protobuf message it
@@ -41,6 +43,10 @@ extension HandlerRegistry {
         _ type: M.Type,
         _ handler: @escaping @Sendable (A, M, MessageContext) async throws -> R
     ) {
-        onRPC(ProtobufMessageSerializer<M>(), answer: ProtobufMessageSerializer<R>(), handler)
+        onRPC(messageType: M.protoMessageName, contentTypes: ProtobufCoding.contentTypes) {
+            agent, payload, contentType, context in
+            let answer = try await handler(agent, try ProtobufCoding.decode(M.self, from: payload, as: contentType), context)
+            return try ProtobufCoding.encode(answer, as: contentType)
+        }
     }
 }

@@ -10,15 +10,14 @@ protobuf's JSON mapping. Conditions are awaited with deadlines, never slept for.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterator
 
 import pytest
-from autogen_core import PROTOBUF_DATA_CONTENT_TYPE, AgentId, TopicId, TypeSubscription, try_get_known_serializers_for_type
+from autogen_core import PROTOBUF_DATA_CONTENT_TYPE, AgentId, TopicId, try_get_known_serializers_for_type
 
-from interop_support import Delivery, RawCollector, run, take, worker
+from interop_support import RawCollector, run, take, worker
 from runtime_support import SETUPS, ProtobufJsonSerializer, RuntimeLauncher, compile_sample_pb2, launcher_fixture
 
 SWIFT_PROTO = "libSwiftProtoAgent.so"
@@ -53,15 +52,12 @@ def test_protobuf_events_both_ways(start_runtime: RuntimeLauncher, sample_pb2: M
     assert setup.runtime.plugin_names() == ["swift-proto-plugin"], setup.runtime.ready_line
 
     async def body() -> None:
-        sink: asyncio.Queue[Delivery] = asyncio.Queue()
-        collector = f"receipts-{uuid.uuid4().hex[:12]}"
         async with worker(setup.address) as sub, worker(
             setup.address, payload_serialization_format=PROTOBUF_DATA_CONTENT_TYPE
         ) as pub:
             for w in (sub, pub):
                 add_protobuf_serializers(w, Order, OrderReceipt)
-            await RawCollector.register(sub, collector, lambda: RawCollector(sink), skip_direct_message_subscription=True)
-            await sub.add_subscription(TypeSubscription("swift-order-receipts", collector))
+            sink = await RawCollector.subscribe(sub, "swift-order-receipts")
 
             await pub.publish_message(Order(id="o-1 ✓", items=["apple", "pear", "plum"], quantity=4), TopicId("swift-orders", "s1"))
             [got] = await take(sink, 1)

@@ -146,8 +146,9 @@ final class AgentInstance: @unchecked Sendable {
             switch try await handler.run(agent, payload, contentType, delivery) {
             case .finished:
                 status = host.reply(call, messageType: "", contentType: "", payload: Data())
-            case .answer(let messageType, let answerContentType, let payload):
-                status = host.reply(call, messageType: messageType, contentType: answerContentType, payload: payload)
+            case .answer(let answer):
+                status = host.reply(
+                    call, messageType: answer.messageType, contentType: answer.contentType, payload: answer.payload)
             }
         } catch {
             let failure = error as? AgentError ?? AgentError(.failed, String(describing: error), cause: error)

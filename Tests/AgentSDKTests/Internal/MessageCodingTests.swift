@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@_spi(MessageSerializers) @testable import AgentSDK
+@_spi(MessageFormats) @testable import AgentSDK
 
 @Suite("JSON messages, AutoGen's way")
 struct MessageCodingTests {

@@ -1,4 +1,4 @@
-@_spi(MessageSerializers) import AgentSDK
+@_spi(MessageFormats) import AgentSDK
 import Foundation
 import SwiftProtobuf
 
@@ -14,30 +14,41 @@ import SwiftProtobuf
 ///   Decoding is as strict as `json_format.Parse`: an unknown field is an error.
 ///
 /// Publish and send write binary; an RPC's answer is written in the request's encoding.
-struct ProtobufMessageSerializer<M: SwiftProtobuf.Message>: MessageSerializer {
-    var messageType: String { M.protoMessageName }
-    var contentTypes: [String] { [ContentType.protobuf, ContentType.json] }
+enum ProtobufCoding {
+    /// What a protobuf handler reads: binary first, then the JSON mapping.
+    static let contentTypes = [ContentType.protobuf, ContentType.json]
 
-    func serialize(_ message: M, as contentType: String) throws -> Data {
+    /// `message` in `contentType` (one of ``contentTypes``).
+    static func encode<M: SwiftProtobuf.Message>(_ message: M, as contentType: String) throws -> EncodedMessage {
         let json = contentType == ContentType.json
         do {
-            if json { return try message.jsonUTF8Bytes() }
-            return try message.serializedBytes()
+            let payload: Data
+            if json {
+                payload = try message.jsonUTF8Bytes()
+            } else {
+                payload = try message.serializedBytes()
+            }
+            return EncodedMessage(messageType: M.protoMessageName, contentType: contentType, payload: payload)
         } catch {
             throw AgentError(
-                .invalidArgument, "cannot encode \(messageType) as \(json ? "JSON" : "protobuf"): \(error)", cause: error)
+                .invalidArgument, "cannot encode \(M.protoMessageName) as \(json ? "JSON" : "protobuf"): \(error)",
+                cause: error)
         }
     }
 
-    func deserialize(_ payload: Data, as contentType: String) throws -> M {
+    /// Decodes a payload in `contentType` (one of ``contentTypes``, canonical).
+    ///
+    /// - Throws: ``AgentError`` (``AgentError/Code/invalidArgument``) naming the message type,
+    ///   the encoding and what is wrong.
+    static func decode<M: SwiftProtobuf.Message>(_ type: M.Type, from payload: Data, as contentType: String) throws -> M {
         if contentType == ContentType.json {
             do {
                 return try M(jsonUTF8Bytes: payload)
             } catch {
                 throw AgentError(
                     .invalidArgument,
-                    "cannot decode \(messageType) from its JSON payload (protobuf's JSON mapping): "
-                        + "\(Self.describe(error)) (payload: \(Self.excerpt(payload)))",
+                    "cannot decode \(M.protoMessageName) from its JSON payload (protobuf's JSON mapping): "
+                        + "\(describe(error, of: M.self)) (payload: \(excerpt(payload)))",
                     cause: error)
             }
         }
@@ -46,19 +57,20 @@ struct ProtobufMessageSerializer<M: SwiftProtobuf.Message>: MessageSerializer {
         } catch {
             throw AgentError(
                 .invalidArgument,
-                "cannot decode \(messageType) from its protobuf payload (\(payload.count) bytes): \(Self.describe(error))",
+                "cannot decode \(M.protoMessageName) from its protobuf payload (\(payload.count) bytes): "
+                    + describe(error, of: M.self),
                 cause: error)
         }
     }
 
     /// swift-protobuf's decoding errors in words.
-    private static func describe(_ error: any Error) -> String {
+    private static func describe<M>(_ error: any Error, of type: M.Type) -> String {
         switch error {
         case BinaryDecodingError.truncated: "the bytes end inside a field"
         case BinaryDecodingError.malformedProtobuf: "the bytes are not a protobuf message"
         case BinaryDecodingError.invalidUTF8: "a string field is not valid UTF-8"
         case BinaryDecodingError.messageDepthLimit: "messages are nested too deeply"
-        case JSONDecodingError.unknownField(let name): "unknown field \"\(name)\" (\(M.self) has no such field)"
+        case JSONDecodingError.unknownField(let name): "unknown field \"\(name)\" (\(type) has no such field)"
         case JSONDecodingError.truncated: "the JSON ends early"
         case JSONDecodingError.trailingGarbage: "there is more after the JSON value"
         case JSONDecodingError.schemaMismatch: "a value's JSON type does not match its field's type"
