@@ -53,9 +53,7 @@ public struct AgentContext: Sendable {
     ///   (``AgentError/Code/invalidArgument``), or the runtime cannot publish now
     ///   (``AgentError/Code/unavailable``).
     public func publish<M: AgentMessage>(_ message: M, to topic: TopicID) throws {
-        try publish(
-            EncodedMessage(messageType: M.messageType, contentType: ContentType.json, payload: MessageCoding.encode(message)),
-            to: topic)
+        try publish(MessageCoding.encoded(message), to: topic)
     }
 
     /// Publishes an encoded event (SPI: what ``publish(_:to:)`` and `AgentSDKProtobuf`'s
@@ -94,8 +92,7 @@ public struct AgentContext: Sendable {
         _ message: M, to target: AgentID, expecting: R.Type = R.self
     ) async throws -> R {
         let answer = try await send(
-            EncodedMessage(messageType: M.messageType, contentType: ContentType.json, payload: MessageCoding.encode(message)),
-            to: target, expecting: R.messageType, readableAs: [ContentType.json])
+            MessageCoding.encoded(message), to: target, expecting: R.messageType, readableAs: [ContentType.json])
         return try MessageCoding.decode(R.self, from: answer.payload)
     }
 
@@ -104,13 +101,11 @@ public struct AgentContext: Sendable {
     ///
     /// - Throws: ``AgentError`` when the answer is an error.
     public func send<M: AgentMessage>(_ message: M, to target: AgentID) async throws {
-        try await send(
-            EncodedMessage(messageType: M.messageType, contentType: ContentType.json, payload: MessageCoding.encode(message)),
-            to: target)
+        try await send(MessageCoding.encoded(message), to: target)
     }
 
     /// Sends an encoded RPC and returns the answer once it is known to be a `messageType` in one
-    /// of `contentTypes` (its content type made canonical). SPI: what ``send(_:to:expecting:)``
+    /// of `contentTypes` (its content type without parameters). SPI: what ``send(_:to:expecting:)``
     /// and `AgentSDKProtobuf`'s overload call.
     ///
     /// - Throws: ``AgentError`` as ``send(_:to:expecting:)`` does; an answer of another message
@@ -119,7 +114,7 @@ public struct AgentContext: Sendable {
     public func send(
         _ message: EncodedMessage, to target: AgentID, expecting messageType: String, readableAs contentTypes: [String]
     ) async throws -> EncodedMessage {
-        var answer = try await send(message, to: target)
+        let answer = try await send(message, to: target)
         guard answer.messageType.isEmpty || answer.messageType == messageType else {
             throw AgentError(
                 .invalidArgument,
@@ -138,8 +133,7 @@ public struct AgentContext: Sendable {
                 "\(target) answered \(message.messageType) with \(answer.contentType), but \(messageType) is read only as "
                     + contentTypes.joined(separator: " or "))
         }
-        answer.contentType = contentType
-        return answer
+        return EncodedMessage(messageType: answer.messageType, contentType: contentType, payload: answer.payload)
     }
 
     /// Sends an encoded RPC and returns whatever answer came, unchecked (SPI: what

@@ -11,10 +11,10 @@ import Foundation
 @_spi(MessageFormats)
 public struct EncodedMessage: Sendable {
     /// The message type name on the wire: the payload's `data_type` / `dataschema`.
-    public var messageType: String
-    /// Canonical (``ContentType/canonical(_:)``) for what the SDK hands out.
-    public var contentType: String
-    public var payload: Data
+    public let messageType: String
+    /// The content type, without parameters in what the SDK hands out.
+    public let contentType: String
+    public let payload: Data
 
     public init(messageType: String, contentType: String, payload: Data) {
         self.messageType = messageType

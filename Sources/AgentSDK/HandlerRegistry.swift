@@ -61,12 +61,12 @@ public struct HandlerRegistry<A: Agent> {
     ) {
         onRPC(messageType: M.messageType, contentTypes: [ContentType.json]) { agent, payload, _, context in
             let answer = try await handler(agent, try MessageCoding.decode(M.self, from: payload), context)
-            return EncodedMessage(messageType: R.messageType, contentType: ContentType.json, payload: try MessageCoding.encode(answer))
+            return try MessageCoding.encoded(answer)
         }
     }
 
     /// Registers the handler of events of `messageType` as they arrive: the payload and its
-    /// canonical content type, one of `contentTypes` (a message in another is refused before
+    /// content type without parameters, one of `contentTypes` (a message in another is refused before
     /// the handler runs). SPI: what ``on(_:_:)`` and `AgentSDKProtobuf`'s overload register.
     @_spi(MessageFormats)
     public mutating func on(

@@ -8,7 +8,7 @@ extension AgentContext {
     ///
     /// - Throws: ``AgentError`` as ``AgentContext/publish(_:to:)`` does.
     public func publish<M: SwiftProtobuf.Message>(_ message: M, to topic: TopicID) throws {
-        try publish(ProtobufCoding.encode(message, as: ContentType.protobuf), to: topic)
+        try publish(ProtobufCoding.encode(message, as: ProtobufCoding.protobuf), to: topic)
     }
 
     /// Sends an RPC carrying a protobuf message, as this agent, and returns its protobuf answer.
@@ -21,7 +21,7 @@ extension AgentContext {
         _ message: M, to target: AgentID, expecting: R.Type = R.self
     ) async throws -> R {
         let answer = try await send(
-            ProtobufCoding.encode(message, as: ContentType.protobuf), to: target, expecting: R.protoMessageName,
+            ProtobufCoding.encode(message, as: ProtobufCoding.protobuf), to: target, expecting: R.protoMessageName,
             readableAs: ProtobufCoding.contentTypes)
         return try ProtobufCoding.decode(R.self, from: answer.payload, as: answer.contentType)
     }
@@ -31,6 +31,6 @@ extension AgentContext {
     ///
     /// - Throws: ``AgentError`` when the answer is an error.
     public func send<M: SwiftProtobuf.Message>(_ message: M, to target: AgentID) async throws {
-        try await send(ProtobufCoding.encode(message, as: ContentType.protobuf), to: target)
+        try await send(ProtobufCoding.encode(message, as: ProtobufCoding.protobuf), to: target)
     }
 }

@@ -15,12 +15,16 @@ import SwiftProtobuf
 ///
 /// Publish and send write binary; an RPC's answer is written in the request's encoding.
 enum ProtobufCoding {
+    /// AutoGen's protobuf content type.
+    static let protobuf = "application/x-protobuf"
+    /// JSON, here protobuf's JSON mapping.
+    static let json = "application/json"
     /// What a protobuf handler reads: binary first, then the JSON mapping.
-    static let contentTypes = [ContentType.protobuf, ContentType.json]
+    static let contentTypes = [protobuf, json]
 
     /// `message` in `contentType` (one of ``contentTypes``).
     static func encode<M: SwiftProtobuf.Message>(_ message: M, as contentType: String) throws -> EncodedMessage {
-        let json = contentType == ContentType.json
+        let json = contentType == json
         do {
             let payload: Data
             if json {
@@ -36,12 +40,12 @@ enum ProtobufCoding {
         }
     }
 
-    /// Decodes a payload in `contentType` (one of ``contentTypes``, canonical).
+    /// Decodes a payload in `contentType` (one of ``contentTypes``).
     ///
     /// - Throws: ``AgentError`` (``AgentError/Code/invalidArgument``) naming the message type,
     ///   the encoding and what is wrong.
     static func decode<M: SwiftProtobuf.Message>(_ type: M.Type, from payload: Data, as contentType: String) throws -> M {
-        if contentType == ContentType.json {
+        if contentType == json {
             do {
                 return try M(jsonUTF8Bytes: payload)
             } catch {

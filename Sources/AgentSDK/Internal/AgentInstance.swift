@@ -136,7 +136,9 @@ final class AgentInstance: @unchecked Sendable {
         return AGENTD_PENDING
     }
 
-    /// Runs the handler and answers the call.
+    /// Runs the handler and answers the call. (Not inlined: the two ways of starting its task
+    /// would each get a copy, in every plugin.)
+    @inline(never)
     private func run(
         _ handler: MessageHandlers.Entry, _ payload: Data, _ contentType: String, _ delivery: MessageContext,
         _ call: CallToken

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@_spi(MessageFormats) @testable import AgentSDK
+@testable import AgentSDK
 
 @Suite("JSON messages, AutoGen's way")
 struct MessageCodingTests {
@@ -112,6 +112,6 @@ struct MessageCodingTests {
         #expect(ContentType.canonical("application/json") == "application/json")
         #expect(ContentType.canonical("application/json; charset=utf-8") == "application/json")
         #expect(ContentType.canonical("") == "application/json")
-        #expect(ContentType.canonical(" application/x-protobuf ") == "application/x-protobuf")
+        #expect(ContentType.canonical("application/x-protobuf") == "application/x-protobuf")
     }
 }
