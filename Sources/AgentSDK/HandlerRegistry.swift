@@ -43,9 +43,11 @@ public struct HandlerRegistry<A: Agent> {
         _ type: M.Type,
         _ handler: @escaping @Sendable (A, M, MessageContext) async throws -> Void
     ) {
-        on(messageType: M.messageType, contentTypes: [ContentType.json]) { agent, payload, _, context in
-            try await handler(agent, try MessageCoding.decode(M.self, from: payload), context)
-        }
+        add(rpc: false, for: M.messageType, MessageHandlers.Entry(contentTypes: MessageHandlers.json) {
+            agent, payload, _, context in
+            try await handler(unsafeDowncast(agent, to: A.self), try MessageCoding.decode(M.self, from: payload), context)
+            return .finished
+        })
     }
 
     /// Registers the handler of RPCs carrying `M`; what it returns is the answer.
@@ -59,21 +61,22 @@ public struct HandlerRegistry<A: Agent> {
         _ type: M.Type,
         _ handler: @escaping @Sendable (A, M, MessageContext) async throws -> R
     ) {
-        onRPC(messageType: M.messageType, contentTypes: [ContentType.json]) { agent, payload, _, context in
-            let answer = try await handler(agent, try MessageCoding.decode(M.self, from: payload), context)
-            return try MessageCoding.encoded(answer)
-        }
+        add(rpc: true, for: M.messageType, MessageHandlers.Entry(contentTypes: MessageHandlers.json) {
+            agent, payload, _, context in
+            let request = try MessageCoding.decode(M.self, from: payload)
+            return .answer(try MessageCoding.encoded(try await handler(unsafeDowncast(agent, to: A.self), request, context)))
+        })
     }
 
     /// Registers the handler of events of `messageType` as they arrive: the payload and its
     /// content type without parameters, one of `contentTypes` (a message in another is refused before
-    /// the handler runs). SPI: what ``on(_:_:)`` and `AgentSDKProtobuf`'s overload register.
+    /// the handler runs). SPI: what `AgentSDKProtobuf`'s overload registers.
     @_spi(MessageFormats)
     public mutating func on(
         messageType: String, contentTypes: [String],
         _ handler: @escaping @Sendable (A, Data, String, MessageContext) async throws -> Void
     ) {
-        add(\.event, "event", for: messageType, MessageHandlers.Entry(contentTypes: contentTypes) {
+        add(rpc: false, for: messageType, MessageHandlers.Entry(contentTypes: contentTypes) {
             agent, payload, contentType, context in
             try await handler(unsafeDowncast(agent, to: A.self), payload, contentType, context)
             return .finished
@@ -82,13 +85,13 @@ public struct HandlerRegistry<A: Agent> {
 
     /// Registers the handler of RPCs of `messageType` as they arrive (see
     /// ``on(messageType:contentTypes:_:)``); the message it returns is the answer. SPI: what
-    /// ``onRPC(_:_:)`` and `AgentSDKProtobuf`'s overload register.
+    /// `AgentSDKProtobuf`'s overload registers.
     @_spi(MessageFormats)
     public mutating func onRPC(
         messageType: String, contentTypes: [String],
         _ handler: @escaping @Sendable (A, Data, String, MessageContext) async throws -> EncodedMessage
     ) {
-        add(\.rpc, "RPC", for: messageType, MessageHandlers.Entry(contentTypes: contentTypes) {
+        add(rpc: true, for: messageType, MessageHandlers.Entry(contentTypes: contentTypes) {
             agent, payload, contentType, context in
             .answer(try await handler(unsafeDowncast(agent, to: A.self), payload, contentType, context))
         })
@@ -96,16 +99,17 @@ public struct HandlerRegistry<A: Agent> {
 
     /// Puts the event or RPC handler of a message type in place, or notes a second one as a
     /// problem.
-    private mutating func add(
-        _ slot: WritableKeyPath<MessageHandlers, MessageHandlers.Entry?>, _ kind: String, for name: String,
-        _ entry: MessageHandlers.Entry
-    ) {
+    private mutating func add(rpc: Bool, for name: String, _ entry: MessageHandlers.Entry) {
         var handlers = entries[name] ?? MessageHandlers()
-        guard handlers[keyPath: slot] == nil else {
-            problems.append("\(A.type): a second \(kind) handler for \(name)")
+        guard (rpc ? handlers.rpc : handlers.event) == nil else {
+            problems.append("\(A.type): a second \(rpc ? "RPC" : "event") handler for \(name)")
             return
         }
-        handlers[keyPath: slot] = entry
+        if rpc {
+            handlers.rpc = entry
+        } else {
+            handlers.event = entry
+        }
         entries[name] = handlers
     }
 }
@@ -119,6 +123,9 @@ struct MessageHandlers: Sendable {
         /// An RPC's answer, encoded.
         case answer(EncodedMessage)
     }
+
+    /// What an ``AgentMessage``'s handler reads.
+    static let json = [ContentType.json]
 
     /// One handler: the content types its message is read from, and the call.
     struct Entry: Sendable {
