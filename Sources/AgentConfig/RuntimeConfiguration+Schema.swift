@@ -4,7 +4,7 @@ extension RuntimeConfiguration {
         ("runtime", [
             "host", "rpc_timeout", "workers", "client_id", "tls_ca", "tls_certificate", "tls_key", "auth_token",
             "auth_token_file", "publish_buffer", "mailbox_limit", "handler_timeout", "metrics_listen",
-            "acknowledged_delivery",
+            "acknowledged_delivery", "max_workers",
         ]),
         ("host", [
             "listen", "max_message_bytes", "rpc_timeout", "queue_limit_messages", "queue_limit_bytes",
@@ -13,7 +13,7 @@ extension RuntimeConfiguration {
         ]),
         ("plugins", ["directory"]),
         ("state", ["store", "path", "sync", "nats"]),
-        ("agents", ["idle_seconds", "max_resident"]),
+        ("agents", ["idle_seconds", "max_resident", "max_resident_bytes"]),
         ("log", ["level", "format"]),
         ("cluster", [
             "nats", "name", "lease_seconds", "tls_ca", "tls_certificate", "tls_key", "token", "token_file",
@@ -111,6 +111,10 @@ extension RuntimeConfiguration {
                 }
             case "handler_timeout":
                 handlerTimeout = try Self.value(of: entry, SettingValue.seconds)
+            case "max_workers":
+                maxWorkers = try Self.value(of: entry) { text throws(SettingValueError) in
+                    try SettingValue.integer(text, in: Self.maxWorkerRange, what: "handler threads")
+                }
             case "metrics_listen":
                 metricsListen = try Self.listenAddress(entry)
             default:
@@ -118,6 +122,9 @@ extension RuntimeConfiguration {
             }
         }
         try Self.checkPair(in: section)
+        if let maxWorkers, maxWorkers < workers, let entry = section["max_workers"] {
+            throw .invalidValue(entry, "is \(maxWorkers), fewer than [runtime] workers (\(workers)): the runtime only grows past its workers")
+        }
     }
 
     private mutating func applyHost(_ section: IniSection) throws(ConfigurationError) {
@@ -275,6 +282,10 @@ extension RuntimeConfiguration {
             case "max_resident":
                 state.maxResident = try Self.value(of: entry) { text throws(SettingValueError) in
                     try SettingValue.integer(text, in: StateSettings.maxResidentRange, what: "agent instances")
+                }
+            case "max_resident_bytes":
+                state.maxResidentBytes = try Self.value(of: entry) { text throws(SettingValueError) in
+                    try SettingValue.byteCount(text, largest: StateSettings.largestMaxResidentBytes, largestMeaning: "64 GiB")
                 }
             default:
                 throw Self.unknownKey(entry)

@@ -31,7 +31,8 @@ import Musl
 /// | `[runtime] publish_buffer = N` | publishes kept while the host is unreachable, 0...10000000 | 10000 |
 /// | `[runtime] acknowledged_delivery = true` or `false` | keep each publish until the host acknowledges it, send again after a reconnection what it had not (agentd hosts only) | true |
 /// | `[runtime] mailbox_limit = N` | messages that may wait for one agent, 1...10000000 | 10000 |
-/// | `[runtime] handler_timeout = SECONDS` | how long a handler may leave a message pending | 60 |
+/// | `[runtime] handler_timeout = SECONDS` | how long a handler may run or leave a message pending | 60 |
+/// | `[runtime] max_workers = N` | handler threads the runtime may grow to past handlers that do not return, `workers`...1024 | 4 × `workers` |
 /// | `[runtime] metrics_listen = HOST:PORT` | serve the runtime's (and its embedded host's) Prometheus metrics there | none: off |
 /// | `[host] listen = HOST:PORT` | where the (embedded) host listens | `127.0.0.1:50051` |
 /// | `[host] max_message_bytes = N` | the largest message, in bytes, or with `KiB`/`MiB` | 4 MiB |
@@ -102,6 +103,11 @@ public struct RuntimeConfiguration: Sendable, Hashable {
     public var rpcTimeout: Duration
     /// `[runtime] workers`: how many threads run agents' handlers.
     public var workers: Int
+    /// `[runtime] max_workers`: how many handler threads the runtime may grow to while
+    /// handlers do not return (nil: 4 × ``workers``).
+    public var maxWorkers: Int?
+    /// The accepted `[runtime] max_workers` values (at least `workers`, checked when read).
+    public static let maxWorkerRange = 1...1024
     /// `[runtime] client_id`: the client id the runtime presents to the host; `nil` means
     /// generate one.
     public var clientID: String?

@@ -24,6 +24,9 @@ public struct StateSettings: Sendable, Hashable {
     public static let defaultIdle: Duration = .seconds(300)
     public static let defaultMaxResident = 100_000
     public static let maxResidentRange = 1...100_000_000
+    /// The default `[agents] max_resident_bytes`: 256 MiB.
+    public static let defaultMaxResidentBytes = 256 << 20
+    public static let largestMaxResidentBytes = 64 << 30
 
     public var store: Store
     /// `[state] path`: the SQLite file, resolved against the INI file's folder when written
@@ -39,6 +42,9 @@ public struct StateSettings: Sendable, Hashable {
     /// `[agents] max_resident`: at most this many agent instances stay resident; past it the
     /// least recently used are retired.
     public var maxResident: Int
+    /// `[agents] max_resident_bytes`: at most this many bytes held by resident agents (their
+    /// ids and the state they hold); past it the least recently used are retired.
+    public var maxResidentBytes: Int = Self.defaultMaxResidentBytes
 
     public init(store: Store = .sqlite, path: String? = nil, sync: Sync = .normal, idle: Duration = Self.defaultIdle,
                 maxResident: Int = Self.defaultMaxResident) {

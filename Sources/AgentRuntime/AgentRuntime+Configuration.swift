@@ -18,6 +18,14 @@ extension AgentRuntime {
         public var rpcTimeout: Duration
         /// Handler threads.
         public var workers: Int
+        /// Handler threads the runtime may grow to while handlers do not return (nil: 4 ×
+        /// ``workers``): a thread stuck in one handler for more than half a second, while work
+        /// waits, gets another started in its place, up to this many.
+        public var maxWorkers: Int?
+        /// What the runtime does once every handler thread, up to ``maxWorkers``, is stuck
+        /// past ``handlerTimeout``: ``StuckAction/log`` by default, ``StuckAction/exit(status:)``
+        /// with status 75 in `agentd run` (built from an INI file).
+        public var stuckAction: StuckAction
         /// The plugin directory.
         public var pluginDirectory: String
         /// Watch the directory and reload plugins as files come, change and go.
@@ -38,7 +46,9 @@ extension AgentRuntime {
         /// error and events dropped (counted and logged).
         public var mailboxLimit: Int
         /// How long a handler may leave a message pending before the runtime answers it with
-        /// an error and gives the agent its next message.
+        /// an error and gives the agent its next message; and how long a handler may run
+        /// before its message is answered with an error and its agent refuses RPCs until it
+        /// returns.
         public var handlerTimeout: Duration
         /// Reconnection backoff: from the initial wait, doubling, up to the cap (±20 % jitter).
         public var reconnectInitialBackoff: Duration
@@ -65,6 +75,10 @@ extension AgentRuntime {
         public var idleAgentTimeout: Duration
         /// At most this many resident agents (least recently used retired first).
         public var maxResidentAgents: Int
+        /// At most this many bytes held by resident agents — their agent type and key, a fixed
+        /// overhead, and the size of the state they hold (the snapshot last written, read or
+        /// carried over) — least recently used retired first.
+        public var maxResidentBytes: Int
         /// `HOST:PORT` to serve Prometheus metrics on (`GET /metrics`; port 0 picks one): the
         /// runtime's and its embedded host's. Nil: no listener.
         public var metricsListen: String?
@@ -98,8 +112,14 @@ extension AgentRuntime {
             idleAgentTimeout: Duration = StateSettings.defaultIdle,
             maxResidentAgents: Int = StateSettings.defaultMaxResident,
             metricsListen: String? = nil,
-            metricsRegistry: MetricsRegistry? = nil
+            metricsRegistry: MetricsRegistry? = nil,
+            maxWorkers: Int? = nil,
+            stuckAction: StuckAction = .log,
+            maxResidentBytes: Int = StateSettings.defaultMaxResidentBytes
         ) {
+            self.maxWorkers = maxWorkers
+            self.stuckAction = stuckAction
+            self.maxResidentBytes = maxResidentBytes
             self.metricsListen = metricsListen
             self.metricsRegistry = metricsRegistry
             self.hostAddress = hostAddress
@@ -153,7 +173,10 @@ extension AgentRuntime.Configuration {
             stateStorePath: file.state.store == .sqlite ? file.state.resolvedPath(configurationPath: file.path) : nil,
             stateDurability: file.state.sync == .full ? .full : .normal,
             idleAgentTimeout: file.state.idle, maxResidentAgents: file.state.maxResident,
-            metricsListen: file.metricsListen)
+            metricsListen: file.metricsListen, maxWorkers: file.maxWorkers,
+            // A runtime that can no longer serve ends itself, for its supervisor to restart.
+            stuckAction: .exit(status: AgentRuntime.stuckExitStatus),
+            maxResidentBytes: file.state.maxResidentBytes)
         if file.state.store == .nats {
             var options = NATSConnection.Options(servers: file.state.nats ?? file.cluster?.nats ?? [])
             // The cluster's credentials, where the runtime has a [cluster] section.

@@ -69,7 +69,7 @@ public final class AgentRuntime: Sendable {
         self.configuration = configuration
         self.logger = logger
         stateRequestsOverride = override
-        workers = WorkerPool(threads: configuration.workers)
+        workers = WorkerPool(threads: configuration.workers, maxThreads: configuration.maxWorkers)
         handles = HandleSpace()
         loader = try PluginLoader(references: handles.plugins, logger: logger)
         retirement = PluginRetirement(loader: loader, logger: logger)
@@ -139,7 +139,9 @@ public final class AgentRuntime: Sendable {
             states: states, metrics: metrics, logger: logger)
         let router = LocalRouter(
             context: context, handles: handles.agents, mailboxLimit: configuration.mailboxLimit,
-            residency: .init(idle: configuration.idleAgentTimeout, maxResident: configuration.maxResidentAgents),
+            residency: .init(
+                idle: configuration.idleAgentTimeout, maxResident: configuration.maxResidentAgents,
+                maxBytes: configuration.maxResidentBytes),
             clientID: configuration.clientID, logger: logger)
         let registrations = HostRegistrations(connection: connection, clientID: configuration.clientID, logger: logger)
         let reloader = Reloader(
@@ -190,12 +192,15 @@ public final class AgentRuntime: Sendable {
         await reloader.rescan()
         await control.waitUntilAttached(timeout: .seconds(5))
         if configuration.watchPlugins { reloader.watch() }
+        let stuckHandlers = StuckHandlerWatch(
+            workers: workers, invoker: invoker, outbox: outbox, action: configuration.stuckAction, logger: logger)
         let sweeper = Task.detached {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(100))
                 let now = ContinuousClock.now
                 requests.expire(now: now)
                 invoker.expire(now: now)
+                stuckHandlers.check()
             }
         }
         let interval = router.residency.tickInterval
@@ -320,10 +325,19 @@ public final class AgentRuntime: Sendable {
         return "localhost:\(host.port)"
     }
 
+    /// How long shutdown waits, after the grace period, for handler threads to come back
+    /// before it leaves them to handlers that do not return.
+    public static let shutdownMargin: Duration = .seconds(2)
+
     /// Shuts down gracefully: stops intake (new requests are answered with an error), lets
     /// running and queued handlers finish within ``Configuration/shutdownGracePeriod``, answers
     /// whatever is left with an error, then closes the connection, unloads the plugins and
     /// stops the embedded host.
+    ///
+    /// It returns within the grace period plus ``shutdownMargin`` (plus the time the connection
+    /// and the embedded host take to close) whatever the plugins do: a handler that still has
+    /// not returned then keeps its thread, its agent is not destroyed and its plugin stays
+    /// loaded (never unloaded under a running handler).
     public func shutdown() async {
         let (running, host, first) = state.withLock { state in
             defer { state.stopped = true }
@@ -364,12 +378,23 @@ public final class AgentRuntime: Sendable {
         if let stateConnection = state.withLock({ $0.stateConnection }) { await stateConnection.close() }
         // The embedded host's calls complete on the handler threads' queue: it stops first.
         await host?.shutdown()
-        workers.stop()
+        // Threads still in a handler after the grace period get `shutdownMargin` more to come
+        // back; one that does not (a handler that never returns) is left to it: its agent is not
+        // destroyed and its plugin not unloaded (unmapping code a thread runs in would crash
+        // the process) — the process ends with it.
+        let stuck = workers.stop(waitingUpTo: Self.shutdownMargin).compactMap { $0 as? AgentInstance }
+        let busyPlugins = stuck.compactMap(\.runningPlugin)
+        if !stuck.isEmpty {
+            logger.error("handlers still running at the end of shutdown: their plugins stay loaded, their threads are left to them", metadata: [
+                "handlers": "\(stuck.map { "agent \($0.id.clipped) of plugin \($0.runningPlugin.map { "\($0.name) \($0.version)" } ?? "?")" })",
+                "grace": "\(configuration.shutdownGracePeriod)", "margin": "\(Self.shutdownMargin)",
+            ])
+        }
         if let running {
             running.context.requests.failAll(reason: "The runtime is shutting down.")
-            running.router.destroyAgents()
+            running.router.destroyAgents(sparing: stuck)
         }
-        for plugin in plugins { loader.unload(plugin) }
+        for plugin in plugins where !busyPlugins.contains(where: { $0 === plugin }) { loader.unload(plugin) }
         state.withLock { $0.metricsListener.take() }?.stop()
         metrics?.close()
         retirement.unloadIdle()

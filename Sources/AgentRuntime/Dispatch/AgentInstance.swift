@@ -70,6 +70,8 @@ final class AgentInstance: Schedulable {
         case full
         /// The agent was retired: look it up again.
         case retired
+        /// An RPC refused: the agent's handler is stuck (``markStuck()``).
+        case stuck
     }
 
     private struct State: ~Copyable {
@@ -103,6 +105,9 @@ final class AgentInstance: Schedulable {
         var uncheckpointed = 0
         /// A failure to activate was logged at error level already.
         var reportedFailure = false
+        /// Its running handler has run past the handler timeout without returning: RPCs are
+        /// refused at once until it returns (events wait, within the mailbox limit).
+        var stuck = false
         /// Counts the units (a job or a message) taken to run: the worker running one changes
         /// the phase afterwards only if no other run began meanwhile (a job's checkpoint may be
         /// committed, and the agent taken by another worker, before the job returns).
@@ -142,6 +147,29 @@ final class AgentInstance: Schedulable {
         trace.withLock { $0 = context }
         traced.store(context != nil, ordering: .relaxed)
     }
+    /// The size of the state the agent holds as far as the runtime knows it: the snapshot last
+    /// written, read or carried from a previous version (0 without one).
+    private let stateBytes = Atomic<Int>(0)
+
+    /// A resident agent's fixed cost besides its id: the instance, its mailbox, its lock, its
+    /// entries in the router's and the handle table (measured order of magnitude).
+    static let residentOverhead = 512
+
+    /// What the agent holds in memory as the runtime can know it — its type and key (each
+    /// kept twice: as Swift strings and as the C strings plugins see), a fixed overhead, and
+    /// its state's last known size — what `max_resident_bytes` bounds. (The plugin's own
+    /// memory for the instance is not known to the runtime; messages waiting in the mailbox
+    /// are bounded by `mailbox_limit`.)
+    var residentBytes: Int {
+        Self.residentOverhead + 2 * (id.type.utf8.count + id.key.utf8.count) + stateBytes.load(ordering: .relaxed)
+    }
+
+    /// The agent now holds `bytes` of state: the runtime's resident total follows.
+    private func holdState(_ bytes: Int) {
+        let old = stateBytes.exchange(bytes, ordering: .relaxed)
+        if old != bytes { context.residentBytes.add(bytes - old, ordering: .relaxed) }
+    }
+
     /// The plugin said (`state_changed`) that the message being handled changed the state.
     private let changed = Atomic<Bool>(false)
     /// Its agent type's handler calls and failures (nil: the runtime keeps no metrics).
@@ -165,6 +193,10 @@ final class AgentInstance: Schedulable {
     /// The version serving this agent now.
     var type: PluginAgentType? { state.withLock { $0.currentType } }
 
+    /// The plugin whose code runs for this agent now: its instance's version, else the one
+    /// serving it.
+    var runningPlugin: LoadedPlugin? { state.withLock { ($0.instanceType ?? $0.currentType)?.plugin } }
+
     /// Whether answers of `type`'s handlers wait for a checkpoint.
     func keepsState(_ type: PluginAgentType) -> Bool { context.states != nil && type.offersState }
 
@@ -182,6 +214,7 @@ final class AgentInstance: Schedulable {
     func deliver(_ message: IncomingMessage, limit: Int, tick: Int) -> Delivery {
         let (delivery, schedule): (Delivery, Bool) = state.withLock { state in
             if case .retired = state.phase { return (.retired, false) }
+            if state.stuck && message.kind == .request { return (.stuck, false) }
             guard state.mailbox.count < limit else { return (.full, false) }
             state.mailbox.append(message)
             state.lastActive = tick
@@ -249,6 +282,28 @@ final class AgentInstance: Schedulable {
         }
         for job in jobs { job.abandon() }
     }
+
+    /// Marks the agent's running handler as stuck (past the handler timeout, not returned):
+    /// RPCs to it are refused from now on until ``handlerDidReturn()``.
+    /// - Returns: the RPCs that were waiting in its mailbox, taken out to be answered with an
+    ///   error (events stay queued); nil if it was marked already.
+    func markStuck() -> [IncomingMessage]? {
+        state.withLock { state in
+            guard !state.stuck else { return nil }
+            state.stuck = true
+            let requests = state.mailbox.filter { $0.kind == .request }
+            if !requests.isEmpty { state.mailbox.removeAll { $0.kind == .request } }
+            return Array(requests)
+        }
+    }
+
+    /// The handler marked stuck returned: RPCs are taken again.
+    func handlerDidReturn() {
+        state.withLock { $0.stuck = false }
+    }
+
+    /// Whether the agent's running handler was marked stuck.
+    var isStuck: Bool { state.withLock { $0.stuck } }
 
     /// Removes and returns the queued messages (shutdown).
     func takeQueued() -> [IncomingMessage] {
@@ -456,6 +511,7 @@ final class AgentInstance: Schedulable {
             "state": "\(carried != nil ? "carried from the previous version" : stored.map { "revision \($0.revision)" } ?? "none stored")",
         ])
         let instance = PluginInstance(pointer: created)
+        if let bytes = carried ?? stored?.bytes { holdState(bytes.count) }
         state.withLock { state in
             state.instanceType = type
             state.instance = instance
@@ -567,6 +623,7 @@ final class AgentInstance: Schedulable {
                 state.revision = revision
                 state.lastStored = StateDigest(bytes)
             }
+            holdState(bytes.count)
             failure = nil
         case .failure(let error):
             state.withLock { $0.discard = true }
@@ -756,6 +813,7 @@ final class AgentInstance: Schedulable {
         }
         if let destroy = old.descriptor.pointee.destroy { destroy(made.pointer) }
         state.withLock { $0.carriedState = carried }
+        holdState(carried?.count ?? 0)
         context.retirement.instanceDidEnd(old.plugin)
     }
 
@@ -774,6 +832,7 @@ final class AgentInstance: Schedulable {
         }
         changed.store(false, ordering: .relaxed)
         guard let type else { return }
+        holdState(0)
         if let destroy = type.descriptor.pointee.destroy { destroy(made.pointer) }
         context.retirement.instanceDidEnd(type.plugin)
     }

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 /// The parts of one runtime that an agent, a handler call or a plugin reference reaches
 /// (each holds this, so a host API call made with its handle finds its own runtime's parts):
@@ -15,6 +16,9 @@ final class DispatchContext: Sendable {
     /// The runtime's metrics (nil: it keeps none).
     let metrics: RuntimeMetrics?
     let logger: Logger
+    /// Bytes the resident agents hold (``AgentInstance/residentBytes``, summed): what
+    /// `max_resident_bytes` bounds.
+    let residentBytes = Atomic<Int>(0)
 
     init(workers: WorkerPool, invoker: HandlerInvoker, outbox: Outbox, requests: OutboundRequests,
          retirement: PluginRetirement, states: AgentStates?, metrics: RuntimeMetrics? = nil, logger: Logger) {

@@ -20,6 +20,10 @@ final class HandlerCall: Sendable {
     let completed = Atomic<Bool>(false)
     /// Left pending, so it has a deadline to cancel when answered.
     let timed = Atomic<Bool>(false)
+    /// Answered with an error while its handler was still running past the handler timeout
+    /// (``HandlerInvoker/expireRunning(_:after:)``): when the handler returns, nothing else
+    /// answers it, and the plugin's activity ends then.
+    let expiredWhileRunning = Atomic<Bool>(false)
     private let handleBits: UInt
 
     init(handle: OpaquePointer, agent: AgentInstance, plugin: LoadedPlugin, isRPC: Bool, requestID: String,

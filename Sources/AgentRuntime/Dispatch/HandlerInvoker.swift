@@ -84,11 +84,26 @@ final class HandlerInvoker: Sendable {
             call.timed.store(true, ordering: .sequentiallyConsistent)
             deadlines.withLock { $0.schedule(call.key, at: deadline) }
             // Answered meanwhile (from another thread): nothing to time.
-            if calls.resolve(call.handle) == nil { deadlines.withLock { _ = $0.cancel(call.key) } }
+            if calls.resolve(call.handle) == nil {
+                deadlines.withLock { _ = $0.cancel(call.key) }
+                // Answered as stuck while it ran: the plugin may still answer (refused then).
+                if call.expiredWhileRunning.load(ordering: .sequentiallyConsistent) { agent.handlerDidReturn() }
+            }
             return call
         }
-        // Answered already (reply/fail during the handler), or answered now.
-        guard calls.remove(call.handle) != nil else { return nil }
+        // Answered already (reply/fail during the handler, or an error while it was stuck),
+        // or answered now.
+        guard calls.remove(call.handle) != nil else {
+            if call.expiredWhileRunning.load(ordering: .sequentiallyConsistent) {
+                agent.handlerDidReturn()
+                retirement.activityDidEnd(plugin)
+                logger.warning("a handler answered as stuck has returned", metadata: [
+                    "agent.id": "\(agent.id)", "plugin": "\(plugin.name)", "message.type": "\(messageType)",
+                    "status": "\(StatusText.name(status))",
+                ])
+            }
+            return nil
+        }
         defer { retirement.activityDidEnd(plugin) }
         if status != AGENTD_OK { agent.handlerTally?.failed() }
         if isRPC {
@@ -207,6 +222,33 @@ final class HandlerInvoker: Sendable {
             ])
             call.agent.callDidComplete(call)
         }
+    }
+
+    /// The call of the handler running now on `agent` (one not left pending), if any.
+    func runningCall(of agent: AgentInstance) -> HandlerCall? {
+        calls.all.first { $0.agent === agent && !$0.timed.load(ordering: .sequentiallyConsistent) }
+    }
+
+    /// Answers the message of a handler still running past the handler timeout (`elapsed` so
+    /// far) with an error, without waiting for it: its agent refuses RPCs until it returns
+    /// (``AgentInstance/markStuck()``). The plugin stays loaded: its code is still running.
+    /// - Returns: false if the call was answered meanwhile.
+    func expireRunning(_ call: HandlerCall, after elapsed: Duration) -> Bool {
+        guard calls.remove(call.handle) != nil else { return false }
+        call.expiredWhileRunning.store(true, ordering: .sequentiallyConsistent)
+        call.agent.handlerTally?.failed()
+        if call.isRPC {
+            outbox.answer(requestID: call.requestID, error: Self.stuckText(call, elapsed: elapsed, timeout: handlerTimeout))
+        }
+        // Marks the call answered: the agent does not wait for it if the handler returns
+        // AGENTD_PENDING.
+        call.agent.callDidComplete(call)
+        return true
+    }
+
+    /// What a caller is told about a handler stuck past the handler timeout.
+    static func stuckText(_ call: HandlerCall, elapsed: Duration, timeout: Duration) -> String {
+        "The handler for '\(call.messageType)' of agent \(call.agent.id.clipped) (plugin \(call.plugin.name) \(call.plugin.version)) has been running for \(StateRequestServer.text(elapsed)) without returning, past the handler timeout (\(StateRequestServer.text(timeout))); the request failed."
     }
 
     /// Answers every open call with `reason` (shutdown); returns how many there were.

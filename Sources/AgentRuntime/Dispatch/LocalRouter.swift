@@ -1,4 +1,5 @@
 import AgentCore
+import CRuntimeSupport
 import GRPCTransport
 import Logging
 import Synchronization
@@ -42,12 +43,25 @@ final class LocalRouter: Sendable {
         }
     }
 
+    /// The longest agent type and key this runtime takes (AutoGen sets none; no real agent
+    /// comes near): a request for a longer one is answered with an error naming the field, an
+    /// event with a longer topic is dropped (counted and logged).
+    enum Limits {
+        /// An agent type (a request's `target.type`; an event's topic type, its CloudEvent `type`).
+        static let maxAgentTypeBytes = 1024
+        /// An agent key (a request's `target.key`; an event's topic source, its CloudEvent `source`).
+        static let maxKeyBytes = 64 * 1024
+    }
+
     /// When agents are retired.
     struct Residency: Sendable {
         /// Retire an agent that received nothing for this long (zero: never for idleness).
         var idle: Duration
         /// At most this many resident agents; past it the least recently used are retired.
         var maxResident: Int
+        /// At most this many bytes held by resident agents (``AgentInstance/residentBytes``:
+        /// their ids and the state they hold); past it the least recently used are retired.
+        var maxBytes: Int = .max
         static let unbounded = Residency(idle: .zero, maxResident: .max)
 
         /// How often the router's clock ticks (agents' last activity is kept in ticks).
@@ -74,8 +88,13 @@ final class LocalRouter: Sendable {
     /// A retirement pass for `maxResident` is under way.
     private let evicting = Atomic<Bool>(false)
     private let retired = Atomic<Int>(0)
-    /// Retirements for `maxResident` queued and not run yet.
+    /// Retirements for `maxResident` queued and not run yet, and the bytes they will free.
     private let evictionsQueued = Atomic<Int>(0)
+    private let evictionBytesQueued = Atomic<Int>(0)
+    /// Bytes of retired agents not yet handed back to the system (``sweep()`` trims malloc's
+    /// free lists past 16 MiB).
+    private let releasedSinceTrim = Atomic<Int>(0)
+    private let oversizedDropped = Atomic<Int>(0)
 
     /// Agents retired so far.
     var retiredCount: Int { retired.load(ordering: .relaxed) }
@@ -146,6 +165,14 @@ final class LocalRouter: Sendable {
     /// How many agents are resident.
     var residentCount: Int { routing.withLock { $0.agents.count } }
 
+    /// Bytes the resident agents hold, as ``AgentInstance/residentBytes`` counts them.
+    var residentBytes: Int { context.residentBytes.load(ordering: .relaxed) }
+
+    /// Past ``Residency/maxResident`` or ``Residency/maxBytes``.
+    private var overResidencyBound: Bool {
+        residentCount > residency.maxResident || residentBytes > residency.maxBytes
+    }
+
     // MARK: Intake (the thread that read the message)
 
     /// Routes one message from the host.
@@ -170,6 +197,18 @@ final class LocalRouter: Sendable {
     }
 
     private func route(event message: IncomingMessage) {
+        if message.topicType.length > Limits.maxAgentTypeBytes || message.topicSource.length > Limits.maxKeyBytes {
+            let count = oversizedDropped.wrappingAdd(1, ordering: .relaxed).newValue
+            if count == 1 || count % 1000 == 0 {
+                let (field, length, limit) = message.topicType.length > Limits.maxAgentTypeBytes
+                    ? ("type (the topic type)", message.topicType.length, Limits.maxAgentTypeBytes)
+                    : ("source (the topic source, the receiving agents' key)", message.topicSource.length, Limits.maxKeyBytes)
+                logger.warning("event dropped: a field is longer than this runtime takes", metadata: [
+                    "field": "\(field)", "bytes": "\(length)", "limit": "\(limit)", "dropped": "\(count)",
+                ])
+            }
+            return
+        }
         if let data = message.messageID.data,
            let (publisher, sequence) = Delivery.parseEventID(UnsafeRawBufferPointer(start: data, count: message.messageID.length)),
            !delivered.withLock({ $0.firstDelivery(of: sequence, from: publisher) }) {
@@ -204,6 +243,14 @@ final class LocalRouter: Sendable {
     }
 
     private func route(request message: IncomingMessage) {
+        if message.targetType.length > Limits.maxAgentTypeBytes {
+            return context.outbox.answer(requestID: message.messageID.string, error:
+                "The request's target.type is \(message.targetType.length) bytes long; this runtime takes agent types of at most \(Limits.maxAgentTypeBytes) bytes.")
+        }
+        if message.targetKey.length > Limits.maxKeyBytes {
+            return context.outbox.answer(requestID: message.messageID.string, error:
+                "The request's target.key is \(message.targetKey.length) bytes long; this runtime takes agent keys of at most \(Limits.maxKeyBytes) bytes.")
+        }
         let typeName = message.targetType.string
         let (served, wasServed) = routing.withLock { ($0.types[typeName], $0.withdrawn.contains(typeName)) }
         guard let type = served else {
@@ -224,6 +271,9 @@ final class LocalRouter: Sendable {
             switch agent.deliver(message, limit: mailboxLimit, tick: now) {
             case .accepted: return
             case .full: return refuseOverloaded(message, agent)
+            case .stuck:
+                return context.outbox.answer(requestID: message.messageID.string,
+                                             error: StuckHandlerWatch.refusal(agent, timeout: context.invoker.handlerTimeout))
             case .retired: continue  // retired meanwhile: its successor activates from the store
             }
         }
@@ -233,13 +283,16 @@ final class LocalRouter: Sendable {
     func agent(type: PluginAgentType, key: String) -> AgentInstance {
         let id = AgentID(type: type.name, key: key)
         let (context, handles, now) = (self.context, self.handles, tick.load(ordering: .relaxed))
-        let (agent, resident) = routing.withLock { routing in
-            if let existing = routing.agents[id] { return (existing, 0) }
+        let (agent, created) = routing.withLock { routing in
+            if let existing = routing.agents[id] { return (existing, false) }
             let created = handles.insert { AgentInstance(handle: $0, id: id, type: type, context: context, tick: now) }
             routing.agents[id] = created
-            return (created, routing.agents.count)
+            return (created, true)
         }
-        if resident > residency.maxResident { evictLeastRecentlyUsed() }
+        if created {
+            context.residentBytes.add(agent.residentBytes, ordering: .relaxed)
+            if overResidencyBound { evictLeastRecentlyUsed() }
+        }
         return agent
     }
 
@@ -259,6 +312,9 @@ final class LocalRouter: Sendable {
         if removed {
             _ = handles.remove(agent.handle)
             retired.add(1, ordering: .relaxed)
+            let bytes = agent.residentBytes
+            context.residentBytes.subtract(bytes, ordering: .relaxed)
+            releasedSinceTrim.add(bytes, ordering: .relaxed)
         }
         return removed
     }
@@ -310,43 +366,60 @@ final class LocalRouter: Sendable {
     func sweep() {
         let now = tick.add(1, ordering: .relaxed).newValue
         releaseMovedKeys()
+        // Memory retired agents freed goes back to the system (malloc keeps freed blocks of
+        // under 128 KiB — keys, snapshots — in its free lists otherwise).
+        if releasedSinceTrim.load(ordering: .relaxed) > 16 << 20 {
+            releasedSinceTrim.store(0, ordering: .relaxed)
+            agentd_release_free_memory()
+        }
         guard residency.idle > .zero else {
             // A pass may have left some (busy then): the bound is checked at every tick too.
-            if residentCount > residency.maxResident { evictLeastRecentlyUsed() }
+            if overResidencyBound { evictLeastRecentlyUsed() }
             return
         }
         let ticks = Int((residency.idle / residency.tickInterval).rounded(.up))
         let since = now - ticks
-        if residentCount > residency.maxResident { evictLeastRecentlyUsed() }
+        if overResidencyBound { evictLeastRecentlyUsed() }
         for agent in agents {
             _ = agent.enqueueIfIdle(since: since) { [weak self] in if let self { $0.retire(from: self, reason: "idle") } }
         }
     }
 
     /// Retires the least recently used idle agents until a tenth below ``Residency/maxResident``
-    /// (in the background: the intake goes on meanwhile). Retirements queued by an earlier
-    /// pass and not done yet count as done, so passes that overlap do not retire twice over.
+    /// and ``Residency/maxBytes`` (in the background: the intake goes on meanwhile).
+    /// Retirements queued by an earlier pass and not done yet count as done, so passes that
+    /// overlap do not retire twice over.
     private func evictLeastRecentlyUsed() {
         guard !evicting.exchange(true, ordering: .acquiring) else { return }
         Task.detached { [self] in
             defer { evicting.store(false, ordering: .releasing) }
             let target = residency.maxResident - residency.maxResident / 10
-            guard residentCount - target - evictionsQueued.load(ordering: .relaxed) > 0 else { return }
-            let all = agents
-            let excess = all.count - target - evictionsQueued.load(ordering: .relaxed)
-            guard excess > 0 else { return }
-            var candidates = all.compactMap { agent in agent.idleSince.map { (agent, $0) } }
+            let byteTarget = residency.maxBytes - residency.maxBytes / 10
+            let excess = residentCount - target - evictionsQueued.load(ordering: .relaxed)
+            let excessBytes = residentBytes - byteTarget - evictionBytesQueued.load(ordering: .relaxed)
+            guard excess > 0 || excessBytes > 0 else { return }
+            var candidates = agents.compactMap { agent in agent.idleSince.map { (agent, $0) } }
             candidates.sort { $0.1 < $1.1 }
             let now = tick.load(ordering: .relaxed) + 1
-            var queued = 0
-            for (agent, _) in candidates where queued < excess {
+            var (queued, freed) = (0, 0)
+            for (agent, _) in candidates where queued < excess || freed < excessBytes {
+                let bytes = agent.residentBytes
                 evictionsQueued.add(1, ordering: .relaxed)
+                evictionBytesQueued.add(bytes, ordering: .relaxed)
+                let reason = queued < excess ? "max_resident" : "max_resident_bytes"
                 let taken = agent.enqueueIfIdle(since: now) { [weak self] agent in
                     guard let self else { return }
                     evictionsQueued.subtract(1, ordering: .relaxed)
-                    agent.retire(from: self, reason: "max_resident")
+                    evictionBytesQueued.subtract(bytes, ordering: .relaxed)
+                    agent.retire(from: self, reason: reason)
                 }
-                if taken { queued += 1 } else { evictionsQueued.subtract(1, ordering: .relaxed) }
+                if taken {
+                    queued += 1
+                    freed += bytes
+                } else {
+                    evictionsQueued.subtract(1, ordering: .relaxed)
+                    evictionBytesQueued.subtract(bytes, ordering: .relaxed)
+                }
             }
         }
     }
@@ -395,6 +468,9 @@ final class LocalRouter: Sendable {
     func abandonQueued(reason: String) -> Int {
         var answered = 0
         for agent in agents {
+            // Whoever waits for a job (a reload's trial restore, a state request) is answered
+            // too: the agent may never run it (its handler may be stuck).
+            agent.abandonJobs()
             for message in agent.takeQueued() where message.kind == .request {
                 context.outbox.answer(requestID: message.messageID.string, error: reason)
                 answered += 1
@@ -403,13 +479,15 @@ final class LocalRouter: Sendable {
         return answered
     }
 
-    /// Destroys every agent's plugin instance and its handle (the runtime has stopped).
-    func destroyAgents() {
+    /// Destroys every agent's plugin instance and its handle (the runtime has stopped),
+    /// except those of `sparing`, whose handlers are still running (never destroyed under
+    /// a running handler).
+    func destroyAgents(sparing: [AgentInstance] = []) {
         let all = routing.withLock { routing in
             defer { routing.agents.removeAll() }
             return Array(routing.agents.values)
         }
-        for agent in all {
+        for agent in all where !sparing.contains(where: { $0 === agent }) {
             agent.abandonJobs()
             agent.discardInstance()
             _ = handles.remove(agent.handle)

@@ -26,13 +26,38 @@ protocol Schedulable: AnyObject, Sendable {
 /// an ordinary worker. When no thread is left to watch (all the others are in handlers), the
 /// leader does not run handlers itself: the queue is always read. Work queued from other
 /// threads (a plugin answering a pending call, timers) wakes an idle worker.
+///
+/// A handler that never returns keeps its thread. So that it cannot take the runtime with it,
+/// ``growPastStuckThreads()`` (called periodically) starts another thread for each one busy
+/// longer than ``stuckAfter`` while work waits, up to `maxThreads`; threads past the base count
+/// end once they are idle again. ``busyWork`` tells who has been busy for how long, and
+/// ``stop(waitingUpTo:)`` never waits for a thread that does not come back.
 final class WorkerPool: @unchecked Sendable {
-    // @unchecked Sendable: every mutable field is guarded by `mutex` (with its two
-    // conditions); `completions` and `threads` are set in init.
+    // @unchecked Sendable: every mutable field is guarded by `mutex` (with its three
+    // conditions); `completions`, `baseThreads` and `maxThreads` are set in init.
     private struct Leader {
         var thread: pthread_t
         /// When the leader stopped polling to run handlers (monotonic ns); 0 while polling.
         var workingSince: UInt64
+    }
+
+    /// One thread of the pool (by its index in ``slots``).
+    private enum Slot {
+        /// No thread (it ended, or was never started): the index may be used again.
+        case free
+        /// Polling, watching or waiting for work.
+        case idle
+        /// Running `work` since `since` (monotonic ns).
+        case busy(since: UInt64, work: any Schedulable)
+        /// Its loop ended at ``stop(waitingUpTo:)``: joinable.
+        case finished
+    }
+
+    /// Work a thread has been running for a while (``busyWork``).
+    struct Busy {
+        var work: any Schedulable
+        /// How long it has been running.
+        var elapsed: Duration
     }
 
     private enum Watchdog {
@@ -70,14 +95,42 @@ final class WorkerPool: @unchecked Sendable {
     /// Threads waiting on `workCondition`.
     private var idleWorkers = 0
     private var stopping = false
-    private var threads: [NativeThread] = []
+    /// ``stop(waitingUpTo:)`` returned: a thread coming back from a handler after that runs
+    /// nothing more (the plugins may be gone) and ends.
+    private var stopped = false
+    /// The threads, by slot (nil where the slot is free or the thread detached itself).
+    private var threads: [NativeThread?] = []
+    private var slots: [Slot] = []
+    /// Threads started and not ended, and how many of them are in work.
+    private var alive = 0
+    private var busyCount = 0
+    /// Signalled when a thread ends (``stop(waitingUpTo:)`` waits on it).
+    private let exitCondition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let name: String
 
-    /// - Parameter threads: threads that run handlers (one more is started, so that one can
-    ///   always be reading from the host).
-    init(threads: Int, name: String = "agentd-worker") {
+    /// The threads the pool keeps: the handler threads asked for, plus the reader.
+    let baseThreads: Int
+    /// The most threads it grows to past stuck handlers.
+    let maxThreads: Int
+    /// How long a thread must have been in one unit of work before it counts as stuck, and
+    /// another is started in its place (while work waits).
+    let stuckAfter: UInt64
+
+    /// - Parameters:
+    ///   - threads: threads that run handlers (one more is started, so that one can always be
+    ///     reading from the host).
+    ///   - maxThreads: handler threads it may grow to while handlers are stuck (at least
+    ///     `threads`).
+    ///   - stuckAfter: how long a unit of work runs before its thread counts as stuck.
+    init(threads: Int, maxThreads: Int? = nil, stuckAfter: Duration = .milliseconds(500), name: String = "agentd-worker") {
+        self.name = name
+        baseThreads = max(1, threads) + 1
+        self.maxThreads = max(baseThreads, (maxThreads ?? 4 * max(1, threads)) + 1)
+        let (seconds, attoseconds) = stuckAfter.components
+        self.stuckAfter = UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
-        for condition in [workCondition, watchdogCondition] {
+        for condition in [workCondition, watchdogCondition, exitCondition] {
             condition.initialize(to: pthread_cond_t())
             var attributes = pthread_condattr_t()
             pthread_condattr_init(&attributes)
@@ -86,19 +139,32 @@ final class WorkerPool: @unchecked Sendable {
             pthread_condattr_destroy(&attributes)
         }
         pthread_mutex_lock(mutex)
-        for index in 0..<(max(1, threads) + 1) {
-            self.threads.append(NativeThread.start(name: "\(name)-\(index)", stackSize: 4 << 20) { [self] in loop() })
-        }
+        for _ in 0..<baseThreads { startThread() }
         pthread_mutex_unlock(mutex)
     }
 
     deinit {
         pthread_cond_destroy(workCondition)
         pthread_cond_destroy(watchdogCondition)
+        pthread_cond_destroy(exitCondition)
         pthread_mutex_destroy(mutex)
         workCondition.deallocate()
         watchdogCondition.deallocate()
+        exitCondition.deallocate()
         mutex.deallocate()
+    }
+
+    /// Starts a thread in the first free slot (`mutex` held).
+    private func startThread() {
+        let index = slots.firstIndex { if case .free = $0 { return true } else { return false } } ?? slots.count
+        if index == slots.count {
+            slots.append(.idle)
+            threads.append(nil)
+        } else {
+            slots[index] = .idle
+        }
+        alive += 1
+        threads[index] = NativeThread.start(name: "\(name)-\(index)", stackSize: 4 << 20) { [self] in loop(index) }
     }
 
     /// Queues an agent that has a message to handle.
@@ -124,36 +190,62 @@ final class WorkerPool: @unchecked Sendable {
 
     // MARK: Threads (all with `mutex` held unless stated)
 
-    private func loop() {
+    private func loop(_ index: Int) {
         pthread_mutex_lock(mutex)
+        var detach = false
         while true {
+            if stopped { break }
             if leader == nil && !completionsDrained {
-                lead()
+                lead(index)
                 continue
             }
             if let agent = queue.popFirst() {
-                pthread_mutex_unlock(mutex)
-                agent.runNext()
-                pthread_mutex_lock(mutex)
+                run(agent, in: index)
                 continue
             }
             if stopping && completionsDrained { break }
+            // A thread started past a stuck one ends once more than the base count are free.
+            if alive > baseThreads && alive - busyCount > baseThreads && !stopping {
+                detach = true
+                break
+            }
             // (While stopping, the leader is about to see the drained queue: just wait for it.
             // `watch` would return at once — a busy loop holding the mutex the leader needs.)
             if leader != nil && !stopping && !completionsDrained, case .none = watchdog {
-                watch()
+                watch(index)
                 continue
             }
             idleWorkers += 1
             pthread_cond_wait(workCondition, mutex)
             idleWorkers -= 1
         }
+        alive -= 1
+        if detach {
+            // Nobody joins it: its slot is free for another thread.
+            slots[index] = .free
+            threads[index] = nil
+            pthread_detach(pthread_self())
+        } else {
+            slots[index] = .finished
+        }
+        pthread_cond_broadcast(exitCondition)
         pthread_mutex_unlock(mutex)
+    }
+
+    /// Runs one unit of work with `mutex` released, its thread marked busy meanwhile.
+    private func run(_ work: any Schedulable, in index: Int) {
+        slots[index] = .busy(since: Self.now(), work: work)
+        busyCount += 1
+        pthread_mutex_unlock(mutex)
+        work.runNext()
+        pthread_mutex_lock(mutex)
+        busyCount -= 1
+        slots[index] = .idle
     }
 
     /// Polls the queue and runs what its completions bring, until another thread takes
     /// over (this one was away too long) or the queue is drained.
-    private func lead() {
+    private func lead(_ index: Int) {
         let me = pthread_self()
         leader = Leader(thread: me, workingSince: 0)
         while true {
@@ -183,9 +275,7 @@ final class WorkerPool: @unchecked Sendable {
                 workPeriods &+= 1
                 if case .parked = watchdog { pthread_cond_signal(watchdogCondition) }
                 while someoneWatches, let agent = queue.popFirst() {
-                    pthread_mutex_unlock(mutex)
-                    agent.runNext()
-                    pthread_mutex_lock(mutex)
+                    run(agent, in: index)
                     // Replaced while away: carry on as a worker. (A replaced thread leads
                     // again only after it returned from here.)
                     guard let current = leader, pthread_equal(current.thread, me) != 0 else { return }
@@ -200,7 +290,7 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     /// Watches the leader: ticks while it works, takes over when it is away too long.
-    private func watch() {
+    private func watch(_ index: Int) {
         watchdog = .ticking
         var seenPeriods = workPeriods
         var quietTicks = 0
@@ -225,7 +315,7 @@ final class WorkerPool: @unchecked Sendable {
                 // idle thread (if any) becomes the watchdog.
                 watchdog = .none
                 pthread_cond_signal(workCondition)
-                lead()
+                lead(index)
                 return
             }
             if !queue.isEmpty {
@@ -259,16 +349,92 @@ final class WorkerPool: @unchecked Sendable {
         return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
     }
 
-    /// Finishes the queued work, then stops the threads and waits for them. The connection
-    /// using ``completions`` must be shut down first; this drains and closes the queue.
-    func stop() {
+    // MARK: Stuck threads
+
+    /// Starts threads in place of those stuck in one unit of work for longer than
+    /// ``stuckAfter``, while work waits and no thread is free for it: as many as bring the
+    /// threads not stuck back to the base count, up to ``maxThreads``. Returns how many it
+    /// started.
+    @discardableResult
+    func growPastStuckThreads() -> Int {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        guard !stopping, !queue.isEmpty, idleWorkers == 0 else { return 0 }
+        let now = Self.now()
+        var stuck = 0
+        for slot in slots {
+            if case .busy(let since, _) = slot, now &- since >= stuckAfter { stuck += 1 }
+        }
+        let wanted = min(baseThreads - (alive - stuck), maxThreads - alive)
+        guard wanted > 0 else { return 0 }
+        for _ in 0..<wanted { startThread() }
+        return wanted
+    }
+
+    /// The work running now on the pool's threads, with how long each has been running;
+    /// longest first.
+    var busyWork: [Busy] {
+        pthread_mutex_lock(mutex)
+        let now = Self.now()
+        var busy: [Busy] = []
+        for slot in slots {
+            if case .busy(let since, let work) = slot { busy.append(Busy(work: work, elapsed: .nanoseconds(Int64(now &- since)))) }
+        }
+        pthread_mutex_unlock(mutex)
+        return busy.sorted { $0.elapsed > $1.elapsed }
+    }
+
+    /// Threads alive now (the base count, plus those started past stuck ones).
+    var threadCount: Int {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return alive
+    }
+
+    // MARK: Stopping
+
+    /// Finishes the queued work, then stops the threads and waits for them — up to `margin`
+    /// for those still in a unit of work (a handler that does not return is never waited for
+    /// longer). The connection using ``completions`` must be shut down first; this drains and
+    /// closes the queue.
+    /// - Returns: the work still running on threads that did not end within `margin`
+    ///   (their threads are left to it; they run nothing else afterwards).
+    @discardableResult
+    func stop(waitingUpTo margin: Duration = .seconds(2)) -> [any Schedulable] {
         completions.shutdown()
         pthread_mutex_lock(mutex)
         stopping = true
         pthread_cond_broadcast(workCondition)
         pthread_cond_broadcast(watchdogCondition)
-        let threads = self.threads
+        var deadline = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &deadline)
+        let (seconds, attoseconds) = margin.components
+        deadline.tv_sec += Int(seconds)
+        deadline.tv_nsec += Int(attoseconds / 1_000_000_000)
+        if deadline.tv_nsec >= 1_000_000_000 {
+            deadline.tv_sec += 1
+            deadline.tv_nsec -= 1_000_000_000
+        }
+        while alive > 0 {
+            if pthread_cond_timedwait(exitCondition, mutex, &deadline) == ETIMEDOUT { break }
+        }
+        stopped = true
+        var ended: [NativeThread] = []
+        var running: [any Schedulable] = []
+        for (index, slot) in slots.enumerated() {
+            switch slot {
+            case .finished:
+                if let thread = threads[index] { ended.append(thread) }
+                threads[index] = nil
+                slots[index] = .free
+            case .busy(_, let work):
+                running.append(work)
+            case .idle, .free:
+                break
+            }
+        }
         pthread_mutex_unlock(mutex)
-        for thread in threads { thread.join() }
+        for thread in ended { thread.join() }
+        return running
     }
 }

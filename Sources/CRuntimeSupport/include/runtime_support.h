@@ -6,4 +6,8 @@
 /// or NULL if it is in none (dladdr's dli_fbase).
 const void *agentd_image_base(const void *address);
 
+/// Hands memory malloc keeps in its free lists back to the system (glibc's malloc_trim(0));
+/// a no-op elsewhere.
+void agentd_release_free_memory(void);
+
 #endif
