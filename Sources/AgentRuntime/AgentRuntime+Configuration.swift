@@ -79,6 +79,9 @@ extension AgentRuntime {
         /// overhead, and the size of the state they hold (the snapshot last written, read or
         /// carried over) — least recently used retired first.
         public var maxResidentBytes: Int
+        /// Tests only: called after a plugin's shadow copy passed the probe, before it is
+        /// loaded.
+        var pluginProbed: (@Sendable (PluginLoader.ShadowCopy) -> Void)?
         /// `HOST:PORT` to serve Prometheus metrics on (`GET /metrics`; port 0 picks one): the
         /// runtime's and its embedded host's. Nil: no listener.
         public var metricsListen: String?

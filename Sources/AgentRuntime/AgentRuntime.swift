@@ -147,7 +147,8 @@ public final class AgentRuntime: Sendable {
         let reloader = Reloader(
             settings: .init(
                 directory: configuration.pluginDirectory, probe: configuration.probe,
-                pluginSettings: configuration.pluginSettings, maxRetiredSwiftImages: configuration.maxRetiredSwiftImages),
+                pluginSettings: configuration.pluginSettings, maxRetiredSwiftImages: configuration.maxRetiredSwiftImages,
+                probed: configuration.pluginProbed),
             loader: loader, router: router, registrations: registrations, context: context, logger: logger)
         let reloading = Task { await reloader.run() }
         metrics?.observe(.init(router: router, states: states, reloader: reloader, connection: connection))

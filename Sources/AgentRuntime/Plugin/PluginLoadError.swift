@@ -23,6 +23,9 @@ public struct PluginLoadError: Error, Sendable, CustomStringConvertible {
     public var code: Code
     public var path: String
     public var reason: String
+    /// The content hash of the bytes refused, when they were read (the file may have changed
+    /// since).
+    public var contentHash: String? = nil
 
     public var description: String { "plugin \(path) refused (\(code)): \(reason)" }
 }

@@ -45,7 +45,9 @@ public final class PluginLoader: Sendable {
         self.logger = logger
         self.references = references
         self.ownSpace = ownSpace
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // Only this user may write there: a shadow copy is probed, then loaded, by path.
+        try FileManager.default.createDirectory(
+            atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         self.shadowDirectory = directory
     }
 
@@ -61,6 +63,26 @@ public final class PluginLoader: Sendable {
             .map { (directory as NSString).appendingPathComponent($0) }
     }
 
+    /// A plugin file's private copy, made before it is probed and loaded: what is probed and
+    /// what is loaded are the same bytes, whatever happens to the original meanwhile.
+    struct ShadowCopy: Sendable {
+        /// The original file.
+        var path: String
+        /// The copy in ``PluginLoader/shadowDirectory``.
+        var shadowPath: String
+        /// The content hash of the bytes copied.
+        var contentHash: String
+        var isSwift: Bool
+
+        /// Removes the copy (it was refused).
+        func discard() { unlink(shadowPath) }
+
+        /// The content hash of the copy as it is now on disk (nil: unreadable).
+        var currentHash: String? {
+            FileManager.default.contents(atPath: shadowPath).map(ContentHash.of)
+        }
+    }
+
     /// Loads and validates the plugin at `path`.
     ///
     /// - Parameters:
@@ -69,12 +91,12 @@ public final class PluginLoader: Sendable {
     /// - Throws: ``PluginLoadError`` naming the file and the reason; nothing stays loaded.
     public func load(path: String, settings: [String: [String: String]], takenAgentTypes: Set<String>)
         throws(PluginLoadError) -> LoadedPlugin {
-        try load(path: path, settings: settings, takenAgentTypes: takenAgentTypes, context: nil)
+        try load(copy(path), settings: settings, takenAgentTypes: takenAgentTypes, context: nil)
     }
 
-    /// Loads a plugin that runs in a runtime: `context` serves its calls.
-    func load(path: String, settings: [String: [String: String]], takenAgentTypes: Set<String>,
-              context: DispatchContext?) throws(PluginLoadError) -> LoadedPlugin {
+    /// Copies the plugin at `path` to a new shadow path (after checking it is a loadable ELF
+    /// image), to be probed and loaded from there.
+    func copy(_ path: String) throws(PluginLoadError) -> ShadowCopy {
         func refuse(_ code: PluginLoadError.Code, _ reason: String) -> PluginLoadError {
             PluginLoadError(code: code, path: path, reason: reason)
         }
@@ -85,15 +107,25 @@ public final class PluginLoader: Sendable {
             throw refuse(.notLoadable, problem)
         }
         let hash = ContentHash.of(data)
-        let isSwift = ELFImage.registersWithSwiftRuntime(data)
         let number = counter.withLock { value -> Int in
             value += 1
             return value
         }
         let base = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
         let shadow = (shadowDirectory as NSString).appendingPathComponent("\(base)-\(hash)-\(number).so")
-        guard FileManager.default.createFile(atPath: shadow, contents: data) else {
+        guard FileManager.default.createFile(atPath: shadow, contents: data, attributes: [.posixPermissions: 0o500]) else {
             throw refuse(.notLoadable, "cannot write its shadow copy \(shadow)")
+        }
+        return ShadowCopy(path: path, shadowPath: shadow, contentHash: hash, isSwift: ELFImage.registersWithSwiftRuntime(data))
+    }
+
+    /// Loads a plugin from its shadow copy (removed if it is refused); `context` (a runtime's)
+    /// serves its calls.
+    func load(_ copy: ShadowCopy, settings: [String: [String: String]], takenAgentTypes: Set<String>,
+              context: DispatchContext?) throws(PluginLoadError) -> LoadedPlugin {
+        let (path, shadow, hash, isSwift) = (copy.path, copy.shadowPath, copy.contentHash, copy.isSwift)
+        func refuse(_ code: PluginLoadError.Code, _ reason: String) -> PluginLoadError {
+            PluginLoadError(code: code, path: path, reason: reason)
         }
         // Swift images must never be unloaded: the Swift runtime keeps pointers into them.
         let flags = RTLD_NOW | RTLD_LOCAL | (isSwift ? RTLD_NODELETE : 0)

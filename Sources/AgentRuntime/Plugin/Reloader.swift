@@ -19,6 +19,9 @@ final class Reloader: Sendable {
         var probe: PluginProbe?
         var pluginSettings: [String: [String: String]]
         var maxRetiredSwiftImages: Int
+        /// Tests only: called with the plugin's path after its shadow copy passed the probe
+        /// and before it is loaded (the window where a swapped file was once loaded unprobed).
+        var probed: (@Sendable (PluginLoader.ShadowCopy) -> Void)? = nil
     }
 
     private struct State: ~Copyable {
@@ -210,8 +213,8 @@ final class Reloader: Sendable {
         ]
         // A refusal for live state depends on the agents, not on the file: tried again at the
         // next rescan.
-        if error.code != .stateRefused, let data = FileManager.default.contents(atPath: error.path) {
-            let hash = ContentHash.of(data)
+        if error.code != .stateRefused,
+           let hash = error.contentHash ?? FileManager.default.contents(atPath: error.path).map(ContentHash.of) {
             metadata["plugin.hash"] = "\(hash)"
             state.withLock { $0.refused[error.path] = hash }
         }
@@ -224,25 +227,42 @@ final class Reloader: Sendable {
         }
     }
 
-    /// Runs the configured probe on `path`; false (after logging the refusal) if it fails.
-    private func probe(_ path: String, keeping old: LoadedPlugin? = nil) -> Bool {
-        guard let probe = settings.probe else { return true }
-        switch probe.check(path) {
-        case .passed:
-            return true
-        case .refused(let reason):
-            refuse(PluginLoadError(code: .notLoadable, path: path, reason: reason), keeping: old)
-            return false
+    /// Copies the plugin at `path` to a shadow path, probes that copy (when a probe is
+    /// configured), checks that what is loaded is what was probed, and loads it. The original
+    /// file may change at any moment: only the copy is ever probed or loaded.
+    private func load(_ path: String, taken: Set<String>) throws(PluginLoadError) -> LoadedPlugin {
+        let copy = try loader.copy(path)
+        do throws(PluginLoadError) {
+            return try load(copy, taken: taken)
+        } catch {
+            var refused = error
+            refused.contentHash = copy.contentHash
+            throw refused
         }
     }
 
-    private func load(_ path: String, taken: Set<String>) throws(PluginLoadError) -> LoadedPlugin {
-        try loader.load(
-            path: path, settings: state.withLock { $0.pluginSettings }, takenAgentTypes: taken, context: context)
+    private func load(_ copy: PluginLoader.ShadowCopy, taken: Set<String>) throws(PluginLoadError) -> LoadedPlugin {
+        let path = copy.path
+        if let probe = settings.probe {
+            switch probe.check(copy.shadowPath) {
+            case .passed(let probedHash):
+                settings.probed?(copy)
+                let loadedHash = copy.currentHash
+                guard probedHash == copy.contentHash, loadedHash == copy.contentHash else {
+                    copy.discard()
+                    throw PluginLoadError(
+                        code: .notLoadable, path: path,
+                        reason: "its shadow copy changed between the probe and the load (copied content hash \(copy.contentHash), probed \(probedHash), now \(loadedHash ?? "unreadable")); not loaded")
+                }
+            case .refused(let reason):
+                copy.discard()
+                throw PluginLoadError(code: .notLoadable, path: path, reason: reason)
+            }
+        }
+        return try loader.load(copy, settings: state.withLock { $0.pluginSettings }, takenAgentTypes: taken, context: context)
     }
 
     private func add(path: String) async {
-        guard probe(path) else { return }
         let plugin: LoadedPlugin
         do {
             plugin = try load(path, taken: Set(router.servedTypes))
@@ -282,7 +302,6 @@ final class Reloader: Sendable {
                 return
             }
         }
-        guard probe(path, keeping: old) else { return }
         let oldNames = Set(old.agentTypes.map(\.name))
         let new: LoadedPlugin
         do {
