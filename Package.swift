@@ -35,6 +35,7 @@ let package = Package(
         .library(name: "FailingInitPlugin", type: .dynamic, targets: ["FailingInitPlugin"]),
         .library(name: "TestAgentsPlugin", type: .dynamic, targets: ["TestAgentsPlugin"]),
         .library(name: "CrashingPlugin", type: .dynamic, targets: ["CrashingPlugin"]),
+        .library(name: "LoopingPlugin", type: .dynamic, targets: ["LoopingPlugin"]),
         .library(name: "VersionedPluginV1", type: .dynamic, targets: ["VersionedPluginV1"]),
         .library(name: "VersionedPluginV2", type: .dynamic, targets: ["VersionedPluginV2"]),
         // The delivery tests and Benchmarks/delivery: a paced burst of numbered publishes, and its tally.
@@ -208,6 +209,9 @@ let package = Package(
             publicHeadersPath: ".", linkerSettings: plainCLibrary),
         .target(
             name: "CrashingPlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/CrashingPlugin",
+            publicHeadersPath: ".", linkerSettings: plainCLibrary),
+        .target(
+            name: "LoopingPlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/LoopingPlugin",
             publicHeadersPath: ".", linkerSettings: plainCLibrary),
         // One source built as two versions of one plugin, for the hot-reload tests.
         .target(

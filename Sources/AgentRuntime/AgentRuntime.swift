@@ -270,6 +270,10 @@ public final class AgentRuntime: Sendable {
         public var commits: Int
         public var checkpoints: Int
         public var checkpointFailures: Int
+        /// Bytes the resident agents hold as the runtime counts them (their agent types and
+        /// keys, a fixed overhead each, and the size of the state they hold): what
+        /// ``Configuration/maxResidentBytes`` bounds.
+        public var residentBytes: Int = 0
     }
 
     /// What the runtime's agents and their state store did so far (zero before ``start()``).
@@ -283,7 +287,8 @@ public final class AgentRuntime: Sendable {
             resident: running.router.residentCount,
             activations: states?.activations.load(ordering: .relaxed) ?? 0,
             deactivations: running.router.retiredCount,
-            commits: commits, checkpoints: checkpoints, checkpointFailures: states?.failureCount ?? 0)
+            commits: commits, checkpoints: checkpoints, checkpointFailures: states?.failureCount ?? 0,
+            residentBytes: running.router.residentBytes)
     }
 
     /// Resident agents of shared agent types (keys placed on this runtime), by type.

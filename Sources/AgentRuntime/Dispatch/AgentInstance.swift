@@ -105,9 +105,10 @@ final class AgentInstance: Schedulable {
         var uncheckpointed = 0
         /// A failure to activate was logged at error level already.
         var reportedFailure = false
-        /// Its running handler has run past the handler timeout without returning: RPCs are
-        /// refused at once until it returns (events wait, within the mailbox limit).
-        var stuck = false
+        /// Its running handler's call, once it has run past the handler timeout without
+        /// returning: RPCs are refused at once until it returns (events wait, within the
+        /// mailbox limit).
+        var stuckCall: HandlerCall?
         /// Counts the units (a job or a message) taken to run: the worker running one changes
         /// the phase afterwards only if no other run began meanwhile (a job's checkpoint may be
         /// committed, and the agent taken by another worker, before the job returns).
@@ -214,7 +215,7 @@ final class AgentInstance: Schedulable {
     func deliver(_ message: IncomingMessage, limit: Int, tick: Int) -> Delivery {
         let (delivery, schedule): (Delivery, Bool) = state.withLock { state in
             if case .retired = state.phase { return (.retired, false) }
-            if state.stuck && message.kind == .request { return (.stuck, false) }
+            if state.stuckCall != nil && message.kind == .request { return (.stuck, false) }
             guard state.mailbox.count < limit else { return (.full, false) }
             state.mailbox.append(message)
             state.lastActive = tick
@@ -283,14 +284,14 @@ final class AgentInstance: Schedulable {
         for job in jobs { job.abandon() }
     }
 
-    /// Marks the agent's running handler as stuck (past the handler timeout, not returned):
-    /// RPCs to it are refused from now on until ``handlerDidReturn()``.
+    /// Marks the agent's running handler (`call`) as stuck (past the handler timeout, not
+    /// returned): RPCs to it are refused from now on until ``handlerDidReturn()``.
     /// - Returns: the RPCs that were waiting in its mailbox, taken out to be answered with an
     ///   error (events stay queued); nil if it was marked already.
-    func markStuck() -> [IncomingMessage]? {
+    func markStuck(_ call: HandlerCall) -> [IncomingMessage]? {
         state.withLock { state in
-            guard !state.stuck else { return nil }
-            state.stuck = true
+            guard state.stuckCall == nil else { return nil }
+            state.stuckCall = call
             let requests = state.mailbox.filter { $0.kind == .request }
             if !requests.isEmpty { state.mailbox.removeAll { $0.kind == .request } }
             return Array(requests)
@@ -299,11 +300,11 @@ final class AgentInstance: Schedulable {
 
     /// The handler marked stuck returned: RPCs are taken again.
     func handlerDidReturn() {
-        state.withLock { $0.stuck = false }
+        state.withLock { $0.stuckCall = nil }
     }
 
-    /// Whether the agent's running handler was marked stuck.
-    var isStuck: Bool { state.withLock { $0.stuck } }
+    /// The call of the agent's running handler, if it was marked stuck.
+    var stuckCall: HandlerCall? { state.withLock { $0.stuckCall } }
 
     /// Removes and returns the queued messages (shutdown).
     func takeQueued() -> [IncomingMessage] {

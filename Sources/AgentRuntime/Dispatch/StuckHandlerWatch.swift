@@ -47,7 +47,7 @@ final class StuckHandlerWatch: Sendable {
             guard let agent = work.work as? AgentInstance, let described = describe(work) else { continue }
             stuck.append(described)
             guard let call = invoker.runningCall(of: agent), invoker.expireRunning(call, after: work.elapsed) else { continue }
-            let waiting = agent.markStuck() ?? []
+            let waiting = agent.markStuck(call) ?? []
             for message in waiting where message.kind == .request {
                 outbox.answer(requestID: message.messageID.string, error: Self.refusal(agent, timeout: timeout))
             }
@@ -73,7 +73,7 @@ final class StuckHandlerWatch: Sendable {
 
     private func describe(_ work: WorkerPool.Busy) -> AgentRuntime.StuckHandler? {
         guard let agent = work.work as? AgentInstance else { return nil }
-        let call = invoker.runningCall(of: agent)
+        let call = agent.stuckCall ?? invoker.runningCall(of: agent)
         let plugin = call?.plugin ?? agent.runningPlugin
         return AgentRuntime.StuckHandler(
             plugin: plugin.map { "\($0.name) \($0.version)" } ?? "(unknown)", agentType: agent.id.type,

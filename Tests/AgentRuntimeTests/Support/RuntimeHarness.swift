@@ -27,7 +27,8 @@ struct RuntimeHarness {
         maxRetiredSwiftImages: Int = 16, mailboxLimit: Int = 10_000, handlerTimeout: Duration = .seconds(60),
         probe: Bool = false, shutdownGracePeriod: Duration = .seconds(5),
         stateStorePath: String? = nil, idleAgentTimeout: Duration = .seconds(300), maxResidentAgents: Int = 100_000,
-        pluginDirectory existing: String? = nil, metricsListen: String? = nil
+        pluginDirectory existing: String? = nil, metricsListen: String? = nil,
+        configure: (inout AgentRuntime.Configuration) -> Void = { _ in }
     ) async throws -> RuntimeHarness {
         let directory = existing ?? NSTemporaryDirectory() + "agentd-runtime-test-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -39,16 +40,16 @@ struct RuntimeHarness {
             try Data(bytes).write(to: URL(fileURLWithPath: "\(directory)/\(name)"))
         }
         let log = LogCapture()
-        let runtime = try AgentRuntime(
-            configuration: .init(
-                embeddedHost: .init(listen: "127.0.0.1:0"), rpcTimeout: rpcTimeout, workers: 4,
-                pluginDirectory: directory,
-                probe: probe ? PluginProbe(executable: "\(buildDirectory)/agentd") : nil,
-                shutdownGracePeriod: shutdownGracePeriod,
-                maxRetiredSwiftImages: maxRetiredSwiftImages, mailboxLimit: mailboxLimit,
-                handlerTimeout: handlerTimeout, pluginSettings: settings, stateStorePath: stateStorePath,
-                idleAgentTimeout: idleAgentTimeout, maxResidentAgents: maxResidentAgents, metricsListen: metricsListen),
-            logger: log.logger())
+        var configuration = AgentRuntime.Configuration(
+            embeddedHost: .init(listen: "127.0.0.1:0"), rpcTimeout: rpcTimeout, workers: 4,
+            pluginDirectory: directory,
+            probe: probe ? PluginProbe(executable: "\(buildDirectory)/agentd") : nil,
+            shutdownGracePeriod: shutdownGracePeriod,
+            maxRetiredSwiftImages: maxRetiredSwiftImages, mailboxLimit: mailboxLimit,
+            handlerTimeout: handlerTimeout, pluginSettings: settings, stateStorePath: stateStorePath,
+            idleAgentTimeout: idleAgentTimeout, maxResidentAgents: maxResidentAgents, metricsListen: metricsListen)
+        configure(&configuration)
+        let runtime = try AgentRuntime(configuration: configuration, logger: log.logger())
         try await runtime.start()
         let client = try WorkerClient(address: runtime.hostAddress!)
         return RuntimeHarness(runtime: runtime, client: client, log: log, pluginDirectory: directory)
