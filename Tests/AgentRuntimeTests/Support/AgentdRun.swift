@@ -1,0 +1,95 @@
+import AgentRuntime
+import AgentTestSupport
+import Foundation
+
+/// `agentd run` as a child process (the binary the package built), with an INI file, a plugin
+/// folder holding copies of the package's plugins, and its output in files.
+final class AgentdRun {
+    let process: Process
+    let folder: String
+    /// The embedded host's address, from its "listening on HOST:PORT" line.
+    let address: String
+    private let exited = AsyncCondition<Int32?>(nil)
+
+    /// Starts `agentd run` with `ini` (its `[plugins] directory` and `[host] listen` are
+    /// added) and waits for its "listening on" line.
+    init(plugins: [(file: String, product: String)], ini: String) async throws {
+        folder = NSTemporaryDirectory() + "agentd-run-test-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: "\(folder)/plugins", withIntermediateDirectories: true)
+        for plugin in plugins {
+            try FileManager.default.copyItem(
+                atPath: "\(RuntimeHarness.buildDirectory)/lib\(plugin.product).so", toPath: "\(folder)/plugins/\(plugin.file)")
+        }
+        try Data("""
+            [plugins]
+            directory = plugins
+            [host]
+            listen = 127.0.0.1:0
+            [state]
+            store = none
+            \(ini)
+            """.utf8).write(to: URL(fileURLWithPath: "\(folder)/agentd.ini"))
+        FileManager.default.createFile(atPath: "\(folder)/stdout", contents: nil)
+        FileManager.default.createFile(atPath: "\(folder)/stderr", contents: nil)
+        let process = Process()
+        self.process = process
+        process.executableURL = URL(fileURLWithPath: "\(RuntimeHarness.buildDirectory)/agentd")
+        process.arguments = ["run", "--config", "\(folder)/agentd.ini"]
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(folder)/stdout"))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(folder)/stderr"))
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWIFT_BACKTRACE"] = "enable=no"
+        process.environment = environment
+        let exited = self.exited
+        process.terminationHandler = { ended in
+            let status = ended.terminationStatus
+            exited.mutate { $0 = $0 ?? status }
+        }
+        try process.run()
+        var found: String?
+        let folder = self.folder
+        _ = await poll(timeout: .seconds(60)) {
+            let text = (try? String(contentsOfFile: "\(folder)/stdout", encoding: .utf8)) ?? ""
+            found = text.split(separator: "\n").first { $0.hasPrefix("listening on ") }.map { String($0.dropFirst(13)) }
+            return found != nil || !process.isRunning
+        }
+        guard let found else {
+            process.terminate()
+            let text = (try? String(contentsOfFile: "\(folder)/stderr", encoding: .utf8)) ?? ""
+            throw RuntimeError("agentd run did not start: \(text)")
+        }
+        address = found
+    }
+
+    /// What it wrote to standard error so far.
+    var stderr: String { (try? String(contentsOfFile: "\(folder)/stderr", encoding: .utf8)) ?? "" }
+
+    /// Its exit status, once it has exited within `timeout` (nil: still running).
+    func exitStatus(within timeout: Duration) async -> Int32? {
+        await exited.wait(timeout: timeout) { $0 != nil } ?? nil
+    }
+
+    /// Sends `signal` to it.
+    func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }
+
+    /// Runs `body` with a started `agentd run`, then kills it if it still runs and removes its
+    /// folder.
+    static func with(plugins: [(file: String, product: String)], ini: String,
+                     _ body: (AgentdRun) async throws -> Void) async throws {
+        let run = try await AgentdRun(plugins: plugins, ini: ini)
+        do {
+            try await body(run)
+        } catch {
+            await run.remove()
+            throw error
+        }
+        await run.remove()
+    }
+
+    /// Kills it if it still runs, and removes its folder.
+    func remove() async {
+        if process.isRunning { signal(SIGKILL) }
+        _ = await exitStatus(within: .seconds(10))
+        try? FileManager.default.removeItem(atPath: folder)
+    }
+}
