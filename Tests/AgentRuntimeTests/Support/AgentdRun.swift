@@ -11,9 +11,10 @@ final class AgentdRun {
     let address: String
     private let exited = AsyncCondition<Int32?>(nil)
 
-    /// Starts `agentd run` with `ini` (its `[plugins] directory` and `[host] listen` are
-    /// added) and waits for its "listening on" line.
-    init(plugins: [(file: String, product: String)], ini: String) async throws {
+    /// Starts `agentd run` with `ini` (its `[plugins] directory`, `[host] listen` and
+    /// `[state]` are added) and waits for its "listening on" line.
+    /// - Parameter state: the `[state]` section's lines (by default no store).
+    init(plugins: [(file: String, product: String)], state: String = "store = none", ini: String) async throws {
         folder = NSTemporaryDirectory() + "agentd-run-test-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: "\(folder)/plugins", withIntermediateDirectories: true)
         for plugin in plugins {
@@ -26,7 +27,7 @@ final class AgentdRun {
             [host]
             listen = 127.0.0.1:0
             [state]
-            store = none
+            \(state)
             \(ini)
             """.utf8).write(to: URL(fileURLWithPath: "\(folder)/agentd.ini"))
         FileManager.default.createFile(atPath: "\(folder)/stdout", contents: nil)
@@ -69,14 +70,22 @@ final class AgentdRun {
         await exited.wait(timeout: timeout) { $0 != nil } ?? nil
     }
 
+    /// Its resident memory now (`VmRSS` of `/proc/PID/status`), in bytes.
+    var residentBytes: Int {
+        let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else { return 0 }
+        return kib * 1024
+    }
+
     /// Sends `signal` to it.
     func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }
 
     /// Runs `body` with a started `agentd run`, then kills it if it still runs and removes its
     /// folder.
-    static func with(plugins: [(file: String, product: String)], ini: String,
+    static func with(plugins: [(file: String, product: String)], state: String = "store = none", ini: String,
                      _ body: (AgentdRun) async throws -> Void) async throws {
-        let run = try await AgentdRun(plugins: plugins, ini: ini)
+        let run = try await AgentdRun(plugins: plugins, state: state, ini: ini)
         do {
             try await body(run)
         } catch {

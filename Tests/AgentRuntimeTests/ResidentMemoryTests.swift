@@ -1,0 +1,52 @@
+import AgentCore
+import AgentRuntime
+import AgentTestSupport
+import Foundation
+import Testing
+
+/// What a peer can make the runtime hold: agent types and keys have a maximum length, and the
+/// resident agents are bounded in bytes as well as in number (``AgentRuntime/Configuration/maxResidentBytes``).
+@Suite("Resident agents are bounded in bytes; agent types and keys in length")
+struct ResidentMemoryTests {
+    @Test("an RPC whose target key is longer than the runtime takes is answered with an error naming the field")
+    func oversizedIdentifiers() async throws {
+        try await withRuntime(plugins: [("test-agents.so", "TestAgentsPlugin")]) { harness in
+            let longKey = String(repeating: "k", count: 64 * 1024 + 1)
+            let keyError = await #expect(throws: RuntimeError.self) {
+                _ = try await harness.client.send(Array("{}".utf8), messageType: "Get", to: AgentID(type: "counter", key: longKey))
+            }
+            #expect(keyError?.message.contains("target.key is 65537 bytes long") == true, "\(String(describing: keyError))")
+            #expect(keyError?.message.contains("at most 65536 bytes") == true)
+            // The longest key taken is served.
+            let longest = String(repeating: "k", count: 64 * 1024)
+            let answer = try await harness.client.send(Array("{}".utf8), messageType: "Get", to: AgentID(type: "counter", key: longest))
+            #expect(String(decoding: answer.payload, as: UTF8.self).contains(#""count": 0"#))
+        }
+    }
+
+    @Test("past max_resident_bytes the least recently used agents are retired (checkpointed first) and come back from the store")
+    func boundedInBytes() async throws {
+        let store = NSTemporaryDirectory() + "agentd-bytes-\(UUID().uuidString).db"
+        defer { try? FileManager.default.removeItem(atPath: store) }
+        let bound = 8 << 20
+        let harness = try await RuntimeHarness.start(
+            plugins: [("test-agents.so", "TestAgentsPlugin")], stateStorePath: store,
+            configure: { $0.maxResidentBytes = bound })
+        // 40 agents with 60 KiB keys, each holding 512 KiB of state: 22 MiB unbounded.
+        let state = #"{"blob": ""# + String(repeating: "x", count: 512 * 1024) + #""}"#
+        let keys = (0..<40).map { "\($0)-" + String(repeating: "k", count: 60 * 1024) }
+        for key in keys {
+            _ = try await harness.client.send(Array(state.utf8), messageType: "Remember", to: AgentID(type: "memo", key: key))
+        }
+        let bounded = await poll(timeout: .seconds(20)) {
+            harness.runtime.agentStatistics.residentBytes <= bound
+        }
+        let statistics = harness.runtime.agentStatistics
+        #expect(bounded, "\(statistics)")
+        #expect(statistics.deactivations > 0 && statistics.resident < 40, "\(statistics)")
+        // The first agent was retired (least recently used): its state comes back from the store.
+        let recalled = try await harness.client.send(Array("{}".utf8), messageType: "Recall", to: AgentID(type: "memo", key: keys[0]))
+        #expect(String(decoding: recalled.payload, as: UTF8.self) == state)
+        await harness.stop()
+    }
+}
