@@ -56,6 +56,23 @@ struct RuntimeConfigurationTests {
         #expect(none.state.idle == .zero)
     }
 
+    @Test("[runtime] max_workers (at least workers) and [agents] max_resident_bytes")
+    func stuckHandlerAndMemoryBounds() throws {
+        let defaults = try RuntimeConfiguration.parse(text: "", path: "a.ini")
+        #expect(defaults.maxWorkers == nil && defaults.state.maxResidentBytes == 256 << 20)
+        let set = try RuntimeConfiguration.parse(
+            text: "[runtime]\nworkers = 2\nmax_workers = 8\n[agents]\nmax_resident_bytes = 64 MiB", path: "a.ini")
+        #expect(set.maxWorkers == 8 && set.state.maxResidentBytes == 64 << 20)
+        let fewer = #expect(throws: ConfigurationError.self) {
+            try RuntimeConfiguration.parse(text: "[runtime]\nworkers = 4\nmax_workers = 2", path: "a.ini")
+        }
+        #expect(fewer?.description == "a.ini:3: [runtime] max_workers: is 2, fewer than [runtime] workers (4): the runtime only grows past its workers", "\(String(describing: fewer))")
+        let bad = #expect(throws: ConfigurationError.self) {
+            try RuntimeConfiguration.parse(text: "[agents]\nmax_resident_bytes = lots", path: "a.ini")
+        }
+        #expect(bad?.description.hasPrefix("a.ini:2: [agents] max_resident_bytes:") == true)
+    }
+
     @Test("every key of every section is read")
     func everyKey() throws {
         let text = """
@@ -267,10 +284,10 @@ struct RuntimeConfigurationTests {
             description: "agentd.ini:1: [plugin.] has no plugin name; write [plugin.NAME]"),
         BadSetting(
             text: "[runtime]\nrpc_timout = 5", code: .unknownKey, line: 2, section: "runtime", key: "rpc_timout",
-            description: "agentd.ini:2: [runtime] rpc_timout: unknown key (did you mean rpc_timeout?); the keys of [runtime] are host, rpc_timeout, workers, client_id, tls_ca, tls_certificate, tls_key, auth_token, auth_token_file, publish_buffer, mailbox_limit, handler_timeout, metrics_listen, acknowledged_delivery"),
+            description: "agentd.ini:2: [runtime] rpc_timout: unknown key (did you mean rpc_timeout?); the keys of [runtime] are host, rpc_timeout, workers, client_id, tls_ca, tls_certificate, tls_key, auth_token, auth_token_file, publish_buffer, mailbox_limit, handler_timeout, metrics_listen, acknowledged_delivery, max_workers"),
         BadSetting(
             text: "[runtime]\nlisten = 127.0.0.1:1", code: .unknownKey, line: 2, section: "runtime", key: "listen",
-            description: "agentd.ini:2: [runtime] listen: unknown key here (it belongs in [host]); the keys of [runtime] are host, rpc_timeout, workers, client_id, tls_ca, tls_certificate, tls_key, auth_token, auth_token_file, publish_buffer, mailbox_limit, handler_timeout, metrics_listen, acknowledged_delivery"),
+            description: "agentd.ini:2: [runtime] listen: unknown key here (it belongs in [host]); the keys of [runtime] are host, rpc_timeout, workers, client_id, tls_ca, tls_certificate, tls_key, auth_token, auth_token_file, publish_buffer, mailbox_limit, handler_timeout, metrics_listen, acknowledged_delivery, max_workers"),
         BadSetting(
             text: "[runtime]\nacknowledged_delivery = maybe", code: .invalidValue, line: 2, section: "runtime", key: "acknowledged_delivery",
             description: "agentd.ini:2: [runtime] acknowledged_delivery: \"maybe\" is not true or false (whether publishes wait for the host's acknowledgement)"),
