@@ -194,7 +194,7 @@ public final class AgentRuntime: Sendable {
         await control.waitUntilAttached(timeout: .seconds(5))
         if configuration.watchPlugins { reloader.watch() }
         let stuckHandlers = StuckHandlerWatch(
-            workers: workers, invoker: invoker, outbox: outbox, action: configuration.stuckAction, logger: logger)
+            workers: workers, invoker: invoker, action: configuration.stuckAction, logger: logger)
         let sweeper = Task.detached {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(100))

@@ -50,6 +50,20 @@ struct StuckHandlerTests {
         #expect(left != nil)
     }
 
+    @Test("a handler answered as stuck that returns later frees its agent: RPCs to it are served again")
+    func stuckHandlerReturns() async throws {
+        try await withRuntime(plugins: [("test-agents.so", "TestAgentsPlugin")], handlerTimeout: .milliseconds(300)) { harness in
+            // Blocks its thread for 3 s (the gate stays closed), far past the handler timeout.
+            let blocked = harness.client.start(Array(#"{"ms": 3000}"#.utf8), messageType: "Block", to: AgentID(type: "blocker", key: "b"))
+            let error = await #expect(throws: RuntimeError.self) { _ = try await blocked.value }
+            #expect(error?.message.contains("'Block' of agent blocker/b") == true, "\(String(describing: error))")
+            let returned = await harness.log.first(timeout: .seconds(20)) { $0.message == "a handler answered as stuck has returned" }
+            #expect(returned?.metadata["agent.id"] == "blocker/b")
+            let answer = try await harness.call("blocker/b", "Blocked", "{}")
+            #expect(answer.contains(#""blocked": 0"#), "\(answer)")
+        }
+    }
+
     @Test("when every handler thread up to max_workers is stuck past handler_timeout, one line names the plugin, agent type and message type, and the StuckAction is taken")
     func unservableRuntimeReports() async throws {
         let reports = AsyncCondition<[AgentRuntime.StuckHandler]?>(nil)

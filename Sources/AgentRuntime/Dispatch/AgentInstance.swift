@@ -285,22 +285,32 @@ final class AgentInstance: Schedulable {
     }
 
     /// Marks the agent's running handler (`call`) as stuck (past the handler timeout, not
-    /// returned): RPCs to it are refused from now on until ``handlerDidReturn()``.
-    /// - Returns: the RPCs that were waiting in its mailbox, taken out to be answered with an
-    ///   error (events stay queued); nil if it was marked already.
-    func markStuck(_ call: HandlerCall) -> [IncomingMessage]? {
+    /// returned): RPCs to it are refused from now on until ``handlerDidReturn(_:)``.
+    /// - Returns: false if it was marked already.
+    func markStuck(_ call: HandlerCall) -> Bool {
         state.withLock { state in
-            guard state.stuckCall == nil else { return nil }
+            guard state.stuckCall == nil else { return false }
             state.stuckCall = call
+            return true
+        }
+    }
+
+    /// Takes the RPCs waiting in the mailbox out, to be answered with an error, while the
+    /// agent is stuck on `call` (events stay queued).
+    func takeQueuedRequests(stuckOn call: HandlerCall) -> [IncomingMessage] {
+        state.withLock { state in
+            guard state.stuckCall === call else { return [] }
             let requests = state.mailbox.filter { $0.kind == .request }
             if !requests.isEmpty { state.mailbox.removeAll { $0.kind == .request } }
             return Array(requests)
         }
     }
 
-    /// The handler marked stuck returned: RPCs are taken again.
-    func handlerDidReturn() {
-        state.withLock { $0.stuckCall = nil }
+    /// The handler marked stuck on `call` returned: RPCs are taken again.
+    func handlerDidReturn(_ call: HandlerCall) {
+        state.withLock { state in
+            if state.stuckCall === call { state.stuckCall = nil }
+        }
     }
 
     /// The call of the agent's running handler, if it was marked stuck.

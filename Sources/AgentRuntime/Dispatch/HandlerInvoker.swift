@@ -87,7 +87,7 @@ final class HandlerInvoker: Sendable {
             if calls.resolve(call.handle) == nil {
                 deadlines.withLock { _ = $0.cancel(call.key) }
                 // Answered as stuck while it ran: the plugin may still answer (refused then).
-                if call.expiredWhileRunning.load(ordering: .sequentiallyConsistent) { agent.handlerDidReturn() }
+                if call.expiredWhileRunning.load(ordering: .sequentiallyConsistent) { agent.handlerDidReturn(call) }
             }
             return call
         }
@@ -95,7 +95,7 @@ final class HandlerInvoker: Sendable {
         // or answered now.
         guard calls.remove(call.handle) != nil else {
             if call.expiredWhileRunning.load(ordering: .sequentiallyConsistent) {
-                agent.handlerDidReturn()
+                agent.handlerDidReturn(call)
                 retirement.activityDidEnd(plugin)
                 logger.warning("a handler answered as stuck has returned", metadata: [
                     "agent.id": "\(agent.id)", "plugin": "\(plugin.name)", "message.type": "\(messageType)",
@@ -230,20 +230,33 @@ final class HandlerInvoker: Sendable {
     }
 
     /// Answers the message of a handler still running past the handler timeout (`elapsed` so
-    /// far) with an error, without waiting for it: its agent refuses RPCs until it returns
-    /// (``AgentInstance/markStuck()``). The plugin stays loaded: its code is still running.
-    /// - Returns: false if the call was answered meanwhile.
-    func expireRunning(_ call: HandlerCall, after elapsed: Duration) -> Bool {
-        guard calls.remove(call.handle) != nil else { return false }
+    /// far) with an error, without waiting for it, and marks its agent stuck: RPCs waiting for
+    /// it are answered with an error too, and new ones are refused until the handler returns.
+    /// The plugin stays loaded: its code is still running.
+    /// - Returns: the RPCs taken out of the agent's mailbox and answered; nil if the handler
+    ///   returned (or the call was answered) meanwhile.
+    func expireRunning(_ call: HandlerCall, after elapsed: Duration) -> Int? {
+        let agent = call.agent
+        // Marked before the call is taken: a handler returning in between either finds the
+        // call (and this undoes the mark) or finds it gone with the flag set (and clears it).
+        guard agent.markStuck(call) else { return nil }
         call.expiredWhileRunning.store(true, ordering: .sequentiallyConsistent)
-        call.agent.handlerTally?.failed()
+        guard calls.remove(call.handle) != nil else {
+            agent.handlerDidReturn(call)
+            return nil
+        }
+        agent.handlerTally?.failed()
         if call.isRPC {
             outbox.answer(requestID: call.requestID, error: Self.stuckText(call, elapsed: elapsed, timeout: handlerTimeout))
         }
         // Marks the call answered: the agent does not wait for it if the handler returns
         // AGENTD_PENDING.
-        call.agent.callDidComplete(call)
-        return true
+        agent.callDidComplete(call)
+        let waiting = agent.takeQueuedRequests(stuckOn: call)
+        for message in waiting {
+            outbox.answer(requestID: message.messageID.string, error: StuckHandlerWatch.refusal(agent, timeout: handlerTimeout))
+        }
+        return waiting.count
     }
 
     /// What a caller is told about a handler stuck past the handler timeout.

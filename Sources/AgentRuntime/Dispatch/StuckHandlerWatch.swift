@@ -18,15 +18,13 @@ import Synchronization
 final class StuckHandlerWatch: Sendable {
     private let workers: WorkerPool
     private let invoker: HandlerInvoker
-    private let outbox: Outbox
     private let action: AgentRuntime.StuckAction
     private let logger: Logger
     private let unservableReported = Atomic<Bool>(false)
 
-    init(workers: WorkerPool, invoker: HandlerInvoker, outbox: Outbox, action: AgentRuntime.StuckAction, logger: Logger) {
+    init(workers: WorkerPool, invoker: HandlerInvoker, action: AgentRuntime.StuckAction, logger: Logger) {
         self.workers = workers
         self.invoker = invoker
-        self.outbox = outbox
         self.action = action
         self.logger = logger
     }
@@ -46,16 +44,14 @@ final class StuckHandlerWatch: Sendable {
         for work in busy where work.elapsed >= timeout {
             guard let agent = work.work as? AgentInstance, let described = describe(work) else { continue }
             stuck.append(described)
-            guard let call = invoker.runningCall(of: agent), invoker.expireRunning(call, after: work.elapsed) else { continue }
-            let waiting = agent.markStuck(call) ?? []
-            for message in waiting where message.kind == .request {
-                outbox.answer(requestID: message.messageID.string, error: Self.refusal(agent, timeout: timeout))
+            guard let call = invoker.runningCall(of: agent), let refused = invoker.expireRunning(call, after: work.elapsed) else {
+                continue
             }
             logger.error("handler stuck past handler_timeout: its message was answered with an error; RPCs to its agent are refused until it returns", metadata: [
                 "plugin": "\(call.plugin.name)", "plugin.version": "\(call.plugin.version)",
                 "agent.id": "\(agent.id.clipped)", "message.type": "\(call.messageType)",
                 "running": "\(StateRequestServer.text(work.elapsed))", "handler_timeout": "\(StateRequestServer.text(timeout))",
-                "rpcs.refused": "\(waiting.count)",
+                "rpcs.refused": "\(refused)",
             ])
         }
         // One thread always reads from the host (it never runs handlers alone): the rest stuck
