@@ -30,8 +30,8 @@ final class AgentdRun {
             \(state)
             \(ini)
             """.utf8).write(to: URL(fileURLWithPath: "\(folder)/agentd.ini"))
-        FileManager.default.createFile(atPath: "\(folder)/stdout", contents: nil)
-        FileManager.default.createFile(atPath: "\(folder)/stderr", contents: nil)
+        _ = FileManager.default.createFile(atPath: "\(folder)/stdout", contents: nil)
+        _ = FileManager.default.createFile(atPath: "\(folder)/stderr", contents: nil)
         let process = Process()
         self.process = process
         process.executableURL = URL(fileURLWithPath: "\(RuntimeHarness.buildDirectory)/agentd")
