@@ -50,20 +50,36 @@ final class AgentdRun {
         var found: String?
         let folder = self.folder
         _ = await poll(timeout: .seconds(60)) {
-            let text = (try? String(contentsOfFile: "\(folder)/stdout", encoding: .utf8)) ?? ""
+            let text = Self.text(of: "\(folder)/stdout")
             found = text.split(separator: "\n").first { $0.hasPrefix("listening on ") }.map { String($0.dropFirst(13)) }
             return found != nil || !process.isRunning
         }
         guard let found else {
             process.terminate()
-            let text = (try? String(contentsOfFile: "\(folder)/stderr", encoding: .utf8)) ?? ""
+            let text = Self.text(of: "\(folder)/stderr")
             throw RuntimeError("agentd run did not start: \(text)")
         }
         address = found
     }
 
     /// What it wrote to standard error so far.
-    var stderr: String { (try? String(contentsOfFile: "\(folder)/stderr", encoding: .utf8)) ?? "" }
+    var stderr: String { Self.text(of: "\(folder)/stderr") }
+
+    /// A file's text as it is now, read with POSIX calls (Foundation's file reading leaks its
+    /// buffer, as LeakSanitizer sees it, when the file grows while it is read).
+    static func text(of path: String) -> String {
+        let descriptor = open(path, O_RDONLY)
+        guard descriptor >= 0 else { return "" }
+        defer { close(descriptor) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            guard count > 0 else { break }
+            bytes.append(contentsOf: chunk[0..<count])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
 
     /// Its exit status, once it has exited within `timeout` (nil: still running).
     func exitStatus(within timeout: Duration) async -> Int32? {
@@ -72,7 +88,7 @@ final class AgentdRun {
 
     /// Its resident memory now (`VmRSS` of `/proc/PID/status`), in bytes.
     var residentBytes: Int {
-        let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
+        let status = Self.text(of: "/proc/\(process.processIdentifier)/status")
         guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
               let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else { return 0 }
         return kib * 1024
@@ -98,7 +114,8 @@ final class AgentdRun {
     /// Kills it if it still runs, and removes its folder.
     func remove() async {
         if process.isRunning { signal(SIGKILL) }
-        _ = await exitStatus(within: .seconds(10))
+        // Foundation keeps a Process (and its termination handler) until waitUntilExit().
+        if await exitStatus(within: .seconds(10)) != nil { process.waitUntilExit() }
         try? FileManager.default.removeItem(atPath: folder)
     }
 }
