@@ -76,7 +76,14 @@
  *   about 5 ms, another runtime thread takes over the reading, so a slow or blocking handler
  *   delays the others once by 5–10 ms, and does not stop them. One thread always stays free
  *   to read: at most `workers` handlers (the runtime's setting) run at once; further messages
- *   wait in their agents' mailboxes for a free thread.
+ *   wait in their agents' mailboxes for a free thread — except while handlers do not return:
+ *   a thread kept by one handler for more than 0.5 s while messages wait gets another started
+ *   in its place, up to `max_workers`.
+ * - A handler that has not returned after `handler_timeout` has its message answered with an
+ *   error (its own later reply or fail then gets AGENTD_MISUSE), and RPCs to its agent are
+ *   refused until it returns. Once every thread up to `max_workers` is held that way, `agentd
+ *   run` logs which plugin, agent type and message type hold them and exits with status 75 for
+ *   its supervisor to restart it. A plugin with a handler still running is never unloaded.
  * - A handler must not block for long: it occupies a runtime thread. Work that waits (a model,
  *   a tool, a network call) returns AGENTD_PENDING and answers later with `reply` / `fail`
  *   from any thread (possibly before the handler has returned: the answer may race the
