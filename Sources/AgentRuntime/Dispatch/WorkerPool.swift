@@ -393,9 +393,9 @@ final class WorkerPool: @unchecked Sendable {
 
     // MARK: Stopping
 
-    /// Finishes the queued work, then stops the threads and waits for them — up to `margin`
-    /// for those still in a unit of work (a handler that does not return is never waited for
-    /// longer). The connection using ``completions`` must be shut down first; this drains and
+    /// Finishes the queued work, then stops the threads and waits for them — those still in a
+    /// unit of work up to `margin` (a handler that does not return is never waited for
+    /// longer), the others until they end. The connection using ``completions`` must be shut down first; this drains and
     /// closes the queue.
     /// - Returns: the work still running on threads that did not end within `margin`
     ///   (their threads are left to it; they run nothing else afterwards).
@@ -415,8 +415,15 @@ final class WorkerPool: @unchecked Sendable {
             deadline.tv_sec += 1
             deadline.tv_nsec -= 1_000_000_000
         }
-        while alive > 0 {
-            if pthread_cond_timedwait(exitCondition, mutex, &deadline) == ETIMEDOUT { break }
+        // A thread not in work (the reader draining the queue, an idle one) is always waited
+        // for; past the margin, one still in a unit of work is not.
+        var pastMargin = false
+        while alive > 0 && !(pastMargin && alive == busyCount) {
+            if pastMargin {
+                pthread_cond_wait(exitCondition, mutex)
+            } else if pthread_cond_timedwait(exitCondition, mutex, &deadline) == ETIMEDOUT {
+                pastMargin = true
+            }
         }
         stopped = true
         var ended: [NativeThread] = []
