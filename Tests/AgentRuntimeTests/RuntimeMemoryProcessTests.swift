@@ -30,7 +30,7 @@ struct RuntimeMemoryProcessTests {
             let afterKeys = run.residentBytes
             let state = #"{"blob": ""# + String(repeating: "x", count: 1 << 20) + #""}"#
             for index in 0..<200 {
-                let key = "\(index)-" + String(repeating: "k", count: 60 * 1024)
+                let key = "\(index)-" + String(repeating: "k", count: 1000)
                 _ = try await client.send(Array(state.utf8), messageType: "Remember", to: AgentID(type: "memo", key: key))
             }
             // Retirement runs in the background, and the memory goes back at the next tick.

@@ -43,16 +43,6 @@ final class LocalRouter: Sendable {
         }
     }
 
-    /// The longest agent type and key this runtime takes (AutoGen sets none; no real agent
-    /// comes near): a request for a longer one is answered with an error naming the field, an
-    /// event with a longer topic is dropped (counted and logged).
-    enum Limits {
-        /// An agent type (a request's `target.type`; an event's topic type, its CloudEvent `type`).
-        static let maxAgentTypeBytes = 1024
-        /// An agent key (a request's `target.key`; an event's topic source, its CloudEvent `source`).
-        static let maxKeyBytes = 64 * 1024
-    }
-
     /// When agents are retired.
     struct Residency: Sendable {
         /// Retire an agent that received nothing for this long (zero: never for idleness).
@@ -197,12 +187,14 @@ final class LocalRouter: Sendable {
     }
 
     private func route(event message: IncomingMessage) {
-        if message.topicType.length > Limits.maxAgentTypeBytes || message.topicSource.length > Limits.maxKeyBytes {
+        // The host's limits (``FieldLimits``), checked here too: a host without them (AutoGen's)
+        // could make this runtime keep agents of any key.
+        if message.topicType.length > FieldLimits.topicType || message.topicSource.length > FieldLimits.topicSource {
             let count = oversizedDropped.wrappingAdd(1, ordering: .relaxed).newValue
             if count == 1 || count % 1000 == 0 {
-                let (field, length, limit) = message.topicType.length > Limits.maxAgentTypeBytes
-                    ? ("type (the topic type)", message.topicType.length, Limits.maxAgentTypeBytes)
-                    : ("source (the topic source, the receiving agents' key)", message.topicSource.length, Limits.maxKeyBytes)
+                let (field, length, limit) = message.topicType.length > FieldLimits.topicType
+                    ? ("CloudEvent.type (topic type)", message.topicType.length, FieldLimits.topicType)
+                    : ("CloudEvent.source (topic source, the receiving agents' key)", message.topicSource.length, FieldLimits.topicSource)
                 logger.warning("event dropped: a field is longer than this runtime takes", metadata: [
                     "field": "\(field)", "bytes": "\(length)", "limit": "\(limit)", "dropped": "\(count)",
                 ])
@@ -243,13 +235,13 @@ final class LocalRouter: Sendable {
     }
 
     private func route(request message: IncomingMessage) {
-        if message.targetType.length > Limits.maxAgentTypeBytes {
+        // The host's limits (``FieldLimits``), checked here too (see ``route(event:)``).
+        for (field, length, limit) in [
+            ("RpcRequest.target.type", message.targetType.length, FieldLimits.agentType),
+            ("RpcRequest.target.key", message.targetKey.length, FieldLimits.agentKey),
+        ] where length > limit {
             return context.outbox.answer(requestID: message.messageID.string, error:
-                "The request's target.type is \(message.targetType.length) bytes long; this runtime takes agent types of at most \(Limits.maxAgentTypeBytes) bytes.")
-        }
-        if message.targetKey.length > Limits.maxKeyBytes {
-            return context.outbox.answer(requestID: message.messageID.string, error:
-                "The request's target.key is \(message.targetKey.length) bytes long; this runtime takes agent keys of at most \(Limits.maxKeyBytes) bytes.")
+                "\(field) is \(length) bytes long; this runtime takes at most \(limit) bytes there.")
         }
         let typeName = message.targetType.string
         let (served, wasServed) = routing.withLock { ($0.types[typeName], $0.withdrawn.contains(typeName)) }

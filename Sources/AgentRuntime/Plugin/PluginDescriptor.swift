@@ -56,8 +56,8 @@ struct PluginDescriptor {
                   AgentID.isValidType(typeName) else {
                 throw refuse(.invalidDescriptor, "plugin \(name): agent type #\(index) has no valid name (letters, digits, '_', '-', '.')")
             }
-            guard typeName.utf8.count <= LocalRouter.Limits.maxAgentTypeBytes else {
-                throw refuse(.invalidDescriptor, "plugin \(name): agent type #\(index)'s name is \(typeName.utf8.count) bytes long; the most a runtime takes is \(LocalRouter.Limits.maxAgentTypeBytes)")
+            guard typeName.utf8.count <= FieldLimits.agentType else {
+                throw refuse(.invalidDescriptor, "plugin \(name): agent type #\(index)'s name is \(typeName.utf8.count) bytes long; the most a host takes is \(FieldLimits.agentType)")
             }
             guard seen.insert(typeName).inserted else {
                 throw refuse(.duplicateAgentType, "plugin \(name) declares agent type '\(typeName)' twice")
