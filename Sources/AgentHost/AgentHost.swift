@@ -46,6 +46,11 @@ public final class AgentHost: Sendable {
         /// The registry the host's metrics go to (a runtime passes its own, so that one scrape
         /// shows both); nil: a registry of its own when ``metricsListen`` is set, else no metrics.
         public var metricsRegistry: MetricsRegistry?
+        /// The error an RPC is answered with when the worker it was forwarded to disconnects
+        /// before answering; nil (or a nil answer) says "The worker serving T disconnected
+        /// before answering; the request may or may not have been handled." `agentd run`'s
+        /// supervisor says which plugin crashed, with which signal, on which request.
+        public var departedWorkerAnswer: (@Sendable (DepartedRequest) -> String?)?
 
         public init(
             listen: String = "127.0.0.1:50051",
@@ -70,6 +75,16 @@ public final class AgentHost: Sendable {
             self.credentials = credentials
             self.authTokens = authTokens
         }
+    }
+
+    /// An RPC left unanswered by a worker whose stream ended (``Configuration/departedWorkerAnswer``).
+    public struct DepartedRequest: Sendable {
+        /// The worker's client id.
+        public var clientID: String
+        /// The request id the worker was given (the host's own, not the caller's).
+        public var requestID: String
+        /// The agent addressed.
+        public var target: AgentID
     }
 
     /// The bound of one connection's outbound queue: what may wait for a worker that reads

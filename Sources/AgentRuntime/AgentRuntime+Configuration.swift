@@ -68,6 +68,10 @@ extension AgentRuntime {
         /// The registry the runtime's metrics (and its embedded host's, unless that has its own)
         /// go to; nil: a registry of its own when ``metricsListen`` is set, else no metrics.
         public var metricsRegistry: MetricsRegistry?
+        /// Plugin versions whose handlers are not called, by content hash, with the reason
+        /// every RPC to their types is answered with (`agentd run`'s supervisor passes the
+        /// plugins it disabled after repeated crashes). Their types are still registered.
+        public var disabledPlugins: [String: String] = [:]
 
         public init(
             hostAddress: String? = nil,

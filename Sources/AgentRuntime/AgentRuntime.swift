@@ -144,7 +144,8 @@ public final class AgentRuntime: Sendable {
         let reloader = Reloader(
             settings: .init(
                 directory: configuration.pluginDirectory, probe: configuration.probe,
-                pluginSettings: configuration.pluginSettings, maxRetiredSwiftImages: configuration.maxRetiredSwiftImages),
+                pluginSettings: configuration.pluginSettings, maxRetiredSwiftImages: configuration.maxRetiredSwiftImages,
+                disabledPlugins: configuration.disabledPlugins),
             loader: loader, router: router, registrations: registrations, context: context, logger: logger)
         let reloading = Task { await reloader.run() }
         metrics?.observe(.init(router: router, states: states, reloader: reloader, connection: connection))
@@ -312,7 +313,7 @@ public final class AgentRuntime: Sendable {
     /// Where the runtime reaches its embedded host: its address, or, with TLS to a host
     /// listening on every interface (`0.0.0.0`, `[::]`), `localhost` on its port: a name its
     /// certificate can carry (none names the wildcard address).
-    static func address(connectingTo host: AgentHost, tls: Bool) -> String {
+    public static func address(connectingTo host: AgentHost, tls: Bool) -> String {
         let listenHost = host.configuration.listen.split(separator: ":").dropLast().joined(separator: ":")
         guard tls, ["0.0.0.0", "[::]", "::", ""].contains(listenHost) else { return host.address }
         return "localhost:\(host.port)"

@@ -8,3 +8,13 @@ const void *agentd_image_base(const void *address) {
     if (dladdr(address, &info) == 0) return NULL;
     return info.dli_fbase;
 }
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+int agentd_die_with_parent(int expected_parent) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return -1;
+    // The parent may have died before the call: then nothing would ever be sent.
+    return getppid() == expected_parent ? 0 : -1;
+}

@@ -2,9 +2,11 @@ import AgentConfig
 import AgentHost
 import AgentRuntime
 import ArgumentParser
+import CRuntimeSupport
 import Foundation
 import HostLauncher
 import Logging
+import RuntimeSupervisor
 import ServiceLifecycle
 import UnixSignals
 
@@ -16,8 +18,14 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
             Reads the INI file (see Config/agentd.ini). Without [runtime] host it starts an \
             embedded host listening on [host] listen, which other workers (AutoGen's Python \
-            ones too) can join. Prints "listening on HOST:PORT" (embedded host) and "ready" \
-            once the plugins are loaded (and READY=1 to systemd's $NOTIFY_SOCKET). SIGTERM or             SIGINT shut it down gracefully. SIGHUP re-reads the INI file — [log] level, [runtime]             mailbox_limit and rpc_timeout, and [plugin.NAME] settings apply at once; other changed             keys are logged as needing a restart — and rescans the plugin directory.
+            ones too) can join. The plugins run in a child process of this one, restarted at \
+            once when a plugin crashes (a plugin that crashes 3 times within a minute is \
+            disabled until a new version is dropped in); --in-process runs them in this process. \
+            Prints "listening on HOST:PORT" (embedded host) and "ready" once the plugins are \
+            loaded (and READY=1 to systemd's $NOTIFY_SOCKET). SIGTERM or SIGINT shut it down \
+            gracefully. SIGHUP re-reads the INI file — [log] level, [runtime] mailbox_limit and \
+            rpc_timeout, and [plugin.NAME] settings apply at once; other changed keys are logged \
+            as needing a restart — and rescans the plugin directory.
             """
     )
 
@@ -32,6 +40,19 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(help: "Override [plugins] directory.")
     var plugins: String?
+
+    @Flag(help: "Run the runtime in this process, as one process with the embedded host (no crash isolation: a plugin that crashes ends everything).")
+    var inProcess = false
+
+    // The runtime child's options, given by the supervisor (see RuntimeSupervisor).
+    @Flag(help: .hidden) var runtimeChild = false
+    @Option(help: .hidden) var embeddedHost: String?
+    @Option(help: .hidden) var clientID: String?
+    @Option(help: .hidden) var crashRecordFD: Int32?
+    @Option(help: .hidden) var readyFD: Int32?
+    @Option(help: .hidden) var supervisorPID: Int32?
+    /// `HASH=REASON`, one per disabled plugin version.
+    @Option(help: .hidden) var disabledPlugin: [String] = []
 
     func run() async throws {
         let document: IniDocument
@@ -63,27 +84,105 @@ struct RunCommand: AsyncParsableCommand {
                 throw ExitCode(2)
             }
         }
+        if runtimeChild, let supervisorPID, agentd_die_with_parent(supervisorPID) != 0 {
+            throw ExitCode(1)  // the supervisor is gone already
+        }
         let levels = LogLevelControl(.info)
         let logger = HostLauncher.makeLogger(
             label: "agentd.run", level: Logger.Level(rawValue: settings.logLevel) ?? .info, format: settings.logFormat,
             levelControl: levels)
         let embedded = HostLauncher.configuration(settings.host, cluster: settings.cluster, listen: listen ?? settings.host.listen)
-        let runtime = try AgentRuntime(
-            configuration: .init(
-                settings, pluginDirectory: directory, embeddedHost: embedded, hostAddress: hostAddress,
-                probe: PluginProbe(executable: Self.executablePath)),
-            logger: logger)
+        var configuration = AgentRuntime.Configuration(
+            settings, pluginDirectory: directory, embeddedHost: embedded, hostAddress: hostAddress,
+            probe: PluginProbe(executable: Self.executablePath))
+        if !runtimeChild && !inProcess {
+            try await supervise(settings: settings, hostAddress: hostAddress, embedded: embedded, configuration: configuration,
+                                levels: levels, logger: logger)
+            return
+        }
+        var announceReady: @Sendable (String) -> Void = { line in
+            HostLauncher.announce(line)
+            ServiceNotification.ready(status: line)
+        }
+        if runtimeChild {
+            if let fd = crashRecordFD {
+                do {
+                    try CrashRecord.attach(fd: fd)
+                } catch {
+                    logger.critical("cannot start the runtime", metadata: ["error": "\(error)"])
+                    throw ExitCode(1)
+                }
+            }
+            if let embeddedHost {
+                configuration.hostAddress = embeddedHost
+                configuration.authToken = settings.authToken ?? settings.host.authTokens.first
+            }
+            if let clientID { configuration.clientID = clientID }
+            for entry in disabledPlugin {
+                guard let equals = entry.firstIndex(of: "=") else { continue }
+                configuration.disabledPlugins[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+            }
+            let readyFD = self.readyFD
+            announceReady = { line in
+                guard let readyFD else { return }
+                var text = line + "\n"
+                text.withUTF8 { bytes in _ = write(readyFD, bytes.baseAddress, bytes.count) }
+            }
+        }
+        let runtime = try AgentRuntime(configuration: configuration, logger: logger)
         // The runtime starts inside the service group, so SIGTERM/SIGINT are handled
         // gracefully from the first moment (also while plugins load).
         let group = ServiceGroup(
             services: [
                 RuntimeService(
                     runtime: runtime, logger: logger,
-                    hangup: HangupReload(path: config, runtime: runtime, levels: levels, logger: logger, started: document)),
+                    hangup: HangupReload(path: config, runtime: runtime, levels: levels, logger: logger, started: document),
+                    announceReady: announceReady),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         try await group.run()
+    }
+
+    /// `agentd run` as a supervisor: the embedded host here, the runtime in a child process
+    /// (this executable with the hidden child options), restarted when it dies.
+    private func supervise(
+        settings: RuntimeConfiguration, hostAddress: String?, embedded: AgentHost.Configuration,
+        configuration: AgentRuntime.Configuration, levels: LogLevelControl, logger: Logger
+    ) async throws {
+        let executable = Self.executablePath
+        let (config, plugins, host) = (self.config, self.plugins, self.host)
+        let supervisor = RuntimeSupervisor(
+            configuration: .init(
+                executable: executable,
+                arguments: { launch in
+                    var arguments = ["run", "--config", config, "--runtime-child", "--client-id", launch.clientID,
+                                     "--crash-record-fd", "\(launch.crashRecordFD)", "--ready-fd", "\(launch.readyFD)",
+                                     "--supervisor-pid", "\(launch.supervisorPID)"]
+                    if let plugins { arguments += ["--plugins", plugins] }
+                    if let address = launch.embeddedHostAddress {
+                        arguments += ["--embedded-host", address]
+                    } else if let host {
+                        arguments += ["--host", host]
+                    }
+                    for disabled in launch.disabledPlugins {
+                        arguments += ["--disabled-plugin", "\(disabled.contentHash)=\(disabled.reason)"]
+                    }
+                    return arguments
+                },
+                clientID: settings.clientID,
+                embeddedHost: hostAddress == nil ? embedded : nil,
+                childConnectsWithTLS: configuration.hostCredentials.isTLS,
+                shutdownGracePeriod: configuration.shutdownGracePeriod),
+            logger: logger)
+        let path = self.config
+        let status = await supervisor.run(hangup: {
+            // The supervisor's own log level; the child re-reads the rest.
+            guard let settings = try? RuntimeConfiguration.load(path: path),
+                  let level = Logger.Level(rawValue: settings.logLevel) else { return }
+            levels.level = level
+        })
+        if status != 0 { throw ExitCode(status) }
     }
 }
 
@@ -100,6 +199,9 @@ struct RuntimeService: Service, CustomStringConvertible {
     let runtime: AgentRuntime
     let logger: Logger
     let hangup: HangupReload
+    /// Says `ready: ...`: on standard output and to systemd, or (a supervised runtime) to
+    /// the supervisor.
+    let announceReady: @Sendable (String) -> Void
 
     /// How ServiceLifecycle's logs name it (not a dump of every field).
     var description: String { "RuntimeService" }
@@ -118,8 +220,7 @@ struct RuntimeService: Service, CustomStringConvertible {
         }
         if let metrics = runtime.metricsAddress { HostLauncher.announce("metrics on http://\(metrics)/metrics") }
         let ready = "ready: \(runtime.plugins.map { "\($0.name) \($0.version)" }.joined(separator: ", "))"
-        HostLauncher.announce(ready)
-        ServiceNotification.ready(status: ready)
+        announceReady(ready)
         let hangup = self.hangup
         let hangups = Task {
             var applied = hangup.started

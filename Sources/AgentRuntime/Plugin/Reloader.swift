@@ -19,6 +19,10 @@ final class Reloader: Sendable {
         var probe: PluginProbe?
         var pluginSettings: [String: [String: String]]
         var maxRetiredSwiftImages: Int
+        /// Plugin versions not to call, by content hash, with the reason (what every RPC to
+        /// their types is answered with): `agentd run`'s supervisor disables a plugin that
+        /// crashed too often. A new version (another hash) serves as usual.
+        var disabledPlugins: [String: String] = [:]
     }
 
     private struct State: ~Copyable {
@@ -237,8 +241,16 @@ final class Reloader: Sendable {
     }
 
     private func load(_ path: String, taken: Set<String>) throws(PluginLoadError) -> LoadedPlugin {
-        try loader.load(
+        let plugin = try loader.load(
             path: path, settings: state.withLock { $0.pluginSettings }, takenAgentTypes: taken, context: context)
+        if let reason = settings.disabledPlugins[plugin.contentHash] {
+            plugin.disable(because: reason)
+            logger.warning("plugin disabled: its agent types are registered, and every RPC to them is answered with an error", metadata: [
+                "plugin": "\(plugin.name)", "plugin.version": "\(plugin.version)", "plugin.path": "\(path)",
+                "plugin.hash": "\(plugin.contentHash)", "reason": "\(reason)",
+            ])
+        }
+        return plugin
     }
 
     private func add(path: String) async {

@@ -1,0 +1,403 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AgentCore
+import AgentHost
+import AgentRuntime
+import Foundation
+import GRPCTransport
+import HostLauncher
+import Logging
+import Synchronization
+import UnixSignals
+
+/// `agentd run` as a supervisor: it owns the embedded host (when no external host is
+/// configured) and runs the runtime — the process that loads the plugins — as a child process
+/// of the same binary, so that a plugin crashing in a handler takes down only that child.
+///
+/// - The child is restarted at once when it dies after having served (with a growing delay
+///   while it keeps dying before it is ready), re-registers, and its agents resume from their
+///   checkpoints.
+/// - A shared crash record (``CrashRecord``) says which message each handler thread of the
+///   child was handling and which thread a fatal signal hit. With the embedded host, the RPC
+///   whose handler crashed is answered with an error naming the plugin and the signal, and the
+///   child's other unanswered RPCs with one saying that the runtime restarted; neither is
+///   redelivered. With an external host, that host answers its own disconnect error, and the
+///   crash is logged here.
+/// - A plugin version that crashes ``Configuration/crashLimit`` times within
+///   ``Configuration/crashWindow`` is disabled (``CrashLedger``): each new child registers its
+///   types and answers every RPC to them with an error saying so, until a new version (another
+///   content hash) is dropped in.
+/// - SIGTERM/SIGINT go to the child, which shuts down gracefully; it is SIGKILLed if it has not
+///   ended within its grace period plus ``Configuration/shutdownMargin``; then the host stops.
+///   SIGHUP goes to the child (and to ``run(hangup:)``'s closure, for the supervisor's own log
+///   level).
+public final class RuntimeSupervisor: Sendable {
+    public struct Configuration: Sendable {
+        /// This very executable (run as the child).
+        public var executable: String
+        /// The child's arguments (after argv[0]) for one launch.
+        public var arguments: @Sendable (Launch) -> [String]
+        /// `[runtime] client_id`: every child uses it; nil: a fresh one per child.
+        public var clientID: String?
+        /// The embedded host to run here; nil: the child joins an external host.
+        public var embeddedHost: AgentHost.Configuration?
+        /// Whether the child connects to the embedded host with TLS.
+        public var childConnectsWithTLS: Bool
+        /// The child's own shutdown grace period.
+        public var shutdownGracePeriod: Duration
+        /// How much longer than its grace period the child may take to stop before it is killed.
+        public var shutdownMargin: Duration
+        /// The delay before restarting a child that died before it was ready: from the first,
+        /// doubling up to the cap.
+        public var startupBackoff: Duration
+        public var maxStartupBackoff: Duration
+        /// Crashes of one plugin version within ``crashWindow`` that disable it.
+        public var crashLimit: Int
+        public var crashWindow: Duration
+
+        public init(
+            executable: String, arguments: @escaping @Sendable (Launch) -> [String], clientID: String? = nil,
+            embeddedHost: AgentHost.Configuration? = nil, childConnectsWithTLS: Bool = false,
+            shutdownGracePeriod: Duration = .seconds(5), shutdownMargin: Duration = .seconds(5),
+            startupBackoff: Duration = .milliseconds(500), maxStartupBackoff: Duration = .seconds(10),
+            crashLimit: Int = 3, crashWindow: Duration = .seconds(60)
+        ) {
+            self.executable = executable
+            self.arguments = arguments
+            self.clientID = clientID
+            self.embeddedHost = embeddedHost
+            self.childConnectsWithTLS = childConnectsWithTLS
+            self.shutdownGracePeriod = shutdownGracePeriod
+            self.shutdownMargin = shutdownMargin
+            self.startupBackoff = startupBackoff
+            self.maxStartupBackoff = maxStartupBackoff
+            self.crashLimit = crashLimit
+            self.crashWindow = crashWindow
+        }
+    }
+
+    /// What one child is started with.
+    public struct Launch: Sendable {
+        /// Its client id.
+        public var clientID: String
+        /// The embedded host's address (nil: the child joins the configured host).
+        public var embeddedHostAddress: String?
+        /// Plugin versions it must not call.
+        public var disabledPlugins: [CrashLedger.Disabled]
+        /// The fd the crash record is at in the child.
+        public var crashRecordFD: Int32
+        /// The fd the child writes its `ready: ...` line to.
+        public var readyFD: Int32
+        /// The supervisor's pid (the child ends when its parent does).
+        public var supervisorPID: Int32
+    }
+
+    /// The child running now, as the host's departure answers need it.
+    struct Child: Sendable {
+        var clientID: String
+        var record: CrashRecord
+    }
+
+    private enum Event: Sendable {
+        case ready(generation: Int, line: String)
+        case exited(generation: Int, ChildSpawner.Exit)
+        case signal(UnixSignal)
+        case timer(generation: Int)
+    }
+
+    public let configuration: Configuration
+    private let logger: Logger
+    private let spawner = ChildSpawner()
+    private let child = Mutex<Child?>(nil)
+    private let ledger: Mutex<CrashLedger>
+
+    public init(configuration: Configuration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        ledger = Mutex(CrashLedger(limit: configuration.crashLimit, window: configuration.crashWindow))
+    }
+
+    /// Runs until SIGTERM or SIGINT (then stops the child and the host), or until the first
+    /// child fails to start. Prints `listening on HOST:PORT` (embedded host) and, once the first
+    /// child is ready, its `ready: ...` line; sends READY=1 to systemd then.
+    /// - Parameter hangup: called on SIGHUP (before the child gets it).
+    /// - Returns: the exit status: 0 after SIGTERM/SIGINT, else the failed start's.
+    public func run(hangup: @escaping @Sendable () -> Void) async -> Int32 {
+        let (events, sink) = AsyncStream<Event>.makeStream()
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
+        let signalTask = Task {
+            for await signal in signals { sink.yield(.signal(signal)) }
+        }
+        defer { signalTask.cancel() }
+        var host: AgentHost?
+        if var embedded = configuration.embeddedHost {
+            embedded.departedWorkerAnswer = { [weak self] request in
+                Self.answer(request, child: self?.child.withLock { $0 })
+            }
+            do {
+                host = try await AgentHost.start(configuration: embedded, logger: logger)
+            } catch {
+                logger.critical("cannot start the host", metadata: ["host.address": "\(embedded.listen)", "error": "\(error)"])
+                return 1
+            }
+            HostLauncher.announce("listening on \(host!.address)")
+        }
+        var iterator = events.makeAsyncIterator()
+        var generation = 0
+        var everReady = false
+        var backoff = configuration.startupBackoff
+        while true {
+            generation += 1
+            let started = await start(generation: generation, host: host, sink: sink)
+            guard case .success(let (pid, reader)) = started else {
+                await host?.shutdown()
+                return 1
+            }
+            var readyNow = false
+            var exit: ChildSpawner.Exit?
+            while exit == nil, let event = await iterator.next() {
+                switch event {
+                case .ready(let which, let line) where which == generation:
+                    readyNow = true
+                    if everReady {
+                        logger.notice("runtime restarted and ready", metadata: ["runtime.pid": "\(pid)", "ready": "\(line)"])
+                    } else {
+                        everReady = true
+                        HostLauncher.announce(line)
+                        ServiceNotification.ready(status: line)
+                    }
+                case .exited(let which, let how) where which == generation:
+                    exit = how
+                case .signal(let signal) where signal == .sighup:
+                    hangup()
+                    kill(pid, SIGHUP)
+                case .signal:
+                    await stop(pid: pid, generation: generation, iterator: &iterator, sink: sink)
+                    reader.join()
+                    await host?.shutdown()
+                    return 0
+                default:
+                    break
+                }
+            }
+            reader.join()
+            guard let exit else { return 0 }
+            // What the child's end means. Status 0: it was stopped by someone else (a process
+            // group's Ctrl-C, systemd's SIGTERM to every process of the unit): so are we.
+            if exit == .exited(0) {
+                logger.notice("the runtime stopped (exit status 0: it was sent SIGTERM or SIGINT); stopping", metadata: ["runtime.pid": "\(pid)"])
+                await host?.shutdown()
+                return 0
+            }
+            if case .exited(let status) = exit, status != 75, !everReady {
+                logger.critical("the runtime failed to start", metadata: ["exit.status": "\(status)"])
+                await host?.shutdown()
+                return status
+            }
+            report(exit, pid: pid)
+            let delay: Duration
+            if readyNow {
+                delay = .zero
+                backoff = configuration.startupBackoff
+            } else {
+                delay = backoff
+                backoff = min(backoff * 2, configuration.maxStartupBackoff)
+                logger.warning("the runtime died before it was ready: restarting after a delay", metadata: ["delay": "\(delay)"])
+            }
+            if let host { await waitForDeparture(of: child.withLock { $0?.clientID }, from: host) }
+            if delay > .zero {
+                let timer = Task { [generation] in
+                    try? await Task.sleep(for: delay)
+                    sink.yield(.timer(generation: generation))
+                }
+                var waiting = true
+                while waiting, let event = await iterator.next() {
+                    switch event {
+                    case .timer(let which) where which == generation: waiting = false
+                    case .signal(let signal) where signal == .sighup: hangup()
+                    case .signal:
+                        timer.cancel()
+                        await host?.shutdown()
+                        return 0
+                    default: break
+                    }
+                }
+            }
+        }
+    }
+
+    /// Spawns child `generation` with a new crash record; nil (logged) if it cannot be spawned.
+    private func start(generation: Int, host: AgentHost?, sink: AsyncStream<Event>.Continuation) async
+        -> Result<(pid_t, NativeThread), RuntimeError> {
+        let record: CrashRecord
+        do {
+            record = try CrashRecord.create()
+        } catch {
+            logger.critical("cannot start the runtime", metadata: ["error": "\(error)"])
+            return .failure(error as? RuntimeError ?? RuntimeError("\(error)"))
+        }
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+            let reason = String(cString: strerror(errno))
+            logger.critical("cannot start the runtime: socketpair failed", metadata: ["error": "\(reason)"])
+            return .failure(RuntimeError(reason))
+        }
+        let clientID = configuration.clientID ?? UUID().uuidString.lowercased()
+        let launch = Launch(
+            clientID: clientID,
+            embeddedHostAddress: host.map { AgentRuntime.address(connectingTo: $0, tls: configuration.childConnectsWithTLS) },
+            disabledPlugins: ledger.withLock { Array($0.disabled.values) }.sorted { $0.contentHash < $1.contentHash },
+            crashRecordFD: 3, readyFD: 4, supervisorPID: getpid())
+        // The child's environment: ours, without systemd's notify socket (readiness is ours to say).
+        let environment = ProcessInfo.processInfo.environment.filter { $0.key != "NOTIFY_SOCKET" }.map { "\($0.key)=\($0.value)" }
+        child.withLock { $0 = Child(clientID: clientID, record: record) }
+        let pid: pid_t
+        do {
+            pid = try await spawner.spawn(
+                .init(
+                    executable: configuration.executable,
+                    arguments: [configuration.executable] + configuration.arguments(launch),
+                    environment: environment,
+                    fds: [(record.fd, launch.crashRecordFD), (pair[1], launch.readyFD)]),
+                ended: { sink.yield(.exited(generation: generation, $0)) })
+        } catch {
+            close(pair[0])
+            close(pair[1])
+            logger.critical("cannot start the runtime", metadata: ["executable": "\(configuration.executable)", "error": "\(error)"])
+            return .failure(RuntimeError("\(error)"))
+        }
+        close(pair[1])
+        let readyEnd = pair[0]
+        // The child's ready line (then nothing until the child ends and the socket closes).
+        let reader = NativeThread.start(name: "agentd-ready", stackSize: 128 << 10) {
+            var line: [UInt8] = []
+            var byte: UInt8 = 0
+            while true {
+                let count = read(readyEnd, &byte, 1)
+                if count < 0 && errno == EINTR { continue }
+                guard count == 1 else { break }
+                if byte == UInt8(ascii: "\n") {
+                    sink.yield(.ready(generation: generation, line: String(decoding: line, as: UTF8.self)))
+                    line.removeAll()
+                } else if line.count < 64 << 10 {
+                    line.append(byte)
+                }
+            }
+            close(readyEnd)
+        }
+        logger.info("runtime started", metadata: [
+            "runtime.pid": "\(pid)", "client.id": "\(clientID)",
+            "plugins.disabled": "\(launch.disabledPlugins.map { "\($0.pluginName) \($0.contentHash)" })",
+        ])
+        return .success((pid, reader))
+    }
+
+    /// SIGTERM to the child; SIGKILL once its grace period plus the margin have passed.
+    private func stop(
+        pid: pid_t, generation: Int, iterator: inout AsyncStream<Event>.Iterator, sink: AsyncStream<Event>.Continuation
+    ) async {
+        ServiceNotification.stopping()
+        kill(pid, SIGTERM)
+        let limit = configuration.shutdownGracePeriod + configuration.shutdownMargin
+        logger.info("stopping the runtime", metadata: ["runtime.pid": "\(pid)", "limit": "\(limit)"])
+        // (A negative generation: the stop's timer, not a restart delay's.)
+        let timer = Task {
+            try? await Task.sleep(for: limit)
+            sink.yield(.timer(generation: -generation))
+        }
+        defer { timer.cancel() }
+        while let event = await iterator.next() {
+            switch event {
+            case .exited(let which, let how) where which == generation:
+                logger.info("runtime stopped", metadata: ["runtime.pid": "\(pid)", "how": "\(how)"])
+                return
+            case .timer(let which) where which == -generation:
+                logger.warning("the runtime did not stop within its grace period and the margin: killed", metadata: [
+                    "runtime.pid": "\(pid)", "limit": "\(limit)",
+                ])
+                kill(pid, SIGKILL)
+            default:
+                break
+            }
+        }
+    }
+
+    /// Logs how the child ended and, for a crash in a plugin's handler, counts it against the
+    /// plugin (which the third crash in the window disables).
+    private func report(_ exit: ChildSpawner.Exit, pid: pid_t) {
+        guard let record = child.withLock({ $0?.record }) else { return }
+        let report = record.report
+        switch exit {
+        case .exited(75):
+            logger.warning("the runtime asked to be restarted (exit status 75): restarting it", metadata: ["runtime.pid": "\(pid)"])
+            return
+        case .exited(let status):
+            logger.error("the runtime ended unexpectedly: restarting it", metadata: ["runtime.pid": "\(pid)", "exit.status": "\(status)"])
+            return
+        case .signaled(let signal):
+            let name = SignalName.of(signal)
+            guard let crashed = Self.crashedMessage(report, signal: signal) else {
+                logger.error("the runtime died outside any plugin handler: restarting it", metadata: [
+                    "runtime.pid": "\(pid)", "signal": "\(name)",
+                    "handlers.running": "\(report.busy.values.map(\.description).sorted())",
+                ])
+                return
+            }
+            let (count, disabled) = ledger.withLock {
+                $0.recordCrash(
+                    pluginName: crashed.pluginName, contentHash: crashed.pluginHash, signal: name,
+                    messageType: crashed.messageType, at: .now)
+            }
+            logger.error("plugin \(crashed.pluginName) (agent type \(crashed.agentType)) crashed with \(name) while handling \(crashed.description); the message is answered with an error and not redelivered; restarting the runtime", metadata: [
+                "runtime.pid": "\(pid)", "plugin": "\(crashed.pluginName)", "plugin.version": "\(crashed.pluginVersion)",
+                "plugin.hash": "\(crashed.pluginHash)", "agent.type": "\(crashed.agentType)", "agent.key": "\(crashed.agentKey)",
+                "message.type": "\(crashed.messageType)", "signal": "\(name)",
+                "crashes": "\(count) within \(CrashLedger.seconds(configuration.crashWindow))",
+            ])
+            if let disabled {
+                logger.error("plugin \(disabled.pluginName) disabled: it crashed \(count) times within \(CrashLedger.seconds(configuration.crashWindow)); its agent types stay registered and every RPC to them is answered with an error, until a new version of the plugin file is dropped in", metadata: [
+                    "plugin": "\(disabled.pluginName)", "plugin.hash": "\(disabled.contentHash)",
+                ])
+            }
+        }
+    }
+
+    /// The message whose handler crashed: the one the signal's thread was handling, or — when
+    /// no handler saw the signal (a stack overflow has no stack to run one on) and it is a
+    /// fault — the only message being handled.
+    static func crashedMessage(_ report: CrashReport, signal: Int32) -> CrashReport.Message? {
+        if let crashed = report.crashed { return crashed }
+        guard report.signal == 0, [SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS].contains(signal),
+              report.busy.count == 1 else { return nil }
+        return report.busy.values.first
+    }
+
+    /// The embedded host's words for an RPC the dead child left unanswered (nil: its generic
+    /// ones): the crashed request names the plugin and the signal; the others say the runtime
+    /// restarted.
+    static func answer(_ request: AgentHost.DepartedRequest, child: Child?) -> String? {
+        guard let child, child.clientID == request.clientID else { return nil }
+        let report = child.record.report
+        guard report.signal != 0 else { return nil }
+        let signal = SignalName.of(report.signal)
+        if let crashed = report.crashed, crashed.isRPC, crashed.requestID == request.requestID {
+            return "Plugin \(crashed.pluginName) (agent type \(crashed.agentType)) crashed with \(signal) while handling this message; it is not redelivered. The runtime serving it is being restarted."
+        }
+        let cause = report.crashed.map {
+            "plugin \($0.pluginName) (agent type \($0.agentType)) crashed with \(signal) while handling another message"
+        } ?? "it crashed with \(signal)"
+        return "The runtime serving \(request.target) restarted before answering: \(cause). The request may or may not have been handled; it is not redelivered."
+    }
+
+    /// Waits (at most 2 s) until the host has taken the dead child's stream down, so that its
+    /// unanswered RPCs are answered from its own crash record and a new child with the same
+    /// client id is not refused as a second stream.
+    private func waitForDeparture(of clientID: String?, from host: AgentHost) async {
+        guard let clientID else { return }
+        let deadline = ContinuousClock.now + .seconds(2)
+        while host.queuedMessages()[clientID] != nil, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+}
