@@ -249,8 +249,15 @@ public final class RuntimeSupervisor: Sendable {
             embeddedHostAddress: host.map { AgentRuntime.address(connectingTo: $0, tls: configuration.childConnectsWithTLS) },
             disabledPlugins: ledger.withLock { Array($0.disabled.values) }.sorted { $0.contentHash < $1.contentHash },
             crashRecordFD: 3, readyFD: 4, supervisorPID: getpid())
-        // The child's environment: ours, without systemd's notify socket (readiness is ours to say).
-        let environment = ProcessInfo.processInfo.environment.filter { $0.key != "NOTIFY_SOCKET" }.map { "\($0.key)=\($0.value)" }
+        // The child's environment: ours, without systemd's notify socket (readiness is ours to
+        // say), and without Swift's crash backtracer unless SWIFT_BACKTRACE asks for it: it
+        // symbolicates every thread before the process may die (measured: the crashed RPC's
+        // answer 1.5 s after the crash with it, 0.2 s without), and our log line names the
+        // plugin, agent type and message already.
+        var variables = ProcessInfo.processInfo.environment
+        variables["NOTIFY_SOCKET"] = nil
+        if variables["SWIFT_BACKTRACE"] == nil { variables["SWIFT_BACKTRACE"] = "enable=no" }
+        let environment = variables.map { "\($0.key)=\($0.value)" }
         child.withLock { $0 = Child(clientID: clientID, record: record) }
         let pid: pid_t
         do {

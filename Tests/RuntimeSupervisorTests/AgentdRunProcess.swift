@@ -79,11 +79,13 @@ final class AgentdRunProcess: Sendable {
     var isRunning: Bool { process.isRunning }
     var exitStatus: Int32 { process.terminationStatus }
 
-    /// The pids of the supervisor's children (the runtime).
+    /// The pids of the supervisor's children (the runtime), from every thread's list.
     var childPIDs: [Int32] {
-        let path = "/proc/\(pid)/task/\(pid)/children"
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
-        return text.split(separator: " ").compactMap { Int32($0) }
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.flatMap { task -> [Int32] in
+            let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/children", encoding: .utf8)) ?? ""
+            return text.split(separator: " ").compactMap { Int32($0) }
+        }.sorted()
     }
 
     func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }
