@@ -109,7 +109,10 @@ public final class RuntimeSupervisor: Sendable {
     public let configuration: Configuration
     private let logger: Logger
     private let spawner = ChildSpawner()
-    private let child = Mutex<Child?>(nil)
+    /// The running child last; the one before it is kept too, because the host may answer the
+    /// dead child's RPCs after the next child started (it takes the stream out of its table
+    /// before it answers what the stream left).
+    private let children = Mutex<[Child]>([])
     private let ledger: Mutex<CrashLedger>
 
     public init(configuration: Configuration, logger: Logger) {
@@ -133,7 +136,7 @@ public final class RuntimeSupervisor: Sendable {
         var host: AgentHost?
         if var embedded = configuration.embeddedHost {
             embedded.departedWorkerAnswer = { [weak self] request in
-                Self.answer(request, child: self?.child.withLock { $0 })
+                Self.answer(request, children: self?.children.withLock { $0 } ?? [])
             }
             do {
                 host = try await AgentHost.start(configuration: embedded, logger: logger)
@@ -205,7 +208,7 @@ public final class RuntimeSupervisor: Sendable {
                 backoff = min(backoff * 2, configuration.maxStartupBackoff)
                 logger.warning("the runtime died before it was ready: restarting after a delay", metadata: ["delay": "\(delay)"])
             }
-            if let host { await waitForDeparture(of: child.withLock { $0?.clientID }, from: host) }
+            if let host { await waitForDeparture(of: children.withLock { $0.last?.clientID }, from: host) }
             if delay > .zero {
                 let timer = Task { [generation] in
                     try? await Task.sleep(for: delay)
@@ -258,7 +261,7 @@ public final class RuntimeSupervisor: Sendable {
         variables["NOTIFY_SOCKET"] = nil
         if variables["SWIFT_BACKTRACE"] == nil { variables["SWIFT_BACKTRACE"] = "enable=no" }
         let environment = variables.map { "\($0.key)=\($0.value)" }
-        child.withLock { $0 = Child(clientID: clientID, record: record) }
+        children.withLock { $0 = $0.suffix(1) + [Child(clientID: clientID, record: record)] }
         let pid: pid_t
         do {
             pid = try await spawner.spawn(
@@ -333,7 +336,7 @@ public final class RuntimeSupervisor: Sendable {
     /// Logs how the child ended and, for a crash in a plugin's handler, counts it against the
     /// plugin (which the third crash in the window disables).
     private func report(_ exit: ChildSpawner.Exit, pid: pid_t) {
-        guard let record = child.withLock({ $0?.record }) else { return }
+        guard let record = children.withLock({ $0.last?.record }) else { return }
         let report = record.report
         switch exit {
         case .exited(75):
@@ -383,10 +386,11 @@ public final class RuntimeSupervisor: Sendable {
     /// The embedded host's words for an RPC the dead child left unanswered (nil: its generic
     /// ones): the crashed request names the plugin and the signal; the others say the runtime
     /// restarted.
-    static func answer(_ request: AgentHost.DepartedRequest, child: Child?) -> String? {
-        guard let child, child.clientID == request.clientID else { return nil }
-        let report = child.record.report
-        guard report.signal != 0 else { return nil }
+    static func answer(_ request: AgentHost.DepartedRequest, children: [Child]) -> String? {
+        // The newest child of that client id that crashed (a configured client id is every
+        // child's; the one just started has not crashed).
+        guard let report = children.reversed().lazy.filter({ $0.clientID == request.clientID })
+            .map(\.record.report).first(where: { $0.signal != 0 }) else { return nil }
         let signal = SignalName.of(report.signal)
         if let crashed = report.crashed, crashed.isRPC, crashed.requestID == request.requestID {
             return "Plugin \(crashed.pluginName) (agent type \(crashed.agentType)) crashed with \(signal) while handling this message; it is not redelivered. The runtime serving it is being restarted."
