@@ -193,7 +193,7 @@ public final class RuntimeSupervisor: Sendable {
                 await host?.shutdown()
                 return 0
             }
-            if case .exited(let status) = exit, status != 75, !everReady {
+            if case .exited(let status) = exit, status != 75, !everReady, children.withLock({ $0.last?.record.report.signal }) == 0 {
                 logger.critical("the runtime failed to start", metadata: ["exit.status": "\(status)"])
                 await host?.shutdown()
                 return status
@@ -338,38 +338,44 @@ public final class RuntimeSupervisor: Sendable {
     private func report(_ exit: ChildSpawner.Exit, pid: pid_t) {
         guard let record = children.withLock({ $0.last?.record }) else { return }
         let report = record.report
+        // A fatal signal the crash record caught counts as a crash however the process ended: a
+        // handler the plugin (or a sanitizer) installed may have exited with a status instead.
+        let fatal: Int32
         switch exit {
+        case _ where report.signal != 0:
+            fatal = report.signal
+        case .signaled(let signal):
+            fatal = signal
         case .exited(75):
             logger.warning("the runtime asked to be restarted (exit status 75): restarting it", metadata: ["runtime.pid": "\(pid)"])
             return
         case .exited(let status):
             logger.error("the runtime ended unexpectedly: restarting it", metadata: ["runtime.pid": "\(pid)", "exit.status": "\(status)"])
             return
-        case .signaled(let signal):
-            let name = SignalName.of(signal)
-            guard let crashed = Self.crashedMessage(report, signal: signal) else {
-                logger.error("the runtime died outside any plugin handler: restarting it", metadata: [
-                    "runtime.pid": "\(pid)", "signal": "\(name)",
-                    "handlers.running": "\(report.busy.values.map(\.description).sorted())",
-                ])
-                return
-            }
-            let (count, disabled) = ledger.withLock {
-                $0.recordCrash(
-                    pluginName: crashed.pluginName, contentHash: crashed.pluginHash, signal: name,
-                    messageType: crashed.messageType, at: .now)
-            }
-            logger.error("plugin \(crashed.pluginName) (agent type \(crashed.agentType)) crashed with \(name) while handling \(crashed.description); the message is answered with an error and not redelivered; restarting the runtime", metadata: [
-                "runtime.pid": "\(pid)", "plugin": "\(crashed.pluginName)", "plugin.version": "\(crashed.pluginVersion)",
-                "plugin.hash": "\(crashed.pluginHash)", "agent.type": "\(crashed.agentType)", "agent.key": "\(crashed.agentKey)",
-                "message.type": "\(crashed.messageType)", "signal": "\(name)",
-                "crashes": "\(count) within \(CrashLedger.seconds(configuration.crashWindow))",
+        }
+        let name = SignalName.of(fatal)
+        guard let crashed = Self.crashedMessage(report, signal: fatal) else {
+            logger.error("the runtime died outside any plugin handler: restarting it", metadata: [
+                "runtime.pid": "\(pid)", "signal": "\(name)",
+                "handlers.running": "\(report.busy.values.map(\.description).sorted())",
             ])
-            if let disabled {
-                logger.error("plugin \(disabled.pluginName) disabled: it crashed \(count) times within \(CrashLedger.seconds(configuration.crashWindow)); its agent types stay registered and every RPC to them is answered with an error, until a new version of the plugin file is dropped in", metadata: [
-                    "plugin": "\(disabled.pluginName)", "plugin.hash": "\(disabled.contentHash)",
-                ])
-            }
+            return
+        }
+        let (count, disabled) = ledger.withLock {
+            $0.recordCrash(
+                pluginName: crashed.pluginName, contentHash: crashed.pluginHash, signal: name,
+                messageType: crashed.messageType, at: .now)
+        }
+        logger.error("plugin \(crashed.pluginName) (agent type \(crashed.agentType)) crashed with \(name) while handling \(crashed.description); the message is answered with an error and not redelivered; restarting the runtime", metadata: [
+            "runtime.pid": "\(pid)", "plugin": "\(crashed.pluginName)", "plugin.version": "\(crashed.pluginVersion)",
+            "plugin.hash": "\(crashed.pluginHash)", "agent.type": "\(crashed.agentType)", "agent.key": "\(crashed.agentKey)",
+            "message.type": "\(crashed.messageType)", "signal": "\(name)",
+            "crashes": "\(count) within \(CrashLedger.seconds(configuration.crashWindow))",
+        ])
+        if let disabled {
+            logger.error("plugin \(disabled.pluginName) disabled: it crashed \(count) times within \(CrashLedger.seconds(configuration.crashWindow)); its agent types stay registered and every RPC to them is answered with an error, until a new version of the plugin file is dropped in", metadata: [
+                "plugin": "\(disabled.pluginName)", "plugin.hash": "\(disabled.contentHash)",
+            ])
         }
     }
 
