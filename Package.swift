@@ -239,7 +239,7 @@ let package = Package(
         .target(
             name: "RuntimeSupervisor",
             dependencies: [
-                "AgentRuntime", "AgentHost", "AgentCore", "GRPCTransport", "HostLauncher",
+                "AgentRuntime", "AgentHost", "AgentCore", "AgentMetrics", "GRPCTransport", "HostLauncher",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import AgentCore
 import AgentHost
+import AgentMetrics
 import AgentRuntime
 import Foundation
 import GRPCTransport
@@ -44,6 +45,9 @@ public final class RuntimeSupervisor: Sendable {
         public var embeddedHost: AgentHost.Configuration?
         /// Whether the child connects to the embedded host with TLS.
         public var childConnectsWithTLS: Bool
+        /// `[runtime] metrics_listen`: served here (``CombinedMetrics``: the embedded host's
+        /// metrics and the runtime's, which the child serves on a loopback port of its own).
+        public var metricsListen: String?
         /// The child's own shutdown grace period.
         public var shutdownGracePeriod: Duration
         /// How much longer than its grace period the child may take to stop before it is killed.
@@ -58,7 +62,7 @@ public final class RuntimeSupervisor: Sendable {
 
         public init(
             executable: String, arguments: @escaping @Sendable (Launch) -> [String], clientID: String? = nil,
-            embeddedHost: AgentHost.Configuration? = nil, childConnectsWithTLS: Bool = false,
+            embeddedHost: AgentHost.Configuration? = nil, childConnectsWithTLS: Bool = false, metricsListen: String? = nil,
             shutdownGracePeriod: Duration = .seconds(5), shutdownMargin: Duration = .seconds(5),
             startupBackoff: Duration = .milliseconds(500), maxStartupBackoff: Duration = .seconds(10),
             crashLimit: Int = 3, crashWindow: Duration = .seconds(60)
@@ -68,6 +72,7 @@ public final class RuntimeSupervisor: Sendable {
             self.clientID = clientID
             self.embeddedHost = embeddedHost
             self.childConnectsWithTLS = childConnectsWithTLS
+            self.metricsListen = metricsListen
             self.shutdownGracePeriod = shutdownGracePeriod
             self.shutdownMargin = shutdownMargin
             self.startupBackoff = startupBackoff
@@ -91,6 +96,9 @@ public final class RuntimeSupervisor: Sendable {
         public var readyFD: Int32
         /// The supervisor's pid (the child ends when its parent does).
         public var supervisorPID: Int32
+        /// Where the child serves its metrics (`127.0.0.1:0`, when the supervisor combines them;
+        /// nil: `[runtime] metrics_listen` is not set).
+        public var metricsListen: String?
     }
 
     /// The child running now, as the host's departure answers need it.
@@ -101,6 +109,8 @@ public final class RuntimeSupervisor: Sendable {
 
     private enum Event: Sendable {
         case ready(generation: Int, line: String)
+        /// The child serves its metrics at this address.
+        case metrics(generation: Int, address: String)
         case exited(generation: Int, ChildSpawner.Exit)
         case signal(UnixSignal)
         case timer(generation: Int)
@@ -133,8 +143,13 @@ public final class RuntimeSupervisor: Sendable {
             for await signal in signals { sink.yield(.signal(signal)) }
         }
         defer { signalTask.cancel() }
+        let metrics = configuration.metricsListen.map { _ in CombinedMetrics() }
         var host: AgentHost?
         if var embedded = configuration.embeddedHost {
+            // One scrape shows the host's metrics too, unless it serves its own.
+            if let metrics, embedded.metricsRegistry == nil, embedded.metricsListen == nil {
+                embedded.metricsRegistry = metrics.hostRegistry
+            }
             embedded.departedWorkerAnswer = { [weak self] request in
                 Self.answer(request, children: self?.children.withLock { $0 } ?? [])
             }
@@ -146,6 +161,18 @@ public final class RuntimeSupervisor: Sendable {
             }
             HostLauncher.announce("listening on \(host!.address)")
         }
+        var metricsListener: MetricsListener?
+        if let metrics, let listen = configuration.metricsListen {
+            do {
+                metricsListener = try MetricsListener(listen: listen) { metrics.exposition() }
+            } catch {
+                logger.critical("cannot start the runtime", metadata: ["error": "\(error) ([runtime] metrics_listen)"])
+                await host?.shutdown()
+                return 1
+            }
+            HostLauncher.announce("metrics on http://\(metricsListener!.address)/metrics")
+        }
+        defer { metricsListener?.stop() }
         var iterator = events.makeAsyncIterator()
         var generation = 0
         var everReady = false
@@ -170,7 +197,10 @@ public final class RuntimeSupervisor: Sendable {
                         HostLauncher.announce(line)
                         ServiceNotification.ready(status: line)
                     }
+                case .metrics(let which, let address) where which == generation:
+                    metrics?.runtimeListens(at: address)
                 case .exited(let which, let how) where which == generation:
+                    metrics?.runtimeListens(at: nil)
                     exit = how
                 case .signal(let signal) where signal == .sighup:
                     hangup()
@@ -251,7 +281,8 @@ public final class RuntimeSupervisor: Sendable {
             clientID: clientID,
             embeddedHostAddress: host.map { AgentRuntime.address(connectingTo: $0, tls: configuration.childConnectsWithTLS) },
             disabledPlugins: ledger.withLock { Array($0.disabled.values) }.sorted { $0.contentHash < $1.contentHash },
-            crashRecordFD: 3, readyFD: 4, supervisorPID: getpid())
+            crashRecordFD: 3, readyFD: 4, supervisorPID: getpid(),
+            metricsListen: configuration.metricsListen == nil ? nil : "127.0.0.1:0")
         // The child's environment: ours, without systemd's notify socket (readiness is ours to
         // say), and without Swift's crash backtracer unless SWIFT_BACKTRACE asks for it: it
         // symbolicates every thread before the process may die (measured: the crashed RPC's
@@ -279,7 +310,7 @@ public final class RuntimeSupervisor: Sendable {
         }
         close(pair[1])
         let readyEnd = pair[0]
-        // The child's ready line (then nothing until the child ends and the socket closes).
+        // The child's metrics and ready lines (then nothing until the child ends and the socket closes).
         let reader = NativeThread.start(name: "agentd-ready", stackSize: 128 << 10) {
             var line: [UInt8] = []
             var byte: UInt8 = 0
@@ -288,7 +319,13 @@ public final class RuntimeSupervisor: Sendable {
                 if count < 0 && errno == EINTR { continue }
                 guard count == 1 else { break }
                 if byte == UInt8(ascii: "\n") {
-                    sink.yield(.ready(generation: generation, line: String(decoding: line, as: UTF8.self)))
+                    let text = String(decoding: line, as: UTF8.self)
+                    if text.hasPrefix("metrics on http://"), text.hasSuffix("/metrics") {
+                        let address = text.dropFirst("metrics on http://".count).dropLast("/metrics".count)
+                        sink.yield(.metrics(generation: generation, address: String(address)))
+                    } else {
+                        sink.yield(.ready(generation: generation, line: text))
+                    }
                     line.removeAll()
                 } else if line.count < 64 << 10 {
                     line.append(byte)

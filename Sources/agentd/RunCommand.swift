@@ -51,6 +51,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: .hidden) var crashRecordFD: Int32?
     @Option(help: .hidden) var readyFD: Int32?
     @Option(help: .hidden) var supervisorPID: Int32?
+    @Option(help: .hidden) var childMetricsListen: String?
     /// `HASH=REASON`, one per disabled plugin version.
     @Option(help: .hidden) var disabledPlugin: [String] = []
 
@@ -100,10 +101,7 @@ struct RunCommand: AsyncParsableCommand {
                                 levels: levels, logger: logger)
             return
         }
-        var announceReady: @Sendable (String) -> Void = { line in
-            HostLauncher.announce(line)
-            ServiceNotification.ready(status: line)
-        }
+        var announce: @Sendable (String) -> Void = { HostLauncher.announce($0) }
         if runtimeChild {
             if let fd = crashRecordFD {
                 do {
@@ -122,8 +120,9 @@ struct RunCommand: AsyncParsableCommand {
                 guard let equals = entry.firstIndex(of: "=") else { continue }
                 configuration.disabledPlugins[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
             }
+            if let childMetricsListen { configuration.metricsListen = childMetricsListen }
             let readyFD = self.readyFD
-            announceReady = { line in
+            announce = { line in
                 guard let readyFD else { return }
                 var text = line + "\n"
                 text.withUTF8 { bytes in _ = write(readyFD, bytes.baseAddress, bytes.count) }
@@ -137,7 +136,7 @@ struct RunCommand: AsyncParsableCommand {
                 RuntimeService(
                     runtime: runtime, logger: logger,
                     hangup: HangupReload(path: config, runtime: runtime, levels: levels, logger: logger, started: document),
-                    announceReady: announceReady),
+                    announce: announce, notifiesSystemd: !runtimeChild),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
@@ -160,6 +159,7 @@ struct RunCommand: AsyncParsableCommand {
                                      "--crash-record-fd", "\(launch.crashRecordFD)", "--ready-fd", "\(launch.readyFD)",
                                      "--supervisor-pid", "\(launch.supervisorPID)"]
                     if let plugins { arguments += ["--plugins", plugins] }
+                    if let metrics = launch.metricsListen { arguments += ["--child-metrics-listen", metrics] }
                     if let address = launch.embeddedHostAddress {
                         arguments += ["--embedded-host", address]
                     } else if let host {
@@ -173,6 +173,7 @@ struct RunCommand: AsyncParsableCommand {
                 clientID: settings.clientID,
                 embeddedHost: hostAddress == nil ? embedded : nil,
                 childConnectsWithTLS: configuration.hostCredentials.isTLS,
+                metricsListen: configuration.metricsListen,
                 shutdownGracePeriod: configuration.shutdownGracePeriod),
             logger: logger)
         let path = self.config
@@ -199,9 +200,12 @@ struct RuntimeService: Service, CustomStringConvertible {
     let runtime: AgentRuntime
     let logger: Logger
     let hangup: HangupReload
-    /// Says `ready: ...`: on standard output and to systemd, or (a supervised runtime) to
-    /// the supervisor.
-    let announceReady: @Sendable (String) -> Void
+    /// Says `metrics on ...` and `ready: ...`: on standard output (then `ready` to systemd too),
+    /// or, in a supervised runtime, to the supervisor.
+    let announce: @Sendable (String) -> Void
+    /// Whether this process tells systemd (`READY=1`, `STOPPING=1`); a supervised runtime's
+    /// supervisor does.
+    let notifiesSystemd: Bool
 
     /// How ServiceLifecycle's logs name it (not a dump of every field).
     var description: String { "RuntimeService" }
@@ -218,9 +222,10 @@ struct RuntimeService: Service, CustomStringConvertible {
         if let embeddedHost = runtime.embeddedHost {
             HostLauncher.announce("listening on \(embeddedHost.address)")
         }
-        if let metrics = runtime.metricsAddress { HostLauncher.announce("metrics on http://\(metrics)/metrics") }
+        if let metrics = runtime.metricsAddress { announce("metrics on http://\(metrics)/metrics") }
         let ready = "ready: \(runtime.plugins.map { "\($0.name) \($0.version)" }.joined(separator: ", "))"
-        announceReady(ready)
+        announce(ready)
+        if notifiesSystemd { ServiceNotification.ready(status: ready) }
         let hangup = self.hangup
         let hangups = Task {
             var applied = hangup.started
@@ -229,7 +234,7 @@ struct RuntimeService: Service, CustomStringConvertible {
             }
         }
         try? await gracefulShutdown()
-        ServiceNotification.stopping()
+        if notifiesSystemd { ServiceNotification.stopping() }
         hangups.cancel()
         await runtime.shutdown()
     }

@@ -23,8 +23,9 @@ final class AgentdRunProcess: Sendable {
     let address: String
 
     /// Starts `agentd run` with `plugins` (file name in the folder, file name in the build
-    /// folder) and `extraConfig` appended to the INI file; returns once it printed `ready`.
-    init(plugins: [(file: String, built: String)], extraConfig: String = "") async throws {
+    /// folder) and `extraConfig` appended to the INI file, with its embedded host or joining
+    /// `host`; returns once it printed `ready`.
+    init(plugins: [(file: String, built: String)], extraConfig: String = "", host: String? = nil) async throws {
         folder = NSTemporaryDirectory() + "agentd-supervisor-\(UUID().uuidString)"
         pluginDirectory = folder + "/plugins"
         try FileManager.default.createDirectory(atPath: pluginDirectory, withIntermediateDirectories: true)
@@ -39,6 +40,7 @@ final class AgentdRunProcess: Sendable {
             directory = \(pluginDirectory)
             [log]
             level = info
+            \(host.map { "[runtime]\nhost = \($0)" } ?? "")
             \(extraConfig)
             """.write(toFile: config, atomically: true, encoding: .utf8)
         process = Process()
@@ -64,9 +66,9 @@ final class AgentdRunProcess: Sendable {
         let ready = await poll(timeout: .seconds(60)) {
             let lines = output.value.stdout.split(separator: "\n").map(String.init)
             listening = lines.first { $0.hasPrefix("listening on ") }.map { String($0.dropFirst("listening on ".count)) }
-            return listening != nil && lines.contains { $0.hasPrefix("ready:") }
+            return (listening != nil || host != nil) && lines.contains { $0.hasPrefix("ready:") }
         }
-        guard ready, let listening else {
+        guard ready, let listening = listening ?? host else {
             process.terminate()
             throw RuntimeError("agentd run did not get ready; stderr:\n\(output.value.stderr)")
         }

@@ -138,4 +138,64 @@ struct CrashIsolationTests {
         await client.close()
         if !ended { await run.stop(timeout: .seconds(1)) }
     }
+
+    @Test("with an external host: that host answers its own disconnect error, the supervisor logs the crash and restarts the runtime")
+    func externalHost() async throws {
+        let host = Process()
+        host.executableURL = URL(fileURLWithPath: "\(AgentdRunProcess.buildDirectory)/agentd")
+        host.arguments = ["host", "--listen", "127.0.0.1:0"]
+        let output = Pipe()
+        host.standardOutput = output
+        host.standardError = FileHandle.nullDevice
+        try host.run()
+        defer {
+            host.terminate()
+            host.waitUntilExit()
+        }
+        // The first line: "listening on HOST:PORT".
+        var line: [UInt8] = []
+        while let byte = try output.fileHandleForReading.read(upToCount: 1)?.first, byte != UInt8(ascii: "\n") { line.append(byte) }
+        let address = String(decoding: line, as: UTF8.self).replacingOccurrences(of: "listening on ", with: "")
+        let run = try await AgentdRunProcess(plugins: [Self.echo, Self.crasher], host: address)
+        defer { run.removeFolder() }
+        #expect(!run.stdoutLines.contains { $0.hasPrefix("listening on") })
+        let client = try WorkerClient(address: address)
+        let crash = await failure(client, "Crash", to: AgentID(type: "segfault", key: "x"))
+        #expect(crash?.contains("disconnected before answering") == true, "\(crash ?? "answered")")
+        let served = await poll(timeout: .seconds(20)) { (try? await echo(client, "after")) != nil }
+        #expect(served)
+        #expect(run.stderr.contains("plugin handler-crash (agent type segfault) crashed with SIGSEGV while handling RPC 'Crash' to segfault/x"))
+        await client.close()
+        #expect(await run.stop())
+        #expect(run.exitStatus == 0)
+    }
+
+    @Test("[runtime] metrics_listen: one scrape shows the embedded host's and the runtime's metrics, on the same port across a restart")
+    func metricsAcrossRestart() async throws {
+        let run = try await AgentdRunProcess(
+            plugins: [Self.echo, Self.crasher], extraConfig: "[runtime]\nmetrics_listen = 127.0.0.1:0\n")
+        defer { run.removeFolder() }
+        let line = try #require(run.stdoutLines.first { $0.hasPrefix("metrics on http://") })
+        let address = String(line.dropFirst("metrics on http://".count).dropLast("/metrics".count))
+        let client = try WorkerClient(address: run.address)
+        _ = try await echo(client, "one")
+        func scrape() throws -> PrometheusExposition {
+            let reply = try HTTPExchange.get("/metrics", from: address)
+            #expect(reply.status == 200)
+            return try PrometheusExposition(parsing: reply.text)
+        }
+        let first = try scrape()
+        #expect(first.value("agentd_host_workers_connected") == 2)
+        #expect(first.value("agentd_runtime_messages_received_total", ["kind": "request"]) == 1)
+        #expect(first.samples("agentd_process_resident_memory_bytes").count == 1)
+        _ = await failure(client, "Crash", to: AgentID(type: "segfault", key: "x"))
+        #expect(await poll(timeout: .seconds(20)) { (try? await echo(client, "two")) != nil })
+        // The new runtime's counters, through the same port.
+        let restarted = await poll(timeout: .seconds(10)) {
+            (try? scrape())?.value("agentd_runtime_messages_received_total", ["kind": "request"]) == 1
+        }
+        #expect(restarted)
+        await client.close()
+        #expect(await run.stop())
+    }
 }
