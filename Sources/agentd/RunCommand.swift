@@ -2,7 +2,6 @@ import AgentConfig
 import AgentHost
 import AgentRuntime
 import ArgumentParser
-import CRuntimeSupport
 import Foundation
 import HostLauncher
 import Logging
@@ -85,9 +84,6 @@ struct RunCommand: AsyncParsableCommand {
                 throw ExitCode(2)
             }
         }
-        if runtimeChild, let supervisorPID, agentd_die_with_parent(supervisorPID) != 0 {
-            throw ExitCode(1)  // the supervisor is gone already
-        }
         let levels = LogLevelControl(.info)
         let logger = HostLauncher.makeLogger(
             label: "agentd.run", level: Logger.Level(rawValue: settings.logLevel) ?? .info, format: settings.logFormat,
@@ -103,13 +99,15 @@ struct RunCommand: AsyncParsableCommand {
         }
         var announce: @Sendable (String) -> Void = { HostLauncher.announce($0) }
         if runtimeChild {
-            if let fd = crashRecordFD {
-                do {
-                    try CrashRecord.attach(fd: fd)
-                } catch {
-                    logger.critical("cannot start the runtime", metadata: ["error": "\(error)"])
-                    throw ExitCode(1)
+            do {
+                guard try SupervisedRuntime.prepare(supervisorPID: supervisorPID ?? getppid(), crashRecordFD: crashRecordFD) else {
+                    throw ExitCode(1)  // the supervisor is gone already
                 }
+            } catch let exit as ExitCode {
+                throw exit
+            } catch {
+                logger.critical("cannot start the runtime", metadata: ["error": "\(error)"])
+                throw ExitCode(1)
             }
             if let embeddedHost {
                 configuration.hostAddress = embeddedHost
