@@ -16,6 +16,13 @@ public struct HostSettings: Sendable, Hashable {
     /// The largest `queue_limit_bytes` accepted: 64 GiB.
     public static let largestQueueLimitBytes = 64 * 1024 * 1024 * 1024
 
+    /// The default `late_window_seconds`: 5 s, as AutoGen .NET keeps unclaimed events.
+    public static let defaultLateWindow: Duration = .seconds(5)
+    /// The accepted `late_window_seconds` values (0: keep nothing).
+    public static let lateWindowRange: ClosedRange<Duration> = .zero ... .seconds(600)
+    /// The default `late_window_bytes`: 64 MiB.
+    public static let defaultLateWindowBytes = 64 * 1024 * 1024
+
     /// `listen = HOST:PORT`: where to listen (port 0 picks a free port). IPv6 in brackets:
     /// `[::1]:50051`.
     public var listen: String
@@ -45,6 +52,11 @@ public struct HostSettings: Sendable, Hashable {
     /// `metrics_listen = HOST:PORT`: serve Prometheus metrics (`GET /metrics`) there; `nil`:
     /// none (the default).
     public var metricsListen: String?
+    /// `late_window_seconds = SECONDS`: how long events that matched no subscription — and,
+    /// after the host starts, every event — wait for a subscription that arrives late.
+    public var lateWindow: Duration
+    /// `late_window_bytes = N`: the most those kept events may take.
+    public var lateWindowBytes: Int
 
     public init(
         listen: String = HostSettings.defaultListen,
@@ -56,8 +68,12 @@ public struct HostSettings: Sendable, Hashable {
         tlsKey: PEMFile? = nil,
         tlsClientCA: PEMFile? = nil,
         authTokens: [String] = [],
-        metricsListen: String? = nil
+        metricsListen: String? = nil,
+        lateWindow: Duration = HostSettings.defaultLateWindow,
+        lateWindowBytes: Int = HostSettings.defaultLateWindowBytes
     ) {
+        self.lateWindow = lateWindow
+        self.lateWindowBytes = lateWindowBytes
         self.metricsListen = metricsListen
         self.listen = listen
         self.maxMessageBytes = maxMessageBytes

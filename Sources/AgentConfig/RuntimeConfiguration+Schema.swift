@@ -4,10 +4,12 @@ extension RuntimeConfiguration {
         ("runtime", [
             "host", "rpc_timeout", "workers", "client_id", "tls_ca", "tls_certificate", "tls_key", "auth_token",
             "auth_token_file", "publish_buffer", "mailbox_limit", "handler_timeout", "metrics_listen",
+            "acknowledged_delivery",
         ]),
         ("host", [
             "listen", "max_message_bytes", "rpc_timeout", "queue_limit_messages", "queue_limit_bytes",
             "tls_certificate", "tls_key", "tls_client_ca", "auth_tokens", "auth_tokens_file", "metrics_listen",
+            "late_window_seconds", "late_window_bytes",
         ]),
         ("plugins", ["directory"]),
         ("state", ["store", "path", "sync", "nats"]),
@@ -95,6 +97,10 @@ extension RuntimeConfiguration {
                     entry, inlineKey: "auth_token", after: &tokenEntry,
                     inline: { text throws(SettingValueError) in try SettingValue.token(Substring(text), what: "the token") },
                     file: { entry throws(ConfigurationError) in try Self.tokenFile(entry, single: true)[0] })
+            case "acknowledged_delivery":
+                acknowledgedDelivery = try Self.value(of: entry) { text throws(SettingValueError) in
+                    try SettingValue.boolean(text, what: "whether publishes wait for the host's acknowledgement")
+                }
             case "publish_buffer":
                 publishBuffer = try Self.value(of: entry) { text throws(SettingValueError) in
                     try SettingValue.integer(text, in: Self.publishBufferRange, what: "buffered publishes")
@@ -131,6 +137,14 @@ extension RuntimeConfiguration {
             case "queue_limit_messages":
                 host.queueLimitMessages = try Self.value(of: entry) { text throws(SettingValueError) in
                     try SettingValue.integer(text, in: HostSettings.queueLimitMessagesRange, what: "messages")
+                }
+            case "late_window_seconds":
+                host.lateWindow = try Self.value(of: entry) { text throws(SettingValueError) in
+                    try SettingValue.seconds(text, in: HostSettings.lateWindowRange, what: "the late-subscriber window")
+                }
+            case "late_window_bytes":
+                host.lateWindowBytes = try Self.value(of: entry) { text throws(SettingValueError) in
+                    try SettingValue.byteCount(text, largest: HostSettings.largestQueueLimitBytes, largestMeaning: "64 GiB")
                 }
             case "queue_limit_bytes":
                 host.queueLimitBytes = try Self.value(of: entry) { text throws(SettingValueError) in

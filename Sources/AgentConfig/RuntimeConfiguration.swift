@@ -29,6 +29,7 @@ import Musl
 /// | `[runtime] tls_certificate = PATH`, `tls_key = PATH` | the client certificate (PEM) for a host that requires one | none |
 /// | `[runtime] auth_token = TOKEN` or `auth_token_file = PATH` | sent as `authorization: Bearer TOKEN` | none |
 /// | `[runtime] publish_buffer = N` | publishes kept while the host is unreachable, 0...10000000 | 10000 |
+/// | `[runtime] acknowledged_delivery = true` or `false` | keep each publish until the host acknowledges it, send again after a reconnection what it had not (agentd hosts only) | true |
 /// | `[runtime] mailbox_limit = N` | messages that may wait for one agent, 1...10000000 | 10000 |
 /// | `[runtime] handler_timeout = SECONDS` | how long a handler may leave a message pending | 60 |
 /// | `[runtime] metrics_listen = HOST:PORT` | serve the runtime's (and its embedded host's) Prometheus metrics there | none: off |
@@ -36,6 +37,8 @@ import Musl
 /// | `[host] max_message_bytes = N` | the largest message, in bytes, or with `KiB`/`MiB` | 4 MiB |
 /// | `[host] rpc_timeout = SECONDS` | when the host answers an unanswered RPC with an error | 60 |
 /// | `[host] queue_limit_messages = N`, `queue_limit_bytes = N` | one connection's outbound queue bound | 100000, 256 MiB |
+/// | `[host] late_window_seconds = SECONDS` | how long events no subscription matched (and, after the host starts, every event) wait for a late subscriber, 0...600 (0: off) | 5 |
+/// | `[host] late_window_bytes = N` | the most those kept events may take | 64 MiB |
 /// | `[host] tls_certificate = PATH`, `tls_key = PATH` | listen with TLS (PEM chain and key) | none: plaintext |
 /// | `[host] tls_client_ca = PATH` | mutual TLS: clients need a certificate this CA signed | none |
 /// | `[host] auth_tokens = TOKEN, ...` or `auth_tokens_file = PATH` | tokens a call must carry one of | none: no token needed |
@@ -115,6 +118,8 @@ public struct RuntimeConfiguration: Sendable, Hashable {
     public var authToken: String?
     /// `[runtime] publish_buffer`: publishes kept while the host is unreachable.
     public var publishBuffer: Int
+    /// `[runtime] acknowledged_delivery`: publishes wait for the host's acknowledgement.
+    public var acknowledgedDelivery: Bool
     /// `[runtime] mailbox_limit`: messages that may wait for one agent.
     public var mailboxLimit: Int
     /// `[runtime] handler_timeout`: how long a handler may leave a message pending before the
@@ -162,6 +167,7 @@ public struct RuntimeConfiguration: Sendable, Hashable {
         tlsKey: PEMFile? = nil,
         authToken: String? = nil,
         publishBuffer: Int = RuntimeConfiguration.defaultPublishBuffer,
+        acknowledgedDelivery: Bool = true,
         mailboxLimit: Int = RuntimeConfiguration.defaultMailboxLimit,
         handlerTimeout: Duration = RuntimeConfiguration.defaultHandlerTimeout,
         metricsListen: String? = nil,
@@ -183,6 +189,7 @@ public struct RuntimeConfiguration: Sendable, Hashable {
         self.tlsKey = tlsKey
         self.authToken = authToken
         self.publishBuffer = publishBuffer
+        self.acknowledgedDelivery = acknowledgedDelivery
         self.mailboxLimit = mailboxLimit
         self.handlerTimeout = handlerTimeout
         self.metricsListen = metricsListen

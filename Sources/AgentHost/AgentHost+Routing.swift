@@ -8,28 +8,88 @@ import Logging
 extension AgentHost {
     /// Sends an event to this host's workers that serve an agent type subscribed to its topic
     /// type, and — for a worker's publish, not one forwarded by another host — once to each
-    /// other host of the cluster that serves one.
+    /// other host of the cluster that serves one. An event no one receives, and every event of
+    /// the host's first moments, is kept for late subscribers (``LateEvents``).
     func publish(
         _ message: MessageBuffer, _ event: CloudEventHeader, forwarded: Bool, logger: Logger, tally: ChannelTally? = nil
     ) {
-        let recipients = table.recipients(ofTopicType: event.topicType)
-        let limits = configuration.queueLimits
-        var (copies, full) = (recipients.local.count, 0)
-        for recipient in recipients.local {
-            if !recipient.sendEvent(message, limits: limits, logger: logger) { full += 1 }
+        if let late {
+            if late.isActive {
+                return publishKeeping(message, event, forwarded: forwarded, late: late, logger: logger, tally: tally)
+            }
+            let recipients = table.recipients(ofTopicType: event.topicType)
+            if recipients.isEmpty {
+                return publishKeeping(message, event, forwarded: forwarded, late: late, logger: logger, tally: tally)
+            }
+            _ = route(message, event, to: recipients, forwarded: forwarded, logger: logger, tally: tally)
+            return
         }
+        _ = route(message, event, to: table.recipients(ofTopicType: event.topicType), forwarded: forwarded, logger: logger, tally: tally)
+    }
+
+    /// The publish path while events are kept: routes under the late-subscriber lock (no
+    /// subscription can arrive in between) and keeps the event if it reached no one.
+    private func publishKeeping(
+        _ message: MessageBuffer, _ event: CloudEventHeader, forwarded: Bool, late: LateEvents, logger: Logger,
+        tally: ChannelTally?
+    ) {
+        late.publish((message, event.topicType, event.topicSource, forwarded)) {
+            route(message, event, to: table.recipients(ofTopicType: event.topicType), forwarded: forwarded,
+                  reporting: true, logger: logger, tally: tally)
+        }
+    }
+
+    /// Makes a change to the routing table that may give kept events new recipients (a
+    /// subscription, an agent type registered), then hands them the kept events they match.
+    func changingRecipients<T, E: Error>(_ change: () throws(E) -> T) throws(E) -> T {
+        guard let late else { return try change() }
+        return try late.changingRecipients(change) { entry in
+            route(entry.message, topicType: entry.topicType, topicSource: entry.topicSource,
+                  to: table.recipients(ofTopicType: entry.topicType), forwarded: entry.forwarded,
+                  reporting: true, skipping: entry.reached, logger: logger, tally: nil)
+        }
+    }
+
+    /// Hands an event to `recipients`.
+    /// - Parameters:
+    ///   - reporting: return whom it reached; otherwise nobody.
+    ///   - skipping: whom not to send it to (reached already).
+    @discardableResult
+    private func route(
+        _ message: MessageBuffer, _ event: CloudEventHeader, to recipients: RoutingTable.Recipients, forwarded: Bool,
+        reporting: Bool = false, logger: Logger, tally: ChannelTally?
+    ) -> LateEvents.Reached {
+        route(message, topicType: event.topicType, topicSource: event.topicSource, to: recipients, forwarded: forwarded,
+              reporting: reporting, skipping: LateEvents.Reached(), logger: logger, tally: tally)
+    }
+
+    private func route(
+        _ message: MessageBuffer, topicType: String, topicSource: String, to recipients: RoutingTable.Recipients,
+        forwarded: Bool, reporting: Bool, skipping: LateEvents.Reached, logger: Logger, tally: ChannelTally?
+    ) -> LateEvents.Reached {
+        let limits = configuration.queueLimits
+        var reached = LateEvents.Reached()
+        var (copies, full) = (0, 0)
+        func send(_ connection: WorkerConnection) {
+            if reporting {
+                guard !skipping.clients.contains(connection.clientID) else { return }
+                reached.clients.append(connection.clientID)
+            }
+            copies += 1
+            if !connection.sendEvent(message, limits: limits, logger: logger) { full += 1 }
+        }
+        for recipient in recipients.local { send(recipient) }
         var hosts = recipients.hosts
         if !recipients.shared.isEmpty {
             // One instance per key: the worker the key is placed on (once, even when it serves
             // several subscribed types; its runtime delivers to each of them it should).
             var sent = recipients.local.map { ObjectIdentifier($0) }
             for shared in recipients.shared {
-                switch shared.route(forKey: event.topicSource) {
+                switch shared.route(forKey: topicSource) {
                 case .local(let owner):
                     guard !sent.contains(ObjectIdentifier(owner)) else { continue }
                     sent.append(ObjectIdentifier(owner))
-                    copies += 1
-                    if !owner.sendEvent(message, limits: limits, logger: logger) { full += 1 }
+                    send(owner)
                 case .host(let host):
                     if !hosts.contains(host) { hosts.append(host) }
                 case .none:
@@ -38,9 +98,14 @@ extension AgentHost {
             }
         }
         if !forwarded, !hosts.isEmpty, let cluster {
-            cluster.forwardEvent(message, to: hosts, topicType: event.topicType)
+            if reporting {
+                hosts.removeAll { skipping.hosts.contains($0) }
+                reached.hosts = hosts
+            }
+            if !hosts.isEmpty { cluster.forwardEvent(message, to: hosts, topicType: topicType) }
         }
         tally?.published(queued: copies - full, full: full, hosts: forwarded || cluster == nil ? 0 : hosts.count)
+        return reached
     }
 
     /// Routes an RPC (`bytes`: an `agents.Message` carrying `request`) to the worker serving
@@ -156,7 +221,7 @@ extension AgentHost {
     /// so that it arrives before anything the host routes by the new placement.
     func announce(_ shared: RoutingTable.SharedType) {
         let notice = MessageBuffer(Self.placementNotice(shared))
-        for connection in shared.connections.values { _ = connection.send(notice) }
+        for connection in shared.connections.values { connection.sendEvent(notice) }
         logger.info("shared agent type served by", metadata: ["agent.type": "\(shared.name)", "client.ids": "\(shared.members)"])
     }
 

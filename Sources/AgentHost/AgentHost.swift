@@ -46,6 +46,12 @@ public final class AgentHost: Sendable {
         /// The registry the host's metrics go to (a runtime passes its own, so that one scrape
         /// shows both); nil: a registry of its own when ``metricsListen`` is set, else no metrics.
         public var metricsRegistry: MetricsRegistry?
+        /// How long events that reached no subscriber — and, after the host starts, every
+        /// event — are kept for a subscription that arrives late (``Duration/zero``: none are
+        /// kept); also how long events a runtime had not confirmed wait for it to come back.
+        public var lateWindow: Duration
+        /// The most the late-subscriber window holds, in bytes of events; past it the oldest go.
+        public var lateWindowBytes: Int
         /// The error an RPC is answered with when the worker it was forwarded to disconnects
         /// before answering; nil (or a nil answer) says "The worker serving T disconnected
         /// before answering; the request may or may not have been handled." `agentd run`'s
@@ -62,8 +68,12 @@ public final class AgentHost: Sendable {
             authTokens: [String] = [],
             cluster: ClusterConfiguration? = nil,
             metricsListen: String? = nil,
-            metricsRegistry: MetricsRegistry? = nil
+            metricsRegistry: MetricsRegistry? = nil,
+            lateWindow: Duration = .seconds(5),
+            lateWindowBytes: Int = 64 * 1024 * 1024
         ) {
+            self.lateWindow = lateWindow
+            self.lateWindowBytes = lateWindowBytes
             self.metricsListen = metricsListen
             self.metricsRegistry = metricsRegistry
             self.cluster = cluster
@@ -115,6 +125,10 @@ public final class AgentHost: Sendable {
     let health = HealthService()
     /// When the host started serving (for its status's uptime).
     let startedAt = ContinuousClock.now
+    /// Acknowledged delivery to and from our runtimes.
+    let ledger: DeliveryLedger
+    /// Events kept for late subscribers (nil: ``Configuration/lateWindow`` is zero).
+    let late: LateEvents?
     /// The host's membership of a cluster, once it has joined one.
     private let clusterSlot = Mutex<ClusterMember?>(nil)
 
@@ -133,6 +147,9 @@ public final class AgentHost: Sendable {
     public func queuedMessages() -> [String: Int] {
         Dictionary(table.allConnections().map { ($0.clientID, $0.queuedMessages) }, uniquingKeysWith: max)
     }
+
+    /// Events (and their bytes) kept now for late subscribers.
+    public var lateUsage: (events: Int, bytes: Int) { late?.usage ?? (0, 0) }
 
     /// Events dropped for each connected client because it read too slowly.
     public func droppedEvents() -> [String: Int] {
@@ -156,8 +173,13 @@ public final class AgentHost: Sendable {
         self.logger = logger
         let table = RoutingTable()
         self.table = table
+        let ledger = DeliveryLedger(parkingWindow: max(configuration.lateWindow, .seconds(1)), logger: logger)
+        self.ledger = ledger
+        let late = configuration.lateWindow > .zero
+            ? LateEvents(window: configuration.lateWindow, byteLimit: configuration.lateWindowBytes, logger: logger) : nil
+        self.late = late
         // Before the server: a metrics address it cannot listen on fails the start with nothing to stop.
-        (metrics, metricsListener) = try HostMetrics.start(configuration, table: table, logger: logger)
+        (metrics, metricsListener) = try HostMetrics.start(configuration, table: table, ledger: ledger, late: late, logger: logger)
         let router = HostRouter(tokens: BearerTokens(configuration.authTokens))
         // The C core refuses what exceeds its own limit by ending the whole stream; let it
         // through up to well past ours, so that we refuse it instead, with a log line and an
@@ -174,6 +196,7 @@ public final class AgentHost: Sendable {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: interval)
                     guard let self else { return }
+                    late?.prune(now: .now)
                     for request in table.expiredRequests(now: .now) {
                         metrics?.rpcTimedOut()
                         logger.warning("RPC timed out", metadata: [
@@ -186,6 +209,7 @@ public final class AgentHost: Sendable {
             }
         }
         router.host = self
+        ledger.start { [weak self] in await self?.cluster?.flushForwardedEvents() }
         logger.info("host listening", metadata: [
             "host.address": "\(address)", "host.transport": "\(configuration.credentials)",
             "host.auth": "\(configuration.authTokens.isEmpty ? "none" : "bearer token")",
@@ -229,6 +253,7 @@ public final class AgentHost: Sendable {
         health.shutdownStarted()
         logger.info("host shutting down", metadata: ["host.address": "\(address)"])
         sweeper.withLock { $0?.cancel() }
+        ledger.stop()
         if let cluster { await cluster.leave() }
         for request in table.drainPending() {
             answer(request, error: "The host is shutting down; request to \(request.target) not answered.")
@@ -287,6 +312,7 @@ final class HostRouter: CallRouter, @unchecked Sendable {
         // Health and status calls are not a worker's: they need no client-id.
         if call.method.hasPrefix(HealthService.methodPrefix) { return host.health.handler(for: call) }
         if call.method == AgentHost.statusMethod { return StatusCall(host: host) }
+        if call.method == Delivery.negotiateMethod { return NegotiateCall() }
         guard let clientID = call.metadata["client-id"], !clientID.isEmpty else {
             host.logger.warning("call without client-id metadata refused", metadata: [
                 "grpc.method": "\(call.method)", "peer": "\(call.peer)",
@@ -296,7 +322,9 @@ final class HostRouter: CallRouter, @unchecked Sendable {
         }
         switch call.method {
         case "/agents.AgentRpc/OpenChannel":
-            return DataChannel(host: host, connection: WorkerConnection(clientID: clientID, call: call))
+            let delivery = call.metadata[Delivery.metadataKey] == "1"
+                ? AcknowledgedStream(limit: host.configuration.queueLimits.messages) : nil
+            return DataChannel(host: host, connection: WorkerConnection(clientID: clientID, call: call, delivery: delivery))
         case "/agents.AgentRpc/OpenControlChannel":
             return ControlChannel(host: host, connection: WorkerConnection(clientID: clientID, call: call))
         case "/agents.AgentRpc/RegisterAgent", "/agents.AgentRpc/AddSubscription",
@@ -306,5 +334,13 @@ final class HostRouter: CallRouter, @unchecked Sendable {
             call.finish(Status(.unimplemented, "agents.AgentRpc has no method \(call.method)"))
             return nil
         }
+    }
+}
+
+/// ``AgentCore/Delivery/negotiateMethod``: answers OK, telling our runtime this host
+/// acknowledges publishes.
+final class NegotiateCall: ServerCallHandler {
+    func call(_ call: ServerCall, didReceive message: MessageBuffer) {
+        call.respond(MessageBuffer([]))
     }
 }

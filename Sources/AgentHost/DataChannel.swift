@@ -22,6 +22,17 @@ final class DataChannel: ServerCallHandler {
         var logger = host.logger
         logger[metadataKey: "client.id"] = "\(connection.clientID)"
         self.logger = logger
+        if let delivery = connection.delivery {
+            // What this runtime's previous stream had not confirmed goes first, before
+            // anything its subscriptions bring.
+            let previous = host.table.dataConnection(of: connection.clientID)
+            let carried = host.ledger.attach(delivery, connection: connection, replacing: previous)
+            for message in carried { connection.sendEvent(message) }
+            if !carried.isEmpty {
+                host.ledger.eventsResent.wrappingAdd(carried.count, ordering: .relaxed)
+                logger.info("events the runtime had not confirmed sent again", metadata: ["events": "\(carried.count)"])
+            }
+        }
         if let replaced = host.table.attachData(connection) {
             logger.warning("a second data channel opened under the same client-id; the first is closed", metadata: [
                 "peer": "\(connection.peer)", "previous.peer": "\(replaced.peer)",
@@ -33,36 +44,48 @@ final class DataChannel: ServerCallHandler {
 
     func call(_ call: ServerCall, didReceive message: MessageBuffer) {
         message.withUnsafeBytes { bytes in
-            let envelope: Envelope
-            do {
-                envelope = try Envelope.parse(bytes)
-            } catch {
-                tally?.unparsable()
-                logger.warning("malformed message dropped", metadata: [
-                    "error": "\(error)", "message.bytes": "\(bytes.count)",
-                ])
-                return
-            }
-            tally?.received(.init(envelope))
-            if bytes.count > host.configuration.maxMessageBytes {
-                tally?.dropped(.init(envelope), .oversized)
-                refuseOversized(envelope, size: bytes.count)
-                return
-            }
-            switch envelope {
-            case .event(let event):
-                guard event.topicType != Placement.noticeTopicType else {
-                    // Only the host says where a shared type's keys are.
-                    tally?.dropped(.event, .reservedTopic)
-                    logger.warning("publish to the host's own placement topic dropped", metadata: ["topic.type": "\(event.topicType)"])
-                    return
+            if let delivery = connection.delivery {
+                if let count = Delivery.acknowledgedCount(bytes) { return delivery.confirm(count) }
+                if Delivery.isEvent(bytes) {
+                    // Counted once routed (or refused): the ledger acknowledges what it counted.
+                    defer { delivery.received.wrappingAdd(1, ordering: .releasing) }
+                    return receive(message, bytes)
                 }
-                host.publish(message, event, forwarded: false, logger: logger, tally: tally)
-            case .request(let request):
-                host.route(bytes, request, from: .worker(connection), deadline: .now + host.configuration.rpcTimeout, logger: logger, tally: tally)
-            case .response(let response):
-                host.deliver(bytes, response, from: .client(connection.clientID), logger: logger, tally: tally)
             }
+            receive(message, bytes)
+        }
+    }
+
+    private func receive(_ message: MessageBuffer, _ bytes: UnsafeRawBufferPointer) {
+        let envelope: Envelope
+        do {
+            envelope = try Envelope.parse(bytes)
+        } catch {
+            tally?.unparsable()
+            logger.warning("malformed message dropped", metadata: [
+                "error": "\(error)", "message.bytes": "\(bytes.count)",
+            ])
+            return
+        }
+        tally?.received(.init(envelope))
+        if bytes.count > host.configuration.maxMessageBytes {
+            tally?.dropped(.init(envelope), .oversized)
+            refuseOversized(envelope, size: bytes.count)
+            return
+        }
+        switch envelope {
+        case .event(let event):
+            guard event.topicType != Placement.noticeTopicType else {
+                // Only the host says where a shared type's keys are.
+                tally?.dropped(.event, .reservedTopic)
+                logger.warning("publish to the host's own placement topic dropped", metadata: ["topic.type": "\(event.topicType)"])
+                return
+            }
+            host.publish(message, event, forwarded: false, logger: logger, tally: tally)
+        case .request(let request):
+            host.route(bytes, request, from: .worker(connection), deadline: .now + host.configuration.rpcTimeout, logger: logger, tally: tally)
+        case .response(let response):
+            host.deliver(bytes, response, from: .client(connection.clientID), logger: logger, tally: tally)
         }
     }
 
@@ -94,6 +117,7 @@ final class DataChannel: ServerCallHandler {
 
     func callDidEnd(_ call: ServerCall, cancelled: Bool) {
         if let tally { host.metrics?.closeTally(tally) }
+        if let delivery = connection.delivery { host.ledger.detach(delivery, clientID: connection.clientID) }
         guard let departure = host.table.detachData(connection) else { return }
         host.cluster?.workerLeft(
             client: connection.clientID, types: departure.agentTypes.filter { !departure.sharedTypes.contains($0) },

@@ -100,7 +100,8 @@ final class RegistrationCall: ServerCallHandler {
                 guard AgentID.isValidType(type) else {
                     throw HostCallError(.invalidArgument, "Invalid agent type '\(type)': use letters, digits, '_', '-' and '.' only.")
                 }
-                switch host.table.register(agentType: type, clientID: clientID, shared: true) {
+                let host = self.host, clientID = self.clientID
+                switch host.changingRecipients({ host.table.register(agentType: type, clientID: clientID, shared: true) }) {
                 case .joinedShared(let shared):
                     host.logger.info("shared agent type registered", metadata: ["client.id": "\(clientID)", "agent.type": "\(type)"])
                     host.cluster?.sharedMemberJoined(type: type, client: clientID)
@@ -127,7 +128,7 @@ final class RegistrationCall: ServerCallHandler {
         guard AgentID.isValidType(type) else {
             throw HostCallError(.invalidArgument, "Invalid agent type '\(type)': use letters, digits, '_', '-' and '.' only.")
         }
-        switch host.table.register(agentType: type, clientID: clientID) {
+        switch host.changingRecipients({ host.table.register(agentType: type, clientID: clientID) }) {
         case .registered, .alreadyRegisteredBySameClient, .joinedShared:
             break
         case .sharingMismatch(let holders, _):
@@ -159,7 +160,10 @@ final class RegistrationCall: ServerCallHandler {
             throw HostCallError(.invalidArgument, "AddSubscription carries no subscription.")
         }
         do {
-            try host.table.addSubscription(subscription, clientID: clientID)
+            let host = self.host, clientID = self.clientID
+            try host.changingRecipients { () throws(SubscriptionError) in
+                try host.table.addSubscription(subscription, clientID: clientID)
+            }
         } catch {
             throw HostCallError(error)
         }

@@ -39,6 +39,9 @@ final class RoutingTable: Sendable {
         /// Shared agent types subscribed: each event goes to the one worker its key (the
         /// topic's source) is placed on.
         var shared: [SharedType] = []
+
+        /// Nobody to send to.
+        var isEmpty: Bool { local.isEmpty && hosts.isEmpty && shared.isEmpty }
     }
 
     /// The workers serving a shared agent type, by client id (sorted), with their channels.
@@ -160,6 +163,11 @@ final class RoutingTable: Sendable {
             state.recipients.removeAll(keepingCapacity: true)
             return previous
         }
+    }
+
+    /// The client's data channel now, if it has one.
+    func dataConnection(of clientID: String) -> WorkerConnection? {
+        state.withLock { $0.clients[clientID]?.data }
     }
 
     func attachControl(_ connection: WorkerConnection) -> WorkerConnection? {

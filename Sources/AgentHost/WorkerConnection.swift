@@ -10,11 +10,14 @@ final class WorkerConnection: Sendable, CustomStringConvertible {
     /// The peer address, for log lines.
     let peer: String
     let call: ServerCall
+    /// The stream speaks acknowledged delivery (``AgentCore/Delivery``): our runtime.
+    let delivery: AcknowledgedStream?
 
-    init(clientID: String, call: ServerCall) {
+    init(clientID: String, call: ServerCall, delivery: AcknowledgedStream? = nil) {
         self.clientID = clientID
         self.call = call
         self.peer = call.peer
+        self.delivery = delivery
     }
 
     /// Events dropped because this connection read too slowly.
@@ -29,7 +32,12 @@ final class WorkerConnection: Sendable, CustomStringConvertible {
     /// - Returns: false if it was dropped.
     @inline(__always) @discardableResult
     func sendEvent(_ message: MessageBuffer, limits: AgentHost.QueueLimits, logger: Logger) -> Bool {
-        guard call.send(message, maxMessages: limits.messages, maxBytes: limits.bytes) == .full else { return true }
+        let result = if let delivery {
+            delivery.send(message) { call.send(message, maxMessages: limits.messages, maxBytes: limits.bytes) }
+        } else {
+            call.send(message, maxMessages: limits.messages, maxBytes: limits.bytes)
+        }
+        guard result == .full else { return true }
         let count = dropped.wrappingAdd(1, ordering: .relaxed).newValue
         if count == 1 || count % 1000 == 0 {
             logger.warning("slow subscriber: events dropped because its queue is full", metadata: [
@@ -38,6 +46,14 @@ final class WorkerConnection: Sendable, CustomStringConvertible {
             ])
         }
         return false
+    }
+
+    /// Sends an event of the host's own (a notice) or one sent again: not bounded by the queue
+    /// limits, counted on an acknowledged stream like any event.
+    @discardableResult
+    func sendEvent(_ message: MessageBuffer) -> Bool {
+        guard let delivery else { return call.send(message) }
+        return delivery.send(message) { call.send(message) ? .queued : .closed } == .queued
     }
 
     /// Events dropped for this connection so far.

@@ -31,6 +31,9 @@ extension AgentRuntime {
         public var maxRetiredSwiftImages: Int
         /// Publishes kept while the host is unreachable (then refused, counted and logged).
         public var publishBufferLimit: Int
+        /// Keep each publish until the host acknowledges it, and send again after a reconnection
+        /// what it had not (``AgentCore/Delivery``; only with hosts that offer it: ours).
+        public var acknowledgedDelivery: Bool
         /// Messages that may wait for one agent; past it, RPCs to it are answered with an
         /// error and events dropped (counted and logged).
         public var mailboxLimit: Int
@@ -85,6 +88,7 @@ extension AgentRuntime {
             shutdownGracePeriod: Duration = .seconds(5),
             maxRetiredSwiftImages: Int = 16,
             publishBufferLimit: Int = 10_000,
+            acknowledgedDelivery: Bool = true,
             mailboxLimit: Int = 10_000,
             handlerTimeout: Duration = .seconds(60),
             reconnectInitialBackoff: Duration = .milliseconds(100),
@@ -113,6 +117,7 @@ extension AgentRuntime {
             self.shutdownGracePeriod = shutdownGracePeriod
             self.maxRetiredSwiftImages = maxRetiredSwiftImages
             self.publishBufferLimit = publishBufferLimit
+            self.acknowledgedDelivery = acknowledgedDelivery
             self.mailboxLimit = mailboxLimit
             self.handlerTimeout = handlerTimeout
             self.reconnectInitialBackoff = reconnectInitialBackoff
@@ -144,7 +149,8 @@ extension AgentRuntime.Configuration {
             hostAddress: hostAddress, embeddedHost: embeddedHost,
             clientID: file.clientID ?? UUID().uuidString.lowercased(), rpcTimeout: file.rpcTimeout,
             workers: file.workers, pluginDirectory: pluginDirectory, probe: probe,
-            publishBufferLimit: file.publishBuffer, mailboxLimit: file.mailboxLimit,
+            publishBufferLimit: file.publishBuffer, acknowledgedDelivery: file.acknowledgedDelivery,
+            mailboxLimit: file.mailboxLimit,
             handlerTimeout: file.handlerTimeout, pluginSettings: file.pluginSettings,
             maxMessageBytes: file.host.maxMessageBytes, hostCredentials: file.hostCredentials,
             authToken: file.authToken,

@@ -127,7 +127,8 @@ public final class AgentRuntime: Sendable {
             reconnection: .init(
                 enabled: true, initialBackoff: configuration.reconnectInitialBackoff,
                 maxBackoff: configuration.reconnectMaxBackoff, bufferLimit: configuration.publishBufferLimit),
-            credentials: configuration.hostCredentials, authToken: authToken, queues: workers.completions)
+            credentials: configuration.hostCredentials, authToken: authToken, queues: workers.completions,
+            acknowledgedDelivery: configuration.acknowledgedDelivery)
         let outbox = Outbox(connection: connection)
         let requests = OutboundRequests(outbox: outbox, retirement: retirement, timeout: configuration.rpcTimeout)
         let invoker = HandlerInvoker(
@@ -167,6 +168,7 @@ public final class AgentRuntime: Sendable {
         }
         // A list of hosts (`A, B, C`): start with the first that answers.
         await connection.chooseReachableHost()
+        await connection.negotiateDelivery()
         try connection.open(.init(
             onMessage: { router.receive($0) },
             onDisconnect: { status in

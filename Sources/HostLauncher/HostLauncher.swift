@@ -178,7 +178,8 @@ public enum HostLauncher {
             rpcTimeout: rpcTimeout ?? settings.rpcTimeout,
             queueLimits: .init(messages: settings.queueLimitMessages, bytes: settings.queueLimitBytes),
             credentials: serverCredentials(settings), authTokens: settings.authTokens,
-            cluster: cluster.map(clusterConfiguration), metricsListen: settings.metricsListen)
+            cluster: cluster.map(clusterConfiguration), metricsListen: settings.metricsListen,
+            lateWindow: settings.lateWindow, lateWindowBytes: settings.lateWindowBytes)
     }
 
     /// The cluster to join, as `[cluster]` says.

@@ -37,7 +37,7 @@ struct MetricsSettingsTests {
         Bad(text: "[host]\nmetrics_listen =", line: 2, section: "host", key: "metrics_listen",
             description: "agentd.ini:2: [host] metrics_listen: \"\" has no port; write HOST:PORT, like 127.0.0.1:50051, localhost:50051 or [::1]:50051"),
         Bad(text: "[runtime]\nmetric_listen = 127.0.0.1:1", line: 2, section: "runtime", key: "metric_listen",
-            description: "agentd.ini:2: [runtime] metric_listen: unknown key (did you mean metrics_listen?); the keys of [runtime] are host, rpc_timeout, workers, client_id, tls_ca, tls_certificate, tls_key, auth_token, auth_token_file, publish_buffer, mailbox_limit, handler_timeout, metrics_listen"),
+            description: "agentd.ini:2: [runtime] metric_listen: unknown key (did you mean metrics_listen?); the keys of [runtime] are host, rpc_timeout, workers, client_id, tls_ca, tls_certificate, tls_key, auth_token, auth_token_file, publish_buffer, mailbox_limit, handler_timeout, metrics_listen, acknowledged_delivery"),
     ]
 
     @Test("a bad address is refused naming the file, line and key", arguments: bad)

@@ -267,10 +267,19 @@ struct RuntimeConfigurationTests {
             description: "agentd.ini:1: [plugin.] has no plugin name; write [plugin.NAME]"),
         BadSetting(
             text: "[runtime]\nrpc_timout = 5", code: .unknownKey, line: 2, section: "runtime", key: "rpc_timout",
-            description: "agentd.ini:2: [runtime] rpc_timout: unknown key (did you mean rpc_timeout?); the keys of [runtime] are host, rpc_timeout, workers, client_id, tls_ca, tls_certificate, tls_key, auth_token, auth_token_file, publish_buffer, mailbox_limit, handler_timeout, metrics_listen"),
+            description: "agentd.ini:2: [runtime] rpc_timout: unknown key (did you mean rpc_timeout?); the keys of [runtime] are host, rpc_timeout, workers, client_id, tls_ca, tls_certificate, tls_key, auth_token, auth_token_file, publish_buffer, mailbox_limit, handler_timeout, metrics_listen, acknowledged_delivery"),
         BadSetting(
             text: "[runtime]\nlisten = 127.0.0.1:1", code: .unknownKey, line: 2, section: "runtime", key: "listen",
-            description: "agentd.ini:2: [runtime] listen: unknown key here (it belongs in [host]); the keys of [runtime] are host, rpc_timeout, workers, client_id, tls_ca, tls_certificate, tls_key, auth_token, auth_token_file, publish_buffer, mailbox_limit, handler_timeout, metrics_listen"),
+            description: "agentd.ini:2: [runtime] listen: unknown key here (it belongs in [host]); the keys of [runtime] are host, rpc_timeout, workers, client_id, tls_ca, tls_certificate, tls_key, auth_token, auth_token_file, publish_buffer, mailbox_limit, handler_timeout, metrics_listen, acknowledged_delivery"),
+        BadSetting(
+            text: "[runtime]\nacknowledged_delivery = maybe", code: .invalidValue, line: 2, section: "runtime", key: "acknowledged_delivery",
+            description: "agentd.ini:2: [runtime] acknowledged_delivery: \"maybe\" is not true or false (whether publishes wait for the host's acknowledgement)"),
+        BadSetting(
+            text: "[host]\nlate_window_seconds = 601", code: .invalidValue, line: 2, section: "host", key: "late_window_seconds",
+            description: "agentd.ini:2: [host] late_window_seconds: \"601\" is out of range: the late-subscriber window must be from 0 to 600 seconds"),
+        BadSetting(
+            text: "[host]\nlate_window_bytes = lots", code: .invalidValue, line: 2, section: "host", key: "late_window_bytes",
+            description: "agentd.ini:2: [host] late_window_bytes: \"lots\" is not a number of bytes: write a whole number, optionally followed by KiB or MiB (1024-based), like 4194304 or 4 MiB"),
         BadSetting(
             text: "[log]\nLevel = info", code: .unknownKey, line: 2, section: "log", key: "Level",
             description: "agentd.ini:2: [log] Level: unknown key (did you mean level?); the keys of [log] are level, format"),
@@ -290,6 +299,20 @@ struct RuntimeConfigurationTests {
         #expect(error.section == bad.section)
         #expect(error.key == bad.key)
         #expect(error.description == bad.description)
+    }
+
+    @Test("acknowledged delivery is on unless the file turns it off; the late-subscriber window's time and bytes")
+    func delivery() throws {
+        let defaults = try RuntimeConfiguration.parse(text: "", path: "a.ini")
+        #expect(defaults.acknowledgedDelivery)
+        #expect(defaults.host.lateWindow == .seconds(5))
+        #expect(defaults.host.lateWindowBytes == 64 * 1024 * 1024)
+        let set = try RuntimeConfiguration.parse(
+            text: "[runtime]\nacknowledged_delivery = false\n[host]\nlate_window_seconds = 0.5\nlate_window_bytes = 1 MiB\n", path: "a.ini")
+        #expect(!set.acknowledgedDelivery)
+        #expect(set.host.lateWindow == .milliseconds(500))
+        #expect(set.host.lateWindowBytes == 1024 * 1024)
+        #expect(try RuntimeConfiguration.parse(text: "[host]\nlate_window_seconds = 0\n", path: "a.ini").host.lateWindow == .zero)
     }
 
     @Test("[log] format is text unless the file says json (in any case)")

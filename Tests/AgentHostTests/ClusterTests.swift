@@ -121,6 +121,24 @@ struct ClusterTests {
         }
     }
 
+    @Test("an event no host had a subscriber for reaches a subscriber that arrives on another host within the window, in order, once")
+    func lateSubscriberOnAnotherHost() async throws {
+        try await withCluster(hosts: 2) { cluster in
+            let publisher = try await cluster.hosts[0].worker("publisher")
+            for index in 0..<3 { try publisher.publish(topicType: "later", source: "s", id: "kept\(index)") }
+            #expect(await poll { cluster.hosts[0].host.lateUsage.events == 3 }, "host a keeps the three events")
+            let subscriber = try await cluster.hosts[1].worker("subscriber")
+            try await subscriber.register("notes")
+            try await subscriber.subscribe(id: "s-later", topicType: "later", agentType: "notes")
+            let log = try await subscriber.waitFor("the kept events") { $0.events.count >= 3 }
+            #expect(log.events.map(\.id) == ["kept0", "kept1", "kept2"])
+            try await cluster.waitForSubscription("s-later", on: 0)
+            try publisher.publish(topicType: "later", source: "s", id: "live")
+            let after = try await subscriber.waitFor("the live event") { $0.events.count >= 4 }
+            #expect(after.events.map(\.id) == ["kept0", "kept1", "kept2", "live"])
+        }
+    }
+
     @Test("events go only to hosts with a matching subscription")
     func interestBased() async throws {
         try await withCluster(hosts: 3) { cluster in

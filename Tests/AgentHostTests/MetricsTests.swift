@@ -10,14 +10,6 @@ import Testing
 
 @Suite("Metrics: a host's /metrics counts the traffic it carried")
 struct MetricsTests {
-    /// A real HTTP scrape of the host's /metrics, parsed strictly.
-    private func scrape(_ host: AgentHost) throws -> PrometheusExposition {
-        let address = try #require(host.metricsAddress)
-        let reply = try HTTPExchange.get("/metrics", from: address)
-        #expect(reply.status == 200)
-        #expect(reply.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8")
-        return try PrometheusExposition(parsing: reply.text)
-    }
 
     @Test("events, RPCs and answers are counted received, routed, delivered and dropped as sent")
     func trafficCounts() async throws {

@@ -59,6 +59,15 @@ enum SettingValue {
         return "\(seconds).\(fraction)"
     }
 
+    /// `true` or `false` (also `yes`/`no`, `on`/`off`, `1`/`0`).
+    static func boolean(_ text: String, what: String) throws(SettingValueError) -> Bool {
+        switch text.lowercased() {
+        case "true", "yes", "on", "1": return true
+        case "false", "no", "off", "0": return false
+        default: throw SettingValueError("\(quoted(text)) is not true or false (\(what))")
+        }
+    }
+
     /// A whole number in `range`, digits only.
     static func integer(_ text: String, in range: ClosedRange<Int>, what: String) throws(SettingValueError) -> Int {
         guard !text.isEmpty, text.utf8.allSatisfy(isDigit) else {

@@ -34,6 +34,9 @@ final class ClusterMember: Sendable {
     /// system call each here and at the NATS server — measured: cross-host publish 0.18× of
     /// one host's, against 0.81× batched.
     let eventConnection: NATSConnection
+    /// Events forwarded, and the count the last flush covered (``flushForwardedEvents()``).
+    private let eventsForwarded = Atomic<Int>(0)
+    private let eventsFlushed = Atomic<Int>(0)
     let agentTypes: KeyValueBucket
     let subscriptions: KeyValueBucket
     let sharedMembers: KeyValueBucket
@@ -355,7 +358,22 @@ final class ClusterMember: Sendable {
     // MARK: - Messages to other hosts
 
     /// Sends an event (a worker's publish) to each of `hosts`, once.
+    /// Waits until the events forwarded so far have reached the NATS server (a round trip on
+    /// the events connection, when any was forwarded since the last wait): acknowledged
+    /// delivery counts an event forwarded to another host as handed over from then on.
+    func flushForwardedEvents() async {
+        let forwarded = eventsForwarded.load(ordering: .relaxed)
+        guard forwarded != eventsFlushed.load(ordering: .relaxed) else { return }
+        do {
+            try await eventConnection.flush(timeout: .seconds(1))
+            eventsFlushed.store(forwarded, ordering: .relaxed)
+        } catch {
+            logger.warning("events forwarded to other hosts not confirmed by the NATS server", metadata: ["error": "\(error)"])
+        }
+    }
+
     func forwardEvent(_ message: MessageBuffer, to hosts: [String], topicType: String) {
+        eventsForwarded.wrappingAdd(1, ordering: .relaxed)
         let subjects = state.withLock { state in
             hosts.map { host in
                 if let subject = state.eventSubjects[host] { return subject }
@@ -654,7 +672,7 @@ final class ClusterMember: Sendable {
         if let previousHost, previousHost != claim.host {
             typeMoved(type, from: previousHost, to: claim.host)
         }
-        if let local = table.setRemoteOwner(agentType: type, host: claim.host, client: claim.client) {
+        if let local = changingRecipients({ table.setRemoteOwner(agentType: type, host: claim.host, client: claim.client) }) {
             logger.warning("agent type now held on another host: this host's client no longer serves it", metadata: [
                 "agent.type": "\(type)", "client.id": "\(local)", "holder.client": "\(claim.client)", "holder.host": "\(claim.host)",
                 "claimed.here": "\(lostClaim != nil)",
@@ -682,7 +700,14 @@ final class ClusterMember: Sendable {
             state.remoteSubscriptionKeys[owner, default: [:]][entry.key] = entry.revision
             if state.lastHeard[owner] == nil { state.lastHeard[owner] = (.now, nil) }
         }
-        table.setRemoteSubscription(subscription, host: owner)
+        changingRecipients { table.setRemoteSubscription(subscription, host: owner) }
+    }
+
+    /// A change of the other hosts' tables that may give events kept for late subscribers new
+    /// recipients (``AgentHost/changingRecipients(_:)``).
+    private func changingRecipients<T>(_ change: () -> T) -> T {
+        guard let host else { return change() }
+        return host.changingRecipients(change)
     }
 
     private func sharedMemberChanged(_ event: KeyValueWatch.Event) {

@@ -34,8 +34,16 @@ final class HostMetrics: MetricsCollector {
     private let unroutable: ScrapedCounter
     private let slowConsumerDrops: ScrapedCounter
     private let rpcTimeouts: ScrapedCounter
+    private let ledger: DeliveryLedger
+    private let late: LateEvents?
+    private let acknowledged: ScrapedCounter
+    private let resent: ScrapedCounter
+    private let kept: ScrapedCounter
+    private let deliveredLate: ScrapedCounter
+    private let expired: ScrapedCounter
+    private let lateBytes: Gauge
 
-    init(registry: MetricsRegistry, table: RoutingTable, rpcTimeout: Duration) {
+    init(registry: MetricsRegistry, table: RoutingTable, rpcTimeout: Duration, ledger: DeliveryLedger, late: LateEvents?) {
         precondition(ChannelTally.slotCount == 43, "ChannelTally's InlineArray holds 43 counts")
         self.registry = registry
         self.table = table
@@ -66,6 +74,14 @@ final class HostMetrics: MetricsCollector {
         unroutable = ScrapedCounter(label: "agentd_host_events_unroutable_total", registry: registry)
         slowConsumerDrops = ScrapedCounter(label: "agentd_host_slow_consumer_drops_total", registry: registry)
         rpcTimeouts = ScrapedCounter(label: "agentd_host_rpc_timeouts_total", registry: registry)
+        self.ledger = ledger
+        self.late = late
+        acknowledged = ScrapedCounter(label: "agentd_host_publishes_acknowledged_total", registry: registry)
+        resent = ScrapedCounter(label: "agentd_host_events_resent_total", registry: registry)
+        kept = ScrapedCounter(label: "agentd_host_events_kept_for_late_subscribers_total", registry: registry)
+        deliveredLate = ScrapedCounter(label: "agentd_host_events_delivered_late_total", registry: registry)
+        expired = ScrapedCounter(label: "agentd_host_events_expired_total", registry: registry)
+        lateBytes = Gauge(label: "agentd_host_late_window_bytes", factory: factory)
         registry.register(self)
     }
 
@@ -120,5 +136,11 @@ final class HostMetrics: MetricsCollector {
         queueMax.record(depths.max() ?? 0)
         queueSum.record(depths.reduce(0, +))
         if let resident = ProcessMemory.residentBytes() { residentMemory.record(resident) }
+        acknowledged.update(to: ledger.eventsAcknowledged.load(ordering: .relaxed))
+        resent.update(to: ledger.eventsResent.load(ordering: .relaxed))
+        kept.update(to: late?.kept.load(ordering: .relaxed) ?? 0)
+        deliveredLate.update(to: late?.deliveredLate.load(ordering: .relaxed) ?? 0)
+        expired.update(to: (late?.expired.load(ordering: .relaxed) ?? 0) + ledger.eventsParkedExpired.load(ordering: .relaxed))
+        lateBytes.record(late?.usage.bytes ?? 0)
     }
 }

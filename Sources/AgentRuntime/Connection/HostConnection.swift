@@ -21,6 +21,12 @@ import Synchronization
 /// queue is bounded too (``OutboundLimit``): when the host reads slower than this worker
 /// publishes, a burst does not grow the process without end — past the bound, publishes are
 /// refused the same way until the queue drains.
+///
+/// With ``Delivery`` negotiated (our host; ``acknowledged`` set), nothing it accepted is lost
+/// when the stream breaks: each publish is kept until the host acknowledges it, and those not
+/// acknowledged when the stream breaks are sent again, in order, before anything newer, on the
+/// next stream (to the same host or the next of the list). Receivers drop what they already had
+/// (``DuplicateWindow``). The connection confirms to the host the events it receives.
 public final class HostConnection: Sendable {
     /// How a connection recovers from a broken stream.
     public struct Reconnection: Sendable {
@@ -106,6 +112,16 @@ public final class HostConnection: Sendable {
         var endWaiters: [AsyncStream<Void>.Continuation] = []
         /// The host in use: an index into `addresses`.
         var current = 0
+        /// The host in use answered ``Delivery/negotiateMethod``: the next stream is acknowledged.
+        var negotiated = false
+        /// The current stream is acknowledged.
+        var acking = false
+        /// Publishes written on the current stream that the host has not acknowledged, oldest first.
+        var unacked = Deque<MessageBuffer>()
+        /// How many of the current stream's publishes the host has acknowledged.
+        var acknowledged: UInt64 = 0
+        /// Waiting for `unacked` to empty (``close(drainTimeout:)``).
+        var drainWaiters: [AsyncStream<Void>.Continuation] = []
     }
 
     /// The hosts this connection may use, in order of preference (`A, B, C`: after losing
@@ -123,6 +139,9 @@ public final class HostConnection: Sendable {
     private let reconnection: Reconnection
     private let outboundLimit: OutboundLimit
     private let state = Mutex(State())
+    /// Ask for acknowledged delivery (``Delivery``) from hosts that offer it.
+    public let acknowledgedDelivery: Bool
+    private let counts = DeliveryCounts()
 
     /// - Parameters:
     ///   - credentials: plaintext (the default, what AutoGen's hosts speak) or TLS.
@@ -136,8 +155,10 @@ public final class HostConnection: Sendable {
     public init(address: String, clientID: String, maxMessageBytes: Int, logger: Logger,
                 reconnection: Reconnection = Reconnection(enabled: false),
                 credentials: ChannelCredentials = .insecure, authToken: String? = nil,
-                queues: CompletionQueueGroup? = nil, outboundLimit: OutboundLimit = OutboundLimit()) {
+                queues: CompletionQueueGroup? = nil, outboundLimit: OutboundLimit = OutboundLimit(),
+                acknowledgedDelivery: Bool = false) {
         let addresses = Self.addresses(in: address)
+        self.acknowledgedDelivery = acknowledgedDelivery
         self.addresses = addresses
         self.outboundLimit = outboundLimit
         self.clientID = clientID
@@ -195,23 +216,79 @@ public final class HostConnection: Sendable {
         return metadata
     }
 
+    /// Asks the host in use whether it acknowledges publishes (``Delivery``); the next stream
+    /// opened is acknowledged if it does. Call before ``open(_:)`` (reconnections ask again).
+    /// - Returns: false when the host answered that it does not (AutoGen's host), and — with
+    ///   `failOnUnreachable` — when it could not be asked; true when it does or delivery is not wanted.
+    @discardableResult
+    public func negotiateDelivery(timeout: Duration = .seconds(30), failOnUnreachable: Bool = false) async -> Bool {
+        guard acknowledgedDelivery else { return true }
+        let negotiated: Bool
+        do {
+            _ = try await channel.unary(
+                method: Delivery.negotiateMethod, request: MessageBuffer([]), metadata: metadata,
+                deadline: .after(timeout), waitForReady: true)
+            negotiated = true
+        } catch let error as TransportError where error.status.code == .unimplemented {
+            logger.notice("the host does not acknowledge publishes (not an agentd host): publishes in flight when its connection breaks can be lost", metadata: [
+                "host.address": "\(address)",
+            ])
+            negotiated = false
+        } catch {
+            logger.warning("could not ask the host whether it acknowledges publishes", metadata: [
+                "host.address": "\(address)", "error": "\(error)",
+            ])
+            state.withLock { $0.negotiated = false }
+            return !failOnUnreachable
+        }
+        state.withLock { $0.negotiated = negotiated }
+        return true
+    }
+
+    /// Publishes the host has acknowledged, and publishes sent again after a reconnection
+    /// (not acknowledged on the stream that broke), since the connection was made.
+    public var deliveryCounts: (acknowledged: Int, resent: Int) {
+        (counts.acknowledged.load(ordering: .relaxed), counts.resent.load(ordering: .relaxed))
+    }
+
+    /// How many publishes may wait for the host's acknowledgement: the reconnection buffer's
+    /// bound, at least 10,000, at most what a receiver remembers to drop duplicates
+    /// (``DuplicateWindow/span``): anything sent again is within what receivers remember.
+    public var unacknowledgedLimit: Int { min(max(reconnection.bufferLimit, 10_000), Int(DuplicateWindow.span)) }
+
+    /// Publishes written and not yet acknowledged by the host (0 on a stream without acknowledgements).
+    public var unacknowledgedCount: Int { state.withLock { $0.unacked.count } }
+
+    /// Whether the current stream is acknowledged.
+    public var isAcknowledged: Bool { state.withLock { $0.acking } }
+
     /// Opens the data channel. Messages from the host flow to `receiver` from now on, and
     /// to it again after each reconnection (each stream's handler holds it, and hands it on
     /// to the reconnection: the connection itself keeps none, so no cycle outlives the
     /// stream through the receiver's closures).
     public func open(_ receiver: Receiver) throws {
-        let call = try openStream(receiver)
+        let (call, events) = try openStream(receiver)
         state.withLock { state in
             state.stream = call
             state.connected = true
         }
+        events.startConfirming()
     }
 
-    /// A new `OpenChannel` stream whose events reach `receiver`.
-    private func openStream(_ receiver: Receiver) throws -> ClientCall {
-        try channel.makeStreamingCall(
-            method: "/agents.AgentRpc/OpenChannel", metadata: metadata, waitForReady: true,
-            handler: StreamEvents(connection: self, receiver: receiver))
+    /// A new `OpenChannel` stream whose events reach `receiver` (acknowledged if the host
+    /// agreed to it in ``negotiateDelivery(timeout:failOnUnreachable:)``).
+    private func openStream(_ receiver: Receiver) throws -> (ClientCall, StreamEvents) {
+        let acking = state.withLock { state in
+            state.acking = acknowledgedDelivery && state.negotiated
+            state.acknowledged = 0
+            return state.acking
+        }
+        var metadata = self.metadata
+        if acking { metadata.add(Delivery.metadataKey, "1") }
+        let events = StreamEvents(connection: self, receiver: receiver, acking: acking)
+        let call = try channel.makeStreamingCall(
+            method: "/agents.AgentRpc/OpenChannel", metadata: metadata, waitForReady: true, handler: events)
+        return (call, events)
     }
 
     /// Opens an `OpenControlChannel` stream on this connection's channel, with the same
@@ -285,7 +362,7 @@ public final class HostConnection: Sendable {
     /// Sends a message, or keeps it for the reconnection if it is an event and the stream is
     /// down (within the buffer's bound).
     public func send(_ message: MessageBuffer, kind: MessageKind) -> SendResult {
-        enum Refusal { case none, full(Int), down(Int) }
+        enum Refusal { case none, full(Int), down(Int), unacknowledged(Int) }
         let (result, refusal): (SendResult, Refusal) = state.withLock { state in
             switch kind {
             case .live:
@@ -296,9 +373,17 @@ public final class HostConnection: Sendable {
             case .event:
                 // Events keep their order: while the buffer is not flushed, they join it.
                 if state.connected, let stream = state.stream {
+                    if state.acking && state.unacked.count >= unacknowledgedLimit {
+                        // As many publishes wait for the host's acknowledgement as could wait
+                        // for a reconnection: the host confirms slower than this worker publishes.
+                        state.refusedWhileFull += 1
+                        let count = state.refusedWhileFull
+                        return (.full, count == 1 || count % 1000 == 0 ? .unacknowledged(count) : .none)
+                    }
                     switch stream.send(message, maxMessages: outboundLimit.messages, maxBytes: outboundLimit.bytes) {
                     case .queued:
                         state.refusedWhileFull = 0
+                        if state.acking { state.unacked.append(message) }
                         return (.sent, .none)
                     case .full:
                         state.refusedWhileFull += 1
@@ -328,6 +413,10 @@ public final class HostConnection: Sendable {
                 "host.address": "\(address)", "queue.limit.messages": "\(outboundLimit.messages)",
                 "queue.limit.bytes": "\(outboundLimit.bytes)", "refused": "\(count)",
             ])
+        case .unacknowledged(let count):
+            logger.warning("publish refused: the host acknowledges slower than this worker publishes and the unacknowledged publishes are at the bound", metadata: [
+                "host.address": "\(address)", "limit": "\(unacknowledgedLimit)", "refused": "\(count)",
+            ])
         case .down(let count):
             logger.warning("publish refused: the host is unreachable and the reconnection buffer is full", metadata: [
                 "host.address": "\(address)", "buffer.limit": "\(reconnection.bufferLimit)", "refused": "\(count)",
@@ -344,6 +433,30 @@ public final class HostConnection: Sendable {
             return (state.connected ? state.stream : nil, state.reconnecting)
         }
         reconnecting?.cancel()
+        if stream != nil {
+            // What the host has not acknowledged yet would be lost with the stream: wait for it
+            // (within the drain timeout).
+            let drained = AsyncStream<Void>.makeStream()
+            let waiting = state.withLock { state in
+                guard state.acking, !state.unacked.isEmpty, state.connected else { return false }
+                state.drainWaiters.append(drained.continuation)
+                return true
+            }
+            if waiting {
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask { for await _ in drained.stream {} }
+                    group.addTask { try? await Task.sleep(for: drainTimeout) }
+                    await group.next()
+                    group.cancelAll()
+                }
+                let left = state.withLock { $0.unacked.count }
+                if left > 0 {
+                    logger.warning("closing with publishes the host has not acknowledged", metadata: [
+                        "host.address": "\(address)", "unacknowledged": "\(left)",
+                    ])
+                }
+            }
+        }
         if let stream, stream.halfClose() {
             let ended = AsyncStream<Void>.makeStream()
             state.withLock { $0.endWaiters.append(ended.continuation) }
@@ -368,33 +481,119 @@ public final class HostConnection: Sendable {
         // The call releases its handler when it ends, so holding the connection forms no cycle.
         let connection: HostConnection
         let receiver: Receiver
+        /// The stream is acknowledged: its events are counted and confirmed to the host.
+        let acking: Bool
+        /// Events received on this stream (read by one thread at a time: the stream's reader).
+        private let received = Atomic<UInt64>(0)
+        /// The count last confirmed to the host.
+        private let confirmed = Atomic<UInt64>(0)
+        /// Sends the confirmation of what arrived since the last one, every few milliseconds.
+        private let confirming = Mutex<Task<Void, Never>?>(nil)
+        /// The call, once the first message arrived (the confirmations go on it).
+        private let call = Mutex<ClientCall?>(nil)
 
-        init(connection: HostConnection, receiver: Receiver) {
+        /// A confirmation goes out once this many events arrived unconfirmed, or after
+        /// ``confirmInterval`` (25 ms after a quiet spell).
+        static let confirmBatch: UInt64 = 64
+        static let confirmInterval: Duration = .milliseconds(4)
+
+        init(connection: HostConnection, receiver: Receiver, acking: Bool) {
             self.connection = connection
             self.receiver = receiver
+            self.acking = acking
         }
 
         func call(_ call: ClientCall, didReceive message: MessageBuffer) {
+            guard acking else { return receiver.onMessage(message) }
+            let (count, isEvent) = message.withUnsafeBytes { bytes in
+                (Delivery.acknowledgedCount(bytes), Delivery.isEvent(bytes))
+            }
+            if let count { return connection.acknowledge(count, on: call) }
             receiver.onMessage(message)
+            guard isEvent else { return }
+            let total = received.wrappingAdd(1, ordering: .releasing).newValue
+            if total &- confirmed.load(ordering: .relaxed) >= Self.confirmBatch {
+                confirm(total, on: call)
+            } else if self.call.withLock({ $0 }) == nil {
+                self.call.withLock { $0 = call }
+            }
+        }
+
+        /// Starts the timer that confirms the stragglers of a batch.
+        func startConfirming() {
+            guard acking else { return }
+            let task = Task.detached { [weak self] in
+                var pace = Self.confirmInterval
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: pace)
+                    guard let self else { return }
+                    let total = self.received.load(ordering: .acquiring)
+                    if total != self.confirmed.load(ordering: .relaxed), let call = self.call.withLock({ $0 }) {
+                        self.confirm(total, on: call)
+                        pace = Self.confirmInterval
+                    } else {
+                        // Nothing arrived: a slower pace, so that an idle runtime sleeps.
+                        pace = .milliseconds(25)
+                    }
+                }
+            }
+            confirming.withLock { $0 = task }
+        }
+
+        private func confirm(_ total: UInt64, on call: ClientCall) {
+            // Two threads may confirm at once (the reader and the timer): counts only grow.
+            let previous = confirmed.load(ordering: .relaxed)
+            guard total > previous,
+                  confirmed.compareExchange(expected: previous, desired: total, ordering: .relaxed).exchanged else { return }
+            _ = call.send(MessageBuffer(Delivery.acknowledgement(count: total)))
         }
 
         func call(_ call: ClientCall, didFinishWith status: Status, trailers: Metadata) {
+            confirming.withLock { $0?.cancel() }
+            self.call.withLock { $0 = nil }
             connection.stream(call, didFinishWith: status, receiver: receiver)
         }
     }
 
-    private func stream(_ call: ClientCall, didFinishWith status: Status, receiver: Receiver) {
-        let (isCurrent, expected, waiters) = state.withLock { state in
-            let isCurrent = state.stream === call
-            if isCurrent { state.connected = false }
-            return (isCurrent, state.closed, state.endWaiters)
+    /// The host acknowledged the first `count` publishes of stream `call`.
+    private func acknowledge(_ count: UInt64, on call: ClientCall) {
+        let waiters = state.withLock { state -> [AsyncStream<Void>.Continuation] in
+            guard state.stream === call, count > state.acknowledged else { return [] }
+            let newly = Int(min(count - state.acknowledged, UInt64(state.unacked.count)))
+            state.unacked.removeFirst(newly)
+            state.acknowledged = count
+            counts.acknowledged.wrappingAdd(newly, ordering: .relaxed)
+            guard state.unacked.isEmpty else { return [] }
+            defer { state.drainWaiters = [] }
+            return state.drainWaiters
         }
         for waiter in waiters { waiter.finish() }
+    }
+
+    private func stream(_ call: ClientCall, didFinishWith status: Status, receiver: Receiver) {
+        let (isCurrent, expected, waiters, unacknowledged) = state.withLock { state in
+            let isCurrent = state.stream === call
+            var unacknowledged = 0
+            if isCurrent {
+                state.connected = false
+                // Not known to be delivered: they go again first on the next stream.
+                unacknowledged = state.unacked.count
+                state.buffer.insert(contentsOf: state.unacked, at: 0)
+                state.unacked.removeAll()
+                state.acking = false
+            }
+            return (isCurrent, state.closed, state.endWaiters + state.drainWaiters, unacknowledged)
+        }
+        for waiter in waiters { waiter.finish() }
+        if unacknowledged > 0 {
+            counts.resent.wrappingAdd(unacknowledged, ordering: .relaxed)
+        }
         guard isCurrent else { return }
         receiver.onDisconnect(status)
         guard !expected else { return }
         logger.error("the channel to the host closed", metadata: [
             "host.address": "\(address)", "status": "\(status)", "reconnecting": "\(reconnection.enabled)",
+            "unacknowledged.kept": "\(unacknowledged)",
         ])
         if reconnection.enabled { startReconnecting(receiver) }
     }
@@ -436,9 +635,12 @@ public final class HostConnection: Sendable {
             }
             state.withLock { $0.current = next }
         }
+        // Ask again: the host may have changed (another of the list, or AutoGen's in its place).
+        guard await negotiateDelivery(timeout: Self.failoverProbeTimeout, failOnUnreachable: true) else { return false }
         let call: ClientCall
+        let events: StreamEvents
         do {
-            call = try openStream(receiver)
+            (call, events) = try openStream(receiver)
         } catch {
             return false
         }
@@ -459,6 +661,7 @@ public final class HostConnection: Sendable {
             while let message = state.buffer.first {
                 guard call.send(message) else { break }
                 state.buffer.removeFirst()
+                if state.acking { state.unacked.append(message) }
                 count += 1
             }
             state.connected = state.buffer.isEmpty && call.status == nil
@@ -466,10 +669,17 @@ public final class HostConnection: Sendable {
             return (count, state.refusedWhileDown, state.connected)
         }
         guard connected else { return false }
+        events.startConfirming()
         logger.notice("reconnected to the host", metadata: [
             "host.address": "\(address)", "attempt": "\(attempt)", "buffered.sent": "\(flushed)",
             "refused.while.down": "\(refused)",
         ])
         return true
     }
+}
+
+/// What acknowledged delivery did over a connection's life (for metrics).
+private final class DeliveryCounts: Sendable {
+    let acknowledged = Atomic<Int>(0)
+    let resent = Atomic<Int>(0)
 }

@@ -80,6 +80,14 @@ final class LocalRouter: Sendable {
     /// Agents retired so far.
     var retiredCount: Int { retired.load(ordering: .relaxed) }
     private let intakeOpen = Atomic<Bool>(true)
+    /// Events of our runtimes already delivered: one sent again after a reconnection (its host
+    /// had not acknowledged it) is dropped.
+    private let delivered = Mutex(DuplicateWindow())
+    /// Events dropped as duplicates.
+    private let duplicates = Atomic<Int>(0)
+
+    /// Events dropped because they had been delivered already.
+    var duplicatesDropped: Int { duplicates.load(ordering: .relaxed) }
     private let overloadRefusals = Atomic<Int>(0)
     /// Messages refused so far because their agent's mailbox was full.
     var overloadRefusalCount: Int { overloadRefusals.load(ordering: .relaxed) }
@@ -162,6 +170,17 @@ final class LocalRouter: Sendable {
     }
 
     private func route(event message: IncomingMessage) {
+        if let data = message.messageID.data,
+           let (publisher, sequence) = Delivery.parseEventID(UnsafeRawBufferPointer(start: data, count: message.messageID.length)),
+           !delivered.withLock({ $0.firstDelivery(of: sequence, from: publisher) }) {
+            let count = duplicates.wrappingAdd(1, ordering: .relaxed).newValue
+            if count == 1 || count % 1000 == 0 {
+                logger.info("event received again after a reconnection dropped (delivered already)", metadata: [
+                    "event.id": "\(message.messageID.string)", "duplicates": "\(count)",
+                ])
+            }
+            return
+        }
         let topicType = message.topicType.string
         let key = message.topicSource.string
         if topicType == Placement.noticeTopicType, message.senderType.length == 0 {

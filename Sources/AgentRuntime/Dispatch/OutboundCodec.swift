@@ -112,15 +112,13 @@ import Synchronization
     }
 
     /// A new message id in UUID form (as AutoGen's Python runtime makes): a random prefix
-    /// drawn once per process and a counter. (Foundation's `UUID()` reads /dev/urandom on
-    /// every call on Linux — three system calls per published message.)
+    /// drawn once per process and a counter (``Delivery/eventID(prefix:sequence:)``: a receiver
+    /// recognises an event sent again after a reconnect). Foundation's `UUID()` reads
+    /// /dev/urandom on every call on Linux — three system calls per published message.
     static func newID() -> String {
-        let number = idCounter.wrappingAdd(1, ordering: .relaxed).newValue
-        let hex = String(number, radix: 16)
-        return idPrefix + String(repeating: "0", count: max(0, 12 - hex.count)) + hex
+        Delivery.eventID(prefix: idPrefix, sequence: idCounter.wrappingAdd(1, ordering: .relaxed).newValue)
     }
 
     private static let idCounter = Atomic<UInt64>(0)
-    /// `xxxxxxxx-xxxx-4xxx-yxxx-` from one random UUID.
-    private static let idPrefix: String = String(UUID().uuidString.lowercased().prefix(24))
+    private static let idPrefix: String = Delivery.newEventIDPrefix()
 }

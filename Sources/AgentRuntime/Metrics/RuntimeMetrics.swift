@@ -91,6 +91,9 @@ private final class ScrapedMetrics: MetricsCollector {
     let checkpointFailures: ScrapedCounter
     let commits: ScrapedCounter
     let mailboxRefusals: ScrapedCounter
+    let publishesAcknowledged: ScrapedCounter
+    let publishesResent: ScrapedCounter
+    let duplicatesDropped: ScrapedCounter
     /// Agent type → its handler calls and failures.
     let handlerCounters = Mutex<[String: (calls: ScrapedCounter, failures: ScrapedCounter)]>([:])
 
@@ -113,6 +116,9 @@ private final class ScrapedMetrics: MetricsCollector {
         checkpointFailures = ScrapedCounter(label: "agentd_runtime_checkpoint_failures_total", registry: registry)
         commits = ScrapedCounter(label: "agentd_runtime_state_commits_total", registry: registry)
         mailboxRefusals = ScrapedCounter(label: "agentd_runtime_mailbox_refusals_total", registry: registry)
+        publishesAcknowledged = ScrapedCounter(label: "agentd_runtime_publishes_acknowledged_total", registry: registry)
+        publishesResent = ScrapedCounter(label: "agentd_runtime_publishes_resent_total", registry: registry)
+        duplicatesDropped = ScrapedCounter(label: "agentd_runtime_events_duplicates_dropped_total", registry: registry)
     }
 
     func collect() {
@@ -130,6 +136,10 @@ private final class ScrapedMetrics: MetricsCollector {
         checkpoints.update(to: checkpointCount)
         checkpointFailures.update(to: states?.failureCount ?? 0)
         mailboxRefusals.update(to: sources.router.overloadRefusalCount)
+        let delivery = sources.connection.deliveryCounts
+        publishesAcknowledged.update(to: delivery.acknowledged)
+        publishesResent.update(to: delivery.resent)
+        duplicatesDropped.update(to: sources.router.duplicatesDropped)
         for (type, calls, failures) in handlers.totals {
             let counters = handlerCounters.withLock { counters in
                 if let existing = counters[type] { return existing }

@@ -1,8 +1,10 @@
 import AgentHost
+import AgentTestSupport
 import Foundation
 import GRPCTransport
 import Logging
 import Synchronization
+import Testing
 
 /// An ``AgentHost`` on 127.0.0.1 (port 0) and the connections a test opens to it, all torn
 /// down by ``withHost(maxMessageBytes:rpcTimeout:_:)``.
@@ -21,9 +23,10 @@ final class HostHarness: Sendable {
 
     /// A connected worker with an open data channel.
     /// - Parameter authToken: sent as `authorization: Bearer <token>` on every call, when set.
-    func worker(_ name: String, clientID: String? = nil, authToken: String? = nil) async throws -> RawWorker {
+    func worker(_ name: String, clientID: String? = nil, authToken: String? = nil, acknowledged: Bool = false) async throws -> RawWorker {
         let worker = try await RawWorker.connect(
-            to: target, name: name, clientID: clientID, credentials: clientCredentials, authToken: authToken)
+            to: target, name: name, clientID: clientID, credentials: clientCredentials, authToken: authToken,
+            acknowledged: acknowledged)
         channels.withLock { $0.append(worker.channel) }
         return worker
     }
@@ -66,12 +69,14 @@ func withHost(
     credentials: ServerCredentials = .insecure, authTokens: [String] = [],
     queueLimits: AgentHost.QueueLimits = .init(), metricsListen: String? = nil,
     clientCredentials: ChannelCredentials = .insecure, logger: Logger? = nil,
+    lateWindow: Duration = .zero, lateWindowBytes: Int = 64 * 1024 * 1024,
     _ body: (HostHarness) async throws -> Void
 ) async throws {
     let host = try AgentHost(
         configuration: .init(
             listen: "127.0.0.1:0", maxMessageBytes: maxMessageBytes, rpcTimeout: rpcTimeout,
-            queueLimits: queueLimits, credentials: credentials, authTokens: authTokens, metricsListen: metricsListen),
+            queueLimits: queueLimits, credentials: credentials, authTokens: authTokens, metricsListen: metricsListen,
+            lateWindow: lateWindow, lateWindowBytes: lateWindowBytes),
         logger: logger ?? testLogger())
     let harness = HostHarness(host: host, clientCredentials: clientCredentials)
     do {
@@ -81,4 +86,13 @@ func withHost(
         throw error
     }
     await harness.tearDown()
+}
+
+/// A real HTTP scrape of the host's /metrics, parsed strictly.
+func scrape(_ host: AgentHost) throws -> PrometheusExposition {
+    let address = try #require(host.metricsAddress)
+    let reply = try HTTPExchange.get("/metrics", from: address)
+    #expect(reply.status == 200)
+    #expect(reply.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8")
+    return try PrometheusExposition(parsing: reply.text)
 }

@@ -1,3 +1,4 @@
+import AgentCore
 import AgentTestSupport
 import ProtoWire
 import Foundation
@@ -16,6 +17,10 @@ struct DataLog: Sendable {
     var status: Status?
     /// The host answered the readiness probe: it serves this stream.
     var isReady = false
+    /// The host's latest acknowledgement on an acknowledged stream (``AgentCore/Delivery``).
+    var acknowledged: UInt64 = 0
+    /// Acknowledgement messages received.
+    var acknowledgements = 0
 
     var events: [ReceivedEvent] {
         messages.compactMap { if case .event(let event) = $0 { event } else { nil } }
@@ -47,6 +52,13 @@ final class DataStreamRecorder: ClientCallHandler {
     let log = AsyncCondition(DataLog())
 
     func call(_ call: ClientCall, didReceive message: MessageBuffer) {
+        if let count = message.withUnsafeBytes({ Delivery.acknowledgedCount($0) }) {
+            log.mutate { log in
+                log.acknowledged = count
+                log.acknowledgements += 1
+            }
+            return
+        }
         let received = DataMessage(message.bytes)
         if case .response(let response) = received, response.requestID == RawWorker.readinessProbeID {
             log.mutate { $0.isReady = true }
@@ -103,13 +115,14 @@ final class RawWorker: Sendable {
     ///   - authToken: sent as `authorization: Bearer <token>` on every call, when set.
     static func connect(
         to target: String, name: String, clientID: String? = nil, credentials: ChannelCredentials = .insecure,
-        authToken: String? = nil
+        authToken: String? = nil, acknowledged: Bool = false
     ) async throws -> RawWorker {
         let clientID = clientID ?? "\(name)-\(UUID().uuidString)"
         let channel = Channel(configuration: .init(target: target, credentials: credentials))
         let recorder = DataStreamRecorder()
         var metadata: Metadata = ["client-id": clientID]
         if let authToken { metadata.add("authorization", "Bearer \(authToken)") }
+        if acknowledged { metadata.add(Delivery.metadataKey, "1") }
         let call: ClientCall
         do {
             call = try channel.makeStreamingCall(
@@ -277,6 +290,11 @@ final class RawWorker: Sendable {
         return try await waitFor("catch-up request from \(sender.name)") {
             $0.requests.contains { $0.payload?.text == marker }
         }
+    }
+
+    /// Confirms to the host (acknowledged stream) that the first `count` events it sent arrived.
+    func confirm(_ count: UInt64) throws {
+        try send(Delivery.acknowledgement(count: count))
     }
 
     /// Ends the stream the polite way (half-close; the host then finishes it) and waits for
