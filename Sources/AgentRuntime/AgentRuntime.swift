@@ -136,7 +136,7 @@ public final class AgentRuntime: Sendable {
             handlerTimeout: configuration.handlerTimeout, logger: logger)
         let context = DispatchContext(
             workers: workers, invoker: invoker, outbox: outbox, requests: requests, retirement: retirement,
-            states: states, metrics: metrics, logger: logger)
+            states: states, metrics: metrics, skippedEvents: configuration.skippedEvents, logger: logger)
         let router = LocalRouter(
             context: context, handles: handles.agents, mailboxLimit: configuration.mailboxLimit,
             residency: .init(idle: configuration.idleAgentTimeout, maxResident: configuration.maxResidentAgents),

@@ -90,6 +90,8 @@ public final class RuntimeSupervisor: Sendable {
         public var embeddedHostAddress: String?
         /// Plugin versions it must not call.
         public var disabledPlugins: [CrashLedger.Disabled]
+        /// Ids of events whose handler crashed an earlier child: never to be handled again.
+        public var skippedEvents: [String]
         /// The fd the crash record is at in the child.
         public var crashRecordFD: Int32
         /// The fd the child writes its `ready: ...` line to.
@@ -124,6 +126,10 @@ public final class RuntimeSupervisor: Sendable {
     /// before it answers what the stream left).
     private let children = Mutex<[Child]>([])
     private let ledger: Mutex<CrashLedger>
+    /// Ids of the events whose handlers crashed a child, the latest last (at most
+    /// ``maxSkippedEvents``).
+    private let crashedEvents = Mutex<[String]>([])
+    static let maxSkippedEvents = 256
 
     public init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
@@ -281,6 +287,7 @@ public final class RuntimeSupervisor: Sendable {
             clientID: clientID,
             embeddedHostAddress: host.map { AgentRuntime.address(connectingTo: $0, tls: configuration.childConnectsWithTLS) },
             disabledPlugins: ledger.withLock { Array($0.disabled.values) }.sorted { $0.contentHash < $1.contentHash },
+            skippedEvents: crashedEvents.withLock { $0 },
             crashRecordFD: 3, readyFD: 4, supervisorPID: getpid(),
             metricsListen: configuration.metricsListen == nil ? nil : "127.0.0.1:0")
         // The child's environment: ours, without systemd's notify socket (readiness is ours to
@@ -397,6 +404,9 @@ public final class RuntimeSupervisor: Sendable {
                 "handlers.running": "\(report.busy.values.map(\.description).sorted())",
             ])
             return
+        }
+        if !crashed.isRPC, !crashed.requestID.isEmpty {
+            crashedEvents.withLock { $0 = Array(($0 + [crashed.requestID]).suffix(Self.maxSkippedEvents)) }
         }
         let (count, disabled) = ledger.withLock {
             $0.recordCrash(

@@ -53,6 +53,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: .hidden) var childMetricsListen: String?
     /// `HASH=REASON`, one per disabled plugin version.
     @Option(help: .hidden) var disabledPlugin: [String] = []
+    /// An event id never to hand to a handler (one whose handler crashed an earlier runtime).
+    @Option(help: .hidden) var skipEvent: [String] = []
 
     func run() async throws {
         let document: IniDocument
@@ -119,6 +121,7 @@ struct RunCommand: AsyncParsableCommand {
                 configuration.disabledPlugins[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
             }
             if let childMetricsListen { configuration.metricsListen = childMetricsListen }
+            configuration.skippedEvents = Set(skipEvent)
             let readyFD = self.readyFD
             announce = { line in
                 guard let readyFD else { return }
@@ -163,6 +166,7 @@ struct RunCommand: AsyncParsableCommand {
                     } else if let host {
                         arguments += ["--host", host]
                     }
+                    for event in launch.skippedEvents { arguments += ["--skip-event", event] }
                     for disabled in launch.disabledPlugins {
                         arguments += ["--disabled-plugin", "\(disabled.contentHash)=\(disabled.reason)"]
                     }

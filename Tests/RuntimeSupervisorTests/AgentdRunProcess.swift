@@ -28,7 +28,7 @@ final class AgentdRunProcess: Sendable {
     /// Starts `agentd run` with `plugins` (file name in the folder, file name in the build
     /// folder) and `extraConfig` appended to the INI file, with its embedded host or joining
     /// `host`; returns once it printed `ready`.
-    init(plugins: [(file: String, built: String)], extraConfig: String = "", host: String? = nil) async throws {
+    init(plugins: [(file: String, built: String)], extraConfig: String = "", hostConfig: String = "", host: String? = nil) async throws {
         folder = NSTemporaryDirectory() + "agentd-supervisor-\(UUID().uuidString)"
         pluginDirectory = folder + "/plugins"
         try FileManager.default.createDirectory(atPath: pluginDirectory, withIntermediateDirectories: true)
@@ -39,6 +39,7 @@ final class AgentdRunProcess: Sendable {
         try """
             [host]
             listen = 127.0.0.1:0
+            \(hostConfig)
             [plugins]
             directory = \(pluginDirectory)
             [log]
@@ -66,7 +67,9 @@ final class AgentdRunProcess: Sendable {
         }
         try process.run()
         var listening: String?
+        let process = self.process
         let ready = await poll(timeout: .seconds(60)) {
+            guard process.isRunning else { return true }
             let lines = output.value.stdout.split(separator: "\n").map(String.init)
             listening = lines.first { $0.hasPrefix("listening on ") }.map { String($0.dropFirst("listening on ".count)) }
             return (listening != nil || host != nil) && lines.contains { $0.hasPrefix("ready:") }

@@ -198,4 +198,23 @@ struct CrashIsolationTests {
         await client.close()
         #expect(await run.stop())
     }
+
+    @Test("an event whose handler crashed is not handed to the next runtime, though the host sends it again (its late-subscriber window)")
+    func crashingEventIsNotRedelivered() async throws {
+        // The host keeps every event of its first 30 s for late subscribers: the next runtime's
+        // registration receives the crashing event again.
+        let run = try await AgentdRunProcess(plugins: [Self.echo, Self.crasher], hostConfig: "late_window_seconds = 30")
+        defer { run.removeFolder() }
+        let client = try WorkerClient(address: run.address)
+        try client.publish(Array("{}".utf8), messageType: "Crash", to: TopicID(type: "crash-events", source: "e1"))
+        let dropped = await poll(timeout: .seconds(20)) {
+            run.stderr.contains("event dropped: its handler crashed an earlier runtime process")
+        }
+        #expect(dropped, "\(run.stderr)")
+        #expect(await poll(timeout: .seconds(20)) { await failure(client, "Ping", to: AgentID(type: "segfault", key: "e1")) == nil })
+        let crashes = run.stderr.components(separatedBy: "crashed with SIGSEGV while handling event 'Crash' to segfault/e1").count - 1
+        #expect(crashes == 1, "\(run.stderr)")
+        await client.close()
+        #expect(await run.stop())
+    }
 }

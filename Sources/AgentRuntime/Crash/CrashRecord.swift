@@ -78,7 +78,7 @@ public struct CrashReport: Sendable, Equatable {
         /// RPC (else an event).
         public var isRPC: Bool
         public var messageType: String
-        /// The host's request id of an RPC ("" for an event).
+        /// The host's request id of an RPC, or the id of an event.
         public var requestID: String
         public var senderType: String
         public var senderKey: String
@@ -103,7 +103,7 @@ public struct CrashReport: Sendable, Equatable {
             let sender = senderType.isEmpty ? "" : ", from \(senderType)/\(senderKey)"
             return isRPC
                 ? "RPC '\(messageType)' to \(agentType)/\(agentKey) (request \(requestID)\(sender))"
-                : "event '\(messageType)' to \(agentType)/\(agentKey)\(sender)"
+                : "event '\(messageType)' to \(agentType)/\(agentKey) (id \(requestID)\(sender))"
         }
     }
 

@@ -398,6 +398,12 @@ final class AgentInstance: Schedulable {
             invoker.refuseForRemovedType(message, agent: self)
             return nil
         }
+        if let skipped = context.skippedEvents, message.kind == .event, skipped.contains(message.messageID.string) {
+            context.logger.warning("event dropped: its handler crashed an earlier runtime process", metadata: [
+                "agent.id": "\(id)", "message.type": "\(message.messageType.string)", "message.id": "\(message.messageID.string)",
+            ])
+            return nil
+        }
         if type.plugin.isDisabled.load(ordering: .acquiring) {
             invoker.refuseDisabled(message, agent: self, type: type)
             return nil

@@ -4,6 +4,8 @@
 //   RPC `Ping`  -> reply `Pong` {} (the plugin serves while nothing crashed it)
 //   RPC `Crash` -> writes through a NULL pointer (SIGSEGV) in the handler
 //   RPC `Abort` -> calls abort() (SIGABRT) in the handler
+//   event `Crash` published to topic type `crash-events` (the type is subscribed to it): the
+//                  same NULL write, in an event handler
 //
 // Loading it is harmless (the probe passes); only its handlers crash.
 #include <agent_plugin.h>
@@ -37,10 +39,16 @@ static const agentd_handler segfault_handlers[] = {
     {sizeof(agentd_handler), "Abort", on_abort},
 };
 
+static const agentd_subscription segfault_subscriptions[] = {
+    {sizeof(agentd_subscription), AGENTD_SUBSCRIBE_TOPIC_TYPE, "crash-events"},
+};
+
 static const agentd_agent_type segfault_types[] = {{
     .size = sizeof(agentd_agent_type),
     .name = "segfault",
     .description = "Ping answers Pong; Crash dereferences NULL; Abort calls abort()",
+    .subscriptions = segfault_subscriptions,
+    .subscription_count = sizeof segfault_subscriptions / sizeof segfault_subscriptions[0],
     .handlers = segfault_handlers,
     .handler_count = sizeof segfault_handlers / sizeof segfault_handlers[0],
 }};
