@@ -5,7 +5,6 @@ import ArgumentParser
 import Foundation
 import HostLauncher
 import Logging
-import RuntimeSupervisor
 import ServiceLifecycle
 import UnixSignals
 
@@ -99,36 +98,9 @@ struct RunCommand: AsyncParsableCommand {
                                 levels: levels, logger: logger)
             return
         }
+        // A supervised runtime says `metrics on` and `ready` to its supervisor.
         var announce: @Sendable (String) -> Void = { HostLauncher.announce($0) }
-        if runtimeChild {
-            do {
-                guard try SupervisedRuntime.prepare(supervisorPID: supervisorPID ?? getppid(), crashRecordFD: crashRecordFD) else {
-                    throw ExitCode(1)  // the supervisor is gone already
-                }
-            } catch let exit as ExitCode {
-                throw exit
-            } catch {
-                logger.critical("cannot start the runtime", metadata: ["error": "\(error)"])
-                throw ExitCode(1)
-            }
-            if let embeddedHost {
-                configuration.hostAddress = embeddedHost
-                configuration.authToken = settings.authToken ?? settings.host.authTokens.first
-            }
-            if let clientID { configuration.clientID = clientID }
-            for entry in disabledPlugin {
-                guard let equals = entry.firstIndex(of: "=") else { continue }
-                configuration.disabledPlugins[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
-            }
-            if let childMetricsListen { configuration.metricsListen = childMetricsListen }
-            configuration.skippedEvents = Set(skipEvent)
-            let readyFD = self.readyFD
-            announce = { line in
-                guard let readyFD else { return }
-                var text = line + "\n"
-                text.withUTF8 { bytes in _ = write(readyFD, bytes.baseAddress, bytes.count) }
-            }
-        }
+        if runtimeChild { announce = try prepareRuntimeChild(&configuration, settings: settings, logger: logger) }
         let runtime = try AgentRuntime(configuration: configuration, logger: logger)
         // The runtime starts inside the service group, so SIGTERM/SIGINT are handled
         // gracefully from the first moment (also while plugins load).
@@ -142,50 +114,6 @@ struct RunCommand: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         try await group.run()
-    }
-
-    /// `agentd run` as a supervisor: the embedded host here, the runtime in a child process
-    /// (this executable with the hidden child options), restarted when it dies.
-    private func supervise(
-        settings: RuntimeConfiguration, hostAddress: String?, embedded: AgentHost.Configuration,
-        configuration: AgentRuntime.Configuration, levels: LogLevelControl, logger: Logger
-    ) async throws {
-        let executable = Self.executablePath
-        let (config, plugins, host) = (self.config, self.plugins, self.host)
-        let supervisor = RuntimeSupervisor(
-            configuration: .init(
-                executable: executable,
-                arguments: { launch in
-                    var arguments = ["run", "--config", config, "--runtime-child", "--client-id", launch.clientID,
-                                     "--crash-record-fd", "\(launch.crashRecordFD)", "--ready-fd", "\(launch.readyFD)",
-                                     "--supervisor-pid", "\(launch.supervisorPID)"]
-                    if let plugins { arguments += ["--plugins", plugins] }
-                    if let metrics = launch.metricsListen { arguments += ["--child-metrics-listen", metrics] }
-                    if let address = launch.embeddedHostAddress {
-                        arguments += ["--embedded-host", address]
-                    } else if let host {
-                        arguments += ["--host", host]
-                    }
-                    for event in launch.skippedEvents { arguments += ["--skip-event", event] }
-                    for disabled in launch.disabledPlugins {
-                        arguments += ["--disabled-plugin", "\(disabled.contentHash)=\(disabled.reason)"]
-                    }
-                    return arguments
-                },
-                clientID: settings.clientID,
-                embeddedHost: hostAddress == nil ? embedded : nil,
-                childConnectsWithTLS: configuration.hostCredentials.isTLS,
-                metricsListen: configuration.metricsListen,
-                shutdownGracePeriod: configuration.shutdownGracePeriod),
-            logger: logger)
-        let path = self.config
-        let status = await supervisor.run(hangup: {
-            // The supervisor's own log level; the child re-reads the rest.
-            guard let settings = try? RuntimeConfiguration.load(path: path),
-                  let level = Logger.Level(rawValue: settings.logLevel) else { return }
-            levels.level = level
-        })
-        if status != 0 { throw ExitCode(status) }
     }
 }
 
