@@ -26,6 +26,10 @@ public final class Server: CallOwner, @unchecked Sendable {
         public var acceptsPerQueue: Int
         /// Server-initiated keepalive pings (nil: the C core's default).
         public var keepaliveInterval: Duration?
+        /// A unix socket path the server listens on too, with the same credentials (nil: none):
+        /// cheaper than loopback TCP for a client on the same machine (a cross-process ping-pong
+        /// p50 39 µs against 54: `transport-bench --unix`).
+        public var unixSocket: String?
 
         public init(
             address: String,
@@ -34,8 +38,10 @@ public final class Server: CallOwner, @unchecked Sendable {
             maxSendMessageBytes: Int = Int(Int32.max),
             pollerThreads: Int = 2,
             acceptsPerQueue: Int = 16,
-            keepaliveInterval: Duration? = nil
+            keepaliveInterval: Duration? = nil,
+            unixSocket: String? = nil
         ) {
+            self.unixSocket = unixSocket
             self.address = address
             self.credentials = credentials
             self.maxReceiveMessageBytes = maxReceiveMessageBytes
@@ -93,7 +99,13 @@ public final class Server: CallOwner, @unchecked Sendable {
         }
         let credentials = configuration.credentials.makeCCredentials()
         let port = grpc_server_add_http2_port(server, configuration.address, credentials)
+        let unixBound = configuration.unixSocket.map { grpc_server_add_http2_port(server, "unix:\($0)", credentials) > 0 } ?? true
         grpc_server_credentials_release(credentials)
+        guard unixBound else {
+            grpc_server_destroy(server)
+            if ownsQueues { queues.shutdown() }
+            throw TransportError(code: .bindFailed, message: "cannot listen on the unix socket \(configuration.unixSocket ?? "")")
+        }
         guard port > 0 else {
             grpc_server_destroy(server)
             if ownsQueues { queues.shutdown() }

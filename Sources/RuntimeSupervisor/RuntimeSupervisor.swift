@@ -156,6 +156,11 @@ public final class RuntimeSupervisor: Sendable {
             if let metrics, embedded.metricsRegistry == nil, embedded.metricsListen == nil {
                 embedded.metricsRegistry = metrics.hostRegistry
             }
+            // The runtime process joins over a unix socket in a folder of our own (0700):
+            // cheaper than loopback TCP. (With TLS, over TCP: the certificate names a host.)
+            if !embedded.credentials.isTLS, embedded.unixSocket == nil, let folder = Self.privateFolder() {
+                embedded.unixSocket = folder + "/host.sock"
+            }
             embedded.departedWorkerAnswer = { [weak self] request in
                 Self.answer(request, children: self?.children.withLock { $0 } ?? [])
             }
@@ -163,9 +168,16 @@ public final class RuntimeSupervisor: Sendable {
                 host = try await AgentHost.start(configuration: embedded, logger: logger)
             } catch {
                 logger.critical("cannot start the host", metadata: ["host.address": "\(embedded.listen)", "error": "\(error)"])
+                if let socket = embedded.unixSocket { rmdir((socket as NSString).deletingLastPathComponent) }
                 return 1
             }
             HostLauncher.announce("listening on \(host!.address)")
+        }
+        defer {
+            if let socket = configuration.embeddedHost.flatMap({ _ in host?.configuration.unixSocket }) {
+                unlink(socket)
+                rmdir((socket as NSString).deletingLastPathComponent)
+            }
         }
         var metricsListener: MetricsListener?
         if let metrics, let listen = configuration.metricsListen {
@@ -285,7 +297,10 @@ public final class RuntimeSupervisor: Sendable {
         let clientID = configuration.clientID ?? UUID().uuidString.lowercased()
         let launch = Launch(
             clientID: clientID,
-            embeddedHostAddress: host.map { AgentRuntime.address(connectingTo: $0, tls: configuration.childConnectsWithTLS) },
+            embeddedHostAddress: host.map { host in
+                host.configuration.unixSocket.map { "unix:\($0)" }
+                    ?? AgentRuntime.address(connectingTo: host, tls: configuration.childConnectsWithTLS)
+            },
             disabledPlugins: ledger.withLock { Array($0.disabled.values) }.sorted { $0.contentHash < $1.contentHash },
             skippedEvents: crashedEvents.withLock { $0 },
             crashRecordFD: 3, readyFD: 4, supervisorPID: getpid(),
@@ -452,6 +467,15 @@ public final class RuntimeSupervisor: Sendable {
             "plugin \($0.pluginName) (agent type \($0.agentType)) crashed with \(signal) while handling another message"
         } ?? "it crashed with \(signal)"
         return "The runtime serving \(request.target) restarted before answering: \(cause). The request may or may not have been handled; it is not redelivered."
+    }
+
+    /// A new folder only this user can enter (`mkdtemp`, mode 0700), for the host's unix
+    /// socket; nil if none can be made (the runtime then joins over loopback TCP).
+    static func privateFolder() -> String? {
+        var template = Array((NSTemporaryDirectory() as NSString).appendingPathComponent("agentd-XXXXXX").utf8CString)
+        return template.withUnsafeMutableBufferPointer { buffer in
+            mkdtemp(buffer.baseAddress!).map { String(cString: $0) }
+        }
     }
 
     /// Waits (at most 2 s) until the host has taken the dead child's stream down, so that its
