@@ -45,6 +45,9 @@ public final class RuntimeSupervisor: Sendable {
         public var embeddedHost: AgentHost.Configuration?
         /// Whether the child connects to the embedded host with TLS.
         public var childConnectsWithTLS: Bool
+        /// The runtime process joins the embedded host over a unix socket (when the host is
+        /// plaintext); false: over loopback TCP (Benchmarks/crash-isolation compares the two).
+        public var childJoinsOverUnixSocket: Bool = true
         /// `[runtime] metrics_listen`: served here (``CombinedMetrics``: the embedded host's
         /// metrics and the runtime's, which the child serves on a loopback port of its own).
         public var metricsListen: String?
@@ -158,7 +161,8 @@ public final class RuntimeSupervisor: Sendable {
             }
             // The runtime process joins over a unix socket in a folder of our own (0700):
             // cheaper than loopback TCP. (With TLS, over TCP: the certificate names a host.)
-            if !embedded.credentials.isTLS, embedded.unixSocket == nil, let folder = Self.privateFolder() {
+            if configuration.childJoinsOverUnixSocket, !embedded.credentials.isTLS, embedded.unixSocket == nil,
+               let folder = Self.privateFolder() {
                 embedded.unixSocket = folder + "/host.sock"
             }
             embedded.departedWorkerAnswer = { [weak self] request in

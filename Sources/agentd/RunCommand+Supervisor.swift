@@ -18,32 +18,32 @@ extension RunCommand {
     ) async throws {
         let executable = Self.executablePath
         let (config, plugins, host) = (self.config, self.plugins, self.host)
-        let supervisor = RuntimeSupervisor(
-            configuration: .init(
-                executable: executable,
-                arguments: { launch in
-                    var arguments = ["run", "--config", config, "--runtime-child", "--client-id", launch.clientID,
-                                     "--crash-record-fd", "\(launch.crashRecordFD)", "--ready-fd", "\(launch.readyFD)",
-                                     "--supervisor-pid", "\(launch.supervisorPID)"]
-                    if let plugins { arguments += ["--plugins", plugins] }
-                    if let metrics = launch.metricsListen { arguments += ["--child-metrics-listen", metrics] }
-                    if let address = launch.embeddedHostAddress {
-                        arguments += ["--embedded-host", address]
-                    } else if let host {
-                        arguments += ["--host", host]
-                    }
-                    for event in launch.skippedEvents { arguments += ["--skip-event", event] }
-                    for disabled in launch.disabledPlugins {
-                        arguments += ["--disabled-plugin", "\(disabled.contentHash)=\(disabled.reason)"]
-                    }
-                    return arguments
-                },
-                clientID: settings.clientID,
-                embeddedHost: hostAddress == nil ? embedded : nil,
-                childConnectsWithTLS: configuration.hostCredentials.isTLS,
-                metricsListen: configuration.metricsListen,
-                shutdownGracePeriod: configuration.shutdownGracePeriod),
-            logger: logger)
+        var supervision = RuntimeSupervisor.Configuration(
+            executable: executable,
+            arguments: { launch in
+                var arguments = ["run", "--config", config, "--runtime-child", "--client-id", launch.clientID,
+                                 "--crash-record-fd", "\(launch.crashRecordFD)", "--ready-fd", "\(launch.readyFD)",
+                                 "--supervisor-pid", "\(launch.supervisorPID)"]
+                if let plugins { arguments += ["--plugins", plugins] }
+                if let metrics = launch.metricsListen { arguments += ["--child-metrics-listen", metrics] }
+                if let address = launch.embeddedHostAddress {
+                    arguments += ["--embedded-host", address]
+                } else if let host {
+                    arguments += ["--host", host]
+                }
+                for event in launch.skippedEvents { arguments += ["--skip-event", event] }
+                for disabled in launch.disabledPlugins {
+                    arguments += ["--disabled-plugin", "\(disabled.contentHash)=\(disabled.reason)"]
+                }
+                return arguments
+            },
+            clientID: settings.clientID,
+            embeddedHost: hostAddress == nil ? embedded : nil,
+            childConnectsWithTLS: configuration.hostCredentials.isTLS,
+            metricsListen: configuration.metricsListen,
+            shutdownGracePeriod: configuration.shutdownGracePeriod)
+        supervision.childJoinsOverUnixSocket = !runtimeOverTCP
+        let supervisor = RuntimeSupervisor(configuration: supervision, logger: logger)
         let path = self.config
         let status = await supervisor.run(hangup: {
             // The supervisor's own log level; the child re-reads the rest.

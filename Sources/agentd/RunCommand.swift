@@ -50,6 +50,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: .hidden) var readyFD: Int32?
     @Option(help: .hidden) var supervisorPID: Int32?
     @Option(help: .hidden) var childMetricsListen: String?
+    /// The runtime process joins the embedded host over loopback TCP, not its unix socket
+    /// (Benchmarks/crash-isolation's comparison).
+    @Flag(help: .hidden) var runtimeOverTCP = false
     /// `HASH=REASON`, one per disabled plugin version.
     @Option(help: .hidden) var disabledPlugin: [String] = []
     /// An event id never to hand to a handler (one whose handler crashed an earlier runtime).
