@@ -10,6 +10,9 @@ import PackageDescription
 /// and its target with `dependencies: ["AgentSDK"]`: the package is named after this folder,
 /// `AgentSDK`, whatever the checkout is called. Its sources are the root package's own
 /// (`Sources/AgentSDK`, `Sources/AgentPluginABI`, linked here): one copy, built by both.
+///
+/// The SDK's protobuf opt-in is the package beside this one, `AgentSDKProtobuf/`: a product here
+/// would make every plugin package resolve swift-protobuf, used or not.
 let package = Package(
     name: "AgentSDK",
     platforms: [.macOS(.v15)],

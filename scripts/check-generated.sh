@@ -4,6 +4,11 @@
 # then sees any change under Protos/, Sources/CAgentWire/, Plugins/ProtoAgent/proto/ or
 # Plugins/ProtoAgent/generated/ (a modified, added or deleted file).
 #
+# The swift-protobuf code (Plugins/SwiftProtoAgent/sample.pb.swift) is checked without its
+# generator, which takes minutes to build: scripts/generate-swift-protos records the SHA-256 of
+# the .proto and of the file it generated in Plugins/SwiftProtoAgent/generated.sha256, and this
+# compares both, so a .proto changed without regenerating, or generated code edited by hand, fails.
+#
 #   scripts/check-generated.sh    (from any directory; CI runs it in a fresh clone)
 #
 # On failure, run the generate.sh named in the message and commit the result together with the
@@ -33,5 +38,14 @@ if [[ -n "$after" ]]; then
   echo "check-generated: Plugins/ProtoAgent/generate.sh (Plugins/ProtoAgent/) and commit the result with the .proto change." >&2
   exit 1
 fi
+
+swift_stamps=(Plugins/SwiftProtoAgent/generated.sha256)
+for stamp in "${swift_stamps[@]}"; do
+  if ! sha256sum --check --quiet --strict "$stamp" >&2; then
+    echo "check-generated: the swift-protobuf code or its .proto differs from $stamp:" >&2
+    echo "check-generated: run scripts/generate-swift-protos and commit the result with the .proto change." >&2
+    exit 1
+  fi
+done
 
 echo "check-generated: generated code is up to date"

@@ -13,8 +13,10 @@ public struct HostSettings: Sendable, Hashable {
     public static let queueLimitMessagesRange = 1...100_000_000
     /// The default `queue_limit_bytes`: 256 MiB (the host's own default).
     public static let defaultQueueLimitBytes = 256 * 1024 * 1024
-    /// The largest `queue_limit_bytes` accepted: 64 GiB.
+    /// The largest `queue_limit_bytes` (and `outbound_budget_bytes`) accepted: 64 GiB.
     public static let largestQueueLimitBytes = 64 * 1024 * 1024 * 1024
+    /// The default `outbound_budget_bytes`: 512 MiB (the host's own default).
+    public static let defaultOutboundBudgetBytes = 512 * 1024 * 1024
 
     /// The default `late_window_seconds`: 5 s, as AutoGen .NET keeps unclaimed events.
     public static let defaultLateWindow: Duration = .seconds(5)
@@ -38,6 +40,10 @@ public struct HostSettings: Sendable, Hashable {
     public var queueLimitMessages: Int
     /// `queue_limit_bytes = N`: the same bound in bytes (the file may say `256 MiB`).
     public var queueLimitBytes: Int
+    /// `outbound_budget_bytes = N`: what may wait for all connections together (the file may
+    /// say `1 GiB`); past it, events for the connections holding more than their share are
+    /// dropped and requests to them answered with an error.
+    public var outboundBudgetBytes: Int
     /// `tls_certificate = PATH`: the host's certificate chain (PEM); with ``tlsKey``, the host
     /// listens with TLS. `nil`: plaintext, what AutoGen's Python workers speak.
     public var tlsCertificate: PEMFile?
@@ -64,6 +70,7 @@ public struct HostSettings: Sendable, Hashable {
         rpcTimeout: Duration = RuntimeConfiguration.defaultRPCTimeout,
         queueLimitMessages: Int = HostSettings.defaultQueueLimitMessages,
         queueLimitBytes: Int = HostSettings.defaultQueueLimitBytes,
+        outboundBudgetBytes: Int = HostSettings.defaultOutboundBudgetBytes,
         tlsCertificate: PEMFile? = nil,
         tlsKey: PEMFile? = nil,
         tlsClientCA: PEMFile? = nil,
@@ -80,6 +87,7 @@ public struct HostSettings: Sendable, Hashable {
         self.rpcTimeout = rpcTimeout
         self.queueLimitMessages = queueLimitMessages
         self.queueLimitBytes = queueLimitBytes
+        self.outboundBudgetBytes = outboundBudgetBytes
         self.tlsCertificate = tlsCertificate
         self.tlsKey = tlsKey
         self.tlsClientCA = tlsClientCA

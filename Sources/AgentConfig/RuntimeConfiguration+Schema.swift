@@ -8,8 +8,8 @@ extension RuntimeConfiguration {
         ]),
         ("host", [
             "listen", "max_message_bytes", "rpc_timeout", "queue_limit_messages", "queue_limit_bytes",
-            "tls_certificate", "tls_key", "tls_client_ca", "auth_tokens", "auth_tokens_file", "metrics_listen",
-            "late_window_seconds", "late_window_bytes",
+            "outbound_budget_bytes", "tls_certificate", "tls_key", "tls_client_ca", "auth_tokens", "auth_tokens_file",
+            "metrics_listen", "late_window_seconds", "late_window_bytes",
         ]),
         ("plugins", ["directory"]),
         ("state", ["store", "path", "sync", "nats"]),
@@ -148,6 +148,10 @@ extension RuntimeConfiguration {
                 }
             case "queue_limit_bytes":
                 host.queueLimitBytes = try Self.value(of: entry) { text throws(SettingValueError) in
+                    try SettingValue.byteCount(text, largest: HostSettings.largestQueueLimitBytes, largestMeaning: "64 GiB")
+                }
+            case "outbound_budget_bytes":
+                host.outboundBudgetBytes = try Self.value(of: entry) { text throws(SettingValueError) in
                     try SettingValue.byteCount(text, largest: HostSettings.largestQueueLimitBytes, largestMeaning: "64 GiB")
                 }
             case "tls_certificate":

@@ -37,6 +37,7 @@ import Musl
 /// | `[host] max_message_bytes = N` | the largest message, in bytes, or with `KiB`/`MiB` | 4 MiB |
 /// | `[host] rpc_timeout = SECONDS` | when the host answers an unanswered RPC with an error | 60 |
 /// | `[host] queue_limit_messages = N`, `queue_limit_bytes = N` | one connection's outbound queue bound | 100000, 256 MiB |
+/// | `[host] outbound_budget_bytes = N` | what may wait for all connections together; past it, the connections holding more than their share are refused | 512 MiB |
 /// | `[host] late_window_seconds = SECONDS` | how long events no subscription matched (and, after the host starts, every event) wait for a late subscriber, 0...600 (0: off) | 5 |
 /// | `[host] late_window_bytes = N` | the most those kept events may take | 64 MiB |
 /// | `[host] tls_certificate = PATH`, `tls_key = PATH` | listen with TLS (PEM chain and key) | none: plaintext |

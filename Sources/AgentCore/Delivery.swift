@@ -126,8 +126,8 @@ public enum Delivery {
 ///
 /// Per publisher, the last ``span`` sequence numbers below the highest one seen are
 /// remembered exactly. An event older than that is delivered: it cannot be a resend (a
-/// runtime keeps at most its `publish_buffer`, 10,000 by default, unacknowledged), only a first
-/// delivery of an old event from the host's late-subscriber window. At most ``publisherLimit``
+/// runtime keeps at most ``span`` publishes unacknowledged), only a first delivery of an old
+/// event from the host's late-subscriber window. At most ``publisherLimit``
 /// publishers are remembered; past it the one heard from least recently is forgotten.
 public struct DuplicateWindow: Sendable {
     public static let span: UInt64 = 65_536

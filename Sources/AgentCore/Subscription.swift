@@ -65,6 +65,8 @@ public struct SubscriptionError: Error, Sendable, Hashable, CustomStringConverti
         case unknownID
         /// The subscription belongs to another connection.
         case notOwner
+        /// The client holds as many subscriptions as the host allows one client.
+        case limit
     }
     public var code: Code
     public var message: String

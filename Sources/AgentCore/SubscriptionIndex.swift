@@ -1,24 +1,24 @@
 /// The set of subscriptions, indexed so that finding the agent types a topic type reaches
-/// costs one hash lookup (exact topic types) plus a walk along the topic type's bytes
-/// (prefixes) — never a scan of unrelated subscriptions.
+/// costs one hash lookup (exact topic types) plus one per distinct prefix length (prefixes) —
+/// never a scan of unrelated subscriptions. It holds memory in proportion to the
+/// subscriptions it holds, and gives it back as they go.
 public struct SubscriptionIndex: Sendable {
     /// Every subscription by id.
     public private(set) var byID: [String: Subscription] = [:]
     /// Exact topic type → agent type → how many subscriptions say so.
     private var exact: [String: [String: Int]] = [:]
-    /// A byte trie of prefixes; node 0 is the empty prefix.
-    private var nodes: [PrefixNode] = [PrefixNode()]
+    /// Topic type prefix (its UTF-8 bytes: matching compares bytes, as
+    /// ``Subscription/matches(topicType:)`` does) → agent type → how many subscriptions say so.
+    private var prefixes: [[UInt8]: [String: Int]] = [:]
+    /// Prefix length in UTF-8 bytes → how many distinct prefixes of that length are indexed:
+    /// a topic type is matched by looking up its own prefixes of these lengths only.
+    private var prefixLengths: [Int: Int] = [:]
     /// (agent type, kind) pairs already subscribed, to refuse duplicates.
     private var pairs: Set<Pair> = []
 
     private struct Pair: Hashable, Sendable {
         var agentType: String
         var kind: Subscription.Kind
-    }
-
-    private struct PrefixNode: Sendable {
-        var children: [UInt8: Int] = [:]
-        var agentTypes: [String: Int] = [:]
     }
 
     public init() {}
@@ -43,22 +43,17 @@ public struct SubscriptionIndex: Sendable {
         case .topicType(let type):
             exact[type, default: [:]][subscription.agentType, default: 0] += 1
         case .topicTypePrefix(let prefix):
-            var node = 0
-            for byte in prefix.utf8 {
-                if let child = nodes[node].children[byte] {
-                    node = child
-                } else {
-                    nodes.append(PrefixNode())
-                    nodes[node].children[byte] = nodes.count - 1
-                    node = nodes.count - 1
-                }
-            }
-            nodes[node].agentTypes[subscription.agentType, default: 0] += 1
+            let key = Array(prefix.utf8)
+            if prefixes[key] == nil { prefixLengths[key.count, default: 0] += 1 }
+            prefixes[key, default: [:]][subscription.agentType, default: 0] += 1
         }
     }
 
     /// Removes the subscription with `id` and returns it (nil if there is none).
     @discardableResult
+    ///
+    /// Everything the subscription took is given back: its entries go, and a table left mostly
+    /// empty is reallocated at its new size (a Swift dictionary keeps its capacity otherwise).
     public mutating func remove(id: String) -> Subscription? {
         guard let subscription = byID.removeValue(forKey: id) else { return nil }
         pairs.remove(Pair(agentType: subscription.agentType, kind: subscription.kind))
@@ -67,17 +62,20 @@ public struct SubscriptionIndex: Sendable {
             exact[type]?[subscription.agentType, default: 1] -= 1
             if exact[type]?[subscription.agentType] == 0 { exact[type]?[subscription.agentType] = nil }
             if exact[type]?.isEmpty == true { exact[type] = nil }
+            exact.shrinkIfSparse()
         case .topicTypePrefix(let prefix):
-            var node = 0
-            for byte in prefix.utf8 {
-                guard let child = nodes[node].children[byte] else { return subscription }
-                node = child
+            let key = Array(prefix.utf8)
+            prefixes[key]?[subscription.agentType, default: 1] -= 1
+            if prefixes[key]?[subscription.agentType] == 0 { prefixes[key]?[subscription.agentType] = nil }
+            if prefixes[key]?.isEmpty == true {
+                prefixes[key] = nil
+                prefixLengths[key.count, default: 1] -= 1
+                if prefixLengths[key.count] == 0 { prefixLengths[key.count] = nil }
             }
-            nodes[node].agentTypes[subscription.agentType, default: 1] -= 1
-            if nodes[node].agentTypes[subscription.agentType] == 0 { nodes[node].agentTypes[subscription.agentType] = nil }
-            // Emptied trie nodes stay (they cost a few bytes and are reused by the next
-            // subscription with that prefix).
+            prefixes.shrinkIfSparse()
         }
+        byID.shrinkIfSparse()
+        pairs.shrinkIfSparse()
         return subscription
     }
 
@@ -85,13 +83,33 @@ public struct SubscriptionIndex: Sendable {
     public func agentTypes(matching topicType: String) -> Set<String> {
         var result = Set<String>()
         if let types = exact[topicType] { result.formUnion(types.keys) }
-        var node = 0
-        result.formUnion(nodes[0].agentTypes.keys)
-        for byte in topicType.utf8 {
-            guard let child = nodes[node].children[byte] else { break }
-            node = child
-            result.formUnion(nodes[node].agentTypes.keys)
+        guard !prefixLengths.isEmpty else { return result }
+        let bytes = Array(topicType.utf8)
+        for length in prefixLengths.keys where length <= bytes.count {
+            if let types = prefixes[Array(bytes[..<length])] { result.formUnion(types.keys) }
         }
         return result
+    }
+}
+
+extension Dictionary {
+    /// Reallocates the table at its size when it holds under a quarter of its capacity:
+    /// removing entries never shrinks a Swift dictionary, so a table a peer filled once would
+    /// otherwise keep its peak size.
+    package mutating func shrinkIfSparse() {
+        guard capacity > 64, count < capacity / 4 else { return }
+        var smaller = Self(minimumCapacity: count)
+        for (key, value) in self { smaller[key] = value }
+        self = smaller
+    }
+}
+
+extension Set {
+    /// ``Swift/Dictionary/shrinkIfSparse()`` for a set.
+    package mutating func shrinkIfSparse() {
+        guard capacity > 64, count < capacity / 4 else { return }
+        var smaller = Self(minimumCapacity: count)
+        for element in self { smaller.insert(element) }
+        self = smaller
     }
 }

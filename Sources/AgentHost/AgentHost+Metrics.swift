@@ -1,4 +1,5 @@
 import AgentMetrics
+import GRPCTransport
 import Logging
 
 extension AgentHost {
@@ -14,14 +15,14 @@ extension HostMetrics {
     /// The metrics a host with `configuration` keeps, and the listener serving them.
     /// - Throws: ``MetricsListenerError`` naming the address if it cannot listen there.
     static func start(
-        _ configuration: AgentHost.Configuration, table: RoutingTable, ledger: DeliveryLedger, late: LateEvents?,
-        logger: Logger
+        _ configuration: AgentHost.Configuration, table: RoutingTable, budget: SendBudget, ledger: DeliveryLedger,
+        late: LateEvents?, logger: Logger
     ) throws -> (HostMetrics?, MetricsListener?) {
         guard let registry = configuration.metricsRegistry ?? configuration.metricsListen.map({ _ in MetricsRegistry() }) else {
             return (nil, nil)
         }
         let metrics = HostMetrics(
-            registry: registry, table: table, rpcTimeout: configuration.rpcTimeout, ledger: ledger, late: late)
+            registry: registry, table: table, budget: budget, rpcTimeout: configuration.rpcTimeout, ledger: ledger, late: late)
         guard let listen = configuration.metricsListen else { return (metrics, nil) }
         let listener = try MetricsListener(listen: listen) { registry.exposition() }
         logger.info("metrics listening", metadata: ["metrics.address": "\(listener.address)", "metrics.path": "/metrics"])

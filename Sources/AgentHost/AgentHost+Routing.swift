@@ -145,16 +145,16 @@ extension AgentHost {
             }
             answer(caller, requestID: request.requestID, error: "Agent type '\(request.targetType)' \(reason) (request to \(target)).")
             return
-        case .ownerNotConnected(let owner):
+        case .ownerNotConnected:
             tally?.dropped(.request, .ownerNotConnected)
             answer(caller, requestID: request.requestID,
-                   error: "Agent type '\(request.targetType)' belongs to client \(owner), which has no open channel (request to \(target)).")
+                   error: "Agent type '\(request.targetType)' belongs to a client with no open channel (request to \(target)).")
             return
         }
         switch route {
         case .forward(let hostID, let destination):
             let limits = configuration.queueLimits
-            switch destination.call.send(MessageBuffer(rewritten), maxMessages: limits.messages, maxBytes: limits.bytes) {
+            switch destination.send(MessageBuffer(rewritten), limits: limits) {
             case .queued:
                 tally?.routedRequest()
             case .full:
@@ -242,7 +242,7 @@ extension AgentHost {
     /// Sends an answer to a caller: on its data channel, or to its host.
     func send(_ message: MessageBuffer, to caller: Caller) {
         switch caller {
-        case .worker(let connection): _ = connection.send(message)
+        case .worker(let connection): connection.sendAnswer(message, limits: configuration.queueLimits, logger: logger)
         case .peer(let peer): cluster?.reply(message, to: peer)
         }
     }

@@ -30,6 +30,15 @@ public final class AgentHost: Sendable {
         /// What may wait for one connection that reads slowly; past it, events for it are
         /// dropped (counted and logged) and requests to it are answered with an error.
         public var queueLimits: QueueLimits
+        /// What may wait for all connections together, in bytes (their queued messages and
+        /// the ones being sent). Past it, a connection that holds more than its share (the
+        /// budget divided by the connections with messages waiting) is treated as one at its
+        /// queue bound: events for it are dropped, counted and logged, requests to it answered
+        /// with an error — so the slow readers that spent the budget pay, and a connection that
+        /// keeps up is still served. 512 MiB by default: twice one connection's default bound,
+        /// so one slow reader still gets its whole queue, while N slow readers together hold
+        /// 512 MiB (plus about one message each) instead of N × 256 MiB.
+        public var outboundBudgetBytes: Int
         /// Plaintext (what AutoGen's Python workers speak), TLS, or mutual TLS. The host logs
         /// which when it starts listening.
         public var credentials: ServerCredentials
@@ -48,7 +57,8 @@ public final class AgentHost: Sendable {
         public var metricsRegistry: MetricsRegistry?
         /// How long events that reached no subscriber — and, after the host starts, every
         /// event — are kept for a subscription that arrives late (``Duration/zero``: none are
-        /// kept); also how long events a runtime had not confirmed wait for it to come back.
+        /// kept). Events a runtime had not confirmed wait for it to come back for this long, at
+        /// least 30 s.
         public var lateWindow: Duration
         /// The most the late-subscriber window holds, in bytes of events; past it the oldest go.
         public var lateWindowBytes: Int
@@ -68,6 +78,7 @@ public final class AgentHost: Sendable {
             rpcTimeout: Duration = .seconds(60),
             pollerThreads: Int = 1,
             queueLimits: QueueLimits = QueueLimits(),
+            outboundBudgetBytes: Int = 512 * 1024 * 1024,
             credentials: ServerCredentials = .insecure,
             authTokens: [String] = [],
             cluster: ClusterConfiguration? = nil,
@@ -82,6 +93,7 @@ public final class AgentHost: Sendable {
             self.metricsRegistry = metricsRegistry
             self.cluster = cluster
             self.queueLimits = queueLimits
+            self.outboundBudgetBytes = outboundBudgetBytes
             self.listen = listen
             self.maxMessageBytes = maxMessageBytes
             self.rpcTimeout = rpcTimeout
@@ -118,6 +130,10 @@ public final class AgentHost: Sendable {
     public let configuration: Configuration
     let logger: Logger
     let table: RoutingTable
+    /// Charged with every connection's waiting messages (``Configuration/outboundBudgetBytes``).
+    let outboundBudget: SendBudget
+    /// Which credential each client id belongs to.
+    let identities = ClientIdentities()
     /// The host's metrics (nil: it keeps none).
     let metrics: HostMetrics?
     /// Serves them, when ``Configuration/metricsListen`` is set.
@@ -160,6 +176,14 @@ public final class AgentHost: Sendable {
         Dictionary(table.allConnections().map { ($0.clientID, $0.droppedEvents) }, uniquingKeysWith: max)
     }
 
+    /// The bytes waiting to be sent to all connections together (what
+    /// ``Configuration/outboundBudgetBytes`` bounds).
+    public var outboundBytes: Int { outboundBudget.bytes }
+
+    /// Messages refused so far because the outbound budget was spent (each to a connection
+    /// holding more than its share).
+    public var outboundBudgetRefusals: Int { outboundBudget.refusals }
+
     /// The size past which the C core itself ends a sender's stream.
     var hardMessageLimit: Int { Self.hardLimit(for: configuration.maxMessageBytes) }
 
@@ -177,13 +201,19 @@ public final class AgentHost: Sendable {
         self.logger = logger
         let table = RoutingTable()
         self.table = table
-        let ledger = DeliveryLedger(parkingWindow: max(configuration.lateWindow, .seconds(1)), logger: logger)
+        let outboundBudget = SendBudget(limit: max(1, configuration.outboundBudgetBytes))
+        self.outboundBudget = outboundBudget
+        // A runtime back within 30 s finds what it had not confirmed: its reconnection backoff
+        // is at most 6 s, and the host notices a silently dropped stream within 30 s (its old id
+        // is refused until then).
+        let ledger = DeliveryLedger(parkingWindow: max(configuration.lateWindow, .seconds(30)), logger: logger)
         self.ledger = ledger
         let late = configuration.lateWindow > .zero
             ? LateEvents(window: configuration.lateWindow, byteLimit: configuration.lateWindowBytes, logger: logger) : nil
         self.late = late
         // Before the server: a metrics address it cannot listen on fails the start with nothing to stop.
-        (metrics, metricsListener) = try HostMetrics.start(configuration, table: table, ledger: ledger, late: late, logger: logger)
+        (metrics, metricsListener) = try HostMetrics.start(
+            configuration, table: table, budget: outboundBudget, ledger: ledger, late: late, logger: logger)
         let router = HostRouter(tokens: BearerTokens(configuration.authTokens))
         // The C core refuses what exceeds its own limit by ending the whole stream; let it
         // through up to well past ours, so that we refuse it instead, with a log line and an
@@ -193,15 +223,22 @@ public final class AgentHost: Sendable {
             configuration: .init(
                 address: configuration.listen, credentials: configuration.credentials,
                 maxReceiveMessageBytes: hardLimit, pollerThreads: configuration.pollerThreads,
+                keepaliveInterval: Self.keepaliveInterval, sendBudget: outboundBudget,
                 unixSocket: configuration.unixSocket),
             router: router, queues: queues)
         let interval = min(Duration.milliseconds(100), configuration.rpcTimeout / 4)
+        let identities = self.identities
         sweeper.withLock { sweeper in
             sweeper = Task.detached { [weak self] in
+                var nextForget = ContinuousClock.now
                 while !Task.isCancelled {
                     try? await Task.sleep(for: interval)
                     guard let self else { return }
                     late?.prune(now: .now)
+                    if nextForget <= .now {
+                        identities.forgetDeparted(now: .now)
+                        nextForget = .now + .seconds(1)
+                    }
                     for request in table.expiredRequests(now: .now) {
                         metrics?.rpcTimedOut()
                         logger.warning("RPC timed out", metadata: [
@@ -228,6 +265,11 @@ public final class AgentHost: Sendable {
                 metadata: ["host.address": "\(address)"])
         }
     }
+
+    /// The host pings each connection this often, so that one whose peer vanished (a network
+    /// drop without a reset) ends within about 30 s — and its client id is free again for the
+    /// same client's reconnection (``ClientIdentities``).
+    static let keepaliveInterval = Duration.seconds(10)
 
     /// Starts listening and serving, and, when `configuration.cluster` is set, joins the
     /// cluster: connects to NATS, publishes what this host serves and learns what the others do.
@@ -305,7 +347,8 @@ final class HostRouter: CallRouter, @unchecked Sendable {
             return nil
         }
         // Before anything else: a caller without a valid token learns nothing about the host.
-        guard tokens.admits(authorization: call.metadata["authorization"]) else {
+        let token = tokens.acceptedToken(authorization: call.metadata["authorization"])
+        guard token != nil || !tokens.isEnabled else {
             host.logger.warning("call without a valid authorization token refused", metadata: [
                 "grpc.method": "\(call.method)", "peer": "\(call.peer)",
                 "client.id": "\((call.metadata["client-id"] ?? "").prefix(128))",
@@ -325,20 +368,56 @@ final class HostRouter: CallRouter, @unchecked Sendable {
             call.finish(Status(.invalidArgument, "client-id metadata not found."))
             return nil
         }
+        guard clientID.utf8.count <= FieldLimits.clientID else {
+            host.logger.warning("call with an over-long client-id refused", metadata: [
+                "grpc.method": "\(call.method)", "peer": "\(call.peer)", "client.id.bytes": "\(clientID.utf8.count)",
+            ])
+            call.finish(Status(.invalidArgument, "\(FieldLimits.Violation(field: "client-id metadata", bytes: clientID.utf8.count, limit: FieldLimits.clientID))."))
+            return nil
+        }
+        // A client id belongs to the credential it first came with (ClientIdentities).
+        let credential = ClientIdentities.Credential(certificate: call.peerCertificateIdentity, token: token)
+        guard host.identities.begin(clientID, credential) else {
+            host.logger.warning("call under a client id that belongs to another credential refused", metadata: [
+                "grpc.method": "\(call.method)", "peer": "\(call.peer)", "client.id": "\(clientID)",
+                "credential": "\(credential)",
+            ])
+            call.finish(Status(.permissionDenied, "client-id '\(clientID)' belongs to another credential; use a client id of your own"))
+            return nil
+        }
         switch call.method {
         case "/agents.AgentRpc/OpenChannel":
             let delivery = call.metadata[Delivery.metadataKey] == "1"
-                ? AcknowledgedStream(limit: host.configuration.queueLimits.messages) : nil
-            return DataChannel(host: host, connection: WorkerConnection(clientID: clientID, call: call, delivery: delivery))
+                ? AcknowledgedStream(limit: (host.configuration.queueLimits.messages, host.configuration.queueLimits.bytes)) : nil
+            let connection = WorkerConnection(clientID: clientID, call: call, delivery: delivery)
+            guard host.table.attachData(connection) else { return refuseSecondStream(call, clientID, host) }
+            return DataChannel(host: host, connection: connection)
         case "/agents.AgentRpc/OpenControlChannel":
-            return ControlChannel(host: host, connection: WorkerConnection(clientID: clientID, call: call))
+            let connection = WorkerConnection(clientID: clientID, call: call)
+            guard host.table.attachControl(connection) else { return refuseSecondStream(call, clientID, host) }
+            return ControlChannel(host: host, connection: connection)
         case "/agents.AgentRpc/RegisterAgent", "/agents.AgentRpc/AddSubscription",
             "/agents.AgentRpc/RemoveSubscription", "/agents.AgentRpc/GetSubscriptions":
             return RegistrationCall(host: host, clientID: clientID)
         default:
+            host.identities.end(clientID)
             call.finish(Status(.unimplemented, "agents.AgentRpc has no method \(call.method)"))
             return nil
         }
+    }
+
+    /// Refuses a stream under a client id that has one of its kind open: a client id serves
+    /// one live stream at a time, so a peer presenting another's id cannot take its stream.
+    private func refuseSecondStream(_ call: ServerCall, _ clientID: String, _ host: AgentHost) -> (any ServerCallHandler)? {
+        host.identities.end(clientID)
+        host.logger.warning("a second stream under a client id that has one open refused", metadata: [
+            "grpc.method": "\(call.method)", "peer": "\(call.peer)", "client.id": "\(clientID)",
+        ])
+        call.finish(Status(.alreadyExists, """
+            client-id '\(clientID)' has a stream of this kind open already; a client id serves one at a time \
+            (a client reconnecting after a network drop gets in once the host sees the old stream end, within about 30 s)
+            """))
+        return nil
     }
 }
 

@@ -26,13 +26,17 @@ struct BearerTokens: Sendable {
 
     /// Whether `authorization` (the call's metadata value, if any) carries an accepted token.
     func admits(authorization: String?) -> Bool {
-        guard isEnabled else { return true }
-        guard let authorization, let presented = Self.token(inAuthorization: authorization) else { return false }
+        !isEnabled || acceptedToken(authorization: authorization) != nil
+    }
+
+    /// Which accepted token (its index) `authorization` carries; nil if none.
+    func acceptedToken(authorization: String?) -> Int? {
+        guard isEnabled, let authorization, let presented = Self.token(inAuthorization: authorization) else { return nil }
         let bytes = Array(presented.utf8)
-        var matched = false
-        for token in tokens {
+        var matched: Int?
+        for (index, token) in tokens.enumerated() {
             // No early exit: every configured token is compared in full.
-            matched = Self.constantTimeEqual(bytes, token) || matched
+            if Self.constantTimeEqual(bytes, token) { matched = index }
         }
         return matched
     }

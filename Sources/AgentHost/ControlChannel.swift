@@ -16,9 +16,6 @@ final class ControlChannel: ServerCallHandler {
         var logger = host.logger
         logger[metadataKey: "client.id"] = "\(connection.clientID)"
         self.logger = logger
-        if let replaced = host.table.attachControl(connection) {
-            replaced.call.finish(Status(.aborted, "replaced by a newer control channel with the same client-id"))
-        }
     }
 
     func call(_ call: ServerCall, didReceive message: MessageBuffer) {
@@ -58,5 +55,6 @@ final class ControlChannel: ServerCallHandler {
 
     func callDidEnd(_ call: ServerCall, cancelled: Bool) {
         host.table.detachControl(connection)
+        host.identities.end(connection.clientID)
     }
 }

@@ -2,8 +2,10 @@ import AgentCore
 import ProtoWire
 import GRPCTransport
 import Logging
+import Synchronization
 
-/// One worker's `OpenChannel` stream: the per-message path.
+/// One worker's `OpenChannel` stream (attached to the routing table by ``HostRouter``): the
+/// per-message path.
 ///
 /// Runs on the stream's poller thread. Each message is read only as far as routing needs
 /// (``Envelope``); an event goes out to its recipients as the very bytes that came in; a
@@ -11,9 +13,11 @@ import Logging
 final class DataChannel: ServerCallHandler {
     let host: AgentHost
     let connection: WorkerConnection
-    private let logger: Logger
+    let logger: Logger
     /// What this channel's messages came to (nil: the host keeps no metrics).
     private let tally: ChannelTally?
+    /// Messages refused for a field over its length limit (``refuse(_:_:)``).
+    let limitRefusals = Atomic<Int>(0)
 
     init(host: AgentHost, connection: WorkerConnection) {
         self.host = host
@@ -24,20 +28,14 @@ final class DataChannel: ServerCallHandler {
         self.logger = logger
         if let delivery = connection.delivery {
             // What this runtime's previous stream had not confirmed goes first, before
-            // anything its subscriptions bring.
-            let previous = host.table.dataConnection(of: connection.clientID)
-            let carried = host.ledger.attach(delivery, connection: connection, replacing: previous)
+            // anything its subscriptions bring. (Its previous stream has ended: a client id
+            // serves one data channel at a time, so what it left is parked in the ledger.)
+            let carried = host.ledger.attach(delivery, connection: connection, replacing: nil)
             for message in carried { connection.sendEvent(message) }
             if !carried.isEmpty {
                 host.ledger.eventsResent.wrappingAdd(carried.count, ordering: .relaxed)
                 logger.info("events the runtime had not confirmed sent again", metadata: ["events": "\(carried.count)"])
             }
-        }
-        if let replaced = host.table.attachData(connection) {
-            logger.warning("a second data channel opened under the same client-id; the first is closed", metadata: [
-                "peer": "\(connection.peer)", "previous.peer": "\(replaced.peer)",
-            ])
-            replaced.call.finish(Status(.aborted, "replaced by a newer channel with the same client-id"))
         }
         logger.info("worker connected", metadata: ["peer": "\(connection.peer)"])
     }
@@ -71,6 +69,11 @@ final class DataChannel: ServerCallHandler {
         if bytes.count > host.configuration.maxMessageBytes {
             tally?.dropped(.init(envelope), .oversized)
             refuseOversized(envelope, size: bytes.count)
+            return
+        }
+        if let violation = FieldLimits.violation(in: envelope) {
+            tally?.dropped(.init(envelope), .overLimit)
+            refuse(envelope, violation)
             return
         }
         switch envelope {
@@ -108,7 +111,8 @@ final class DataChannel: ServerCallHandler {
     }
 
     private func answer(_ requestID: String, _ error: String) {
-        _ = connection.send(MessageBuffer(Envelope.errorResponse(requestID: requestID, error: error)))
+        connection.sendAnswer(
+            MessageBuffer(Envelope.errorResponse(requestID: requestID, error: error)), limits: host.configuration.queueLimits, logger: logger)
     }
 
     func callDidHalfClose(_ call: ServerCall) {
@@ -118,6 +122,7 @@ final class DataChannel: ServerCallHandler {
     func callDidEnd(_ call: ServerCall, cancelled: Bool) {
         if let tally { host.metrics?.closeTally(tally) }
         if let delivery = connection.delivery { host.ledger.detach(delivery, clientID: connection.clientID) }
+        host.identities.end(connection.clientID)
         guard let departure = host.table.detachData(connection) else { return }
         host.cluster?.workerLeft(
             client: connection.clientID, types: departure.agentTypes.filter { !departure.sharedTypes.contains($0) },

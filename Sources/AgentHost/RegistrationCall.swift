@@ -39,6 +39,10 @@ final class RegistrationCall: ServerCallHandler {
         finish(call, result)
     }
 
+    func callDidEnd(_ call: ServerCall, cancelled: Bool) {
+        host.identities.end(clientID)
+    }
+
     private func finish(_ call: ServerCall, _ result: Result<[UInt8], HostCallError>) {
         switch result {
         case .success(let response): call.respond(MessageBuffer(response))
@@ -85,7 +89,7 @@ final class RegistrationCall: ServerCallHandler {
             case .heldBy(let holder):
                 host.table.unregister(agentType: type, clientID: clientID)
                 _ = host.table.setRemoteOwner(agentType: type, host: holder.host, client: holder.client)
-                result = .failure(HostCallError(.invalidArgument, "Agent type \(type) already registered with client \(holder.client) on host \(holder.host)."))
+                result = .failure(HostCallError(.invalidArgument, "Agent type \(type) is already registered by another client, on host \(holder.host)."))
             }
             self.finish(call, result)
         }
@@ -97,6 +101,7 @@ final class RegistrationCall: ServerCallHandler {
         let result: Result<[UInt8], HostCallError> = message.withUnsafeBytes { bytes in
             do {
                 let type = try ControlPlaneCodec.decodeRegisterAgentTypeRequest(bytes)
+                try Self.checkLength(ofAgentType: type)
                 guard AgentID.isValidType(type) else {
                     throw HostCallError(.invalidArgument, "Invalid agent type '\(type)': use letters, digits, '_', '-' and '.' only.")
                 }
@@ -108,10 +113,10 @@ final class RegistrationCall: ServerCallHandler {
                     host.announce(shared)
                 case .alreadyRegisteredBySameClient, .registered:
                     break
-                case .takenBy(let owner), .takenOnHost(let owner, _):
-                    throw HostCallError(.invalidArgument, "Agent type \(type) already registered with client \(owner), not shared.")
-                case .sharingMismatch(let holders, _):
-                    throw HostCallError(.invalidArgument, "Agent type \(type) already registered with client \(holders.joined(separator: ", ")), not shared.")
+                case .tooManyTypes:
+                    throw Self.tooManyTypes(type)
+                case .takenBy, .takenOnHost, .sharingMismatch:
+                    throw HostCallError(.invalidArgument, "Agent type \(type) is already registered by another client, not shared.")
                 }
                 return .success(ControlPlaneCodec.encodeRegisterAgentTypeResponse())
             } catch let error as HostCallError {
@@ -125,18 +130,35 @@ final class RegistrationCall: ServerCallHandler {
 
     /// Registers `type` for `clientID` in the host's table; throws the refusal.
     private static func register(_ type: String, clientID: String, in host: AgentHost) throws(HostCallError) {
+        try checkLength(ofAgentType: type)
         guard AgentID.isValidType(type) else {
             throw HostCallError(.invalidArgument, "Invalid agent type '\(type)': use letters, digits, '_', '-' and '.' only.")
         }
         switch host.changingRecipients({ host.table.register(agentType: type, clientID: clientID) }) {
         case .registered, .alreadyRegisteredBySameClient, .joinedShared:
             break
-        case .sharingMismatch(let holders, _):
-            throw HostCallError(.invalidArgument, "Agent type \(type) is shared by clients \(holders.joined(separator: ", ")); register it as shared too, or use another type.")
-        case .takenBy(let owner):
-            throw HostCallError(.invalidArgument, "Agent type \(type) already registered with client \(owner).")
-        case .takenOnHost(let owner, let holderHost):
-            throw HostCallError(.invalidArgument, "Agent type \(type) already registered with client \(owner) on host \(holderHost).")
+        case .tooManyTypes:
+            throw tooManyTypes(type)
+        case .sharingMismatch:
+            throw HostCallError(.invalidArgument, "Agent type \(type) is shared by other clients; register it as shared too, or use another type.")
+        case .takenBy:
+            // Never the holder's client id: a caller that knew it could try to act under it.
+            throw HostCallError(.invalidArgument, "Agent type \(type) is already registered by another client.")
+        case .takenOnHost(_, let holderHost):
+            throw HostCallError(.invalidArgument, "Agent type \(type) is already registered by another client, on host \(holderHost).")
+        }
+    }
+
+    private static func tooManyTypes(_ type: String) -> HostCallError {
+        HostCallError(.resourceExhausted, "Agent type \(type) refused: this client serves \(RoutingTable.maxAgentTypesPerClient) agent types already, the most the host allows one client.")
+    }
+
+    /// Refuses an agent type over ``FieldLimits/agentType``.
+    private static func checkLength(ofAgentType type: String) throws(HostCallError) {
+        do throws(FieldLimits.Violation) {
+            try FieldLimits.check(type, "RegisterAgentTypeRequest.type", limit: FieldLimits.agentType)
+        } catch {
+            throw HostCallError(.invalidArgument, "Agent type refused: \(error).")
         }
     }
 
@@ -159,6 +181,9 @@ final class RegistrationCall: ServerCallHandler {
         guard let subscription = carried else {
             throw HostCallError(.invalidArgument, "AddSubscription carries no subscription.")
         }
+        if let violation = FieldLimits.violation(in: subscription) {
+            throw HostCallError(.invalidArgument, "Subscription refused: \(violation).")
+        }
         do {
             let host = self.host, clientID = self.clientID
             try host.changingRecipients { () throws(SubscriptionError) in
@@ -175,6 +200,9 @@ final class RegistrationCall: ServerCallHandler {
     /// `RemoveSubscriptionRequest` → `RemoveSubscriptionResponse`.
     private func removeSubscription(_ bytes: UnsafeRawBufferPointer) throws -> [UInt8] {
         let id = try ControlPlaneCodec.decodeRemoveSubscriptionRequest(bytes)
+        guard id.utf8.count <= FieldLimits.subscriptionID else {
+            throw HostCallError(.invalidArgument, "RemoveSubscription refused: \(FieldLimits.Violation(field: "RemoveSubscriptionRequest.id", bytes: id.utf8.count, limit: FieldLimits.subscriptionID)).")
+        }
         do {
             try host.table.removeSubscription(id: id, clientID: clientID)
         } catch {
@@ -203,6 +231,7 @@ struct HostCallError: Error {
         case .duplicate: status = Status(.alreadyExists, error.message)
         case .unknownID: status = Status(.notFound, error.message)
         case .notOwner: status = Status(.permissionDenied, error.message)
+        case .limit: status = Status(.resourceExhausted, error.message)
         }
     }
 }

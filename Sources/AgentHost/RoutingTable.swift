@@ -85,7 +85,7 @@ final class RoutingTable: Sendable {
         /// What the other hosts of the cluster serve (empty without a cluster).
         var remote = RemoteTables()
         /// Topic type → where its events go; rebuilt lazily after any change.
-        var recipients: [String: Recipients] = [:]
+        var recipients = RecipientCache()
         var pending: [UInt64: PendingRequest] = [:]
         var deadlines = DeadlineQueue<UInt64>()
         var nextRequestID: UInt64 = 1
@@ -152,29 +152,32 @@ final class RoutingTable: Sendable {
 
     private let state = Mutex(State())
 
+    /// The most agent types one client may serve, and the most subscriptions it may hold: with
+    /// ``FieldLimits``, what one client can make the host keep (far above what real workers
+    /// register: a few dozen).
+    static let maxAgentTypesPerClient = 10_000
+    static let maxSubscriptionsPerClient = 10_000
+
     // MARK: Channels
 
-    /// Records a client's data channel; returns the one it replaces (a reconnect under the
-    /// same client id), which the caller should end.
-    func attachData(_ connection: WorkerConnection) -> WorkerConnection? {
+    /// Records a client's data channel, unless the client has one open: a client id serves
+    /// one data channel at a time (a reconnecting client gets in once its old one has ended).
+    /// - Returns: false if refused.
+    func attachData(_ connection: WorkerConnection) -> Bool {
         state.withLock { state in
-            let previous = state.clients[connection.clientID]?.data
+            guard state.clients[connection.clientID]?.data == nil else { return false }
             state.clients[connection.clientID, default: Client()].data = connection
             state.recipients.removeAll(keepingCapacity: true)
-            return previous
+            return true
         }
     }
 
-    /// The client's data channel now, if it has one.
-    func dataConnection(of clientID: String) -> WorkerConnection? {
-        state.withLock { $0.clients[clientID]?.data }
-    }
-
-    func attachControl(_ connection: WorkerConnection) -> WorkerConnection? {
+    /// ``attachData(_:)`` for a control channel.
+    func attachControl(_ connection: WorkerConnection) -> Bool {
         state.withLock { state in
-            let previous = state.clients[connection.clientID]?.control
+            guard state.clients[connection.clientID]?.control == nil else { return false }
             state.clients[connection.clientID, default: Client()].control = connection
-            return previous
+            return true
         }
     }
 
@@ -226,6 +229,8 @@ final class RoutingTable: Sendable {
             } else {
                 state.clients[connection.clientID] = nil
             }
+            state.subscriptionOwners.shrinkIfSparse()
+            state.clients.shrinkIfSparse()
             state.recipients.removeAll(keepingCapacity: true)
             departure.sharedChanges = changedShared.compactMap { state.sharedType($0) }
             return departure
@@ -255,6 +260,8 @@ final class RoutingTable: Sendable {
         case joinedShared(SharedType)
         /// Shared and not shared at once: the type is served the other way by these clients.
         case sharingMismatch(holders: [String], shared: Bool)
+        /// The client serves ``RoutingTable/maxAgentTypesPerClient`` types already.
+        case tooManyTypes
     }
 
     /// Records `clientID` as the owner of `agentType`, unless another client holds it here or
@@ -264,6 +271,9 @@ final class RoutingTable: Sendable {
     ///   serving the keys placed on it (``Placement``).
     func register(agentType: String, clientID: String, shared: Bool = false) -> RegistrationResult {
         state.withLock { state in
+            if let types = state.clients[clientID]?.agentTypes, types.count >= Self.maxAgentTypesPerClient, !types.contains(agentType) {
+                return .tooManyTypes
+            }
             if shared {
                 if let owner = state.agentTypeOwners[agentType] { return .sharingMismatch(holders: [owner], shared: false) }
                 if let remote = state.remote.typeOwners[agentType] { return .takenOnHost(client: remote.client, host: remote.host) }
@@ -305,6 +315,9 @@ final class RoutingTable: Sendable {
 
     func addSubscription(_ subscription: Subscription, clientID: String) throws(SubscriptionError) {
         try state.withLock { (state) throws(SubscriptionError) -> Void in
+            if let held = state.clients[clientID]?.subscriptionIDs.count, held >= Self.maxSubscriptionsPerClient {
+                throw SubscriptionError(.limit, "this client holds \(held) subscriptions already, the most the host allows one client")
+            }
             do throws(SubscriptionError) {
                 try state.subscriptions.insert(subscription)
             } catch {
@@ -331,7 +344,9 @@ final class RoutingTable: Sendable {
             }
             state.removeSubscription(id: id)
             state.subscriptionOwners[id] = nil
+            state.subscriptionOwners.shrinkIfSparse()
             state.clients[clientID]?.subscriptionIDs.remove(id)
+            state.clients[clientID]?.subscriptionIDs.shrinkIfSparse()
             state.recipients.removeAll(keepingCapacity: true)
         }
     }
@@ -528,10 +543,8 @@ final class RoutingTable: Sendable {
                     result.hosts.append(remote.host)
                 }
             }
-            // A topic type nobody serves is cached too (an empty list), but the cache is
-            // bounded so that a stream of distinct topic types cannot grow it without end.
-            if state.recipients.count >= 65_536 { state.recipients.removeAll(keepingCapacity: true) }
-            state.recipients[topicType] = result
+            // A topic type nobody serves is cached too (an empty list); the cache is bounded.
+            state.recipients.insert(result, for: topicType)
             return result
         }
     }

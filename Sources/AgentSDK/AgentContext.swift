@@ -53,11 +53,19 @@ public struct AgentContext: Sendable {
     ///   (``AgentError/Code/invalidArgument``), or the runtime cannot publish now
     ///   (``AgentError/Code/unavailable``).
     public func publish<M: AgentMessage>(_ message: M, to topic: TopicID) throws {
-        let payload = try MessageCoding.encode(message)
-        let status = host.publish(from: agent, to: topic, messageType: M.messageType, payload: payload)
+        try publish(MessageCoding.encoded(message), to: topic)
+    }
+
+    /// Publishes an encoded event (SPI: what ``publish(_:to:)`` and `AgentSDKProtobuf`'s
+    /// overload call).
+    @_spi(MessageFormats)
+    public func publish(_ message: EncodedMessage, to topic: TopicID) throws {
+        let status = host.publish(
+            from: agent, to: topic, messageType: message.messageType, contentType: message.contentType,
+            payload: message.payload)
         guard status == AGENTD_OK else {
             let code = AgentError.Code(status)
-            throw AgentError(code, "publishing \(M.messageType) to \(topic) failed: \(code)")
+            throw AgentError(code, "publishing \(message.messageType) to \(topic) failed: \(code)")
         }
     }
 
@@ -83,22 +91,9 @@ public struct AgentContext: Sendable {
     public func send<M: AgentMessage, R: AgentMessage>(
         _ message: M, to target: AgentID, expecting: R.Type = R.self
     ) async throws -> R {
-        let response = try await request(message, to: target)
-        guard response.messageType.isEmpty || response.messageType == R.messageType else {
-            throw AgentError(
-                .invalidArgument,
-                "\(target) answered \(M.messageType) with \(response.messageType), not the expected \(R.messageType)")
-        }
-        guard !response.payload.isEmpty else {
-            throw AgentError(
-                .invalidArgument, "\(target) answered \(M.messageType) with no message, not the expected \(R.messageType)")
-        }
-        guard MessageCoding.isJSON(response.contentType) else {
-            throw AgentError(
-                .invalidArgument,
-                "\(target) answered \(M.messageType) with \(response.contentType), not JSON: the Swift SDK decodes only JSON")
-        }
-        return try MessageCoding.decode(R.self, from: response.payload)
+        let answer = try await send(
+            MessageCoding.encoded(message), to: target, expecting: R.messageType, readableAs: [ContentType.json])
+        return try MessageCoding.decode(R.self, from: answer.payload)
     }
 
     /// Sends an RPC to an agent, as this agent, and waits for it to be handled; any answer is
@@ -106,7 +101,50 @@ public struct AgentContext: Sendable {
     ///
     /// - Throws: ``AgentError`` when the answer is an error.
     public func send<M: AgentMessage>(_ message: M, to target: AgentID) async throws {
-        _ = try await request(message, to: target)
+        try await send(MessageCoding.encoded(message), to: target)
+    }
+
+    /// Sends an encoded RPC and returns the answer once it is known to be a `messageType` in one
+    /// of `contentTypes` (its content type without parameters). SPI: what ``send(_:to:expecting:)``
+    /// and `AgentSDKProtobuf`'s overload call.
+    ///
+    /// - Throws: ``AgentError`` as ``send(_:to:expecting:)`` does; an answer of another message
+    ///   type, with no message, or in another content type is ``AgentError/Code/invalidArgument``.
+    @_spi(MessageFormats)
+    public func send(
+        _ message: EncodedMessage, to target: AgentID, expecting messageType: String, readableAs contentTypes: [String]
+    ) async throws -> EncodedMessage {
+        let answer = try await send(message, to: target)
+        guard answer.messageType.isEmpty || answer.messageType == messageType else {
+            throw AgentError(
+                .invalidArgument,
+                "\(target) answered \(message.messageType) with \(answer.messageType), not the expected \(messageType)")
+        }
+        // (An empty payload is a message in protobuf, where every field has its default; an
+        // answer with neither a message type nor a payload is no answer at all.)
+        guard !answer.payload.isEmpty || !answer.messageType.isEmpty else {
+            throw AgentError(
+                .invalidArgument, "\(target) answered \(message.messageType) with no message, not the expected \(messageType)")
+        }
+        let contentType = ContentType.canonical(answer.contentType)
+        guard contentTypes.contains(contentType) else {
+            throw AgentError(
+                .invalidArgument,
+                "\(target) answered \(message.messageType) with \(answer.contentType), but \(messageType) is read only as "
+                    + contentTypes.joined(separator: " or "))
+        }
+        return EncodedMessage(messageType: answer.messageType, contentType: contentType, payload: answer.payload)
+    }
+
+    /// Sends an encoded RPC and returns whatever answer came, unchecked (SPI: what
+    /// ``send(_:to:)`` and `AgentSDKProtobuf`'s overload call).
+    ///
+    /// - Throws: ``AgentError`` when the answer is an error.
+    @_spi(MessageFormats)
+    @discardableResult
+    public func send(_ message: EncodedMessage, to target: AgentID) async throws -> EncodedMessage {
+        let response = try await request(message, to: target)
+        return EncodedMessage(messageType: response.messageType, contentType: response.contentType, payload: response.payload)
     }
 
     /// Writes a line to the runtime's log, tagged with the plugin and this agent.
@@ -123,12 +161,12 @@ public struct AgentContext: Sendable {
 
     /// Sends the request and waits for the runtime's completion (which comes on a runtime
     /// thread; decoding happens back in the caller's task).
-    private func request<M: AgentMessage>(_ message: M, to target: AgentID) async throws -> RPCResponse {
-        let payload = try MessageCoding.encode(message)
+    private func request(_ message: EncodedMessage, to target: AgentID) async throws -> RPCResponse {
         let response = await withCheckedContinuation { (continuation: CheckedContinuation<RPCResponse, Never>) in
             let pending = Unmanaged.passRetained(PendingResponse(continuation)).toOpaque()
             let status = host.send(
-                from: agent, to: target, messageType: M.messageType, payload: payload,
+                from: agent, to: target, messageType: message.messageType, contentType: message.contentType,
+                payload: message.payload,
                 onResponse: { context, response in PendingResponse.complete(context, response) },
                 context: pending)
             if status != AGENTD_OK {
@@ -140,7 +178,7 @@ public struct AgentContext: Sendable {
         guard response.status == AGENTD_OK.rawValue else {
             let code = AgentError.Code(agentd_status(rawValue: response.status))
             let reason = response.error.isEmpty ? "\(code)" : response.error
-            throw AgentError(code, "sending \(M.messageType) to \(target) failed: \(reason)")
+            throw AgentError(code, "sending \(message.messageType) to \(target) failed: \(reason)")
         }
         return response
     }

@@ -41,5 +41,5 @@ extension AgentMessage {
     public static var acceptsUnknownKeys: Bool { false }
 
     /// The content type of every ``AgentMessage`` on the wire: `application/json`.
-    public static var contentType: String { MessageCoding.jsonContentType }
+    public static var contentType: String { ContentType.json }
 }

@@ -43,18 +43,11 @@ public struct HandlerRegistry<A: Agent> {
         _ type: M.Type,
         _ handler: @escaping @Sendable (A, M, MessageContext) async throws -> Void
     ) {
-        let name = M.messageType
-        var handlers = entries[name] ?? MessageHandlers()
-        guard handlers.event == nil else {
-            problems.append("\(A.type): a second event handler for \(name)")
-            return
-        }
-        handlers.event = { agent, payload, context in
-            let message = try MessageCoding.decode(M.self, from: payload)
-            try await handler(unsafeDowncast(agent, to: A.self), message, context)
+        add(rpc: false, for: M.messageType, MessageHandlers.Entry(contentTypes: MessageHandlers.json) {
+            agent, payload, _, context in
+            try await handler(unsafeDowncast(agent, to: A.self), try MessageCoding.decode(M.self, from: payload), context)
             return .finished
-        }
-        entries[name] = handlers
+        })
     }
 
     /// Registers the handler of RPCs carrying `M`; what it returns is the answer.
@@ -68,16 +61,54 @@ public struct HandlerRegistry<A: Agent> {
         _ type: M.Type,
         _ handler: @escaping @Sendable (A, M, MessageContext) async throws -> R
     ) {
-        let name = M.messageType
+        add(rpc: true, for: M.messageType, MessageHandlers.Entry(contentTypes: MessageHandlers.json) {
+            agent, payload, _, context in
+            let request = try MessageCoding.decode(M.self, from: payload)
+            return .answer(try MessageCoding.encoded(try await handler(unsafeDowncast(agent, to: A.self), request, context)))
+        })
+    }
+
+    /// Registers the handler of events of `messageType` as they arrive: the payload and its
+    /// content type without parameters, one of `contentTypes` (a message in another is refused before
+    /// the handler runs). SPI: what `AgentSDKProtobuf`'s overload registers.
+    @_spi(MessageFormats)
+    public mutating func on(
+        messageType: String, contentTypes: [String],
+        _ handler: @escaping @Sendable (A, Data, String, MessageContext) async throws -> Void
+    ) {
+        add(rpc: false, for: messageType, MessageHandlers.Entry(contentTypes: contentTypes) {
+            agent, payload, contentType, context in
+            try await handler(unsafeDowncast(agent, to: A.self), payload, contentType, context)
+            return .finished
+        })
+    }
+
+    /// Registers the handler of RPCs of `messageType` as they arrive (see
+    /// ``on(messageType:contentTypes:_:)``); the message it returns is the answer. SPI: what
+    /// `AgentSDKProtobuf`'s overload registers.
+    @_spi(MessageFormats)
+    public mutating func onRPC(
+        messageType: String, contentTypes: [String],
+        _ handler: @escaping @Sendable (A, Data, String, MessageContext) async throws -> EncodedMessage
+    ) {
+        add(rpc: true, for: messageType, MessageHandlers.Entry(contentTypes: contentTypes) {
+            agent, payload, contentType, context in
+            .answer(try await handler(unsafeDowncast(agent, to: A.self), payload, contentType, context))
+        })
+    }
+
+    /// Puts the event or RPC handler of a message type in place, or notes a second one as a
+    /// problem.
+    private mutating func add(rpc: Bool, for name: String, _ entry: MessageHandlers.Entry) {
         var handlers = entries[name] ?? MessageHandlers()
-        guard handlers.rpc == nil else {
-            problems.append("\(A.type): a second RPC handler for \(name)")
+        guard (rpc ? handlers.rpc : handlers.event) == nil else {
+            problems.append("\(A.type): a second \(rpc ? "RPC" : "event") handler for \(name)")
             return
         }
-        handlers.rpc = { agent, payload, context in
-            let request = try MessageCoding.decode(M.self, from: payload)
-            let answer = try await handler(unsafeDowncast(agent, to: A.self), request, context)
-            return .answer(messageType: R.messageType, payload: try MessageCoding.encode(answer))
+        if rpc {
+            handlers.rpc = entry
+        } else {
+            handlers.event = entry
         }
         entries[name] = handlers
     }
@@ -90,11 +121,21 @@ struct MessageHandlers: Sendable {
         /// An event was handled.
         case finished
         /// An RPC's answer, encoded.
-        case answer(messageType: String, payload: Data)
+        case answer(EncodedMessage)
     }
 
-    typealias Handler = @Sendable (AnyObject, Data, MessageContext) async throws -> Outcome
+    /// What an ``AgentMessage``'s handler reads.
+    static let json = [ContentType.json]
 
-    var event: Handler?
-    var rpc: Handler?
+    /// One handler: the content types its message is read from, and the call.
+    struct Entry: Sendable {
+        /// Canonical content types (``ContentType/canonical(_:)``); a message in another is
+        /// refused before a task starts.
+        let contentTypes: [String]
+        /// Called with the instance, the payload and its canonical content type.
+        let run: @Sendable (AnyObject, Data, String, MessageContext) async throws -> Outcome
+    }
+
+    var event: Entry?
+    var rpc: Entry?
 }

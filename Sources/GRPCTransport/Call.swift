@@ -41,6 +41,8 @@ public class Call: CompletionTarget, @unchecked Sendable {
     let owner: any CallOwner
     /// The method's full path, for example `/agents.AgentRpc/OpenChannel`.
     public let method: String
+    /// Charged with this call's waiting messages, when it shares a bound with other calls.
+    public let sendBudget: SendBudget?
 
     let lock = Lock()
 
@@ -48,6 +50,11 @@ public class Call: CompletionTarget, @unchecked Sendable {
     private var sendQueue = Deque<SendItem>()
     /// Bytes of the `.message` items in `sendQueue`.
     private var queuedBytes = 0
+    /// Bytes of the message in the send batch in flight (0 when it carries none).
+    private var inFlightBytes = 0
+    /// What `sendBudget` holds for this call: `queuedBytes + inFlightBytes` as of the last
+    /// ``rechargeLocked()``.
+    private var chargedBytes = 0
     private var sendInFlight = false
     /// No more sends are accepted (status or half-close queued, or the call is over).
     private var sendsClosed = false
@@ -73,11 +80,12 @@ public class Call: CompletionTarget, @unchecked Sendable {
     private var sentBuffer: UnsafeMutablePointer<grpc_byte_buffer>?
     private var statusDetailsSet = false
 
-    init(call: OpaquePointer, queue: CompletionQueue, owner: any CallOwner, method: String) {
+    init(call: OpaquePointer, queue: CompletionQueue, owner: any CallOwner, method: String, sendBudget: SendBudget? = nil) {
         self.call = call
         self.queue = queue
         self.owner = owner
         self.method = method
+        self.sendBudget = sendBudget
         sendOps.initialize(repeating: grpc_op(), count: 4)
         receiveOps.initialize(repeating: grpc_op(), count: 2)
         closeOps.initialize(repeating: grpc_op(), count: 1)
@@ -86,6 +94,8 @@ public class Call: CompletionTarget, @unchecked Sendable {
     }
 
     deinit {
+        // Nothing is left charged once the last send completed; this only guards the budget.
+        sendBudget?.recharge(from: chargedBytes, to: 0)
         sendOps.deallocate()
         receiveOps.deallocate()
         closeOps.deallocate()
@@ -131,6 +141,10 @@ public class Call: CompletionTarget, @unchecked Sendable {
     /// The bytes of the messages waiting in the send queue.
     public var queuedSendBytes: Int { lock.withLock { queuedBytes } }
 
+    /// The bytes this call holds of its ``SendBudget``: its queued messages and the one being
+    /// sent (0 without a budget).
+    public var budgetedSendBytes: Int { lock.withLock { chargedBytes } }
+
     /// What a bounded send did.
     public enum BoundedSendResult: Sendable, Equatable {
         case queued
@@ -170,6 +184,7 @@ public class Call: CompletionTarget, @unchecked Sendable {
             if case .message(let message) = item { queuedBytes += message.count }
             sendQueue.append(item)
             if !sendInFlight { startNextSendLocked() }
+            rechargeLocked()
             return .queued
         }
     }
@@ -204,6 +219,7 @@ public class Call: CompletionTarget, @unchecked Sendable {
                 if count == 0 { continue }
             case .message(let message):
                 queuedBytes -= message.count
+                inFlightBytes = message.count
                 // A write-buffer hint when more messages wait: the C core buffers this one and
                 // flushes it with the last, so a burst goes out in fewer writes.
                 var flags: UInt32 = 0
@@ -230,8 +246,17 @@ public class Call: CompletionTarget, @unchecked Sendable {
                 sendInFlight = true
                 return
             }
+            inFlightBytes = 0
             releaseSendResourcesLocked()
         }
+    }
+
+    /// Brings what the send budget holds for this call up to date.
+    private func rechargeLocked() {
+        guard let sendBudget else { return }
+        let now = queuedBytes + inFlightBytes
+        sendBudget.recharge(from: chargedBytes, to: now)
+        chargedBytes = now
     }
 
     private func releaseSendResourcesLocked() {
@@ -249,6 +274,8 @@ public class Call: CompletionTarget, @unchecked Sendable {
 
     private func sendDidCompleteLocked(success: Bool) {
         sendInFlight = false
+        inFlightBytes = 0
+        defer { rechargeLocked() }
         releaseSendResourcesLocked()
         if !success {
             // The call is broken: nothing queued can go out.

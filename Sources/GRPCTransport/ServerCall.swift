@@ -39,20 +39,42 @@ public final class ServerCall: Call, @unchecked Sendable {
     public let authority: String
     /// Milliseconds until the client's deadline when the call arrived (nil if none).
     public let deadlineMilliseconds: Int64?
+    /// Who the client's certificate says it is, as mutual TLS verified it: its subject
+    /// alternative names, or else its common name (for example `x509_common_name=worker-1`);
+    /// nil when the client presented no certificate the server checked (plaintext, or TLS
+    /// without a client certificate authority).
+    public let peerCertificateIdentity: String?
 
     private var handler: (any ServerCallHandler)?
     private let cancelledFlag = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
 
     init(call: OpaquePointer, queue: CompletionQueue, owner: any CallOwner, method: String,
-         authority: String, metadata: Metadata, deadlineMilliseconds: Int64?) {
+         authority: String, metadata: Metadata, deadlineMilliseconds: Int64?, sendBudget: SendBudget? = nil) {
         self.metadata = metadata
         self.authority = authority
         self.deadlineMilliseconds = deadlineMilliseconds
+        peerCertificateIdentity = Self.certificateIdentity(of: call)
         cancelledFlag.initialize(to: 0)
-        super.init(call: call, queue: queue, owner: owner, method: method)
+        super.init(call: call, queue: queue, owner: owner, method: method, sendBudget: sendBudget)
     }
 
     deinit { cancelledFlag.deallocate() }
+
+    /// The authenticated peer identity of `call`'s auth context, if the peer has one.
+    private static func certificateIdentity(of call: OpaquePointer) -> String? {
+        guard let context = grpc_call_auth_context(call) else { return nil }
+        defer { grpc_auth_context_release(context) }
+        guard grpc_auth_context_peer_is_authenticated(context) != 0,
+              let name = grpc_auth_context_peer_identity_property_name(context) else { return nil }
+        var iterator = grpc_auth_context_peer_identity(context)
+        var values: [String] = []
+        while let property = grpc_auth_property_iterator_next(&iterator) {
+            guard let value = property.pointee.value else { continue }
+            values.append(String(decoding: UnsafeRawBufferPointer(start: value, count: property.pointee.value_length), as: UTF8.self))
+        }
+        guard !values.isEmpty else { return nil }
+        return "\(String(cString: name))=\(values.sorted().joined(separator: ","))"
+    }
 
     /// Ends the call with `status` (after every message queued before it).
     ///

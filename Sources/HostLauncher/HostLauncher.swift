@@ -177,6 +177,7 @@ public enum HostLauncher {
             listen: listen, maxMessageBytes: maxMessageBytes ?? settings.maxMessageBytes,
             rpcTimeout: rpcTimeout ?? settings.rpcTimeout,
             queueLimits: .init(messages: settings.queueLimitMessages, bytes: settings.queueLimitBytes),
+            outboundBudgetBytes: settings.outboundBudgetBytes,
             credentials: serverCredentials(settings), authTokens: settings.authTokens,
             cluster: cluster.map(clusterConfiguration), metricsListen: settings.metricsListen,
             lateWindow: settings.lateWindow, lateWindowBytes: settings.lateWindowBytes)

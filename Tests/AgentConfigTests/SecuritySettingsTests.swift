@@ -89,6 +89,7 @@ struct SecuritySettingsTests {
                 auth_tokens_file = tokens
                 queue_limit_messages = 5000
                 queue_limit_bytes = 64 MiB
+                outbound_budget_bytes = 96 MiB
                 """)
             let tls = folder.path + "/tls"
             #expect(configuration.tlsCA == PEMFile(path: "\(tls)/ca.pem", contents: Self.certificate, line: 2))
@@ -106,6 +107,8 @@ struct SecuritySettingsTests {
             #expect(configuration.host.authTokens == ["worker-token-0123456789", "second-token-abcdefghij"])
             #expect(configuration.host.queueLimitMessages == 5000)
             #expect(configuration.host.queueLimitBytes == 64 * 1024 * 1024)
+            #expect(configuration.host.outboundBudgetBytes == 96 * 1024 * 1024)
+            #expect(HostSettings().outboundBudgetBytes == 512 * 1024 * 1024)
             try configuration.checkEmbeddedHostConnection()
             // A PEM file shows as its path, never its contents.
             #expect("\(configuration.tlsKey!)" == "\(tls)/client.key")

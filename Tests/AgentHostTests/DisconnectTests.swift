@@ -58,23 +58,4 @@ struct DisconnectTests {
             #expect(try await watcher.waitForResponse(to: "after").payload?.text == "from successor")
         }
     }
-
-    @Test("a second data channel under the same client-id replaces the first, keeping the client's types and subscriptions")
-    func reconnectWithSameClientID() async throws {
-        try await withHost { harness in
-            let first = try await harness.worker("first")
-            let publisher = try await harness.worker("publisher")
-            try await first.register("alpha")
-            try await first.subscribe(id: "s", topicType: "news", agentType: "alpha")
-
-            let second = try await harness.worker("second", clientID: first.clientID)
-            let ended = try await first.waitFor("the first stream to end") { $0.status != nil }
-            #expect(ended.status?.code == .aborted)
-
-            #expect(try await publisher.subscriptions().map(\.id) == ["s"])
-            let sent = try publisher.publish(topicType: "news", source: "k")
-            let log = try await second.catchUp(with: publisher, agentType: "alpha")
-            #expect(byteDifference(log.events.map(\.bytes), [sent]) == nil)
-        }
-    }
 }

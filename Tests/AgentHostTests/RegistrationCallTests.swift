@@ -6,7 +6,7 @@ import Testing
 struct RegistrationCallTests {
     // MARK: RegisterAgent
 
-    @Test("an agent type held by another connection is INVALID_ARGUMENT naming the type and its holder")
+    @Test("an agent type held by another connection is INVALID_ARGUMENT naming the type, not its holder")
     func typeTakenByAnotherClient() async throws {
         try await withHost { harness in
             let first = try await harness.worker("first")
@@ -15,7 +15,8 @@ struct RegistrationCallTests {
             let error = await #expect(throws: TransportError.self) { try await second.register("alpha") }
             #expect(error?.status.code == .invalidArgument)
             #expect(error?.status.message.contains("alpha") == true)
-            #expect(error?.status.message.contains(first.clientID) == true)
+            #expect(error?.status.message.contains("another client") == true)
+            #expect(error?.status.message.contains(first.clientID) == false)
             // The refused client can still claim a free type.
             try await second.register("beta")
         }

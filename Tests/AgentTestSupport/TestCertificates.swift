@@ -6,7 +6,8 @@ import Foundation
 ///
 /// - a certificate authority (`ca`);
 /// - a server certificate it signed for `127.0.0.1` and `localhost` (`server`);
-/// - a client certificate it signed (`client`);
+/// - a client certificate it signed (`client`), and another one for another identity
+///   (`otherClient`);
 /// - a second, unrelated authority and a client certificate it signed (`strangerClient`), for
 ///   a server that must refuse it.
 ///
@@ -32,6 +33,8 @@ public struct TestCertificates: Sendable {
     public let caPath: String
     public let server: Identity
     public let client: Identity
+    /// A second client certificate the authority signed, with another common name.
+    public let otherClient: Identity
     /// A client certificate signed by another authority.
     public let strangerClient: Identity
 
@@ -100,6 +103,7 @@ public struct TestCertificates: Sendable {
         try authority("stranger-ca")
         try identity("server", signedBy: "ca", extensions: "server", serial: 1)
         try identity("client", signedBy: "ca", extensions: "client", serial: 2)
+        try identity("other-client", signedBy: "ca", extensions: "client", serial: 4)
         try identity("stranger-client", signedBy: "stranger-ca", extensions: "client", serial: 3)
         func read(_ file: String) throws(Failure) -> String {
             do {
@@ -115,7 +119,7 @@ public struct TestCertificates: Sendable {
         }
         return TestCertificates(
             directory: directory, ca: try read("ca.pem"), caPath: "\(directory)/ca.pem",
-            server: try identity("server"), client: try identity("client"),
+            server: try identity("server"), client: try identity("client"), otherClient: try identity("other-client"),
             strangerClient: try identity("stranger-client"))
     }
 

@@ -29,7 +29,6 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from autogen_core import AgentId, TopicId
 
 from conftest import LISTENING, REPO, STARTUP_DEADLINE, ChildProcess, agentd_path
 from interop_support import DEADLINE, Delivery, InteropNote
-from runtime_support import RuntimeProcess, plugin_build_dir, write_ini
+from runtime_support import RuntimeProcess, runtime_folder, write_ini
 
 NATS_LISTENING = re.compile(r".*Listening for client connections on (\S+):(\d+)\s*$")
 NATS_READY = re.compile(r".*Server is ready\s*$")
@@ -218,14 +217,7 @@ class Cluster:
         hosts named ``hosts`` in that order as ``[runtime] host = A, B`` (so it prints only
         ``ready: ...``)."""
         agentd = agentd_path()
-        directory = Path(tempfile.mkdtemp(prefix=f"run{len(self.runtimes)}-", dir=self.base))
-        plugin_dir = directory / "plugins"
-        plugin_dir.mkdir()
-        for name in plugins:
-            source = plugin_build_dir() / name
-            if not source.is_file():
-                pytest.fail(f"{source} not found: build the plugins first (swift build)", pytrace=False)
-            shutil.copy2(source, plugin_dir / name)
+        directory, _ = runtime_folder(self.base, f"run{len(self.runtimes)}-", plugins)
         addresses = ", ".join(self.hosts[name].address for name in hosts)
         ini = directory / "agentd.ini"
         write_ini(ini, extra=f"[runtime]\nhost = {addresses}\n\n{ini_extra}", log_level=log_level)

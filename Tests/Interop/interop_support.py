@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, List, Optional, Tuple
 
@@ -19,6 +20,7 @@ from autogen_core import (
     MessageContext,
     RoutedAgent,
     TopicId,
+    TypeSubscription,
     event,
     rpc,
     try_get_known_serializers_for_type,
@@ -114,6 +116,16 @@ class RawCollector(BaseAgent):
     async def on_message_impl(self, message: Any, ctx: MessageContext) -> Any:
         self._sink.put_nowait(Delivery(self.id, message, ctx.topic_id, ctx.sender, ctx.message_id))
         return None
+
+    @classmethod
+    async def subscribe(cls, runtime: GrpcWorkerAgentRuntime, topic_type: str) -> "asyncio.Queue[Delivery]":
+        """Registers a collector type of a fresh name on ``runtime``, subscribed to
+        ``topic_type``; returns the queue of what it receives."""
+        sink: asyncio.Queue[Delivery] = asyncio.Queue()
+        collector = f"collector-{uuid.uuid4().hex[:12]}"
+        await cls.register(runtime, collector, lambda: cls(sink), skip_direct_message_subscription=True)
+        await runtime.add_subscription(TypeSubscription(topic_type, collector))
+        return sink
 
 
 class Echo(RoutedAgent):

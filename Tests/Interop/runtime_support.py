@@ -128,6 +128,20 @@ class RuntimeSetup:
     ini: Path
 
 
+def runtime_folder(base: Path, prefix: str, plugins: Sequence[str]) -> Tuple[Path, Path]:
+    """A fresh folder under ``base`` for one runtime, with a ``plugins`` folder holding copies of
+    ``plugins`` (file names in the build folder); returns (folder, plugin folder)."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    plugin_dir = directory / "plugins"
+    plugin_dir.mkdir()
+    for name in plugins:
+        source = plugin_build_dir() / name
+        if not source.is_file():
+            pytest.fail(f"{source} not found: build the plugins first (swift build)", pytrace=False)
+        shutil.copy2(source, plugin_dir / name)
+    return directory, plugin_dir
+
+
 def write_ini(path: Path, *, plugin_dir: str = "plugins", extra: str = "", log_level: str = "info") -> None:
     """The runtime's INI file: an embedded host on a free port (ignored with --host), the
     plugin folder (relative to the file), logging at ``log_level``, and ``extra`` verbatim at
@@ -168,14 +182,7 @@ class RuntimeLauncher:
         agentd = agentd_path()
         if not (agentd.is_file() and os.access(agentd, os.X_OK)):
             pytest.fail(f"agentd binary not found at {agentd}: build it (swift build) or set AGENTD", pytrace=False)
-        directory = Path(tempfile.mkdtemp(prefix=f"run{len(self.started)}-", dir=self.base))
-        plugin_dir = directory / "plugins"
-        plugin_dir.mkdir()
-        for name in plugins:
-            source = plugin_build_dir() / name
-            if not source.is_file():
-                pytest.fail(f"{source} not found: build the plugins first (swift build)", pytrace=False)
-            shutil.copy2(source, plugin_dir / name)
+        directory, plugin_dir = runtime_folder(self.base, f"run{len(self.started)}-", plugins)
         for name, content in (extra_files or {}).items():
             (plugin_dir / name).write_bytes(content)
         ini = directory / "agentd.ini"

@@ -26,9 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import re
-import shutil
 import signal
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +38,7 @@ from autogen_core import AgentId, try_get_known_serializers_for_type
 from cluster_support import Cluster, cluster_fixture
 from conftest import HostProcess, agentd_path
 from interop_support import DEADLINE, run, worker
-from runtime_support import RuntimeLog, RuntimeProcess, plugin_build_dir, write_ini
+from runtime_support import RuntimeLog, RuntimeProcess, runtime_folder, write_ini
 from runtime_support import Add, Count, Get, add_counter_serializers
 
 pytestmark = pytest.mark.agentd_only
@@ -82,13 +80,7 @@ class SharedRuntimes:
         """Starts runtime ``name`` (its client id) given the host addresses ``hosts``; returns once
         it printed ``ready: counter-plugin ...``. Blocks: call it off the event loop while a load
         runs (``asyncio.to_thread``)."""
-        directory = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.base))
-        plugin_dir = directory / "plugins"
-        plugin_dir.mkdir()
-        source = plugin_build_dir() / COUNTER
-        if not source.is_file():
-            pytest.fail(f"{source} not found: build the plugins first (swift build)", pytrace=False)
-        shutil.copy2(source, plugin_dir / COUNTER)
+        directory, _ = runtime_folder(self.base, f"{name}-", [COUNTER])
         ini = directory / "agentd.ini"
         write_ini(ini, log_level="debug", extra=(
             f"[runtime]\nhost = {', '.join(hosts)}\nclient_id = {name}\n\n"

@@ -19,6 +19,8 @@ final class AcknowledgedStream: Sendable {
     private struct Outstanding: ~Copyable {
         /// Sent, not confirmed, oldest first.
         var messages = Deque<MessageBuffer>()
+        /// Their bytes.
+        var bytes = 0
         /// The stream ended (what was outstanding went elsewhere) or its worker stopped
         /// confirming: nothing more is kept.
         var tracking = true
@@ -28,10 +30,11 @@ final class AcknowledgedStream: Sendable {
     /// for its confirmations.
     private let awaited = Atomic<Bool>(true)
 
-    /// The most a worker may leave unconfirmed before the host stops waiting for it.
-    let limit: Int
+    /// The most a worker may leave unconfirmed (messages, bytes) before the host stops
+    /// waiting for it: one connection's queue bounds.
+    let limit: (messages: Int, bytes: Int)
 
-    init(limit: Int) {
+    init(limit: (messages: Int, bytes: Int)) {
         self.limit = limit
     }
 
@@ -42,11 +45,13 @@ final class AcknowledgedStream: Sendable {
             let result = write()
             guard result == .queued, outstanding.tracking else { return result }
             outstanding.messages.append(message)
+            outstanding.bytes += message.count
             sent.wrappingAdd(1, ordering: .releasing)
-            if outstanding.messages.count > limit {
+            if outstanding.messages.count > limit.messages || outstanding.bytes > limit.bytes {
                 // A worker that does not confirm must not make the host hold its events.
                 outstanding.tracking = false
                 outstanding.messages.removeAll()
+                outstanding.bytes = 0
                 awaited.store(false, ordering: .releasing)
             }
             return result
@@ -59,7 +64,9 @@ final class AcknowledgedStream: Sendable {
         outstanding.withLock { outstanding in
             let previous = confirmed.load(ordering: .relaxed)
             guard count > previous, count <= sent.load(ordering: .relaxed), outstanding.tracking else { return }
-            outstanding.messages.removeFirst(min(Int(count - previous), outstanding.messages.count))
+            let newly = min(Int(count - previous), outstanding.messages.count)
+            for message in outstanding.messages.prefix(newly) { outstanding.bytes -= message.count }
+            outstanding.messages.removeFirst(newly)
             confirmed.store(count, ordering: .releasing)
         }
     }
@@ -80,6 +87,7 @@ final class AcknowledgedStream: Sendable {
             defer {
                 outstanding.tracking = false
                 outstanding.messages.removeAll()
+                outstanding.bytes = 0
                 awaited.store(false, ordering: .releasing)
             }
             return Array(outstanding.messages)

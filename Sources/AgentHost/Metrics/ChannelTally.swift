@@ -47,6 +47,8 @@ final class ChannelTally: Sendable {
         case noPendingRequest
         /// A response from a worker the request was not sent to.
         case wrongResponder
+        /// A routing field (topic, agent type or key, request id) over its ``FieldLimits``.
+        case overLimit
 
         var label: String {
             switch self {
@@ -61,6 +63,7 @@ final class ChannelTally: Sendable {
             case .hostUnreachable: "host_unreachable"
             case .noPendingRequest: "no_pending_request"
             case .wrongResponder: "wrong_responder"
+            case .overLimit: "field_too_long"
             }
         }
 
@@ -68,7 +71,7 @@ final class ChannelTally: Sendable {
         var kinds: [Kind] {
             switch self {
             case .malformed: [.request, .response]
-            case .oversized: [.event, .request, .response]
+            case .oversized, .overLimit: [.event, .request, .response]
             case .reservedTopic, .noSubscriber: [.event]
             case .queueFull, .connectionClosed: [.event, .request]
             case .unknownAgentType, .ownerNotConnected, .hostUnreachable: [.request]
@@ -86,7 +89,7 @@ final class ChannelTally: Sendable {
     static func droppedSlot(_ kind: Kind, _ reason: Drop) -> Int { 9 + kind.rawValue * Drop.allCases.count + reason.rawValue }
     static let unparsableSlot = slotCount - 1
 
-    private let counts: InlineArray<43, Atomic<Int>> = InlineArray { _ in Atomic(0) }
+    private let counts: InlineArray<46, Atomic<Int>> = InlineArray { _ in Atomic(0) }
 
     @inline(__always)
     private func add(_ slot: Int, _ count: Int) {

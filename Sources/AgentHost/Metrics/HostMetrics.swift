@@ -1,5 +1,6 @@
 import AgentMetrics
 import CoreMetrics
+import GRPCTransport
 import Synchronization
 
 /// The host's metrics (README, Metrics): made from its ``MetricsRegistry`` when it has one.
@@ -18,6 +19,7 @@ final class HostMetrics: MetricsCollector {
 
     private let tallies = Mutex(Tallies())
     private let table: RoutingTable
+    private let budget: SendBudget
     /// The host's RPC deadline: a worker's request is due `rpcTimeout` after it was routed.
     private let rpcTimeout: Duration
     private let timeouts = Atomic<Int>(0)
@@ -29,6 +31,9 @@ final class HostMetrics: MetricsCollector {
     private let queueMax: Gauge
     private let queueSum: Gauge
     private let residentMemory: Gauge
+    private let outboundBytes: Gauge
+    private let outboundBudget: Gauge
+    private let outboundRefusals: ScrapedCounter
     /// Each exported counter with the tally slot it shows.
     private let slotCounters: [(slot: Int, counter: ScrapedCounter)]
     private let unroutable: ScrapedCounter
@@ -43,10 +48,11 @@ final class HostMetrics: MetricsCollector {
     private let expired: ScrapedCounter
     private let lateBytes: Gauge
 
-    init(registry: MetricsRegistry, table: RoutingTable, rpcTimeout: Duration, ledger: DeliveryLedger, late: LateEvents?) {
-        precondition(ChannelTally.slotCount == 43, "ChannelTally's InlineArray holds 43 counts")
+    init(registry: MetricsRegistry, table: RoutingTable, budget: SendBudget, rpcTimeout: Duration, ledger: DeliveryLedger, late: LateEvents?) {
+        precondition(ChannelTally.slotCount == 46, "ChannelTally's InlineArray holds 46 counts")
         self.registry = registry
         self.table = table
+        self.budget = budget
         self.rpcTimeout = rpcTimeout
         let factory = registry.factory
         rpcLatency = Timer(label: "agentd_host_rpc_duration_seconds", factory: factory)
@@ -55,6 +61,9 @@ final class HostMetrics: MetricsCollector {
         queueMax = Gauge(label: "agentd_host_outbound_queue_messages_max", factory: factory)
         queueSum = Gauge(label: "agentd_host_outbound_queue_messages", factory: factory)
         residentMemory = Gauge(label: "agentd_process_resident_memory_bytes", factory: factory)
+        outboundBytes = Gauge(label: "agentd_host_outbound_bytes", factory: factory)
+        outboundBudget = Gauge(label: "agentd_host_outbound_budget_bytes", factory: factory)
+        outboundRefusals = ScrapedCounter(label: "agentd_host_outbound_budget_refusals_total", registry: registry)
         var counters: [(Int, ScrapedCounter)] = []
         for kind in ChannelTally.Kind.allCases {
             let labels = [("kind", kind.label)]
@@ -142,5 +151,8 @@ final class HostMetrics: MetricsCollector {
         deliveredLate.update(to: late?.deliveredLate.load(ordering: .relaxed) ?? 0)
         expired.update(to: (late?.expired.load(ordering: .relaxed) ?? 0) + ledger.eventsParkedExpired.load(ordering: .relaxed))
         lateBytes.record(late?.usage.bytes ?? 0)
+        outboundBytes.record(budget.bytes)
+        outboundBudget.record(budget.limit)
+        outboundRefusals.update(to: budget.refusals)
     }
 }

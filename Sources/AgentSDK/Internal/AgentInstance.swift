@@ -10,7 +10,7 @@ import Foundation
 /// released by destroy), with the C thunks that reach it.
 ///
 /// Each message runs as a task: the C handler copies what it needs out of the borrowed
-/// `agentd_message`, starts the task and returns `AGENTD_PENDING`; the task decodes the JSON,
+/// `agentd_message`, starts the task and returns `AGENTD_PENDING`; the task decodes the payload,
 /// awaits the Swift handler and answers with `reply` or `fail`. The runtime delivers the
 /// agent's next message only after that answer, which is what keeps one instance's handlers
 /// from overlapping.
@@ -98,11 +98,13 @@ final class AgentInstance: @unchecked Sendable {
                 call, isRPC: isRPC, .unknownMessageType,
                 "agent type \(binding.name) has no \(isRPC ? "RPC" : "event") handler for \(messageType)")
         }
-        let contentType = String(message.content_type)
-        guard MessageCoding.isJSON(contentType) else {
+        let rawContentType = String(message.content_type)
+        let contentType = ContentType.canonical(rawContentType)
+        guard handler.contentTypes.contains(contentType) else {
             return refuse(
                 call, isRPC: isRPC, .invalidArgument,
-                "\(messageType) arrived as \(contentType): Swift agents decode only \(MessageCoding.jsonContentType)")
+                "\(messageType) arrived as \(rawContentType): agent type \(binding.name) reads it only as "
+                    + handler.contentTypes.joined(separator: " or "))
         }
         let senderType = String(message.sender_type)
         let topicType = String(message.topic_type)
@@ -124,28 +126,31 @@ final class AgentInstance: @unchecked Sendable {
         switch binding.start {
         case .immediate:
             if #available(macOS 26, *) {
-                Task.immediate { await self.run(handler, payload, delivery, call) }
+                Task.immediate { await self.run(handler, payload, contentType, delivery, call) }
             } else {
-                Task { await self.run(handler, payload, delivery, call) }
+                Task { await self.run(handler, payload, contentType, delivery, call) }
             }
         case .enqueued:
-            Task { await self.run(handler, payload, delivery, call) }
+            Task { await self.run(handler, payload, contentType, delivery, call) }
         }
         return AGENTD_PENDING
     }
 
-    /// Runs the handler and answers the call.
-    private func run(_ handler: MessageHandlers.Handler, _ payload: Data, _ delivery: MessageContext, _ call: CallToken)
-        async
-    {
+    /// Runs the handler and answers the call. (Not inlined: the two ways of starting its task
+    /// would each get a copy, in every plugin.)
+    @inline(never)
+    private func run(
+        _ handler: MessageHandlers.Entry, _ payload: Data, _ contentType: String, _ delivery: MessageContext,
+        _ call: CallToken
+    ) async {
         let status: agentd_status
         do {
-            switch try await handler(agent, payload, delivery) {
+            switch try await handler.run(agent, payload, contentType, delivery) {
             case .finished:
                 status = host.reply(call, messageType: "", contentType: "", payload: Data())
-            case .answer(let messageType, let payload):
+            case .answer(let answer):
                 status = host.reply(
-                    call, messageType: messageType, contentType: MessageCoding.jsonContentType, payload: payload)
+                    call, messageType: answer.messageType, contentType: answer.contentType, payload: answer.payload)
             }
         } catch {
             let failure = error as? AgentError ?? AgentError(.failed, String(describing: error), cause: error)

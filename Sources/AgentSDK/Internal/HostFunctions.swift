@@ -56,13 +56,13 @@ final class HostFunctions: @unchecked Sendable {
         message.withView { log(plugin, nil, AGENTD_LOG_ERROR, $0) }
     }
 
-    func publish(from agent: AgentReference, to topic: TopicID, messageType: String, payload: Data)
+    func publish(from agent: AgentReference, to topic: TopicID, messageType: String, contentType: String, payload: Data)
         -> agentd_status
     {
         topic.type.withView { topicType in
             topic.source.withView { topicSource in
                 messageType.withView { messageType in
-                    MessageCoding.jsonContentType.withView { contentType in
+                    contentType.withView { contentType in
                         payload.withView { payload in
                             table.publish!(agent.pointer, topicType, topicSource, messageType, contentType, payload)
                         }
@@ -73,13 +73,13 @@ final class HostFunctions: @unchecked Sendable {
     }
 
     func send(
-        from agent: AgentReference, to target: AgentID, messageType: String, payload: Data,
+        from agent: AgentReference, to target: AgentID, messageType: String, contentType: String, payload: Data,
         onResponse: agentd_response_fn, context: UnsafeMutableRawPointer
     ) -> agentd_status {
         target.type.withView { targetType in
             target.key.withView { targetKey in
                 messageType.withView { messageType in
-                    MessageCoding.jsonContentType.withView { contentType in
+                    contentType.withView { contentType in
                         payload.withView { payload in
                             table.send!(agent.pointer, targetType, targetKey, messageType, contentType, payload,
                                         onResponse, context)

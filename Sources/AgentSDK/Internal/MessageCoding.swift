@@ -13,12 +13,9 @@ import Synchronization
 /// type never writes is unknown. The keys a type writes are learned from its own encoding, once
 /// per new key (a nil optional is not written, so a `null` value is never counted as unknown).
 enum MessageCoding {
-    static let jsonContentType = "application/json"
-
-    /// Whether a content type is JSON (`application/json`, with or without parameters).
-    static func isJSON(_ contentType: String) -> Bool {
-        contentType.isEmpty || contentType == jsonContentType
-            || contentType.hasPrefix(jsonContentType + ";")
+    /// `message` as JSON, under its message type.
+    static func encoded<M: AgentMessage>(_ message: M) throws -> EncodedMessage {
+        EncodedMessage(messageType: M.messageType, contentType: ContentType.json, payload: try encode(message))
     }
 
     static func encode<M: AgentMessage>(_ message: M) throws -> Data {

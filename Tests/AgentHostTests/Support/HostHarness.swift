@@ -31,9 +31,10 @@ final class HostHarness: Sendable {
         return worker
     }
 
-    /// A bare connection, for calls the test makes by hand.
-    func channel() -> Channel {
-        let channel = Channel(configuration: .init(target: target, credentials: clientCredentials))
+    /// A bare connection, for calls the test makes by hand (with the harness's credentials
+    /// unless `credentials` says otherwise).
+    func channel(credentials: ChannelCredentials? = nil) -> Channel {
+        let channel = Channel(configuration: .init(target: target, credentials: credentials ?? clientCredentials))
         channels.withLock { $0.append(channel) }
         return channel
     }
@@ -63,11 +64,12 @@ private func testLogger() -> Logger {
 ///   - credentials, authTokens: the host's TLS and tokens (plaintext and none by default).
 ///   - clientCredentials: how the harness's connections reach it.
 ///   - logger: the host's logger (by default, see `AGENT_HOST_TEST_LOG`).
-///   - queueLimits, metricsListen: its outbound queue bound and metrics listener.
+///   - queueLimits, outboundBudgetBytes, metricsListen: its outbound queue bound, its
+///     outbound budget across connections and its metrics listener.
 func withHost(
     maxMessageBytes: Int = 4 * 1024 * 1024, rpcTimeout: Duration = .seconds(60),
     credentials: ServerCredentials = .insecure, authTokens: [String] = [],
-    queueLimits: AgentHost.QueueLimits = .init(), metricsListen: String? = nil,
+    queueLimits: AgentHost.QueueLimits = .init(), outboundBudgetBytes: Int = 512 * 1024 * 1024, metricsListen: String? = nil,
     clientCredentials: ChannelCredentials = .insecure, logger: Logger? = nil,
     lateWindow: Duration = .zero, lateWindowBytes: Int = 64 * 1024 * 1024,
     _ body: (HostHarness) async throws -> Void
@@ -75,8 +77,8 @@ func withHost(
     let host = try AgentHost(
         configuration: .init(
             listen: "127.0.0.1:0", maxMessageBytes: maxMessageBytes, rpcTimeout: rpcTimeout,
-            queueLimits: queueLimits, credentials: credentials, authTokens: authTokens, metricsListen: metricsListen,
-            lateWindow: lateWindow, lateWindowBytes: lateWindowBytes),
+            queueLimits: queueLimits, outboundBudgetBytes: outboundBudgetBytes, credentials: credentials, authTokens: authTokens,
+            metricsListen: metricsListen, lateWindow: lateWindow, lateWindowBytes: lateWindowBytes),
         logger: logger ?? testLogger())
     let harness = HostHarness(host: host, clientCredentials: clientCredentials)
     do {

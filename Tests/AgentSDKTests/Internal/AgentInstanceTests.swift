@@ -130,7 +130,7 @@ struct AgentInstanceTests {
                                        message: "agent type workbench has no event handler for Relay")])
     }
 
-    @Test("a protobuf payload is refused: the Swift SDK decodes JSON")
+    @Test("a protobuf payload for a JSON message's handler is refused: an AgentMessage is read from JSON only")
     func protobuf() async throws {
         let greeter = try plugin.create(AgentID(type: "greeter", key: "default"))
         defer { greeter.destroy() }

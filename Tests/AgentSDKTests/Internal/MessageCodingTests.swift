@@ -107,10 +107,11 @@ struct MessageCodingTests {
         #expect(mistyped.message.contains(#""name" is not String"#))
     }
 
-    @Test("JSON content types are recognised with or without parameters")
+    @Test("content types compare without parameters; an empty one is JSON")
     func contentTypes() {
-        #expect(MessageCoding.isJSON("application/json"))
-        #expect(MessageCoding.isJSON("application/json; charset=utf-8"))
-        #expect(!MessageCoding.isJSON("application/x-protobuf"))
+        #expect(ContentType.canonical("application/json") == "application/json")
+        #expect(ContentType.canonical("application/json; charset=utf-8") == "application/json")
+        #expect(ContentType.canonical("") == "application/json")
+        #expect(ContentType.canonical("application/x-protobuf") == "application/x-protobuf")
     }
 }

@@ -32,7 +32,22 @@ final class FakeRuntime: @unchecked Sendable {
         var topic: TopicID
         var messageType: String
         var contentType: String
-        var json: String
+        var payload: [UInt8]
+
+        init(from: AgentID?, topic: TopicID, messageType: String, contentType: String, payload: [UInt8]) {
+            self.from = from
+            self.topic = topic
+            self.messageType = messageType
+            self.contentType = contentType
+            self.payload = payload
+        }
+
+        init(from: AgentID?, topic: TopicID, messageType: String, contentType: String, json: String) {
+            self.init(from: from, topic: topic, messageType: messageType, contentType: contentType, payload: Array(json.utf8))
+        }
+
+        /// The payload as text.
+        var json: String { String(decoding: payload, as: UTF8.self) }
     }
 
     struct LogLine: Sendable {
@@ -46,7 +61,11 @@ final class FakeRuntime: @unchecked Sendable {
         var from: AgentID?
         var target: AgentID
         var messageType: String
-        var json: String
+        var contentType: String
+        var payload: [UInt8]
+
+        /// The payload as text.
+        var json: String { String(decoding: payload, as: UTF8.self) }
     }
 
     /// How the runtime answers a `send`.
@@ -55,8 +74,10 @@ final class FakeRuntime: @unchecked Sendable {
         case refuse(agentd_status.RawValue)
         /// The callback gets an error.
         case error(agentd_status.RawValue, String)
-        /// The callback gets this answer.
+        /// The callback gets this answer (application/json).
         case answer(messageType: String, json: String)
+        /// The callback gets this answer, in any content type.
+        case binaryAnswer(messageType: String, contentType: String, payload: [UInt8])
     }
 
     /// Which host API table the runtime offers: how much of `agentd_host_api` its `size` covers.
@@ -133,7 +154,7 @@ final class FakeRuntime: @unchecked Sendable {
             agent.runtime.recorded.withLock {
                 $0.publications.append(Publication(
                     from: agent.id, topic: TopicID(type: String(borrowed: topicType), source: String(borrowed: topicSource)),
-                    messageType: String(borrowed: messageType), contentType: String(borrowed: contentType), json: String(borrowed: payload)))
+                    messageType: String(borrowed: messageType), contentType: String(borrowed: contentType), payload: [UInt8](borrowed: payload)))
             }
             return AGENTD_OK
         }
@@ -141,7 +162,8 @@ final class FakeRuntime: @unchecked Sendable {
             guard let agent = FakeAgent.from(from), let onResponse else { return AGENTD_MISUSE }
             let request = Request(
                 from: agent.id, target: AgentID(type: String(borrowed: targetType), key: String(borrowed: targetKey)),
-                messageType: String(borrowed: messageType), json: String(borrowed: payload))
+                messageType: String(borrowed: messageType), contentType: String(borrowed: contentType),
+                payload: [UInt8](borrowed: payload))
             let runtime = agent.runtime
             runtime.recorded.withLock { $0.requests.append(request) }
             let response = runtime.respond(request)
@@ -153,8 +175,13 @@ final class FakeRuntime: @unchecked Sendable {
         }
         table.reply = { call, messageType, contentType, payload in
             guard let call = FakeCall.from(call) else { return AGENTD_MISUSE }
-            return call.record(.reply(messageType: String(borrowed: messageType), contentType: String(borrowed: contentType),
-                                      json: String(borrowed: payload)))
+            let type = String(borrowed: messageType)
+            let contentType = String(borrowed: contentType)
+            // JSON (and an event's empty answer) as text; anything else as its bytes.
+            guard contentType.isEmpty || contentType == "application/json" else {
+                return call.record(.binaryReply(messageType: type, contentType: contentType, payload: [UInt8](borrowed: payload)))
+            }
+            return call.record(.reply(messageType: type, contentType: contentType, json: String(borrowed: payload)))
         }
         table.fail = { call, status, message in
             guard let call = FakeCall.from(call) else { return AGENTD_MISUSE }
@@ -265,7 +292,8 @@ private struct Completion: @unchecked Sendable {
         var status = AGENTD_OK
         var error = ""
         var messageType = ""
-        var json = ""
+        var contentType = "application/json"
+        var payload: [UInt8] = []
         switch response {
         case .refuse: return
         case .error(let code, let text):
@@ -273,20 +301,23 @@ private struct Completion: @unchecked Sendable {
             error = text
         case .answer(let type, let body):
             messageType = type
-            json = body
+            payload = Array(body.utf8)
+        case .binaryAnswer(let type, let bodyType, let body):
+            messageType = type
+            contentType = bodyType
+            payload = body
         }
         error.withCString { errorText in
             messageType.withCString { typeText in
-                "application/json".withCString { contentType in
-                    json.withCString { body in
+                contentType.withCString { contentType in
+                    payload.withUnsafeBufferPointer { body in
                         var answer = agentd_response()
                         answer.size = UInt32(MemoryLayout<agentd_response>.size)
                         answer.status = status
                         answer.error = agentd_str(data: errorText, length: strlen(errorText))
                         answer.message_type = agentd_str(data: typeText, length: strlen(typeText))
                         answer.content_type = agentd_str(data: contentType, length: strlen(contentType))
-                        answer.payload = agentd_bytes(
-                            data: UnsafeRawPointer(body).assumingMemoryBound(to: UInt8.self), length: strlen(body))
+                        answer.payload = agentd_bytes(data: body.baseAddress, length: body.count)
                         callback(context, &answer)
                     }
                 }
@@ -384,6 +415,15 @@ final class FakeAgent: @unchecked Sendable {
         _ messageType: String, json: String, rpc: Bool, topic: TopicID? = nil, sender: AgentID? = nil,
         contentType: String = "application/json", messageID: String = "m-1"
     ) -> (status: agentd_status, call: FakeCall) {
+        deliver(messageType, payload: Array(json.utf8), rpc: rpc, topic: topic, sender: sender, contentType: contentType,
+                messageID: messageID)
+    }
+
+    /// ``deliver(_:json:rpc:topic:sender:contentType:messageID:)`` with a payload of any bytes.
+    func deliver(
+        _ messageType: String, payload: [UInt8], rpc: Bool, topic: TopicID? = nil, sender: AgentID? = nil,
+        contentType: String, messageID: String = "m-1"
+    ) -> (status: agentd_status, call: FakeCall) {
         let call = FakeCall()
         let handlers = UnsafeBufferPointer(start: type.pointee.handlers, count: type.pointee.handler_count)
         guard let handler = handlers.first(where: { String(cString: $0.message_type) == messageType })?.handle else {
@@ -393,15 +433,19 @@ final class FakeAgent: @unchecked Sendable {
         // copy what it keeps.
         let texts: [String] = [
             id.type, id.key, sender?.type ?? "", sender?.key ?? "", topic?.type ?? "", topic?.source ?? "",
-            messageID, messageType, contentType, json,
+            messageID, messageType, contentType,
         ]
         var strings = texts.map { strdup($0)! }
+        let body = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(payload.count, 1))
+        _ = body.initialize(from: payload)
         defer {
             for string in strings {
                 memset(string, 0x55, strlen(string))
                 free(string)
             }
             strings.removeAll()
+            body.update(repeating: 0x55)
+            body.deallocate()
         }
         func view(_ index: Int) -> agentd_str { agentd_str(data: strings[index], length: strlen(strings[index])) }
         var message = agentd_message()
@@ -417,8 +461,7 @@ final class FakeAgent: @unchecked Sendable {
         message.message_id = view(6)
         message.message_type = view(7)
         message.content_type = view(8)
-        message.payload = agentd_bytes(
-            data: UnsafeRawPointer(strings[9]).assumingMemoryBound(to: UInt8.self), length: strlen(strings[9]))
+        message.payload = agentd_bytes(data: body.baseAddress, length: payload.count)
         message.is_rpc = rpc ? 1 : 0
         message.call = call.token
         let status = handler(instance, &message)
@@ -432,7 +475,16 @@ final class FakeAgent: @unchecked Sendable {
         _ messageType: String, json: String, rpc: Bool, topic: TopicID? = nil, sender: AgentID? = nil,
         contentType: String = "application/json"
     ) async throws -> FakeCall.Answer {
-        let (status, call) = deliver(messageType, json: json, rpc: rpc, topic: topic, sender: sender,
+        try await handle(messageType, payload: Array(json.utf8), rpc: rpc, topic: topic, sender: sender,
+                         contentType: contentType)
+    }
+
+    /// ``handle(_:json:rpc:topic:sender:contentType:)`` with a payload of any bytes.
+    func handle(
+        _ messageType: String, payload: [UInt8], rpc: Bool, topic: TopicID? = nil, sender: AgentID? = nil,
+        contentType: String
+    ) async throws -> FakeCall.Answer {
+        let (status, call) = deliver(messageType, payload: payload, rpc: rpc, topic: topic, sender: sender,
                                      contentType: contentType)
         let answer: FakeCall.Answer
         switch status {
@@ -512,6 +564,8 @@ struct NotAnswered: Error {
 final class FakeCall: Sendable {
     enum Answer: Sendable, Equatable {
         case reply(messageType: String, contentType: String, json: String)
+        /// An answer in a content type other than JSON, as its bytes.
+        case binaryReply(messageType: String, contentType: String, payload: [UInt8])
         case fail(status: agentd_status.RawValue, message: String)
         /// The handler returned this status without answering.
         case returned(status: agentd_status.RawValue)
@@ -566,5 +620,11 @@ extension String {
 
     init(borrowed view: agentd_bytes) {
         self = view.data.map { String(decoding: UnsafeBufferPointer(start: $0, count: view.length), as: UTF8.self) } ?? ""
+    }
+}
+
+extension [UInt8] {
+    init(borrowed view: agentd_bytes) {
+        self = view.data.map { Array(UnsafeBufferPointer(start: $0, count: view.length)) } ?? []
     }
 }
