@@ -36,6 +36,7 @@ let package = Package(
         .library(name: "TestAgentsPlugin", type: .dynamic, targets: ["TestAgentsPlugin"]),
         .library(name: "CrashingPlugin", type: .dynamic, targets: ["CrashingPlugin"]),
         .library(name: "LoopingPlugin", type: .dynamic, targets: ["LoopingPlugin"]),
+        .library(name: "HandlerCrashPlugin", type: .dynamic, targets: ["HandlerCrashPlugin"]),
         .library(name: "VersionedPluginV1", type: .dynamic, targets: ["VersionedPluginV1"]),
         .library(name: "VersionedPluginV2", type: .dynamic, targets: ["VersionedPluginV2"]),
         // The delivery tests and Benchmarks/delivery: a paced burst of numbered publishes, and its tally.
@@ -212,6 +213,7 @@ let package = Package(
             publicHeadersPath: ".", linkerSettings: plainCLibrary),
         .target(
             name: "LoopingPlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/LoopingPlugin",
+            name: "HandlerCrashPlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/HandlerCrashPlugin",
             publicHeadersPath: ".", linkerSettings: plainCLibrary),
         // One source built as two versions of one plugin, for the hot-reload tests.
         .target(
@@ -264,10 +266,22 @@ let package = Package(
             ]
         ),
 
+        // `agentd run` as a supervisor: the embedded host here, the runtime (the plugins) in a
+        // child process it restarts when a plugin crashes; the crash record; the disable rule.
+        .target(
+            name: "RuntimeSupervisor",
+            dependencies: [
+                "AgentRuntime", "AgentHost", "AgentCore", "AgentMetrics", "GRPCTransport", "HostLauncher",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         .executableTarget(
             name: "agentd",
             dependencies: [
                 "AgentRuntime",
+                "RuntimeSupervisor",
                 "AgentConfig",
                 "AgentHost",
                 "GRPCTransport",
@@ -375,6 +389,14 @@ let package = Package(
             dependencies: [
                 "AgentRuntime", "AgentHost", "AgentCluster", "ProtoWire", "CAgentWire", "GRPCTransport", "AgentConfig", "AgentTestSupport",
                 "AgentMetrics",
+            ]),
+
+        // `agentd run`'s supervisor, run as the real binary against real plugins.
+        .testTarget(
+            name: "RuntimeSupervisorTests",
+            dependencies: [
+                "RuntimeSupervisor", "AgentRuntime", "AgentCore", "AgentTestSupport",
+                .product(name: "Logging", package: "swift-log"),
             ]),
 
         // Fuzz targets (Fuzz/README.md): libFuzzer entry points, built with -sanitize=fuzzer,address

@@ -17,6 +17,8 @@
 //            (Benchmarks/Plugins/BenchCaller) — and the calls are made by agent bench-caller/run,
 //            agent to agent through the host, each from the previous answer's callback: the
 //            path a plugin's RPC takes. (The WorkerClient figure is then `clientrpc`.)
+//            With --local-caller, bench-caller is served by the runtime under test instead (no
+//            runtime starts here): Benchmarks/crash-isolation's agent-to-agent figure.
 //   clientrpc  the same N RPCs from this process's WorkerClient (async/await, no runtime)
 //   fanout   N BenchMsg events to topic (bench-fanout, run): ten agent types receive each one
 //   hostrpc  (--host-rpc N, default 0) N sequential RPCs to an agent type nobody serves, which the
@@ -71,6 +73,9 @@ struct Options {
     var rawHostRPC = 0
     var serveHost: Int? = nil
     var callerPlugins: String? = nil
+    /// bench-caller is served by the runtime under test already (Benchmarks/crash-isolation):
+    /// the `rpc` figure is its calls, agent to agent inside that runtime, and no runtime starts here.
+    var localCaller = false
     var stallSeconds = 5.0
     var readyTimeout = 0.0
     var failover = FailoverOptions()
@@ -102,6 +107,7 @@ struct Options {
             case "--raw-host-rpc": rawHostRPC = count(argument)
             case "--serve-host": serveHost = count(argument)
             case "--caller-plugins": callerPlugins = value(argument)
+            case "--local-caller": localCaller = true
             case "--ready-timeout": readyTimeout = seconds(argument)
             case "--failover-lanes": failover.lanes = count(argument)
             case "--fresh-lanes": failover.freshLanes = count(argument)
@@ -393,13 +399,17 @@ func callerRPCs(_ client: WorkerClient, count: Int) async throws -> ([Double], I
 }
 
 var callerRuntime: AgentRuntime? = nil
-if let directory = options.callerPlugins, options.rpc > 0 {
-    let runtime = try AgentRuntime(
-        configuration: .init(hostAddress: options.host, workers: 2, pluginDirectory: directory, watchPlugins: false),
-        logger: logger)
-    try await runtime.start()
-    guard runtime.plugins.contains(where: { $0.name == "bench-caller" }) else { fail("bench-caller did not load from \(directory)") }
-    callerRuntime = runtime
+var callerUsed = false
+if options.callerPlugins != nil || options.localCaller, options.rpc > 0 {
+    if let directory = options.callerPlugins {
+        let runtime = try AgentRuntime(
+            configuration: .init(hostAddress: options.host, workers: 2, pluginDirectory: directory, watchPlugins: false),
+            logger: logger)
+        try await runtime.start()
+        guard runtime.plugins.contains(where: { $0.name == "bench-caller" }) else { fail("bench-caller did not load from \(directory)") }
+        callerRuntime = runtime
+    }
+    callerUsed = true
     if options.warmup > 0 { _ = try await callerRPCs(client, count: options.warmup) }
     let (samples, failed) = try await callerRPCs(client, count: options.rpc)
     if failed > 0 { fail("\(failed) of \(options.rpc) RPCs from bench-caller failed") }
@@ -420,7 +430,7 @@ if options.rpc > 0 {
         if answer.messageType != "Echo" { fail("unexpected echo answer \(answer.messageType)") }
     }
     let figures = latencyFigures(samples.sorted())
-    result[callerRuntime == nil ? "rpc" : "clientrpc"] = figures
+    result[callerUsed ? "clientrpc" : "rpc"] = figures
     note("rpc (WorkerClient): \(describe(figures))")
 }
 

@@ -15,6 +15,9 @@
 //   transport-bench [--rounds N] [--stream N] [--baseline PATH] [--no-cross] [--no-relay]
 //   transport-bench --serve     the echo server alone: prints `listening on 127.0.0.1:PORT`,
 //                               serves until stdin reaches EOF or SIGTERM arrives
+//   transport-bench --unix      also the cross-process ping-pong over a unix socket
+//                               (uxpingpong_*), against loopback TCP's (what `agentd run`'s
+//                               runtime process could join its supervisor's host over)
 //   transport-bench --relay-to HOST:PORT
 //                               the relay alone: prints `listening on 127.0.0.1:PORT`; for each
 //                               stream it serves it opens one to HOST:PORT (same method) and
@@ -32,6 +35,9 @@ struct Options {
     var relayTo: String? = nil
     var crossProcess = true
     var relay = true
+    var unix = false
+    /// --serve on this unix socket path instead of 127.0.0.1:0.
+    var serveUnix: String? = nil
 
     init(_ arguments: [String]) {
         var iterator = arguments.makeIterator()
@@ -44,6 +50,8 @@ struct Options {
             case "--relay-to": relayTo = iterator.next()
             case "--no-cross": crossProcess = false
             case "--no-relay": relay = false
+            case "--unix": unix = true
+            case "--serve-unix": serveUnix = iterator.next()
             default:
                 FileHandle.standardError.write("unknown argument \(argument)\n".data(using: .utf8)!)
                 exit(2)
@@ -177,6 +185,19 @@ func runOursCrossProcess(_ options: Options) async throws -> [String: Double] {
     return figures
 }
 
+/// The cross-process ping-pong over a unix socket (--unix): the uxpingpong_* figures.
+func runOursCrossProcessUnix(_ options: Options) async throws -> [String: Double] {
+    let path = NSTemporaryDirectory() + "transport-bench-\(getpid()).sock"
+    unlink(path)
+    defer { unlink(path) }
+    guard let child = ServerProcess.start([CommandLine.arguments[0], "--serve", "--serve-unix", path]) else { return [:] }
+    let channel = Channel(configuration: .init(target: "unix:\(path)"))
+    let figures = try runPingPong(channel, options, prefix: "uxpingpong")
+    await channel.shutdown()
+    child.stop()
+    return figures
+}
+
 /// The same ping-pong through a relay: an echo server in one child process (--serve) and a
 /// relay to it in another (--relay-to), three processes as in an RPC through the host: the
 /// relaypingpong_* figures.
@@ -257,8 +278,8 @@ func relay(to target: String) async throws {
 
 /// --serve: the echo server (as in the in-process run: one poller thread) until stdin reaches
 /// EOF or SIGTERM arrives.
-func serve() async throws {
-    let server = try Server(configuration: .init(address: "127.0.0.1:0", pollerThreads: 1), router: EchoRouter())
+func serve(unix path: String?) async throws {
+    let server = try Server(configuration: .init(address: path.map { "unix:\($0)" } ?? "127.0.0.1:0", pollerThreads: 1), router: EchoRouter())
     print("listening on 127.0.0.1:\(server.port)")
     fflush(nil)
     waitForStdinEOFOrSIGTERM()
@@ -320,7 +341,7 @@ func runBaseline(_ path: String, _ arguments: [String]) -> [String: Double] {
 
 let options = Options(Array(CommandLine.arguments.dropFirst()))
 if options.serve {
-    try await serve()
+    try await serve(unix: options.serveUnix)
     exit(0)
 }
 if let target = options.relayTo {
@@ -335,6 +356,10 @@ if options.crossProcess {
     if let path = options.baseline { baseline.merge(runBaselineCrossProcess(path, options)) { $1 } }
     names += ["xpingpong_p50_us", "xpingpong_p99_us", "xpingpong_mean_us"]
 }
+if options.unix {
+    ours.merge(try await runOursCrossProcessUnix(options)) { $1 }
+    names += ["uxpingpong_p50_us", "uxpingpong_p99_us", "uxpingpong_mean_us"]
+}
 if options.relay {
     ours.merge(try await runOursRelay(options)) { $1 }
     names += ["relaypingpong_p50_us", "relaypingpong_p99_us", "relaypingpong_mean_us"]
@@ -342,6 +367,13 @@ if options.relay {
 print("transport-bench: one stream on 127.0.0.1, 100-byte messages, \(options.rounds) ping-pongs, \(options.streamCount) streamed")
 if options.crossProcess {
     print("pingpong: echo server in the same process; xpingpong: echo server in a child process (--serve)")
+}
+if options.unix {
+    print("uxpingpong: the same as xpingpong over a unix socket instead of loopback TCP")
+    for figure in ["p50_us", "p99_us", "mean_us"] {
+        let tcp = ours["xpingpong_" + figure] ?? .nan, unix = ours["uxpingpong_" + figure] ?? .nan
+        print("unix/tcp \(figure): \(String(format: "%.1f / %.1f = %.2f", unix, tcp, unix / tcp))")
+    }
 }
 if options.relay {
     print("relaypingpong: client → relay child (--relay-to) → echo server child (--serve) → back, three processes")

@@ -62,6 +62,15 @@ public final class AgentHost: Sendable {
         public var lateWindow: Duration
         /// The most the late-subscriber window holds, in bytes of events; past it the oldest go.
         public var lateWindowBytes: Int
+        /// The error an RPC is answered with when the worker it was forwarded to disconnects
+        /// before answering; nil (or a nil answer) says "The worker serving T disconnected
+        /// before answering; the request may or may not have been handled." `agentd run`'s
+        /// supervisor says which plugin crashed, with which signal, on which request.
+        public var departedWorkerAnswer: (@Sendable (DepartedRequest) -> String?)?
+        /// A unix socket path the host listens on too (same credentials and tokens), for a
+        /// runtime on the same machine: `agentd run`'s runtime process joins its supervisor's
+        /// host there (a round trip over it costs about 0.7× one over loopback TCP).
+        public var unixSocket: String?
 
         public init(
             listen: String = "127.0.0.1:50051",
@@ -92,6 +101,16 @@ public final class AgentHost: Sendable {
             self.credentials = credentials
             self.authTokens = authTokens
         }
+    }
+
+    /// An RPC left unanswered by a worker whose stream ended (``Configuration/departedWorkerAnswer``).
+    public struct DepartedRequest: Sendable {
+        /// The worker's client id.
+        public var clientID: String
+        /// The request id the worker was given (the host's own, not the caller's).
+        public var requestID: String
+        /// The agent addressed.
+        public var target: AgentID
     }
 
     /// The bound of one connection's outbound queue: what may wait for a worker that reads
@@ -204,7 +223,8 @@ public final class AgentHost: Sendable {
             configuration: .init(
                 address: configuration.listen, credentials: configuration.credentials,
                 maxReceiveMessageBytes: hardLimit, pollerThreads: configuration.pollerThreads,
-                keepaliveInterval: Self.keepaliveInterval, sendBudget: outboundBudget),
+                keepaliveInterval: Self.keepaliveInterval, sendBudget: outboundBudget,
+                unixSocket: configuration.unixSocket),
             router: router, queues: queues)
         let interval = min(Duration.milliseconds(100), configuration.rpcTimeout / 4)
         let identities = self.identities

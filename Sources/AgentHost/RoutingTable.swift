@@ -190,8 +190,9 @@ final class RoutingTable: Sendable {
         var sharedTypes: [String] = []
         /// Those still served by other workers of this host, with their workers now (to be told).
         var sharedChanges: [SharedType] = []
-        /// RPCs it had not answered: their callers get an error.
-        var unanswered: [PendingRequest] = []
+        /// RPCs it had not answered, with the host request id it was given: their callers get
+        /// an error.
+        var unanswered: [(id: UInt64, request: PendingRequest)] = []
     }
 
     /// Forgets a client whose data channel `connection` ended: its agent types, its
@@ -220,7 +221,7 @@ final class RoutingTable: Sendable {
             departure.subscriptionIDs = client.subscriptionIDs.sorted()
             for id in client.pendingAsTarget {
                 state.deadlines.cancel(id)
-                if let request = state.pending.removeValue(forKey: id) { departure.unanswered.append(request) }
+                if let request = state.pending.removeValue(forKey: id) { departure.unanswered.append((id, request)) }
             }
             if let control = client.control {
                 // The control channel outlives nothing: keep only it.

@@ -88,6 +88,15 @@ extension AgentRuntime {
         /// The registry the runtime's metrics (and its embedded host's, unless that has its own)
         /// go to; nil: a registry of its own when ``metricsListen`` is set, else no metrics.
         public var metricsRegistry: MetricsRegistry?
+        /// Plugin versions whose handlers are not called, by content hash, with the reason
+        /// every RPC to their types is answered with (`agentd run`'s supervisor passes the
+        /// plugins it disabled after repeated crashes). Their types are still registered.
+        public var disabledPlugins: [String: String] = [:]
+        /// Ids of events dropped instead of handled: `agentd run`'s supervisor passes the
+        /// events whose handler crashed an earlier runtime process, so that a copy the host
+        /// sends again (to a returning client id, or from its late-subscriber window) does not
+        /// crash this one too.
+        public var skippedEvents: Set<String> = []
 
         public init(
             hostAddress: String? = nil,

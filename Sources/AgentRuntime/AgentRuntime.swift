@@ -136,7 +136,7 @@ public final class AgentRuntime: Sendable {
             handlerTimeout: configuration.handlerTimeout, logger: logger)
         let context = DispatchContext(
             workers: workers, invoker: invoker, outbox: outbox, requests: requests, retirement: retirement,
-            states: states, metrics: metrics, logger: logger)
+            states: states, metrics: metrics, skippedEvents: configuration.skippedEvents, logger: logger)
         let router = LocalRouter(
             context: context, handles: handles.agents, mailboxLimit: configuration.mailboxLimit,
             residency: .init(
@@ -148,7 +148,7 @@ public final class AgentRuntime: Sendable {
             settings: .init(
                 directory: configuration.pluginDirectory, probe: configuration.probe,
                 pluginSettings: configuration.pluginSettings, maxRetiredSwiftImages: configuration.maxRetiredSwiftImages,
-                probed: configuration.pluginProbed),
+                probed: configuration.pluginProbed, disabledPlugins: configuration.disabledPlugins),
             loader: loader, router: router, registrations: registrations, context: context, logger: logger)
         let reloading = Task { await reloader.run() }
         metrics?.observe(.init(router: router, states: states, reloader: reloader, connection: connection))
@@ -325,7 +325,7 @@ public final class AgentRuntime: Sendable {
     /// Where the runtime reaches its embedded host: its address, or, with TLS to a host
     /// listening on every interface (`0.0.0.0`, `[::]`), `localhost` on its port: a name its
     /// certificate can carry (none names the wildcard address).
-    static func address(connectingTo host: AgentHost, tls: Bool) -> String {
+    public static func address(connectingTo host: AgentHost, tls: Bool) -> String {
         let listenHost = host.configuration.listen.split(separator: ":").dropLast().joined(separator: ":")
         guard tls, ["0.0.0.0", "[::]", "::", ""].contains(listenHost) else { return host.address }
         return "localhost:\(host.port)"

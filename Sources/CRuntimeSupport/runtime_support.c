@@ -17,3 +17,13 @@ void agentd_release_free_memory(void) {
     malloc_trim(0);
 #endif
 }
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+int agentd_die_with_parent(int expected_parent) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return -1;
+    // The parent may have died before the call: then nothing would ever be sent.
+    return getppid() == expected_parent ? 0 : -1;
+}

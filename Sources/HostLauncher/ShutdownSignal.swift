@@ -53,12 +53,12 @@ enum ShutdownSignal {
 
 /// A semaphore that, once opened, lets one waiter through (a POSIX `sem_t`: `open` may be
 /// called from a signal handler).
-final class Latch: @unchecked Sendable {
+public final class Latch: @unchecked Sendable {
     // @unchecked Sendable: the pointer is set in init and never changed; the sem_t it points
     // to is made to be used from several threads (and signal handlers) at once.
     private let semaphore: UnsafeMutablePointer<sem_t>
 
-    init() {
+    public init() {
         semaphore = .allocate(capacity: 1)
         precondition(sem_init(semaphore, 0, 0) == 0, "sem_init failed")
     }
@@ -69,11 +69,11 @@ final class Latch: @unchecked Sendable {
     }
 
     /// Async-signal-safe.
-    func open() {
+    public func open() {
         _ = sem_post(semaphore)
     }
 
-    func wait() {
+    public func wait() {
         while sem_wait(semaphore) != 0 {}  // EINTR (a signal handler ran): wait again
     }
 }

@@ -95,6 +95,22 @@ class RuntimeProcess(ChildProcess):
             code = None
         return code, time.monotonic() - start
 
+    def signal_all(self, signo: int) -> None:
+        """Send ``signo`` to ``agentd run`` and to its runtime process: the plugins run in a child
+        of the process started (README: Crash isolation), so freezing the runtime (SIGSTOP,
+        SIGCONT) takes both."""
+        pids = [self.proc.pid]
+        for task in Path(f"/proc/{self.proc.pid}/task").glob("*"):
+            try:
+                pids += [int(pid) for pid in (task / "children").read_text().split()]
+            except OSError:
+                pass
+        for pid in pids:
+            try:
+                os.kill(pid, signo)
+            except ProcessLookupError:
+                pass
+
     def catches_sigterm(self) -> bool:
         """Whether the process has a SIGTERM handler installed now (Linux: /proc/PID/status)."""
         try:

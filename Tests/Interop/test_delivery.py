@@ -276,7 +276,7 @@ class DeliveryRig:
         problems: List[str] = []
         for runtime in self.runtimes:
             if runtime.proc.poll() is None:
-                runtime.proc.send_signal(signal.SIGCONT)  # a test that failed may have left it stopped
+                runtime.signal_all(signal.SIGCONT)  # a test that failed may have left it stopped
             died, killed = runtime.terminate()
             if died is not None:
                 problems.append(f"agentd run exited during the test with status {died}\nstderr:\n{runtime.stderr()}")
@@ -333,7 +333,7 @@ def kill_mid_burst(rig: DeliveryRig, run_id: str, *,
         publisher, subscriber = late
         publisher_log = RuntimeLog(publisher)
         reconnections = len(publisher_log.find(RECONNECTED))
-        subscriber.proc.send_signal(signal.SIGSTOP)
+        subscriber.signal_all(signal.SIGSTOP)
     pause_until(killed_at + DOWN_FOR)
     rig.start_host()
     if late is not None:
@@ -343,7 +343,7 @@ def kill_mid_burst(rig: DeliveryRig, run_id: str, *,
             assert time.monotonic() < end, f"the publisher did not reconnect within {DEADLINE} s of the host's return"
             time.sleep(0.02)
         pause_until(back + 1.0)
-        subscriber.proc.send_signal(signal.SIGCONT)
+        subscriber.signal_all(signal.SIGCONT)
     status = rig.wait_burst_done(run_id, deadline=COUNT / RATE + 20)
     # The kill must have fallen in the middle of the burst, or the test proved nothing.
     assert status["finished_ns"] / 1e9 > killed_at + DOWN_FOR, (

@@ -1,6 +1,7 @@
 import AgentCore
 import AgentPluginABI
 import AgentState
+import CRuntimeSupport
 import DequeModule
 import Synchronization
 
@@ -463,10 +464,24 @@ final class AgentInstance: Schedulable {
             invoker.refuseForRemovedType(message, agent: self)
             return nil
         }
+        if let skipped = context.skippedEvents, message.kind == .event, skipped.contains(message.messageID.string) {
+            context.logger.warning("event dropped: its handler crashed an earlier runtime process", metadata: [
+                "agent.id": "\(id)", "message.type": "\(message.messageType.string)", "message.id": "\(message.messageID.string)",
+            ])
+            return nil
+        }
+        if type.plugin.isDisabled.load(ordering: .acquiring) {
+            invoker.refuseDisabled(message, agent: self, type: type)
+            return nil
+        }
         guard let handler = type.handler(for: message.messageType.string) else {
             invoker.refuseUnhandled(message, agent: self, type: type)
             return nil
         }
+        // Noted in the crash record (when the process has one) while the plugin's code runs:
+        // its create/restore and the handler.
+        note(message, type)
+        defer { agentd_crash_slot_leave() }
         switch pluginInstance(for: type) {
         case .failure(let failure):
             let first = state.withLock { state in
@@ -479,6 +494,25 @@ final class AgentInstance: Schedulable {
             state.withLock { $0.reportedFailure = false }
             return invoker.invoke(handler, instance: instance, message: message, agent: self, type: type)
         }
+    }
+
+    /// Notes `message` in the crash record's slot of this thread.
+    private func note(_ message: IncomingMessage, _ type: PluginAgentType) {
+        let identity = type.plugin.crashIdentity
+        let kind: StaticString = message.kind == .request ? "rpc" : "event"
+        var noted = agentd_crash_message()
+        noted.plugin_name = .init(identity.name.view)
+        noted.plugin_version = .init(identity.version.view)
+        noted.plugin_hash = .init(identity.hash.view)
+        noted.agent_type = .init(typeView)
+        noted.agent_key = .init(keyView)
+        noted.kind = agentd_crash_text(
+            data: UnsafeRawPointer(kind.utf8Start).assumingMemoryBound(to: CChar.self), length: kind.utf8CodeUnitCount)
+        noted.message_type = .init(message.messageType)
+        noted.request_id = .init(message.messageID)
+        noted.sender_type = .init(message.senderType)
+        noted.sender_key = .init(message.senderKey)
+        withExtendedLifetime((identity, message)) { agentd_crash_slot_enter(&noted) }
     }
 
     /// The plugin instance for `type`, created — and restored: from the previous version's
@@ -865,4 +899,8 @@ struct StateDigest: Hashable {
 private let snapshotWriter: agentd_write_fn = { sink, bytes in
     guard let sink, let data = bytes.data, bytes.length > 0 else { return }
     sink.assumingMemoryBound(to: [UInt8].self).pointee.append(contentsOf: UnsafeBufferPointer(start: data, count: bytes.length))
+}
+
+extension agentd_crash_text {
+    init(_ view: agentd_str) { self.init(data: view.data, length: view.length) }
 }

@@ -15,14 +15,19 @@ final class DispatchContext: Sendable {
     let states: AgentStates?
     /// The runtime's metrics (nil: it keeps none).
     let metrics: RuntimeMetrics?
+    /// Ids of events never to hand to a handler (nil: none): events whose handler crashed a
+    /// previous runtime process (``AgentRuntime/Configuration/skippedEvents``).
+    let skippedEvents: Set<String>?
     let logger: Logger
     /// Bytes the resident agents hold (``AgentInstance/residentBytes``, summed): what
     /// `max_resident_bytes` bounds.
     let residentBytes = Atomic<Int>(0)
 
     init(workers: WorkerPool, invoker: HandlerInvoker, outbox: Outbox, requests: OutboundRequests,
-         retirement: PluginRetirement, states: AgentStates?, metrics: RuntimeMetrics? = nil, logger: Logger) {
+         retirement: PluginRetirement, states: AgentStates?, metrics: RuntimeMetrics? = nil,
+         skippedEvents: Set<String> = [], logger: Logger) {
         self.metrics = metrics
+        self.skippedEvents = skippedEvents.isEmpty ? nil : skippedEvents
         self.workers = workers
         self.invoker = invoker
         self.outbox = outbox

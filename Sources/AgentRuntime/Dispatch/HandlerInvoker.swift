@@ -131,6 +131,19 @@ final class HandlerInvoker: Sendable {
         }
     }
 
+    /// Answers a message to a type whose plugin is disabled (RPCs with the reason; events
+    /// dropped, logged at debug level).
+    func refuseDisabled(_ message: IncomingMessage, agent: AgentInstance, type: PluginAgentType) {
+        let reason = type.plugin.disabled ?? "plugin \(type.plugin.name) is disabled"
+        if message.kind == .request {
+            outbox.answer(requestID: message.messageID.string, error: "Agent type '\(type.name)' is not served: \(reason)")
+        } else {
+            logger.debug("event for a disabled plugin dropped", metadata: [
+                "agent.id": "\(agent.id)", "plugin": "\(type.plugin.name)", "message.type": "\(message.messageType.string)",
+            ])
+        }
+    }
+
     /// Answers a message whose agent could not be created (or restored): logged at error
     /// level the first time in a row, then at debug level.
     func refuse(_ message: IncomingMessage, agent: AgentInstance, type: PluginAgentType, creationFailure: String,

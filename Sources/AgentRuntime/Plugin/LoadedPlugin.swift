@@ -44,6 +44,21 @@ public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
         var current: [String: (text: String, value: CString)]
         var replaced: [CString] = []
     }
+    /// Its name, version and content hash as C text, for the crash record's notes.
+    let crashIdentity: (name: CString, version: CString, hash: CString)
+    /// Why its handlers are not called (nil: they are): `agentd run`'s supervisor disabled it
+    /// after it crashed too often. Set once, by the reloader, before its types serve.
+    public var disabled: String? { disabledReason.withLock { $0 } }
+    private let disabledReason = Mutex<String?>(nil)
+    /// ``disabled`` is set (read on every message, without the lock).
+    let isDisabled = Atomic<Bool>(false)
+
+    /// Its handlers are no longer called: every RPC to its types is answered with `reason`.
+    func disable(because reason: String) {
+        disabledReason.withLock { $0 = reason }
+        isDisabled.store(true, ordering: .releasing)
+    }
+
     /// Agent instances its create() made that are not destroyed yet.
     private let liveInstances = Atomic<Int>(0)
     /// Handlers running in it, calls it has not answered, and its send() completions not
@@ -75,6 +90,7 @@ public final class LoadedPlugin: @unchecked Sendable, CustomStringConvertible {
         self.descriptor = descriptor
         self.shadowPath = shadowPath
         settingStorage = Mutex(SettingStorage(current: settings.mapValues { ($0, CString($0)) }))
+        crashIdentity = (CString(validated.name), CString(validated.version), CString(contentHash))
     }
 
     /// A setting's value as a borrowed C view (valid until unload, even after a SIGHUP replaced

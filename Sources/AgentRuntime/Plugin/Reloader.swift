@@ -22,6 +22,10 @@ final class Reloader: Sendable {
         /// Tests only: called with the plugin's path after its shadow copy passed the probe
         /// and before it is loaded (the window where a swapped file was once loaded unprobed).
         var probed: (@Sendable (PluginLoader.ShadowCopy) -> Void)? = nil
+        /// Plugin versions not to call, by content hash, with the reason (what every RPC to
+        /// their types is answered with): `agentd run`'s supervisor disables a plugin that
+        /// crashed too often. A new version (another hash) serves as usual.
+        var disabledPlugins: [String: String] = [:]
     }
 
     private struct State: ~Copyable {
@@ -259,7 +263,15 @@ final class Reloader: Sendable {
                 throw PluginLoadError(code: .notLoadable, path: path, reason: reason)
             }
         }
-        return try loader.load(copy, settings: state.withLock { $0.pluginSettings }, takenAgentTypes: taken, context: context)
+        let plugin = try loader.load(copy, settings: state.withLock { $0.pluginSettings }, takenAgentTypes: taken, context: context)
+        if let reason = settings.disabledPlugins[plugin.contentHash] {
+            plugin.disable(because: reason)
+            logger.warning("plugin disabled: its agent types are registered, and every RPC to them is answered with an error", metadata: [
+                "plugin": "\(plugin.name)", "plugin.version": "\(plugin.version)", "plugin.path": "\(path)",
+                "plugin.hash": "\(plugin.contentHash)", "reason": "\(reason)",
+            ])
+        }
+        return plugin
     }
 
     private func add(path: String) async {

@@ -10,4 +10,12 @@ const void *agentd_image_base(const void *address);
 /// a no-op elsewhere.
 void agentd_release_free_memory(void);
 
+/// Asks the kernel to SIGKILL this process when its parent thread ends (PR_SET_PDEATHSIG): the
+/// supervisor of `agentd run` spawns its runtime from a thread that lives as long as it does,
+/// so the runtime ends with it, even when it is SIGKILLed. Returns 0, or -1 when the parent is
+/// not `expected_parent` any more (it died before the call) or prctl failed.
+int agentd_die_with_parent(int expected_parent);
+
+#include "crash_record.h"
+
 #endif
