@@ -213,6 +213,8 @@ let package = Package(
             publicHeadersPath: ".", linkerSettings: plainCLibrary),
         .target(
             name: "LoopingPlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/LoopingPlugin",
+            publicHeadersPath: ".", linkerSettings: plainCLibrary),
+        .target(
             name: "HandlerCrashPlugin", dependencies: ["AgentPluginABI"], path: "Tests/Plugins/HandlerCrashPlugin",
             publicHeadersPath: ".", linkerSettings: plainCLibrary),
         // One source built as two versions of one plugin, for the hot-reload tests.

@@ -17,7 +17,9 @@ struct RuntimeMemoryProcessTests {
     func boundedMemory() async throws {
         try await AgentdRun.with(
             plugins: [("test-agents.so", "TestAgentsPlugin")], state: "path = state.db",
-            ini: "[agents]\nmax_resident_bytes = 32 MiB\n"
+            // In one process: the memory measured is the runtime's (with its supervisor, `agentd
+            // run`'s pid is the supervisor's, which holds no agents).
+            ini: "[agents]\nmax_resident_bytes = 32 MiB\n", inProcess: true
         ) { run in
             let client = try WorkerClient(address: run.address)
             let before = run.residentBytes

@@ -9,10 +9,11 @@ import Testing
 /// grace period plus the margin, stuck handlers or not.
 @Suite("agentd run with handlers that never return")
 struct StuckRuntimeProcessTests {
-    @Test("every handler thread stuck past handler_timeout: one line names them, and the process exits with status 75")
+    @Test("every handler thread stuck past handler_timeout: one line names them, and the runtime process exits with status 75")
     func exitsWith75() async throws {
         try await AgentdRun.with(
-            plugins: [("looping.so", "LoopingPlugin")], ini: "[runtime]\nworkers = 1\nmax_workers = 2\nhandler_timeout = 1\n"
+            plugins: [("looping.so", "LoopingPlugin")], ini: "[runtime]\nworkers = 1\nmax_workers = 2\nhandler_timeout = 1\n",
+            inProcess: true
         ) { run in
         let client = try WorkerClient(address: run.address)
         #expect(try await client.send(Array("{}".utf8), messageType: "Echo", to: AgentID(type: "echoer", key: "a")).payload == Array("{}".utf8))
@@ -25,6 +26,30 @@ struct StuckRuntimeProcessTests {
         #expect(line?.contains("plugin looping 1.0.0, agent type looper, message type 'Loop' (2 stuck") == true, "\(run.stderr)")
         #expect(line?.contains("ending the process with status 75") == true, "\(run.stderr)")
         for loop in loops { _ = try? await loop.value }
+        await client.close()
+        }
+    }
+
+    @Test("a runtime whose handler threads are all stuck is restarted by agentd run's supervisor and serves again")
+    func supervisorRestartsStuckRuntime() async throws {
+        try await AgentdRun.with(
+            plugins: [("looping.so", "LoopingPlugin")], ini: "[runtime]\nworkers = 1\nmax_workers = 2\nhandler_timeout = 1\n"
+        ) { run in
+        let client = try WorkerClient(address: run.address)
+        let loops = (0..<2).map { key in
+            client.start(Array("{}".utf8), messageType: "Loop", to: AgentID(type: "looper", key: "k\(key)"), timeout: .seconds(30))
+        }
+        let restarted = await poll(timeout: .seconds(30)) { run.stderr.contains("runtime restarted and ready") }
+        #expect(restarted, "\(run.stderr)")
+        #expect(run.stderr.contains("the runtime asked to be restarted (exit status 75)"), "\(run.stderr)")
+        for loop in loops { _ = try? await loop.value }
+        // The new runtime serves (the host and this client's connection lived through it).
+        var answered = false
+        _ = await poll(timeout: .seconds(10)) {
+            answered = (try? await client.send(Array("{}".utf8), messageType: "Echo", to: AgentID(type: "echoer", key: "a")))?.payload == Array("{}".utf8)
+            return answered
+        }
+        #expect(answered, "\(run.stderr)")
         await client.close()
         }
     }

@@ -12,9 +12,11 @@ final class AgentdRun {
     private let exited = AsyncCondition<Int32?>(nil)
 
     /// Starts `agentd run` with `ini` (its `[plugins] directory`, `[host] listen` and
-    /// `[state]` are added) and waits for its "listening on" line.
+    /// `[state]` are added) and waits for its "listening on" and "ready" lines.
     /// - Parameter state: the `[state]` section's lines (by default no store).
-    init(plugins: [(file: String, product: String)], state: String = "store = none", ini: String) async throws {
+    /// - Parameter inProcess: `agentd run --in-process` (no supervisor: the runtime is this process).
+    init(plugins: [(file: String, product: String)], state: String = "store = none", ini: String,
+         inProcess: Bool = false) async throws {
         folder = NSTemporaryDirectory() + "agentd-run-test-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: "\(folder)/plugins", withIntermediateDirectories: true)
         for plugin in plugins {
@@ -35,7 +37,7 @@ final class AgentdRun {
         let process = Process()
         self.process = process
         process.executableURL = URL(fileURLWithPath: "\(RuntimeHarness.buildDirectory)/agentd")
-        process.arguments = ["run", "--config", "\(folder)/agentd.ini"]
+        process.arguments = ["run", "--config", "\(folder)/agentd.ini"] + (inProcess ? ["--in-process"] : [])
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(folder)/stdout"))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(folder)/stderr"))
         var environment = ProcessInfo.processInfo.environment
@@ -51,7 +53,11 @@ final class AgentdRun {
         let folder = self.folder
         _ = await poll(timeout: .seconds(60)) {
             let text = Self.text(of: "\(folder)/stdout")
-            found = text.split(separator: "\n").first { $0.hasPrefix("listening on ") }.map { String($0.dropFirst(13)) }
+            let lines = text.split(separator: "\n")
+            // "ready" once its plugins serve (with the supervisor, after the runtime process
+            // registered them with the host: "listening on" comes before).
+            guard lines.contains(where: { $0.hasPrefix("ready") }) else { return !process.isRunning }
+            found = lines.first { $0.hasPrefix("listening on ") }.map { String($0.dropFirst(13)) }
             return found != nil || !process.isRunning
         }
         guard let found else {
@@ -100,8 +106,8 @@ final class AgentdRun {
     /// Runs `body` with a started `agentd run`, then kills it if it still runs and removes its
     /// folder.
     static func with(plugins: [(file: String, product: String)], state: String = "store = none", ini: String,
-                     _ body: (AgentdRun) async throws -> Void) async throws {
-        let run = try await AgentdRun(plugins: plugins, state: state, ini: ini)
+                     inProcess: Bool = false, _ body: (AgentdRun) async throws -> Void) async throws {
+        let run = try await AgentdRun(plugins: plugins, state: state, ini: ini, inProcess: inProcess)
         do {
             try await body(run)
         } catch {
