@@ -117,9 +117,11 @@ struct MemoryBoundTests {
             #expect(host.outboundBudgetRefusals >= host.droppedEvents().values.reduce(0, +))
             if !Self.underAddressSanitizer {
                 // Bounded, the host holds ~8 MiB of it (measured alone: the process grows by ~20 MiB);
-                // the margin is for the other suites running in this process meanwhile.
+                // the margin is for the other suites running in this process meanwhile (up to
+                // ~80 MiB seen in a full parallel run). The budget's own accounting, above, is
+                // the exact check; this one catches a host that holds the whole flood again.
                 let grown = try Self.residentBytes() - before
-                #expect(grown < 96 * Self.mebibyte, "the process grew by \(grown / Self.mebibyte) MiB")
+                #expect(grown < 112 * Self.mebibyte, "the process grew by \(grown / Self.mebibyte) MiB")
             }
             let address = try #require(host.metricsAddress)
             let metrics = try PrometheusExposition(parsing: try HTTPExchange.get("/metrics", from: address).text)
