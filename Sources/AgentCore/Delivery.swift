@@ -148,7 +148,7 @@ public struct DuplicateWindow: Sendable {
     /// Records `sequence` of `publisher`; false if it was delivered already (a duplicate).
     public mutating func firstDelivery(of sequence: UInt64, from publisher: Delivery.Publisher) -> Bool {
         clock &+= 1
-        guard var seen = publishers[publisher] else {
+        guard let index = publishers.index(forKey: publisher) else {
             if publishers.count >= Self.publisherLimit, let oldest = publishers.min(by: { $0.value.lastUse < $1.value.lastUse }) {
                 publishers[oldest.key] = nil
             }
@@ -157,27 +157,31 @@ public struct DuplicateWindow: Sendable {
             publishers[publisher] = Seen(highest: sequence, bits: bits, lastUse: clock)
             return true
         }
+        // In place: a copy of `Seen` would copy its 8 KiB of bits on every event.
+        return Self.record(sequence, in: &publishers.values[index], at: clock)
+    }
+
+    private static func record(_ sequence: UInt64, in seen: inout Seen, at clock: UInt64) -> Bool {
         seen.lastUse = clock
-        defer { publishers[publisher] = seen }
         if sequence > seen.highest {
             // Slide: forget what falls out of the span below the new highest.
             let step = sequence - seen.highest
-            if step >= Self.span {
-                for index in seen.bits.indices { seen.bits[index] = 0 }
+            if step >= span {
+                for word in seen.bits.indices { seen.bits[word] = 0 }
             } else {
                 var forgotten = seen.highest &+ 1
                 while forgotten <= sequence {
-                    Self.clear(forgotten, in: &seen.bits)
+                    clear(forgotten, in: &seen.bits)
                     forgotten &+= 1
                 }
             }
             seen.highest = sequence
-            Self.set(sequence, in: &seen.bits)
+            set(sequence, in: &seen.bits)
             return true
         }
-        guard seen.highest - sequence < Self.span else { return true }
-        if Self.isSet(sequence, in: seen.bits) { return false }
-        Self.set(sequence, in: &seen.bits)
+        guard seen.highest - sequence < span else { return true }
+        if isSet(sequence, in: seen.bits) { return false }
+        set(sequence, in: &seen.bits)
         return true
     }
 
