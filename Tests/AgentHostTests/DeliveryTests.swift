@@ -141,6 +141,25 @@ struct DeliveryTests {
         }
     }
 
+    @Test("in the start window, events that reached a subscriber are kept only up to 1/64 of the bound")
+    func startWindowBound() async throws {
+        try await withHost(lateWindow: .seconds(30), lateWindowBytes: 64 * 1024) { harness in
+            let publisher = try await harness.worker("publisher")
+            let subscriber = try await harness.worker("subscriber")
+            try await subscriber.register("listener")
+            try await subscriber.subscribe(id: "a", topicType: "busy", agentType: "listener")
+            for index in 0..<20 {
+                try publisher.publish(topicType: "busy", source: "k\(index)", json: String(repeating: "x", count: 300))
+            }
+            _ = try await subscriber.waitFor("twenty events") { $0.events.count == 20 }
+            let usage = harness.host.lateUsage
+            #expect(usage.events > 0 && usage.bytes <= 1024, "\(usage)")
+            // An event nobody subscribes to is kept under the whole bound.
+            try publisher.publish(topicType: "nobody", source: "k", json: String(repeating: "y", count: 2000))
+            #expect(await poll { harness.host.lateUsage.bytes > 2000 }, "\(harness.host.lateUsage)")
+        }
+    }
+
     @Test("acknowledgements, kept events and late deliveries are counted in the host's metrics")
     func metrics() async throws {
         try await withHost(metricsListen: "127.0.0.1:0", lateWindow: .seconds(30)) { harness in

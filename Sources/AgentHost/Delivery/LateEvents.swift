@@ -23,6 +23,8 @@ final class LateEvents: Sendable {
         let forwarded: Bool
         /// Whom it reached.
         var reached: Reached
+        /// Kept only because the start window was open (it reached someone).
+        let forStartWindow: Bool
         let keptAt: ContinuousClock.Instant
         var bytes: Int { message.count }
     }
@@ -44,12 +46,19 @@ final class LateEvents: Sendable {
     private struct State: ~Copyable {
         var entries = Deque<Entry>()
         var bytes = 0
+        /// Of those, the bytes of events kept only for the start window.
+        var startWindowBytes = 0
         /// Counted once per spell of evictions for the log line.
         var evictedInSpell = 0
     }
 
     let window: Duration
     let byteLimit: Int
+    /// What events that reached someone may take during the start window: 1/64 of the bound
+    /// (1 MiB by default). Every host starts with that window, and a burst in its first seconds
+    /// would otherwise keep up to the whole bound (measured: +13 MiB of the host's peak under
+    /// Benchmarks/compare's load).
+    var startWindowByteLimit: Int { byteLimit / 64 }
     private let startWindowEnds: ContinuousClock.Instant
     private let state = Mutex(State())
     /// Something is kept, or the start window is open: publishes take the slow path.
@@ -79,16 +88,21 @@ final class LateEvents: Sendable {
         let now = ContinuousClock.now
         let evicted = state.withLock { state -> Int in
             let reached = route()
-            guard reached.isEmpty || now < startWindowEnds else { return 0 }
+            let forStartWindow = !reached.isEmpty
+            if forStartWindow {
+                guard now < startWindowEnds, state.startWindowBytes + entry.message.count <= startWindowByteLimit else { return 0 }
+                state.startWindowBytes += entry.message.count
+            }
             state.entries.append(Entry(
                 message: entry.message, topicType: entry.topicType, topicSource: entry.topicSource,
-                forwarded: entry.forwarded, reached: reached, keptAt: now))
+                forwarded: entry.forwarded, reached: reached, forStartWindow: forStartWindow, keptAt: now))
             state.bytes += entry.message.count
             active.store(true, ordering: .relaxed)
             kept.wrappingAdd(1, ordering: .relaxed)
             var evicted = 0
             while state.bytes > byteLimit, let oldest = state.entries.popFirst() {
                 state.bytes -= oldest.bytes
+                if oldest.forStartWindow { state.startWindowBytes -= oldest.bytes }
                 evicted += 1
             }
             return evicted
@@ -124,6 +138,7 @@ final class LateEvents: Sendable {
             while let oldest = state.entries.first, now - oldest.keptAt >= window {
                 state.entries.removeFirst()
                 state.bytes -= oldest.bytes
+                if oldest.forStartWindow { state.startWindowBytes -= oldest.bytes }
                 // An event that reached someone was kept only for the start window.
                 if oldest.reached.isEmpty { dropped += 1 }
             }
