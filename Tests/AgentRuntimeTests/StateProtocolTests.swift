@@ -225,7 +225,11 @@ struct StateProtocolTests {
         // another test's host may take it meanwhile.)
         let address = "127.0.0.1:1"
         let client = try StateClient(address: address)
-        let failure = await Self.failure { () throws(StateClient.Failure) in _ = try await client.saveState(of: Self.counter) }
+        // The refusal ends the call at once; the long timeout only keeps a loaded machine
+        // (AddressSanitizer, a parallel run: over 10 s seen in CI) from reporting a timeout instead.
+        let failure = await Self.failure { () throws(StateClient.Failure) in
+            _ = try await client.saveState(of: Self.counter, timeout: .seconds(60))
+        }
         #expect(failure?.code == .channelFailed)
         #expect(failure?.message.hasPrefix("the host at \(address) is unreachable (UNAVAILABLE") == true)
         await client.close()
