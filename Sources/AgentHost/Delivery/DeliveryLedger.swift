@@ -52,8 +52,7 @@ final class DeliveryLedger: Sendable {
     private let logger: Logger
     /// How long parked events wait for their runtime to come back.
     let parkingWindow: Duration
-    /// Acknowledgements sent, events parked and sent again (for metrics).
-    let acknowledgementsSent = Atomic<Int>(0)
+    /// Events acknowledged, sent again to a returning runtime, parked and expired (for metrics).
     let eventsAcknowledged = Atomic<Int>(0)
     let eventsResent = Atomic<Int>(0)
     let eventsParkedExpired = Atomic<Int>(0)
@@ -184,7 +183,6 @@ final class DeliveryLedger: Sendable {
         for (connection, count) in acknowledgements {
             _ = connection.send(MessageBuffer(Delivery.acknowledgement(count: count)))
         }
-        if !acknowledgements.isEmpty { acknowledgementsSent.wrappingAdd(acknowledgements.count, ordering: .relaxed) }
         for connection in givenUp {
             logger.warning("a runtime did not confirm the events sent to it in time: the host no longer waits for it (its events count as delivered once written)", metadata: [
                 "client.id": "\(connection.clientID)", "peer": "\(connection.peer)", "timeout": "\(Self.confirmTimeout)",
@@ -197,7 +195,4 @@ final class DeliveryLedger: Sendable {
             ])
         }
     }
-
-    /// Streams speaking acknowledged delivery now.
-    var memberCount: Int { state.withLock { $0.members.count } }
 }
