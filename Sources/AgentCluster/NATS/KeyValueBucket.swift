@@ -284,12 +284,19 @@ extension NATSConnection {
             config.MaxBytes = Int64(configuration.maxBytes ?? 0)
             config.Replicas = Int32(clamping: configuration.replicas)
             var store: OpaquePointer?
-            let status = withOptionalCString(configuration.description) { description in
-                configuration.name.withCString { bucketName in
-                    config.Bucket = bucketName
-                    config.Description = description
-                    return js_CreateKeyValue(&store, jetStream.pointer, &config)
+            var status = NATS_OK
+            // Two hosts creating the bucket at the same moment: the one that loses the race is
+            // told the stream's subjects overlap; asked again, it binds to the bucket just made.
+            for _ in 0..<3 {
+                status = withOptionalCString(configuration.description) { description in
+                    configuration.name.withCString { bucketName in
+                        config.Bucket = bucketName
+                        config.Description = description
+                        return js_CreateKeyValue(&store, jetStream.pointer, &config)
+                    }
                 }
+                guard status != NATS_OK,
+                      NATSError(status, "", address: address).detail?.contains("subjects overlap") == true else { break }
             }
             guard status == NATS_OK, let store else {
                 var error = NATSError(status, "create or bind bucket \(configuration.name) on \(address)", address: address,
