@@ -8,8 +8,12 @@ import Synchronization
 /// total past ``limit`` is refused — but only for a call that holds its fair share already
 /// (``limit`` divided by the calls that have bytes waiting). So the slow readers that filled
 /// the budget are the ones refused, and a call that keeps up (its queue empty or nearly so) is
-/// still served. The total can pass ``limit`` by about one message per call with bytes
-/// waiting; sends that do not ask are charged but never refused.
+/// still served. Calls under their fair share are served only while the total stays within
+/// twice ``limit``: a call's share shrinks as others start holding bytes, so calls that took
+/// their share while few held any can together hold more than ``limit`` (each newcomer's share
+/// on top of the rest), and the ceiling bounds that pile-up. So the total stays within
+/// 2 × ``limit`` plus one message per asking call in flight of the check; sends that do not
+/// ask (answers to a call's own requests, say) are charged but never refused.
 ///
 /// A server charges every call it serves to its ``Server/Configuration/sendBudget``.
 public final class SendBudget: Sendable {
@@ -20,9 +24,13 @@ public final class SendBudget: Sendable {
     private let holders = Atomic<Int>(0)
     private let refused = Atomic<Int>(0)
 
+    /// What no asking send takes the total past: twice ``limit`` (saturating).
+    public let ceiling: Int
+
     public init(limit: Int) {
         precondition(limit > 0, "a send budget must be positive")
         self.limit = limit
+        self.ceiling = limit.multipliedReportingOverflow(by: 2).overflow ? Int.max : limit * 2
     }
 
     /// The bytes waiting now, across every call.
@@ -41,7 +49,7 @@ public final class SendBudget: Sendable {
         if total + size <= limit { return true }
         let held = held()
         let sharers = holders.load(ordering: .relaxed) + (held == 0 ? 1 : 0)
-        if held + size <= limit / max(1, sharers) { return true }
+        if held + size <= limit / max(1, sharers), total + size <= ceiling { return true }
         refused.add(1, ordering: .relaxed)
         return false
     }
