@@ -86,7 +86,7 @@ struct InlineDispatchTests {
                     for index in 0..<5 {
                         group.addTask {
                             defer { finished.value.add(1, ordering: .relaxed) }
-                            return try await harness.call("blocker/c\(index)", "Block", #"{"ms": 1500}"#)
+                            return try await harness.call("blocker/c\(index)", "Block", #"{"ms": 60000}"#)
                         }
                     }
                     return try await group.reduce(into: [String]()) { $0.append($1) }
@@ -99,9 +99,11 @@ struct InlineDispatchTests {
                 _ = try await harness.call("nobody-serves-this/x", "Echo", "{}")
             }
             #expect(finished.value.load(ordering: .relaxed) == 0)
-            // All five are answered, the fifth once a thread is free.
+            // All five are answered once the gate opens, the fifth once a thread is free.
+            #expect(try await harness.call("blocker/gate", "Open", "{}") == "{}")
             let released = try await blocked.value
-            #expect(released.count == 5)
+            #expect(released == Array(repeating: #"{"opened": true}"#, count: 5))
+            #expect(try await harness.call("blocker/gate", "Close", "{}") == "{}")
         }
     }
 
@@ -111,14 +113,17 @@ struct InlineDispatchTests {
             let events = harness.client.events()
             try await harness.client.subscribe(topicType: "blocker-started")
             // blocker/f and blocker-b/f both subscribe to block-fanout: one completion queues two
-            // agents; both block 1.5 s (the leader runs one, a worker the other).
-            try harness.client.publish(Array(#"{"ms": 1500}"#.utf8), messageType: "Block",
+            // agents; both block until the gate opens (the leader runs one, a worker the other).
+            try harness.client.publish(Array(#"{"ms": 60000}"#.utf8), messageType: "Block",
                                        to: TopicID(type: "block-fanout", source: "f"))
             #expect(await waitForBlocking(events, 2))
             let answer = try await harness.call("echo/during-fanout", "Echo", #"{"text": "still read"}"#)
             #expect(answer == #"{"text": "still read"}"#)
             // Answered while both still block (the count is the plugin's, of handlers waiting now).
             #expect(try await harness.call("blocker/probe3", "Blocked", "{}") == #"{"blocked": 2}"#)
+            #expect(try await harness.call("blocker/gate", "Open", "{}") == "{}")
+            #expect(try await poll { try await harness.call("blocker/probe3", "Blocked", "{}") == #"{"blocked": 0}"# })
+            #expect(try await harness.call("blocker/gate", "Close", "{}") == "{}")
         }
     }
 }
