@@ -61,14 +61,18 @@ final class AcknowledgedStream: Sendable {
     /// The worker received the first `count` events of the stream. A count beyond what was
     /// sent (a confused or lying worker) confirms nothing.
     func confirm(_ count: UInt64) {
-        outstanding.withLock { outstanding in
+        let released = outstanding.withLock { outstanding -> [MessageBuffer] in
             let previous = confirmed.load(ordering: .relaxed)
-            guard count > previous, count <= sent.load(ordering: .relaxed), outstanding.tracking else { return }
+            guard count > previous, count <= sent.load(ordering: .relaxed), outstanding.tracking else { return [] }
             let newly = min(Int(count - previous), outstanding.messages.count)
-            for message in outstanding.messages.prefix(newly) { outstanding.bytes -= message.count }
+            // Freed after the lock (the routing threads send under it): often the last references.
+            let released = Array(outstanding.messages.prefix(newly))
+            for message in released { outstanding.bytes -= message.count }
             outstanding.messages.removeFirst(newly)
             confirmed.store(count, ordering: .releasing)
+            return released
         }
+        withExtendedLifetime(released) {}
     }
 
     /// Whether the worker has confirmed the first `count` events sent to it, or is no longer

@@ -17,7 +17,7 @@ import Synchronization
 /// recipient's lock.
 final class DeliveryLedger: Sendable {
     /// How often checkpoints are taken and acknowledgements sent.
-    static let tick: Duration = .milliseconds(2)
+    static let tick: Duration = .milliseconds(25)
     /// How long the host waits for a runtime's confirmation before it stops waiting for that
     /// runtime (its events count as handed over once written, as an AutoGen worker's do).
     static let confirmTimeout: Duration = .seconds(10)
@@ -76,8 +76,8 @@ final class DeliveryLedger: Sendable {
                     if !round.acknowledgements.isEmpty { await barrier() }
                     self.finish(round)
                     // Nothing waiting: a slower pace, so that an idle host sleeps (the first
-                    // publish after a quiet spell is acknowledged up to 5 ms later).
-                    pace = round.busy ? Self.tick : .milliseconds(5)
+                    // publish after a quiet spell is acknowledged up to 50 ms later).
+                    pace = round.busy ? Self.tick : .milliseconds(50)
                 }
             }
         }

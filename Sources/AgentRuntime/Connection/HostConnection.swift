@@ -504,9 +504,11 @@ public final class HostConnection: Sendable {
         private let call = Mutex<ClientCall?>(nil)
 
         /// A confirmation goes out once this many events arrived unconfirmed, or after
-        /// ``confirmInterval`` (10 ms after a quiet spell).
-        static let confirmBatch: UInt64 = 64
-        static let confirmInterval: Duration = .milliseconds(4)
+        /// ``confirmInterval`` (50 ms after a quiet spell). Measured (Benchmarks/delivery): confirming
+        /// every 64 events or 4 ms, with the host's 2 ms checkpoints, cost the three processes
+        /// 15–35 % more CPU (wake-ups and small writes), 25 ms about 5 %.
+        static let confirmBatch: UInt64 = 8192
+        static let confirmInterval: Duration = .milliseconds(25)
 
         init(connection: HostConnection, receiver: Receiver, acking: Bool) {
             self.connection = connection
@@ -544,7 +546,7 @@ public final class HostConnection: Sendable {
                         pace = Self.confirmInterval
                     } else {
                         // Nothing arrived: a slower pace, so that an idle runtime sleeps.
-                        pace = .milliseconds(10)
+                        pace = .milliseconds(50)
                     }
                 }
             }
@@ -568,17 +570,20 @@ public final class HostConnection: Sendable {
 
     /// The host acknowledged the first `count` publishes of stream `call`.
     private func acknowledge(_ count: UInt64, on call: ClientCall) {
-        let waiters = state.withLock { state -> [AsyncStream<Void>.Continuation] in
-            guard state.stream === call, count > state.acknowledged else { return [] }
+        let (waiters, released) = state.withLock { state -> ([AsyncStream<Void>.Continuation], [MessageBuffer]) in
+            guard state.stream === call, count > state.acknowledged else { return ([], []) }
             let newly = Int(min(count - state.acknowledged, UInt64(state.unacked.count)))
-            for message in state.unacked.prefix(newly) { state.unackedBytes -= message.count }
+            // Freed after the lock (the publishing thread waits on it): the last references.
+            let released = Array(state.unacked.prefix(newly))
+            for message in released { state.unackedBytes -= message.count }
             state.unacked.removeFirst(newly)
             state.acknowledged = count
             counts.acknowledged.wrappingAdd(newly, ordering: .relaxed)
-            guard state.unacked.isEmpty else { return [] }
+            guard state.unacked.isEmpty else { return ([], released) }
             defer { state.drainWaiters = [] }
-            return state.drainWaiters
+            return (state.drainWaiters, released)
         }
+        withExtendedLifetime(released) {}
         for waiter in waiters { waiter.finish() }
     }
 
