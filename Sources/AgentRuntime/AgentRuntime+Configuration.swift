@@ -12,6 +12,9 @@ extension AgentRuntime {
         public var hostAddress: String?
         /// The embedded host's settings (used when ``hostAddress`` is nil).
         public var embeddedHost: AgentHost.Configuration
+        /// The host at ``hostAddress`` is the embedded host of the `agentd run` supervisor that
+        /// started this runtime (what its logs say; the runtime joins it like any other host).
+        public var hostIsSupervisorsEmbeddedHost = false
         /// This runtime's `client-id` (a fresh UUID by default).
         public var clientID: String
         /// How long an RPC a plugin sends waits for its answer.

@@ -184,7 +184,7 @@ public final class AgentRuntime: Sendable {
         control.open()
         logger.info("runtime connected", metadata: [
             "host.address": "\(address)", "client.id": "\(configuration.clientID)",
-            "host.embedded": "\(configuration.hostAddress == nil)",
+            "host.embedded": "\(configuration.hostAddress == nil || configuration.hostIsSupervisorsEmbeddedHost)",
             "host.transport": "\(configuration.hostCredentials)", "host.auth": "\(authToken == nil ? "none" : "bearer token")",
         ])
         guard FileManager.default.fileExists(atPath: configuration.pluginDirectory) else {

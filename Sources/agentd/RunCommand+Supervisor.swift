@@ -71,6 +71,7 @@ extension RunCommand {
         }
         if let embeddedHost {
             configuration.hostAddress = embeddedHost
+            configuration.hostIsSupervisorsEmbeddedHost = true
             configuration.authToken = settings.authToken ?? settings.host.authTokens.first
         }
         if let clientID { configuration.clientID = clientID }

@@ -40,6 +40,9 @@ struct CrashIsolationTests {
         #expect(String(decoding: added.payload, as: UTF8.self).contains("\"count\": 5"))
         let before = run.childPIDs
         #expect(before.count == 1)
+        // The runtime process joins the supervisor's embedded host, and its log says so.
+        #expect(run.stderr.contains("host.embedded=true"), "\(run.stderr)")
+        #expect(!run.stderr.contains("host.embedded=false"), "\(run.stderr)")
 
         // Load from the bystander while the crash happens: echo RPCs back to back.
         let load = Task {
