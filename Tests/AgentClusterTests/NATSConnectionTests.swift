@@ -154,8 +154,10 @@ struct NATSConnectionTests {
         let error = await #expect(throws: NATSError.self) {
             _ = try await NATSConnection.connect(.init(servers: addresses), logger: LogCapture().logger())
         }
-        // Not a hang (nothing waits for a server to appear); loose for loaded CI machines.
-        #expect(clock.now - start < .seconds(10))
+        // Not a hang (nothing waits for a server to appear). Alone it fails in milliseconds; the
+        // bound is loose because in a full parallel run on two loaded cores the answer has been
+        // seen to take 11-12 s to reach this task (other suites hold the cooperative threads).
+        #expect(clock.now - start < .seconds(30))
         #expect(error?.code == .connectionFailed)
         #expect(error?.address == addresses.joined(separator: ", "))
         #expect(error?.description.contains("nats://127.0.0.1:1, nats://127.0.0.1:9") == true)
