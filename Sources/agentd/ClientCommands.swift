@@ -91,9 +91,16 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "The payload, as JSON text.")
     var json: String
 
-    func connect() async throws -> WorkerClient {
-        try WorkerClient(
-            address: try await connection.reachableHost(), credentials: try connection.credentials(), authToken: try connection.authToken(),
+    /// - Parameter acknowledged: ask the host to acknowledge this client's publishes.
+    func connect(acknowledged: Bool = false) async throws -> WorkerClient {
+        let address = try await connection.reachableHost()
+        if acknowledged {
+            return try await WorkerClient(
+                address: address, credentials: try connection.credentials(), authToken: try connection.authToken(),
+                acknowledged: true, logger: HostOptions.clientLogger)
+        }
+        return try WorkerClient(
+            address: address, credentials: try connection.credentials(), authToken: try connection.authToken(),
             logger: HostOptions.clientLogger)
     }
 }
@@ -141,6 +148,10 @@ struct PublishCommand: AsyncParsableCommand {
         discussion: """
             Example: agentd publish --topic greetings/s1 --type Greeting --json '{"name": "Ada"}' \
             --await greeting-replies
+
+            With an agentd host, exits once the host has acknowledged the event (handed it to \
+            every subscriber), or with status 1 if it did not within --ack-timeout (15 s). AutoGen's host \
+            acknowledges nothing: the event was written to it, no more is known.
             """
     )
 
@@ -155,12 +166,15 @@ struct PublishCommand: AsyncParsableCommand {
     @Option(help: "Seconds to wait for --await.")
     var timeout: Double = 10
 
+    @Option(name: .customLong("ack-timeout"), help: "Seconds to wait for an agentd host's acknowledgement (past its own 10 s wait for a subscriber's confirmation).")
+    var ackTimeout: Double = 15
+
     func run() async throws {
         guard let slash = topic.firstIndex(of: "/") else {
             throw ValidationError("--topic must be TYPE/SOURCE, not '\(topic)'")
         }
         let topicID = TopicID(type: String(topic[..<slash]), source: String(topic[topic.index(after: slash)...]))
-        let client = try await options.connect()
+        let client = try await options.connect(acknowledged: true)
         if let awaitTopic {
             try await client.subscribe(topicType: awaitTopic)
             let events = client.events()
@@ -187,7 +201,18 @@ struct PublishCommand: AsyncParsableCommand {
             print("\(first.topic) \(first.messageType) \(String(decoding: first.payload, as: UTF8.self))")
         } else {
             try client.publish(Array(options.json.utf8), messageType: options.type, to: topicID)
+            try await Self.requireAcknowledged(client, host: options.connection.host, within: .milliseconds(Int64(ackTimeout * 1000)))
             await client.close()
         }
+    }
+
+    /// With our host, exits with status 1 (and says so) unless the host acknowledged the
+    /// publish: handed to every recipient (README, "Acknowledged delivery"). AutoGen's host
+    /// acknowledges nothing: the publish was written, no more is known.
+    static func requireAcknowledged(_ client: WorkerClient, host: String, within wait: Duration) async throws {
+        guard let left = await client.waitUntilAcknowledged(timeout: wait), left > 0 else { return }
+        FileHandle.standardError.write(Data("agentd publish: the host at \(host) did not acknowledge the event within \(wait) (its connection broke, or it is overloaded): it may not have been delivered\n".utf8))
+        await client.close()
+        throw ExitCode(1)
     }
 }

@@ -518,3 +518,31 @@ def test_autogen_worker_unchanged_beside_acknowledged_runtimes(rig: DeliveryRig)
                 f"AutoGen's worker received {len(kinds)} messages, of kinds {sorted(set(map(str, kinds)))}"
 
     run(scenario())
+
+
+def test_agentd_publish_exits_once_the_host_acknowledged(rig: DeliveryRig) -> None:
+    """``agentd publish`` to our host exits 0 once the host has acknowledged the event — handed
+    to every subscriber, our runtime having confirmed it — and with status 1, saying so, when the
+    host does not acknowledge it in time: here its only subscriber, one of our runtimes, is
+    frozen and cannot confirm. The event is not lost for that: it arrives once the runtime runs."""
+    rig.start_host()
+    subscriber = rig.start_runtime([TALLY])
+    assert rig.tally("cli", of=0, deadline=DEADLINE).received == 0  # served: the subscription is in
+
+    def publish(seq: int, ack_timeout: float) -> Any:
+        return agentd_cli("publish", "--host", rig.address, "--topic", "burst/cli", "--type", "BurstEvent",
+                          "--json", json.dumps({"run": "cli", "seq": seq}), "--ack-timeout", str(ack_timeout))
+
+    first = publish(0, 10)
+    assert first.returncode == 0, first.stderr
+    assert rig.tally("cli", of=1).received == 1, "acknowledged: the subscriber has it"
+
+    subscriber.signal_all(signal.SIGSTOP)
+    try:
+        second = publish(1, 1)
+    finally:
+        subscriber.signal_all(signal.SIGCONT)
+    assert second.returncode == 1, (second.returncode, second.stderr)
+    assert f"the host at {rig.address} did not acknowledge the event within 1.0 seconds" in second.stderr, second.stderr
+    report = rig.wait_delivered("cli", 2)
+    assert (report.received, report.missing, report.duplicates) == (2, 0, 0), report

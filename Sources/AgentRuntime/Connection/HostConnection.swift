@@ -436,6 +436,31 @@ public final class HostConnection: Sendable {
         return result
     }
 
+    /// Waits until the host has acknowledged every publish written on the current stream (or
+    /// the stream ends, or `timeout` passes).
+    /// - Returns: how many publishes are not acknowledged — written and not acknowledged, or
+    ///   kept for a reconnection — or nil when the stream is not acknowledged (AutoGen's host,
+    ///   or acknowledgements not asked for): nothing can be known then.
+    public func waitUntilAcknowledged(timeout: Duration) async -> Int? {
+        let drained = AsyncStream<Void>.makeStream()
+        let waiting = state.withLock { state -> Bool? in
+            guard state.acking else { return nil }
+            guard !state.unacked.isEmpty, state.connected else { return false }
+            state.drainWaiters.append(drained.continuation)
+            return true
+        }
+        guard let waiting else { return nil }
+        if waiting {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { for await _ in drained.stream {} }
+                group.addTask { try? await Task.sleep(for: timeout) }
+                await group.next()
+                group.cancelAll()
+            }
+        }
+        return state.withLock { $0.unacked.count + $0.buffer.count }
+    }
+
     /// Closes the data channel — after what was queued on it has gone out and the host has
     /// closed its side, or after `drainTimeout` — then the connection.
     public func close(drainTimeout: Duration = .seconds(2)) async {
@@ -447,25 +472,10 @@ public final class HostConnection: Sendable {
         if stream != nil {
             // What the host has not acknowledged yet would be lost with the stream: wait for it
             // (within the drain timeout).
-            let drained = AsyncStream<Void>.makeStream()
-            let waiting = state.withLock { state in
-                guard state.acking, !state.unacked.isEmpty, state.connected else { return false }
-                state.drainWaiters.append(drained.continuation)
-                return true
-            }
-            if waiting {
-                await withTaskGroup(of: Void.self) { group in
-                    group.addTask { for await _ in drained.stream {} }
-                    group.addTask { try? await Task.sleep(for: drainTimeout) }
-                    await group.next()
-                    group.cancelAll()
-                }
-                let left = state.withLock { $0.unacked.count }
-                if left > 0 {
-                    logger.warning("closing with publishes the host has not acknowledged", metadata: [
-                        "host.address": "\(address)", "unacknowledged": "\(left)",
-                    ])
-                }
+            if let left = await waitUntilAcknowledged(timeout: drainTimeout), left > 0 {
+                logger.warning("closing with publishes the host has not acknowledged", metadata: [
+                    "host.address": "\(address)", "unacknowledged": "\(left)",
+                ])
             }
         }
         if let stream, stream.halfClose() {

@@ -66,17 +66,48 @@ public final class WorkerClient: Sendable {
     ///     that requires one.
     ///   - authToken: sent as `authorization: Bearer <token>` on every call, for a host that
     ///     requires a token.
-    public init(address: String, credentials: ChannelCredentials = .insecure, authToken: String? = nil,
-                logger: Logger = Logger(label: "agentd.client")) throws {
+    public convenience init(address: String, credentials: ChannelCredentials = .insecure, authToken: String? = nil,
+                            logger: Logger = Logger(label: "agentd.client")) throws {
+        self.init(address: address, credentials: credentials, authToken: authToken, acknowledgedDelivery: false, logger: logger)
+        try open()
+    }
+
+    /// Connects to the host at `address`, asking it first to acknowledge this client's
+    /// publishes (``Delivery``; our host does, AutoGen's does not), and opens the data channel.
+    /// - Throws: ``RuntimeError`` if the host does not answer that question within 10 s.
+    /// ``waitUntilAcknowledged(timeout:)`` then tells when the host has handed them over.
+    public convenience init(address: String, credentials: ChannelCredentials = .insecure, authToken: String? = nil,
+                            acknowledged: Bool, logger: Logger = Logger(label: "agentd.client")) async throws {
+        self.init(address: address, credentials: credentials, authToken: authToken, acknowledgedDelivery: acknowledged, logger: logger)
+        if acknowledged, await !connection.negotiateDelivery(timeout: .seconds(10), failOnUnreachable: true) {
+            await connection.close()
+            throw RuntimeError("the host at \(address) did not answer within 10 s (asked whether it acknowledges publishes)")
+        }
+        try open()
+    }
+
+    private init(address: String, credentials: ChannelCredentials, authToken: String?, acknowledgedDelivery: Bool,
+                 logger: Logger) {
         let clientID = UUID().uuidString.lowercased()
         self.clientID = clientID
         agentType = "agentd-client-\(clientID.prefix(8))"
         connection = HostConnection(
             address: address, clientID: clientID, maxMessageBytes: 64 * 1024 * 1024, logger: logger,
-            credentials: credentials, authToken: authToken)
+            credentials: credentials, authToken: authToken, acknowledgedDelivery: acknowledgedDelivery)
+    }
+
+    private func open() throws {
         try connection.open(.init(
             onMessage: { [weak self] message in self?.receive(message) },
             onDisconnect: { [weak self] status in self?.closed(status) }))
+    }
+
+    /// Waits until the host has acknowledged every publish of this client (see
+    /// ``init(address:credentials:authToken:acknowledged:logger:)``), or `timeout` passes.
+    /// - Returns: how many are not acknowledged, or nil when the host does not acknowledge
+    ///   publishes (AutoGen's host) or they were not asked for.
+    public func waitUntilAcknowledged(timeout: Duration) async -> Int? {
+        await connection.waitUntilAcknowledged(timeout: timeout)
     }
 
     /// Publishes `payload` to `topic`.

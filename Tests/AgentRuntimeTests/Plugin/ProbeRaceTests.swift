@@ -26,7 +26,7 @@ struct ProbeRaceTests {
                     swaps.mutate { $0 += 1 }
                     // An atomic rename, as a user drops a plugin in.
                     let staged = (copy.path as NSString).deletingLastPathComponent + "/.echo.so.tmp"
-                    FileManager.default.createFile(atPath: staged, contents: crashing)
+                    _ = FileManager.default.createFile(atPath: staged, contents: crashing)
                     rename(staged, copy.path)
                 }
             })
@@ -51,7 +51,7 @@ struct ProbeRaceTests {
                 configuration.pluginProbed = { copy in
                     guard copy.path.hasSuffix("a-echo.so") else { return }
                     chmod(copy.shadowPath, 0o700)
-                    FileManager.default.createFile(atPath: copy.shadowPath, contents: crashing)
+                    _ = FileManager.default.createFile(atPath: copy.shadowPath, contents: crashing)
                 }
             })
         let refused = harness.log.records { $0.message == "plugin refused" }
