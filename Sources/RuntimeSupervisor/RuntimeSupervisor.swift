@@ -418,6 +418,21 @@ public final class RuntimeSupervisor: Sendable {
         }
         let name = SignalName.of(fatal)
         guard let crashed = Self.crashedMessage(report, signal: fatal) else {
+            if let plugin = report.crashedInPlugin {
+                // In the plugin's code, though in none of its handlers: a thread of its own, say.
+                let (count, disabled) = ledger.withLock {
+                    $0.recordCrash(
+                        pluginName: plugin.name, contentHash: plugin.contentHash, signal: name,
+                        messageType: "(none: outside its handlers)", at: .now)
+                }
+                logger.error("plugin \(plugin.name) crashed with \(name) in its own code outside its handlers (a thread of its own, or code it left running); restarting the runtime", metadata: [
+                    "runtime.pid": "\(pid)", "plugin": "\(plugin.name)", "plugin.hash": "\(plugin.contentHash)",
+                    "signal": "\(name)", "pc": "0x\(String(report.pc, radix: 16))",
+                    "crashes": "\(count) within \(CrashLedger.seconds(configuration.crashWindow))",
+                ])
+                if let disabled { logDisabled(disabled, count: count) }
+                return
+            }
             logger.error("the runtime died outside any plugin handler: restarting it", metadata: [
                 "runtime.pid": "\(pid)", "signal": "\(name)",
                 "handlers.running": "\(report.busy.values.map(\.description).sorted())",
@@ -438,11 +453,13 @@ public final class RuntimeSupervisor: Sendable {
             "message.type": "\(crashed.messageType)", "signal": "\(name)",
             "crashes": "\(count) within \(CrashLedger.seconds(configuration.crashWindow))",
         ])
-        if let disabled {
-            logger.error("plugin \(disabled.pluginName) disabled: it crashed \(count) times within \(CrashLedger.seconds(configuration.crashWindow)); its agent types stay registered and every RPC to them is answered with an error, until a new version of the plugin file is dropped in", metadata: [
-                "plugin": "\(disabled.pluginName)", "plugin.hash": "\(disabled.contentHash)",
-            ])
-        }
+        if let disabled { logDisabled(disabled, count: count) }
+    }
+
+    private func logDisabled(_ disabled: CrashLedger.Disabled, count: Int) {
+        logger.error("plugin \(disabled.pluginName) disabled: it crashed \(count) times within \(CrashLedger.seconds(configuration.crashWindow)); its agent types stay registered and every RPC to them is answered with an error, until a new version of the plugin file is dropped in", metadata: [
+            "plugin": "\(disabled.pluginName)", "plugin.hash": "\(disabled.contentHash)",
+        ])
     }
 
     /// The message whose handler crashed: the one the signal's thread was handling, or — when

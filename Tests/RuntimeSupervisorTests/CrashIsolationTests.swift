@@ -79,6 +79,34 @@ struct CrashIsolationTests {
         #expect(run.exitStatus == 0)
     }
 
+    @Test("a plugin crashing in a thread of its own, outside its handlers, is known by the crashing instruction: three such crashes disable it")
+    func crashesOutsideHandlersCount() async throws {
+        let run = try await AgentdRunProcess(plugins: [Self.echo, Self.crasher])
+        defer { run.removeFolder() }
+        let client = try WorkerClient(address: run.address)
+        let target = AgentID(type: "segfault", key: "x")
+        let line = "plugin handler-crash crashed with SIGSEGV in its own code outside its handlers"
+        for round in 1...3 {
+            let serving = await poll(timeout: .seconds(20)) { await failure(client, "Ping", to: target) == nil }
+            #expect(serving, "round \(round): Ping not answered")
+            // Answered before its thread crashes (100 ms later).
+            #expect(await failure(client, "CrashLater", to: target) == nil, "round \(round)")
+            let counted = await poll(timeout: .seconds(20)) { run.stderr.components(separatedBy: line).count - 1 == round }
+            #expect(counted, "round \(round): \(run.stderr)")
+        }
+        #expect(!run.stderr.contains("the runtime died outside any plugin handler"), "\(run.stderr)")
+        var disabled: String?
+        let refused = await poll(timeout: .seconds(20)) {
+            disabled = await failure(client, "Ping", to: target)
+            return disabled?.contains("is disabled") == true
+        }
+        #expect(refused, "\(disabled ?? "Ping answered")")
+        #expect(disabled?.contains("outside its handlers") == true, "\(disabled ?? "")")
+        #expect(try await echo(client, "fine") == "{\"text\": \"fine\"}")
+        await client.close()
+        #expect(await run.stop())
+    }
+
     @Test("three crashes within a minute disable the plugin: its types answer an error saying so, until a new version is dropped in")
     func repeatedCrashesDisable() async throws {
         let run = try await AgentdRunProcess(plugins: [Self.echo, Self.crasher])

@@ -52,6 +52,24 @@ public final class CrashRecord: @unchecked Sendable {
         }
     }
 
+    /// In the child: notes where the code of the plugin library containing `address` lies, so
+    /// that a crash in it outside any handler (a thread the plugin started) counts against the
+    /// plugin. No-op in a process without a record.
+    static func noteCode(containing address: UnsafeRawPointer, pluginName: String, contentHash: String) {
+        pluginName.utf8CString.withUnsafeBufferPointer { name in
+            contentHash.utf8CString.withUnsafeBufferPointer { hash in
+                _ = agentd_crash_module_add(
+                    address, agentd_crash_text(data: name.baseAddress, length: name.count - 1),
+                    agentd_crash_text(data: hash.baseAddress, length: hash.count - 1))
+            }
+        }
+    }
+
+    /// In the child: the plugin library containing `address` is about to be unloaded.
+    static func forgetCode(containing address: UnsafeRawPointer) {
+        agentd_crash_module_remove(address)
+    }
+
     /// What the record says now (the supervisor reads it once the child is dead).
     public var report: CrashReport {
         let summary = agentd_crash_record_summary(mapping)
@@ -61,7 +79,16 @@ public final class CrashRecord: @unchecked Sendable {
             guard let text = agentd_crash_record_slot(mapping, UInt32(index), &length) else { continue }
             busy[index] = CrashReport.Message(UnsafeRawBufferPointer(start: text, count: length))
         }
-        return CrashReport(signal: summary.signal, crashedSlot: Int(summary.slot), busy: busy)
+        var plugin: CrashReport.PluginCode?
+        var length = 0
+        if let text = agentd_crash_record_module_at(mapping, summary.pc, &length) {
+            let fields = UnsafeRawBufferPointer(start: text, count: length).split(separator: 0, omittingEmptySubsequences: false)
+            if fields.count == 2 {
+                plugin = CrashReport.PluginCode(
+                    name: String(decoding: fields[0], as: UTF8.self), contentHash: String(decoding: fields[1], as: UTF8.self))
+            }
+        }
+        return CrashReport(signal: summary.signal, crashedSlot: Int(summary.slot), busy: busy, pc: summary.pc, crashedInPlugin: plugin)
     }
 }
 
@@ -114,6 +141,17 @@ public struct CrashReport: Sendable, Equatable {
     public var crashedSlot: Int
     /// What each thread in a handler was handling, by slot.
     public var busy: [Int: Message]
+    /// The instruction the crashing thread was at (0: unknown).
+    public var pc: UInt64 = 0
+    /// The plugin whose code that instruction is in (nil: none — the runtime's own code, a
+    /// system library, or unknown).
+    public var crashedInPlugin: PluginCode? = nil
+
+    /// A loaded plugin's code, as the record names it.
+    public struct PluginCode: Sendable, Equatable {
+        public var name: String
+        public var contentHash: String
+    }
 
     /// The message whose handler crashed, when the crashing thread was in one.
     public var crashed: Message? { busy[crashedSlot] }

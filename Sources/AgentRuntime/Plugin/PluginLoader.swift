@@ -162,6 +162,7 @@ public final class PluginLoader: Sendable {
             reference: pending.handle, settings: settings[validated.name] ?? [:])
         pending.resolve(to: plugin)
         keep = true
+        CrashRecord.noteCode(containing: UnsafeRawPointer(symbol), pluginName: validated.name, contentHash: hash)
         return plugin
     }
 
@@ -172,6 +173,7 @@ public final class PluginLoader: Sendable {
            let unload = plugin.descriptor.pointee.unload {
             unload()
         }
+        if let base = plugin.imageBase { CrashRecord.forgetCode(containing: base) }
         dlclose(plugin.handle)
         unlink(plugin.shadowPath)
         references.remove(plugin.reference)?.resolve(to: nil)

@@ -69,6 +69,8 @@ typedef struct agentd_crash_summary {
     int32_t slot;
     /// Slots that were in a handler when the process ended (the crashed one included).
     uint32_t busy;
+    /// The instruction the crashing thread was at (0: unknown).
+    uint64_t pc;
 } agentd_crash_summary;
 
 agentd_crash_summary agentd_crash_record_summary(const void *mapping);
@@ -79,5 +81,18 @@ const char *agentd_crash_record_slot(const void *mapping, uint32_t index, size_t
 
 /// The number of slots.
 uint32_t agentd_crash_record_slots(const void *mapping);
+
+/// In the child: notes where the code of the library containing `address` (a plugin just
+/// loaded) lies, with its name and content hash, so that a crash in that code outside any
+/// handler (a thread the plugin started, say) is laid at the plugin's door. Returns the entry,
+/// or -1 (no record; no room: 128 plugins at once; the address is in no library).
+int agentd_crash_module_add(const void *address, agentd_crash_text name, agentd_crash_text hash);
+
+/// In the child: the library containing `address` is about to be unloaded: its entry goes.
+void agentd_crash_module_remove(const void *address);
+
+/// The supervisor: the entry of the plugin whose code contains `pc` — its name, a NUL, its
+/// content hash; `*length` receives the length — or NULL.
+const char *agentd_crash_record_module_at(const void *mapping, uint64_t pc, size_t *length);
 
 #endif
