@@ -94,13 +94,17 @@ struct ReconnectTests {
         let (setup, host) = try await Setup.start(publishBufferLimit: 20)
         let mark = setup.log.count
         let client = try setup.client()
-        // The emitter starts 1.5 s later, when the host is gone.
-        _ = try await client.send(Array(#"{"count": 60, "interval_ms": 1, "delay_ms": 1500, "topic": "count", "source": "b"}"#.utf8),
+        // The emitter starts 4 s later, when the host is gone (the RPC that starts it needs the
+        // host; under AddressSanitizer on a loaded machine 1.5 s was not always enough for the
+        // shutdown and the runtime noticing it).
+        _ = try await client.send(Array(#"{"count": 60, "interval_ms": 1, "delay_ms": 4000, "topic": "count", "source": "b"}"#.utf8),
                                   messageType: "Emit", to: AgentID(type: "versioned", key: "e"))
         await client.close()
         await host.shutdown(gracePeriod: .zero)
-        let refused = await setup.log.wait(since: mark, timeout: .seconds(20)) { $0.message.hasPrefix("publish refused") }
-        #expect(refused?.metadata["buffer.limit"] == "20")
+        let closed = await setup.log.wait(since: mark, timeout: .seconds(20)) { $0.message == "the channel to the host closed" }
+        #expect(closed != nil, "the runtime did not notice the host's end")
+        let refused = await setup.log.wait(since: mark, timeout: .seconds(30)) { $0.message.hasPrefix("publish refused") }
+        #expect(refused?.metadata["buffer.limit"] == "20", "\(String(describing: refused))")
         await setup.stop()
     }
 }
