@@ -93,15 +93,9 @@ struct ClientOptions: ParsableArguments {
 
     /// - Parameter acknowledged: ask the host to acknowledge this client's publishes.
     func connect(acknowledged: Bool = false) async throws -> WorkerClient {
-        let address = try await connection.reachableHost()
-        if acknowledged {
-            return try await WorkerClient(
-                address: address, credentials: try connection.credentials(), authToken: try connection.authToken(),
-                acknowledged: true, logger: HostOptions.clientLogger)
-        }
-        return try WorkerClient(
-            address: address, credentials: try connection.credentials(), authToken: try connection.authToken(),
-            logger: HostOptions.clientLogger)
+        try await WorkerClient(
+            address: try await connection.reachableHost(), credentials: try connection.credentials(),
+            authToken: try connection.authToken(), acknowledged: acknowledged, logger: HostOptions.clientLogger)
     }
 }
 

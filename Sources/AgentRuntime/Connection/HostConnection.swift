@@ -277,7 +277,7 @@ public final class HostConnection: Sendable {
             state.stream = call
             state.connected = true
         }
-        events.startConfirming()
+        events.startConfirming(on: call)
     }
 
     /// A new `OpenChannel` stream whose events reach `receiver` (acknowledged if the host
@@ -510,7 +510,8 @@ public final class HostConnection: Sendable {
         private let confirmed = Atomic<UInt64>(0)
         /// Sends the confirmation of what arrived since the last one, every few milliseconds.
         private let confirming = Mutex<Task<Void, Never>?>(nil)
-        /// The call, once the first message arrived (the confirmations go on it).
+        /// The stream's call, for the timer's confirmations (set when the timer starts, cleared
+        /// when the stream ends).
         private let call = Mutex<ClientCall?>(nil)
 
         /// A confirmation goes out once this many events arrived unconfirmed, or after
@@ -537,14 +538,13 @@ public final class HostConnection: Sendable {
             let total = received.wrappingAdd(1, ordering: .releasing).newValue
             if total &- confirmed.load(ordering: .relaxed) >= Self.confirmBatch {
                 confirm(total, on: call)
-            } else if self.call.withLock({ $0 }) == nil {
-                self.call.withLock { $0 = call }
             }
         }
 
-        /// Starts the timer that confirms the stragglers of a batch.
-        func startConfirming() {
+        /// Starts the timer that confirms the stragglers of a batch, on `call` (this stream's).
+        func startConfirming(on call: ClientCall) {
             guard acking else { return }
+            self.call.withLock { $0 = call }
             let task = Task.detached { [weak self] in
                 var pace = Self.confirmInterval
                 while !Task.isCancelled {
@@ -700,7 +700,7 @@ public final class HostConnection: Sendable {
             return (count, state.refusedWhileDown, state.connected)
         }
         guard connected else { return false }
-        events.startConfirming()
+        events.startConfirming(on: call)
         logger.notice("reconnected to the host", metadata: [
             "host.address": "\(address)", "attempt": "\(attempt)", "buffered.sent": "\(flushed)",
             "refused.while.down": "\(refused)",
