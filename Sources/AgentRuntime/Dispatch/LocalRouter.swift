@@ -235,11 +235,12 @@ final class LocalRouter: Sendable {
     }
 
     private func route(request message: IncomingMessage) {
-        // The host's limits (``FieldLimits``), checked here too (see ``route(event:)``).
-        for (field, length, limit) in [
-            ("RpcRequest.target.type", message.targetType.length, FieldLimits.agentType),
-            ("RpcRequest.target.key", message.targetKey.length, FieldLimits.agentKey),
-        ] where length > limit {
+        // The host's limits (``FieldLimits``), checked here too (see ``route(event:)``); the
+        // refusal is composed only for a field over its limit (this is every RPC's path).
+        if message.targetType.length > FieldLimits.agentType || message.targetKey.length > FieldLimits.agentKey {
+            let (field, length, limit) = message.targetType.length > FieldLimits.agentType
+                ? ("RpcRequest.target.type", message.targetType.length, FieldLimits.agentType)
+                : ("RpcRequest.target.key", message.targetKey.length, FieldLimits.agentKey)
             return context.outbox.answer(requestID: message.messageID.string, error:
                 "\(field) is \(length) bytes long; this runtime takes at most \(limit) bytes there.")
         }
