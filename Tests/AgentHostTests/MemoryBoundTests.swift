@@ -105,14 +105,20 @@ struct MemoryBoundTests {
                 #expect(await poll(timeout: .seconds(30)) { healthy.handler.events.load(ordering: .relaxed) >= expected },
                         "round \(round): the healthy reader got \(healthy.handler.events.load(ordering: .relaxed)) of \(expected)")
                 // Once the healthy reader has what it was sent (its last sends' completions
-                // reach the host a moment after the reader has the bytes), what waits for all
-                // connections together is within the budget plus about one message for each
-                // stalled connection: the stalled readers hold the budget, no more.
-                let bound = budget + 4 * (eventBytes + 1024)
-                #expect(await poll(timeout: .seconds(10)) { host.outboundBytes <= bound },
-                        "round \(round): \(host.outboundBytes) bytes wait (bound \(bound))")
-                // And never, at any instant, past the ceiling (twice the budget).
-                #expect(host.outboundBytes <= 2 * budget + 4 * (eventBytes + 1024), "\(host.outboundBytes) bytes wait")
+                // reach the host a moment after the reader has the bytes), what waits is what the
+                // stalled readers hold. They filled the budget together, each holding what its
+                // socket and HTTP/2 window did not absorb; a reader whose socket absorbed more
+                // held less than its share (a third of the budget) when the budget filled, and
+                // is served up to that share. So the total passes the budget by the spread of
+                // what their sockets absorbed (−100 to +350 KiB measured, stable from round to round), within
+                // a share of the budget — and never, at any instant, past the ceiling (twice the
+                // budget). Unbounded, it would be 3 × the flood.
+                let message = eventBytes + 1024
+                let bound = budget + budget / slow.count + slow.count * message
+                let settled = await poll(timeout: .seconds(10)) { host.outboundBytes <= bound }
+                #expect(settled, "round \(round): \(host.outboundBytes) bytes wait (bound \(bound))")
+                #expect(host.outboundBytes <= 2 * budget + 4 * message, "\(host.outboundBytes) bytes wait")
+                if !settled { break }
             }
             let total = rounds * perRound
             #expect(healthy.handler.events.load(ordering: .relaxed) == total)
