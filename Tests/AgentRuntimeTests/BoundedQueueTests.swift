@@ -14,13 +14,15 @@ struct BoundedQueueTests {
     @Test("a handler that never finishes is answered with an error after the deadline; a full mailbox refuses at once")
     func handlerDeadlineAndMailbox() async throws {
         try await withRuntime(plugins: [("versioned.so", "VersionedPluginV1")], mailboxLimit: 5,
-                              handlerTimeout: .milliseconds(400)) { harness in
+                              handlerTimeout: .seconds(3)) { harness in
             let client = harness.client
             let started = ContinuousClock.now
             let busy = AgentID(type: "versioned", key: "busy")
             let never = client.start(Array("{}".utf8), messageType: "Never", to: busy)
             // The agent is stuck in `Never`: five more messages may wait (four, if `Never`
-            // itself still waits for a worker), the rest are refused at once.
+            // itself still waits for a worker), the rest are refused at once. (The deadline is
+            // 3 s so that all ten reach the mailbox before it frees the agent, on a loaded
+            // machine too.)
             let gets = (0..<10).map { _ in client.start(Array("{}".utf8), messageType: "Get", to: busy) }
             var answered = 0
             var refused = 0
@@ -38,7 +40,7 @@ struct BoundedQueueTests {
             let timedOut = await #expect(throws: RuntimeError.self) { _ = try await never.value }
             #expect(timedOut?.message.contains("did not finish within") == true)
             // The waiting ones were answered only after the deadline freed the agent.
-            #expect(ContinuousClock.now - started >= .milliseconds(400))
+            #expect(ContinuousClock.now - started >= .seconds(3))
             #expect(!harness.log.records { $0.message == "mailbox full: message refused" }.isEmpty)
         }
     }

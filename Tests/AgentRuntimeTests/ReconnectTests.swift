@@ -96,8 +96,9 @@ struct ReconnectTests {
         let client = try setup.client()
         // The emitter starts 4 s later, when the host is gone (the RPC that starts it needs the
         // host; under AddressSanitizer on a loaded machine 1.5 s was not always enough for the
-        // shutdown and the runtime noticing it).
-        _ = try await client.send(Array(#"{"count": 60, "interval_ms": 1, "delay_ms": 4000, "topic": "count", "source": "b"}"#.utf8),
+        // shutdown and the runtime noticing it), and goes on for 3 s: a runtime that noticed
+        // later still has 21 publishes to refuse one past its buffer.
+        _ = try await client.send(Array(#"{"count": 300, "interval_ms": 10, "delay_ms": 4000, "topic": "count", "source": "b"}"#.utf8),
                                   messageType: "Emit", to: AgentID(type: "versioned", key: "e"))
         await client.close()
         await host.shutdown(gracePeriod: .zero)

@@ -106,20 +106,28 @@ struct SharedTypeTests {
         #expect(spread.allSatisfy { $0 >= keys.count / 4 }, "one runtime holds less than half its fair share: \(spread)")
         expectOneResidentPerKey(cluster)
 
-        // A third joins, then the first leaves, while Adds keep coming.
+        // A third joins, then the first leaves, while Adds keep coming: at least four rounds
+        // over the keys, and until the first has left and one whole round more (keys move with
+        // traffic: on a loaded machine four rounds may be over before the third serves).
+        let firstLeft = AsyncCondition(false)
         let load = Task { [keys] in
             var counts: [String: Int] = [:]
-            for _ in 0..<4 {
+            var rounds = 0
+            var roundAfterLeaving = false
+            repeat {
+                roundAfterLeaving = firstLeft.value
                 for key in keys.shuffled() {
                     if await self.add(client, key: key) { counts[key, default: 0] += 1 }
                 }
-            }
+                rounds += 1
+            } while !(roundAfterLeaving && rounds >= 4)
             return counts
         }
         let third = try await cluster.start("runtime-3")
         let thirdServes = await poll { (third.sharedKeys["counter"] ?? 0) > 0 }
         #expect(thirdServes, "no key moved to the third runtime")
         await cluster.stop("runtime-1")
+        firstLeft.mutate { $0 = true }
         for (key, count) in await load.value { answered[key, default: 0] += count }
         let remaining = [second.sharedKeys["counter"] ?? 0, third.sharedKeys["counter"] ?? 0]
         #expect(remaining.allSatisfy { $0 > keys.count / 4 }, "\(remaining)")

@@ -188,7 +188,8 @@ def test_rpc_crosses_hosts_and_errors_come_back(cluster: Cluster) -> None:
                 await asyncio.wait_for(wa.send_message(InteropAsk("anyone?"), AgentId(nobody, "k")), 3)
             assert not isinstance(caught.value, asyncio.TimeoutError), "RPC to an unknown agent type hung"
             assert NOT_REGISTERED in str(caught.value) and nobody in str(caught.value), str(caught.value)
-            assert loop.time() - started < 1, f"unknown type answered after {loop.time() - started:.2f}s"
+            # At once, not at a deadline (the error text above says which); loose for loaded machines.
+            assert loop.time() - started < 2, f"unknown type answered after {loop.time() - started:.2f}s"
 
             # The failing type is served (its registration came with the echo's): its error text comes back.
             for attempt in range(2):

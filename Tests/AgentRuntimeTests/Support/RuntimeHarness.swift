@@ -90,11 +90,13 @@ func withRuntime(
     await harness.stop()
 }
 
-/// A host on 127.0.0.1 (port 0) in the cluster of `nats`, named `name`, with a 1 s lease.
+/// A host on 127.0.0.1 (port 0) in the cluster of `nats`, named `name`, with a 5 s lease (the
+/// hosts share the test process: a full parallel run can hold a heartbeat task up for more than
+/// a second).
 func clusterHost(_ name: String, nats: NATSServer) async throws -> AgentHost {
     try await AgentHost.start(
         configuration: .init(
             listen: "127.0.0.1:0",
-            cluster: ClusterConfiguration(nats: NATSConnection.Options(servers: [nats.url]), name: name, lease: .seconds(1))),
+            cluster: ClusterConfiguration(nats: NATSConnection.Options(servers: [nats.url]), name: name, lease: .seconds(5))),
         logger: Logger(label: "test.\(name)"))
 }
