@@ -67,6 +67,10 @@ public final class AgentHost: Sendable {
         /// before answering; the request may or may not have been handled." `agentd run`'s
         /// supervisor says which plugin crashed, with which signal, on which request.
         public var departedWorkerAnswer: (@Sendable (DepartedRequest) -> String?)?
+        /// How long agent types and subscriptions registered by a client with no data channel
+        /// open are kept for its channel to open; then they go (logged). AutoGen's workers and
+        /// ours open their channel first, or within moments.
+        public var registrationsWithoutChannelWindow: Duration = .seconds(30)
         /// A unix socket path the host listens on too (same credentials and tokens), for a
         /// runtime on the same machine: `agentd run`'s runtime process joins its supervisor's
         /// host there (a round trip over it costs about 0.7× one over loopback TCP).
@@ -237,6 +241,7 @@ public final class AgentHost: Sendable {
                     late?.prune(now: .now)
                     if nextForget <= .now {
                         identities.forgetDeparted(now: .now)
+                        removeRegistrationsWithoutChannel()
                         nextForget = .now + .seconds(1)
                     }
                     for request in table.expiredRequests(now: .now) {
@@ -263,6 +268,33 @@ public final class AgentHost: Sendable {
                     ? "host listening with plaintext HTTP/2: anyone who reaches the port can join, and traffic is readable on the network"
                     : "host listening with plaintext HTTP/2: authorization tokens and traffic are readable on the network",
                 metadata: ["host.address": "\(address)"])
+        }
+    }
+
+    /// Forgets what clients registered without opening a data channel within
+    /// ``Configuration/registrationsWithoutChannelWindow``.
+    private func removeRegistrationsWithoutChannel() {
+        let window = configuration.registrationsWithoutChannelWindow
+        for (clientID, departure) in table.removeRegistrationsWithoutChannel(since: .now - window) {
+            guard !departure.agentTypes.isEmpty || departure.subscriptionCount > 0 else { continue }
+            settle(departure, of: clientID)
+            logger.warning("registrations of a client that opened no data channel within the window removed", metadata: [
+                "client.id": "\(clientID)", "window": "\(window)", "agent.types": "\(departure.agentTypes)",
+                "subscriptions": "\(departure.subscriptionCount)",
+            ])
+        }
+    }
+
+    /// Tells the cluster and the waiting callers what a client's departure took with it.
+    func settle(_ departure: RoutingTable.Departure, of clientID: String) {
+        cluster?.workerLeft(
+            client: clientID, types: departure.agentTypes.filter { !departure.sharedTypes.contains($0) },
+            sharedTypes: departure.sharedTypes, subscriptionIDs: departure.subscriptionIDs)
+        for shared in departure.sharedChanges { announce(shared) }
+        let explain = configuration.departedWorkerAnswer
+        for (id, request) in departure.unanswered {
+            let text = explain?(.init(clientID: clientID, requestID: String(id), target: request.target))
+            answer(request, error: text ?? "The worker serving \(request.target) disconnected before answering; the request may or may not have been handled.")
         }
     }
 

@@ -124,15 +124,7 @@ final class DataChannel: ServerCallHandler {
         if let delivery = connection.delivery { host.ledger.detach(delivery, clientID: connection.clientID) }
         host.identities.end(connection.clientID)
         guard let departure = host.table.detachData(connection) else { return }
-        host.cluster?.workerLeft(
-            client: connection.clientID, types: departure.agentTypes.filter { !departure.sharedTypes.contains($0) },
-            sharedTypes: departure.sharedTypes, subscriptionIDs: departure.subscriptionIDs)
-        for shared in departure.sharedChanges { host.announce(shared) }
-        let explain = host.configuration.departedWorkerAnswer
-        for (id, request) in departure.unanswered {
-            let text = explain?(.init(clientID: connection.clientID, requestID: String(id), target: request.target))
-            host.answer(request, error: text ?? "The worker serving \(request.target) disconnected before answering; the request may or may not have been handled.")
-        }
+        host.settle(departure, of: connection.clientID)
         // A cancelled stream is a lost connection, a cancel by the worker, or a message so far
         // over the limit that the C core ended the stream before we could refuse it.
         let how = cancelled

@@ -115,6 +115,8 @@ final class RegistrationCall: ServerCallHandler {
                     break
                 case .tooManyTypes:
                     throw Self.tooManyTypes(type)
+                case .tooManyClientsWithoutChannel:
+                    throw Self.tooManyWithoutChannel(type)
                 case .takenBy, .takenOnHost, .sharingMismatch:
                     throw HostCallError(.invalidArgument, "Agent type \(type) is already registered by another client, not shared.")
                 }
@@ -139,6 +141,8 @@ final class RegistrationCall: ServerCallHandler {
             break
         case .tooManyTypes:
             throw tooManyTypes(type)
+        case .tooManyClientsWithoutChannel:
+            throw tooManyWithoutChannel(type)
         case .sharingMismatch:
             throw HostCallError(.invalidArgument, "Agent type \(type) is shared by other clients; register it as shared too, or use another type.")
         case .takenBy:
@@ -151,6 +155,10 @@ final class RegistrationCall: ServerCallHandler {
 
     private static func tooManyTypes(_ type: String) -> HostCallError {
         HostCallError(.resourceExhausted, "Agent type \(type) refused: this client serves \(RoutingTable.maxAgentTypesPerClient) agent types already, the most the host allows one client.")
+    }
+
+    private static func tooManyWithoutChannel(_ type: String) -> HostCallError {
+        HostCallError(.resourceExhausted, "Agent type \(type) refused: \(RoutingTable.withoutChannelRefusal).")
     }
 
     /// Refuses an agent type over ``FieldLimits/agentType``.

@@ -89,6 +89,59 @@ final class RoutingTable: Sendable {
         var pending: [UInt64: PendingRequest] = [:]
         var deadlines = DeadlineQueue<UInt64>()
         var nextRequestID: UInt64 = 1
+        /// Clients that registered agent types or subscriptions with no data channel open, and
+        /// since when: what they registered goes if no channel opens within the host's window
+        /// (``removeRegistrationsWithoutChannel(since:)``), and at most
+        /// ``RoutingTable/maxClientsWithoutChannel`` of them hold registrations at once.
+        var withoutChannel: [String: ContinuousClock.Instant] = [:]
+
+        /// Whether `clientID` may register now: it has a data channel, or it is one of the
+        /// clients without one already, or there is room for one more (recorded, then).
+        mutating func admitRegistration(of clientID: String) -> Bool {
+            if clients[clientID]?.data != nil || withoutChannel[clientID] != nil { return true }
+            guard withoutChannel.count < RoutingTable.maxClientsWithoutChannel else { return false }
+            withoutChannel[clientID] = .now
+            return true
+        }
+
+        /// Forgets `clientID`'s agent types, subscriptions and the RPCs it was to answer; keeps
+        /// its control channel, if any.
+        mutating func removeClient(_ clientID: String) -> Departure {
+            var departure = Departure()
+            guard let client = clients[clientID] else { return departure }
+            departure.agentTypes = client.agentTypes.sorted()
+            for type in client.agentTypes where agentTypeOwners[type] == clientID {
+                agentTypeOwners[type] = nil
+            }
+            var changedShared: [String] = []
+            for type in client.agentTypes {
+                guard var members = sharedTypes[type], let index = members.firstIndex(of: clientID) else { continue }
+                members.remove(at: index)
+                sharedTypes[type] = members.isEmpty ? nil : members
+                departure.sharedTypes.append(type)
+                if !members.isEmpty { changedShared.append(type) }
+            }
+            for id in client.subscriptionIDs {
+                removeSubscription(id: id)
+                subscriptionOwners[id] = nil
+            }
+            departure.subscriptionIDs = client.subscriptionIDs.sorted()
+            for id in client.pendingAsTarget {
+                deadlines.cancel(id)
+                if let request = pending.removeValue(forKey: id) { departure.unanswered.append((id, request)) }
+            }
+            if let control = client.control {
+                // The control channel outlives nothing: keep only it.
+                clients[clientID] = Client(control: control)
+            } else {
+                clients[clientID] = nil
+            }
+            subscriptionOwners.shrinkIfSparse()
+            clients.shrinkIfSparse()
+            recipients.removeAll(keepingCapacity: true)
+            departure.sharedChanges = changedShared.compactMap { sharedType($0) }
+            return departure
+        }
 
         /// Takes subscription `id` out of the index, putting a standby twin in its place.
         mutating func removeSubscription(id: String) {
@@ -167,6 +220,7 @@ final class RoutingTable: Sendable {
         state.withLock { state in
             guard state.clients[connection.clientID]?.data == nil else { return false }
             state.clients[connection.clientID, default: Client()].data = connection
+            state.withoutChannel[connection.clientID] = nil
             state.recipients.removeAll(keepingCapacity: true)
             return true
         }
@@ -200,40 +254,38 @@ final class RoutingTable: Sendable {
     /// same client replaced it.
     func detachData(_ connection: WorkerConnection) -> Departure? {
         state.withLock { state -> Departure? in
-            guard let client = state.clients[connection.clientID], client.data === connection else { return nil }
-            var departure = Departure()
-            departure.agentTypes = client.agentTypes.sorted()
-            for type in client.agentTypes where state.agentTypeOwners[type] == connection.clientID {
-                state.agentTypeOwners[type] = nil
+            guard state.clients[connection.clientID]?.data === connection else { return nil }
+            return state.removeClient(connection.clientID)
+        }
+    }
+
+    /// The most clients that may hold registrations with no data channel open at once.
+    static let maxClientsWithoutChannel = 1_024
+
+    /// Why a registration of a client without a data channel is refused when too many hold some.
+    static let withoutChannelRefusal = """
+        \(maxClientsWithoutChannel) clients hold registrations without an open data channel already, the most the host allows; \
+        open this client's channel (OpenChannel) first
+        """
+
+    /// Clients holding registrations with no data channel open now.
+    var clientsWithoutChannel: Int { state.withLock { $0.withoutChannel.count } }
+
+    /// Forgets what clients registered with no data channel open, for those whose first such
+    /// registration came before `cutoff` and that still have none: a peer that registers and
+    /// never opens its channel (or whose channel ended) cannot make the host keep it.
+    /// - Returns: each such client and what it lost (nothing, for one that had nothing left).
+    func removeRegistrationsWithoutChannel(since cutoff: ContinuousClock.Instant) -> [(clientID: String, departure: Departure)] {
+        state.withLock { state in
+            guard state.withoutChannel.values.contains(where: { $0 < cutoff }) else { return [] }
+            var removed: [(clientID: String, departure: Departure)] = []
+            for (clientID, since) in state.withoutChannel where since < cutoff {
+                state.withoutChannel[clientID] = nil
+                guard state.clients[clientID]?.data == nil else { continue }
+                removed.append((clientID, state.removeClient(clientID)))
             }
-            var changedShared: [String] = []
-            for type in client.agentTypes {
-                guard var members = state.sharedTypes[type], let index = members.firstIndex(of: connection.clientID) else { continue }
-                members.remove(at: index)
-                state.sharedTypes[type] = members.isEmpty ? nil : members
-                departure.sharedTypes.append(type)
-                if !members.isEmpty { changedShared.append(type) }
-            }
-            for id in client.subscriptionIDs {
-                state.removeSubscription(id: id)
-                state.subscriptionOwners[id] = nil
-            }
-            departure.subscriptionIDs = client.subscriptionIDs.sorted()
-            for id in client.pendingAsTarget {
-                state.deadlines.cancel(id)
-                if let request = state.pending.removeValue(forKey: id) { departure.unanswered.append((id, request)) }
-            }
-            if let control = client.control {
-                // The control channel outlives nothing: keep only it.
-                state.clients[connection.clientID] = Client(control: control)
-            } else {
-                state.clients[connection.clientID] = nil
-            }
-            state.subscriptionOwners.shrinkIfSparse()
-            state.clients.shrinkIfSparse()
-            state.recipients.removeAll(keepingCapacity: true)
-            departure.sharedChanges = changedShared.compactMap { state.sharedType($0) }
-            return departure
+            state.withoutChannel.shrinkIfSparse()
+            return removed
         }
     }
 
@@ -262,6 +314,9 @@ final class RoutingTable: Sendable {
         case sharingMismatch(holders: [String], shared: Bool)
         /// The client serves ``RoutingTable/maxAgentTypesPerClient`` types already.
         case tooManyTypes
+        /// The client has no data channel open, and ``RoutingTable/maxClientsWithoutChannel``
+        /// other clients without one hold registrations already.
+        case tooManyClientsWithoutChannel
     }
 
     /// Records `clientID` as the owner of `agentType`, unless another client holds it here or
@@ -274,6 +329,7 @@ final class RoutingTable: Sendable {
             if let types = state.clients[clientID]?.agentTypes, types.count >= Self.maxAgentTypesPerClient, !types.contains(agentType) {
                 return .tooManyTypes
             }
+            guard state.admitRegistration(of: clientID) else { return .tooManyClientsWithoutChannel }
             if shared {
                 if let owner = state.agentTypeOwners[agentType] { return .sharingMismatch(holders: [owner], shared: false) }
                 if let remote = state.remote.typeOwners[agentType] { return .takenOnHost(client: remote.client, host: remote.host) }
@@ -317,6 +373,9 @@ final class RoutingTable: Sendable {
         try state.withLock { (state) throws(SubscriptionError) -> Void in
             if let held = state.clients[clientID]?.subscriptionIDs.count, held >= Self.maxSubscriptionsPerClient {
                 throw SubscriptionError(.limit, "this client holds \(held) subscriptions already, the most the host allows one client")
+            }
+            guard state.admitRegistration(of: clientID) else {
+                throw SubscriptionError(.limit, Self.withoutChannelRefusal)
             }
             do throws(SubscriptionError) {
                 try state.subscriptions.insert(subscription)

@@ -174,6 +174,61 @@ struct MemoryBoundTests {
         }
     }
 
+    /// A registration call made by hand under `clientID`, on a channel with no data channel open.
+    static func register(_ method: String, _ request: [UInt8], as clientID: String, on channel: Channel) async throws {
+        _ = try await channel.unary(
+            method: "/agents.AgentRpc/\(method)", request: MessageBuffer(request), metadata: ["client-id": clientID], waitForReady: true)
+    }
+
+    @Test("what a client registers without ever opening its data channel goes after the window; one that opens its channel keeps it")
+    func registrationsWithoutChannelExpire() async throws {
+        try await withHost(registrationsWithoutChannelWindow: .seconds(1)) { harness in
+            let host = harness.host
+            let bare = harness.channel()
+            try await Self.register("RegisterAgent", ControlPlaneCodec.encodeRegisterAgentTypeRequest(agentType: "orphan"), as: "ghost", on: bare)
+            try await Self.register("AddSubscription", ControlPlaneCodec.encodeAddSubscriptionRequest(
+                Subscription(id: "ghost-sub", agentType: "orphan", kind: .topicType("haunt"))), as: "ghost", on: bare)
+            // Registered first, its channel opened a moment later: kept.
+            try await Self.register("RegisterAgent", ControlPlaneCodec.encodeRegisterAgentTypeRequest(agentType: "punctual"), as: "opener", on: bare)
+            _ = try await harness.worker("opener", clientID: "opener")
+            #expect(await poll { host.table.clientsWithoutChannel == 1 }, "\(host.table.clientsWithoutChannel)")
+            #expect(host.table.allSubscriptions().contains { $0.id == "ghost-sub" })
+
+            #expect(await poll(timeout: .seconds(10)) { host.table.clientsWithoutChannel == 0 }, "the window passed")
+            #expect(!host.table.allSubscriptions().contains { $0.id == "ghost-sub" })
+            let heir = try await harness.worker("heir")
+            try await heir.register("orphan")
+            let taken = await #expect(throws: TransportError.self) { try await heir.register("punctual") }
+            #expect(taken?.status.message.contains("already registered by another client") == true, "\(taken?.status.message ?? "")")
+        }
+    }
+
+    @Test("at most 1,024 clients hold registrations without a data channel; past it registering is refused saying why, and workers with a channel are served")
+    func clientsWithoutChannelAreBounded() async throws {
+        try await withHost { harness in
+            let bare = harness.channel()
+            for index in 0..<RoutingTable.maxClientsWithoutChannel {
+                try await Self.register("RegisterAgent", ControlPlaneCodec.encodeRegisterAgentTypeRequest(agentType: "t\(index)"), as: "c\(index)", on: bare)
+            }
+            for (method, request) in [
+                ("RegisterAgent", ControlPlaneCodec.encodeRegisterAgentTypeRequest(agentType: "one-too-many")),
+                ("AddSubscription", ControlPlaneCodec.encodeAddSubscriptionRequest(
+                    Subscription(id: "one-too-many", agentType: "t0", kind: .topicType("x")))),
+            ] {
+                let refused = await #expect(throws: TransportError.self) {
+                    try await Self.register(method, request, as: "c-extra", on: bare)
+                }
+                #expect(refused?.status.code == .resourceExhausted, "\(method)")
+                #expect(refused?.status.message.contains("without an open data channel") == true, "\(refused?.status.message ?? "")")
+            }
+            // One of those clients may still register more; a worker with its channel is served.
+            try await Self.register("RegisterAgent", ControlPlaneCodec.encodeRegisterAgentTypeRequest(agentType: "t0-more"), as: "c0", on: bare)
+            let worker = try await harness.worker("with-channel")
+            try await worker.register("served")
+            #expect(harness.host.table.clientsWithoutChannel == RoutingTable.maxClientsWithoutChannel)
+        }
+    }
+
     @Test("events to distinct topic types nobody subscribes to do not grow the host: the recipient cache is bounded in bytes")
     func recipientCacheIsBounded() async throws {
         try await withHost(metricsListen: "127.0.0.1:0") { harness in

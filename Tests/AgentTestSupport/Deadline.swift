@@ -28,13 +28,15 @@ public func withDeadline<T: Sendable>(
 }
 
 /// Checks `condition` again and again, `interval` apart, until it holds or `timeout` passes;
-/// returns whether it held.
+/// returns whether it held. (30 s by default: a wait that ends as soon as the condition holds
+/// costs nothing more for being long, and a full parallel run on two cores has held the
+/// shared task threads up for 11–12 s.)
 ///
 /// Only for state the test can read but not be told about (another process's counters, an
 /// agent's state read back through RPCs): the check itself is the wait, and it ends as soon as
 /// the condition holds.
 public func poll(
-    timeout: Duration = .seconds(10), every interval: Duration = .milliseconds(10),
+    timeout: Duration = .seconds(30), every interval: Duration = .milliseconds(10),
     until condition: () async throws -> Bool
 ) async rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout

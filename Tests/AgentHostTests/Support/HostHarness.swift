@@ -66,20 +66,23 @@ private func testLogger() -> Logger {
 ///   - logger: the host's logger (by default, see `AGENT_HOST_TEST_LOG`).
 ///   - queueLimits, outboundBudgetBytes, metricsListen: its outbound queue bound, its
 ///     outbound budget across connections and its metrics listener.
+///   - registrationsWithoutChannelWindow: how long it keeps what a client registered without
+///     opening its data channel.
 func withHost(
     maxMessageBytes: Int = 4 * 1024 * 1024, rpcTimeout: Duration = .seconds(60),
     credentials: ServerCredentials = .insecure, authTokens: [String] = [],
     queueLimits: AgentHost.QueueLimits = .init(), outboundBudgetBytes: Int = 512 * 1024 * 1024, metricsListen: String? = nil,
     clientCredentials: ChannelCredentials = .insecure, logger: Logger? = nil,
     lateWindow: Duration = .zero, lateWindowBytes: Int = 64 * 1024 * 1024,
+    registrationsWithoutChannelWindow: Duration = .seconds(30),
     _ body: (HostHarness) async throws -> Void
 ) async throws {
-    let host = try AgentHost(
-        configuration: .init(
-            listen: "127.0.0.1:0", maxMessageBytes: maxMessageBytes, rpcTimeout: rpcTimeout,
-            queueLimits: queueLimits, outboundBudgetBytes: outboundBudgetBytes, credentials: credentials, authTokens: authTokens,
-            metricsListen: metricsListen, lateWindow: lateWindow, lateWindowBytes: lateWindowBytes),
-        logger: logger ?? testLogger())
+    var configuration = AgentHost.Configuration(
+        listen: "127.0.0.1:0", maxMessageBytes: maxMessageBytes, rpcTimeout: rpcTimeout,
+        queueLimits: queueLimits, outboundBudgetBytes: outboundBudgetBytes, credentials: credentials, authTokens: authTokens,
+        metricsListen: metricsListen, lateWindow: lateWindow, lateWindowBytes: lateWindowBytes)
+    configuration.registrationsWithoutChannelWindow = registrationsWithoutChannelWindow
+    let host = try AgentHost(configuration: configuration, logger: logger ?? testLogger())
     let harness = HostHarness(host: host, clientCredentials: clientCredentials)
     do {
         try await body(harness)
