@@ -150,6 +150,13 @@ extension AgentHost {
             answer(caller, requestID: request.requestID,
                    error: "Agent type '\(request.targetType)' belongs to a client with no open channel (request to \(target)).")
             return
+        case .tooManyPending:
+            tally?.dropped(.request, .tooManyPending)
+            answer(caller, requestID: request.requestID, error: """
+                Request to \(target) refused: this client has \(RoutingTable.maxPendingPerCaller) RPCs waiting for an answer \
+                already, the most the host allows one client.
+                """)
+            return
         }
         switch route {
         case .forward(let hostID, let destination):

@@ -15,6 +15,57 @@ final class RoutingTable: Sendable {
         var deadline: ContinuousClock.Instant
     }
 
+    /// The RPCs waiting for an answer, by host request id, and how many each worker (caller)
+    /// has waiting (``RoutingTable/maxPendingPerCaller``).
+    struct PendingRequests: Sequence {
+        private var byID: [UInt64: PendingRequest] = [:]
+        private var perCaller: [String: Int] = [:]
+
+        /// The worker a request counts against (requests from other hosts count against none).
+        private static func callerKey(_ request: PendingRequest) -> String? {
+            if case .worker(let connection) = request.caller { return connection.clientID }
+            return nil
+        }
+
+        var count: Int { byID.count }
+        var values: Dictionary<UInt64, PendingRequest>.Values { byID.values }
+        func makeIterator() -> Dictionary<UInt64, PendingRequest>.Iterator { byID.makeIterator() }
+
+        /// Requests waiting that worker `clientID` made.
+        func waiting(from clientID: String) -> Int { perCaller[clientID] ?? 0 }
+
+        subscript(id: UInt64) -> PendingRequest? {
+            get { byID[id] }
+            set {
+                if let newValue {
+                    precondition(byID[id] == nil, "a host request id is issued once")
+                    byID[id] = newValue
+                    if let key = Self.callerKey(newValue) { perCaller[key, default: 0] += 1 }
+                } else {
+                    _ = removeValue(forKey: id)
+                }
+            }
+        }
+
+        @discardableResult
+        mutating func removeValue(forKey id: UInt64) -> PendingRequest? {
+            guard let request = byID.removeValue(forKey: id) else { return nil }
+            if let key = Self.callerKey(request), let count = perCaller[key] {
+                perCaller[key] = count > 1 ? count - 1 : nil
+            }
+            if byID.isEmpty {
+                byID = [:]
+                perCaller = [:]
+            }
+            return request
+        }
+
+        mutating func removeAll() {
+            byID = [:]
+            perCaller = [:]
+        }
+    }
+
     private struct Client {
         var data: WorkerConnection?
         var control: WorkerConnection?
@@ -86,7 +137,7 @@ final class RoutingTable: Sendable {
         var remote = RemoteTables()
         /// Topic type → where its events go; rebuilt lazily after any change.
         var recipients = RecipientCache()
-        var pending: [UInt64: PendingRequest] = [:]
+        var pending = PendingRequests()
         var deadlines = DeadlineQueue<UInt64>()
         var nextRequestID: UInt64 = 1
         /// Clients that registered agent types or subscriptions with no data channel open, and
@@ -616,7 +667,13 @@ final class RoutingTable: Sendable {
         case unknownAgentType
         /// The owner registered the type but has no data channel open.
         case ownerNotConnected(String)
+        /// The caller has ``RoutingTable/maxPendingPerCaller`` requests waiting already.
+        case tooManyPending
     }
+
+    /// The most RPCs one worker may have waiting for an answer at once (each holds an entry of
+    /// the host's until answered or timed out).
+    static let maxPendingPerCaller = 10_000
 
     /// Records an RPC from `caller` to `targetType` and picks where it goes.
     /// - Parameter remoteCallers: whether the type may be served by another host (false for a
@@ -624,6 +681,9 @@ final class RoutingTable: Sendable {
     func routeRequest(from caller: Caller, requestID: String, target: AgentID,
                       deadline: ContinuousClock.Instant, remoteOwners: Bool = true) -> RequestRoute {
         state.withLock { state in
+            if case .worker(let connection) = caller, state.pending.waiting(from: connection.clientID) >= Self.maxPendingPerCaller {
+                return .tooManyPending
+            }
             if state.agentTypeOwners[target.type] == nil, let shared = state.sharedType(target.type),
                case .host(let host) = shared.route(forKey: target.key) {
                 // The key is placed on another host's worker.

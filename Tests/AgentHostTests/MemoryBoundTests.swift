@@ -229,6 +229,28 @@ struct MemoryBoundTests {
         }
     }
 
+    @Test("a worker has at most 10,000 RPCs waiting for an answer; past it its requests are answered at once saying why, and other callers are served")
+    func pendingRequestsPerCallerAreBounded() async throws {
+        try await withHost(metricsListen: "127.0.0.1:0") { harness in
+            let host = harness.host
+            let silent = try await harness.worker("silent")
+            try await silent.register("silent")
+            let caller = try await harness.worker("caller")
+            let other = try await harness.worker("other")
+            for index in 0..<RoutingTable.maxPendingPerCaller {
+                try caller.request(id: "r\(index)", target: AgentRef("silent", "k"))
+            }
+            #expect(await poll { host.table.load().pendingRPCs == RoutingTable.maxPendingPerCaller }, "\(host.table.load().pendingRPCs)")
+            try caller.request(id: "over", target: AgentRef("silent", "k"))
+            let refused = try await caller.waitForResponse(to: "over", timeout: .seconds(30))
+            #expect(refused.error.contains("has 10000 RPCs waiting for an answer already"), "\(refused.error)")
+            try other.request(id: "served", target: AgentRef("silent", "k"))
+            #expect(await poll { host.table.load().pendingRPCs == RoutingTable.maxPendingPerCaller + 1 }, "another caller's request waits too")
+            let metrics = try scrape(host)
+            #expect(metrics.value("agentd_host_messages_dropped_total", ["kind": "request", "reason": "too_many_pending"]) == 1)
+        }
+    }
+
     @Test("events to distinct topic types nobody subscribes to do not grow the host: the recipient cache is bounded in bytes")
     func recipientCacheIsBounded() async throws {
         try await withHost(metricsListen: "127.0.0.1:0") { harness in

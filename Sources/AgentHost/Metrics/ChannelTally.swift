@@ -49,6 +49,8 @@ final class ChannelTally: Sendable {
         case wrongResponder
         /// A routing field (topic, agent type or key, request id) over its ``FieldLimits``.
         case overLimit
+        /// A request from a worker that has ``RoutingTable/maxPendingPerCaller`` waiting already.
+        case tooManyPending
 
         var label: String {
             switch self {
@@ -64,6 +66,7 @@ final class ChannelTally: Sendable {
             case .noPendingRequest: "no_pending_request"
             case .wrongResponder: "wrong_responder"
             case .overLimit: "field_too_long"
+            case .tooManyPending: "too_many_pending"
             }
         }
 
@@ -74,7 +77,7 @@ final class ChannelTally: Sendable {
             case .oversized, .overLimit: [.event, .request, .response]
             case .reservedTopic, .noSubscriber: [.event]
             case .queueFull, .connectionClosed: [.event, .request]
-            case .unknownAgentType, .ownerNotConnected, .hostUnreachable: [.request]
+            case .unknownAgentType, .ownerNotConnected, .hostUnreachable, .tooManyPending: [.request]
             case .noPendingRequest, .wrongResponder: [.response]
             }
         }
@@ -89,7 +92,7 @@ final class ChannelTally: Sendable {
     static func droppedSlot(_ kind: Kind, _ reason: Drop) -> Int { 9 + kind.rawValue * Drop.allCases.count + reason.rawValue }
     static let unparsableSlot = slotCount - 1
 
-    private let counts: InlineArray<46, Atomic<Int>> = InlineArray { _ in Atomic(0) }
+    private let counts: InlineArray<49, Atomic<Int>> = InlineArray { _ in Atomic(0) }
 
     @inline(__always)
     private func add(_ slot: Int, _ count: Int) {

@@ -49,7 +49,7 @@ final class HostMetrics: MetricsCollector {
     private let lateBytes: Gauge
 
     init(registry: MetricsRegistry, table: RoutingTable, budget: SendBudget, rpcTimeout: Duration, ledger: DeliveryLedger, late: LateEvents?) {
-        precondition(ChannelTally.slotCount == 46, "ChannelTally's InlineArray holds 46 counts")
+        precondition(ChannelTally.slotCount == 49, "ChannelTally's InlineArray holds 49 counts")
         self.registry = registry
         self.table = table
         self.budget = budget
