@@ -16,14 +16,18 @@ final class RoutingTable: Sendable {
     }
 
     /// The RPCs waiting for an answer, by host request id, and how many each worker (caller)
-    /// has waiting (``RoutingTable/maxPendingPerCaller``).
+    /// has waiting (``RoutingTable/maxPendingPerCaller``). On every RPC's path: the count is
+    /// keyed by the caller's connection (a pointer to hash, not a string; a client id has one
+    /// data channel at a time), and neither table gives its capacity back when it empties.
     struct PendingRequests: Sequence {
         private var byID: [UInt64: PendingRequest] = [:]
-        private var perCaller: [String: Int] = [:]
+        private var perCaller: [ObjectIdentifier: Int] = [:]
 
-        /// The worker a request counts against (requests from other hosts count against none).
-        private static func callerKey(_ request: PendingRequest) -> String? {
-            if case .worker(let connection) = request.caller { return connection.clientID }
+        /// The connection a request counts against (requests from other hosts count against
+        /// none). Each request retains its caller's connection, so the identifier is not reused
+        /// while it counts.
+        private static func callerKey(_ caller: Caller) -> ObjectIdentifier? {
+            if case .worker(let connection) = caller { return ObjectIdentifier(connection) }
             return nil
         }
 
@@ -31,16 +35,15 @@ final class RoutingTable: Sendable {
         var values: Dictionary<UInt64, PendingRequest>.Values { byID.values }
         func makeIterator() -> Dictionary<UInt64, PendingRequest>.Iterator { byID.makeIterator() }
 
-        /// Requests waiting that worker `clientID` made.
-        func waiting(from clientID: String) -> Int { perCaller[clientID] ?? 0 }
+        /// Requests waiting that `caller` made (0 for another host).
+        func waiting(from caller: Caller) -> Int { Self.callerKey(caller).map { perCaller[$0] ?? 0 } ?? 0 }
 
         subscript(id: UInt64) -> PendingRequest? {
             get { byID[id] }
             set {
                 if let newValue {
-                    precondition(byID[id] == nil, "a host request id is issued once")
-                    byID[id] = newValue
-                    if let key = Self.callerKey(newValue) { perCaller[key, default: 0] += 1 }
+                    precondition(byID.updateValue(newValue, forKey: id) == nil, "a host request id is issued once")
+                    if let key = Self.callerKey(newValue.caller) { perCaller[key, default: 0] += 1 }
                 } else {
                     _ = removeValue(forKey: id)
                 }
@@ -50,19 +53,15 @@ final class RoutingTable: Sendable {
         @discardableResult
         mutating func removeValue(forKey id: UInt64) -> PendingRequest? {
             guard let request = byID.removeValue(forKey: id) else { return nil }
-            if let key = Self.callerKey(request), let count = perCaller[key] {
+            if let key = Self.callerKey(request.caller), let count = perCaller[key] {
                 perCaller[key] = count > 1 ? count - 1 : nil
-            }
-            if byID.isEmpty {
-                byID = [:]
-                perCaller = [:]
             }
             return request
         }
 
         mutating func removeAll() {
-            byID = [:]
-            perCaller = [:]
+            byID.removeAll(keepingCapacity: true)
+            perCaller.removeAll(keepingCapacity: true)
         }
     }
 
@@ -681,9 +680,7 @@ final class RoutingTable: Sendable {
     func routeRequest(from caller: Caller, requestID: String, target: AgentID,
                       deadline: ContinuousClock.Instant, remoteOwners: Bool = true) -> RequestRoute {
         state.withLock { state in
-            if case .worker(let connection) = caller, state.pending.waiting(from: connection.clientID) >= Self.maxPendingPerCaller {
-                return .tooManyPending
-            }
+            if state.pending.waiting(from: caller) >= Self.maxPendingPerCaller { return .tooManyPending }
             if state.agentTypeOwners[target.type] == nil, let shared = state.sharedType(target.type),
                case .host(let host) = shared.route(forKey: target.key) {
                 // The key is placed on another host's worker.

@@ -59,9 +59,7 @@ struct MemoryBoundTests {
                 ("AddSubscription", ControlPlaneCodec.encodeAddSubscriptionRequest(
                     Subscription(id: "\(name)-sub", agentType: name, kind: .topicType(topicType)))),
             ] {
-                _ = try await channel.unary(
-                    method: "/agents.AgentRpc/\(method)", request: MessageBuffer(request), metadata: ["client-id": clientID],
-                    waitForReady: true)
+                try await MemoryBoundTests.register(method, request, as: clientID, on: channel)
             }
             return Reader(clientID: clientID, channel: channel, handler: handler)
         }
@@ -174,7 +172,8 @@ struct MemoryBoundTests {
         }
     }
 
-    /// A registration call made by hand under `clientID`, on a channel with no data channel open.
+    /// A registration call made by hand under `clientID` on `channel` (whether or not a data
+    /// channel of that client is open).
     static func register(_ method: String, _ request: [UInt8], as clientID: String, on channel: Channel) async throws {
         _ = try await channel.unary(
             method: "/agents.AgentRpc/\(method)", request: MessageBuffer(request), metadata: ["client-id": clientID], waitForReady: true)
